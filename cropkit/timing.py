@@ -1,0 +1,336 @@
+"""When to prune: the EarlyCroP detector (rich → lazy transition) and the EarlyBird mask-distance detector.
+
+Both are fed once per epoch with ``update(model)`` and answer True at the epoch they fire (once; later
+updates keep recording and answer False). :class:`DetectorCallback` plugs either into
+``cropkit.train.Trainer``; it records when the detector fired and calls an optional ``on_fire`` hook, but
+never prunes by itself — pruning is a method's business (``cropkit.methods``).
+
+EarlyCroP (Rachwan et al. 2022, §3.3): early in training the weights travel far (the *rich* regime); later
+the NTK settles and the weights move at a steady, slow pace (the *lazy* regime), so pruning then loses
+little. The seed's detector watches the squared distance travelled from initialisation,
+
+    Δ_t = ‖θ_t − θ₀‖²   over all trainable parameters, at the end of epoch t,
+
+and fires at the first t ≥ 2 with |Δ_t − Δ_{t−1}| / |Δ_1| < τ (default τ = 0.1).
+"""
+from __future__ import annotations
+
+import collections
+import math
+import re
+import warnings
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+DEFAULT_THRESHOLD = 0.1  # τ of the seed rule; notebook 02 shows how the detection epoch moves with it
+RULES = ("seed", "reference")
+# The epoch whose value normalises the ratio: Δ_1 for the seed rule, d_2 for the reference rule (d_1 = 0).
+_BASE_EPOCH = {"seed": 1, "reference": 2}
+
+
+# ----------------------------------------------------------------------------- pure functions over a trajectory
+
+def _check_rule(rule: str) -> None:
+    if rule not in RULES:
+        raise ValueError(f"unknown detector rule {rule!r}; choose one of {RULES}")
+
+
+def ratios(history: Sequence[float], rule: str = "seed") -> tuple[list[int], list[float]]:
+    """The detector's ratios over a recorded trajectory: (epochs t, values r_t).
+
+    ``history[i]`` is the distance measured at the end of epoch i + 1. With b the base epoch
+    (b = 1 for the seed rule, b = 2 for the reference rule):
+
+        r_t = |h_t − h_{t−1}| / |h_b|      for t = b + 1, …, len(history)
+
+    A zero normaliser (the weights did not move at all) gives r = 0 if h did not change either, else ∞.
+    """
+    _check_rule(rule)
+    base = _BASE_EPOCH[rule]
+    if len(history) < base:
+        return [], []
+    norm = abs(history[base - 1])
+    epochs, values = [], []
+    for t in range(base + 1, len(history) + 1):
+        change = abs(history[t - 1] - history[t - 2])
+        values.append(change / norm if norm > 0 else (0.0 if change == 0 else math.inf))
+        epochs.append(t)
+    return epochs, values
+
+
+def detection_epoch(history: Sequence[float], threshold: float, rule: str = "seed") -> int | None:
+    """First epoch t at which the rule fires on a recorded trajectory (None if it never does).
+
+    Seed rule: first t ≥ 2 with |Δ_t − Δ_{t−1}| / |Δ_1| < τ, ``history`` = Δ_1, Δ_2, …
+    Reference rule: first t ≥ 3 with |d_t − d_{t−1}| / d_2 < τ = 1 − p, ``history`` = d_1 = 0, d_2, …
+    The maximum dense phase is not applied here (see :class:`EarlyCroPDetector`).
+    """
+    for t, r in zip(*ratios(history, rule)):
+        if r < threshold:
+            return t
+    return None
+
+
+# ----------------------------------------------------------------------------- parameters and distances
+
+def _canonical(name: str) -> str:
+    """One name per parameter whatever pruning re-parametrisation wraps it (weight_orig, parametrizations)."""
+    name = re.sub(r"\.parametrizations\.(\w+)\.original$", r".\1", name)
+    return re.sub(r"_orig$", "", name)
+
+
+def _trainable(model: nn.Module) -> dict[str, Tensor]:
+    params = {_canonical(n): p for n, p in model.named_parameters() if p.requires_grad}
+    if not params:
+        raise ValueError(f"{type(model).__name__} has no trainable parameters to watch")
+    return params
+
+
+def _squared_norm(tensors: Sequence[Tensor]) -> Tensor:
+    """Σ ‖v‖² as a 0-dim float64 tensor on the tensors' device (no host transfer, no sync)."""
+    return torch.stack([torch.linalg.vector_norm(v.detach(), dtype=torch.float64) for v in tensors]).pow(2).sum()
+
+
+def _squared_distance(params: Sequence[Tensor], anchor: Sequence[Tensor]) -> Tensor:
+    """Σ ‖p − p₀‖², on device."""
+    return _squared_norm([p.detach() - p0 for p, p0 in zip(params, anchor)])
+
+
+class EarlyCroPDetector:
+    """Detects the rich → lazy transition from the distance the weights travelled.
+
+    ``rule="seed"`` (default, SPEC §4): Δ_t = ‖θ_t − θ₀‖² with θ₀ snapshotted at construction; fires at the
+    first t ≥ 2 with |Δ_t − Δ_{t−1}| / |Δ_1| < τ, τ = ``threshold`` (default 0.1). ``history`` holds Δ_t.
+
+    ``rule="reference"`` (the EarlyCroP reference code's variant): θ_ref = θ_1 is snapshotted at the first
+    update (end of epoch 1) and
+
+        d_t = ‖θ_t − θ_ref‖ / ‖θ_ref‖        (relative, un-squared; d_1 = 0),   τ_ref = d_2 · (1 − p).
+
+    We read the reference code's test as a test on the epoch-to-epoch change of d: it fires at the first
+    t ≥ 3 with |d_t − d_{t−1}| < τ_ref, i.e. |d_t − d_{t−1}| / d_2 < 1 − p — the seed's test applied to the
+    relative un-squared distance from θ_1, with τ = 1 − p for target sparsity p. (d_t itself keeps growing,
+    so a test "d_t < τ_ref < d_2" would practically never fire.) Give ``sparsity=p``, or ``threshold`` to set
+    1 − p directly. ``history`` holds d_t.
+
+    ``ratios`` holds the rule's ratio r_t for the epochs in ``ratio_epochs`` (t ≥ 2, resp. t ≥ 3).
+    ``max_epochs``: the maximum dense phase; if the rule has not fired by then, the detector fires at
+    t = max_epochs with a warning and ``forced = True``.
+
+    Cost: θ₀ (resp. θ_ref) is one detached clone of the trainable parameters on their own device; an update
+    is a handful of on-device reductions and a single ``.item()``.
+    """
+
+    def __init__(self, model: nn.Module, threshold: float | None = None, rule: str = "seed",
+                 sparsity: float | None = None, max_epochs: int | None = None):
+        _check_rule(rule)
+        self.rule = rule
+        self.threshold = self._threshold(rule, threshold, sparsity)
+        if max_epochs is not None and max_epochs < 1:
+            raise ValueError(f"max_epochs (the maximum dense phase) must be >= 1 or None; got {max_epochs}")
+        self.max_epochs = max_epochs
+        self.anchor = {n: p.detach().clone() for n, p in _trainable(model).items()}  # θ₀, on the model's device
+        self.history: list[float] = []
+        self.ratios: list[float] = []
+        self.ratio_epochs: list[int] = []
+        self.fired_at: int | None = None
+        self.forced = False
+        self._anchor_norm: float | None = None  # ‖θ_ref‖ for the reference rule
+
+    @staticmethod
+    def _threshold(rule: str, threshold: float | None, sparsity: float | None) -> float:
+        if sparsity is not None and not 0 <= sparsity < 1:
+            raise ValueError(f"sparsity must be in [0, 1); got {sparsity}")
+        if rule == "seed":
+            if sparsity is not None:
+                raise ValueError("the seed rule's τ does not depend on sparsity; pass threshold=τ instead")
+            threshold = DEFAULT_THRESHOLD if threshold is None else threshold
+        else:
+            if (threshold is None) == (sparsity is None):
+                raise ValueError("the reference rule needs exactly one of sparsity=p (τ = 1 − p) or threshold")
+            threshold = 1 - sparsity if sparsity is not None else threshold
+        if not threshold > 0:
+            raise ValueError(f"threshold must be > 0; got {threshold}")
+        return float(threshold)
+
+    @property
+    def epoch(self) -> int:
+        """Updates seen so far (= epochs since construction when called once per epoch)."""
+        return len(self.history)
+
+    def _params(self, model: nn.Module) -> list[Tensor]:
+        params = _trainable(model)
+        same = params.keys() == self.anchor.keys() and all(
+            params[n].shape == a.shape for n, a in self.anchor.items())
+        if not same:
+            raise ValueError("the model's trainable parameters changed names or shapes since the detector "
+                             "snapshotted them (structured pruning?); build a new detector for the new model")
+        return [params[n] for n in self.anchor]
+
+    def squared_distance(self, model: nn.Module) -> float:
+        """‖θ − anchor‖², the anchor being θ₀ (or θ_ref once the reference rule has taken it)."""
+        return _squared_distance(self._params(model), list(self.anchor.values())).item()
+
+    def _measure(self, model: nn.Module) -> float:
+        """The rule's distance at the end of this epoch: Δ_t (seed) or d_t (reference)."""
+        params = self._params(model)
+        if self.rule == "seed":
+            return _squared_distance(params, list(self.anchor.values())).item()
+        if self._anchor_norm is None:  # end of epoch 1: θ_ref = θ_1, hence d_1 = 0
+            self.anchor = {n: p.detach().clone() for n, p in zip(self.anchor, params)}
+            self._anchor_norm = math.sqrt(_squared_norm(params).item())
+            return 0.0
+        distance = _squared_distance(params, list(self.anchor.values())).sqrt().item()
+        return distance / self._anchor_norm if self._anchor_norm > 0 else math.inf
+
+    def update(self, model: nn.Module) -> bool:
+        """Record this epoch's distance; True exactly once, at the epoch the detector fires."""
+        self.history.append(self._measure(model))
+        t = self.epoch
+        self.ratio_epochs, self.ratios = ratios(self.history, self.rule)
+        if self.fired_at is not None:
+            return False
+        if self.ratio_epochs and self.ratio_epochs[-1] == t and self.ratios[-1] < self.threshold:
+            self.fired_at = t
+            return True
+        if self.max_epochs is not None and t >= self.max_epochs:
+            self.fired_at, self.forced = t, True
+            warnings.warn(f"EarlyCroP detector ({self.rule} rule, τ = {self.threshold:g}) did not fire within "
+                          f"the maximum dense phase of {self.max_epochs} epochs; pruning now (forced)",
+                          stacklevel=2)
+            return True
+        return False
+
+
+# ----------------------------------------------------------------------------- EarlyBird
+
+def bn_channel_mask(model: nn.Module, ratio: float) -> Tensor:
+    """Channel mask of pruning ratio ``ratio`` from |γ| of every BatchNorm layer, one global threshold.
+
+    You et al. 2020 ("Drawing Early-Bird Tickets"): concatenate |γ| over all BN layers, remove the fraction
+    ``ratio`` with the smallest values. Returns a bool vector over all BN channels (True = kept); ties are
+    broken by position so that the mask is deterministic.
+    """
+    if not 0 <= ratio < 1:
+        raise ValueError(f"ratio (fraction of BN channels removed) must be in [0, 1); got {ratio}")
+    gammas = [m.weight.detach().abs().flatten() for m in model.modules()
+              if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None]
+    if not gammas:
+        raise ValueError(f"EarlyBird needs BatchNorm layers with affine γ; {type(model).__name__} has none")
+    gamma = torch.cat(gammas)
+    keep = gamma.numel() - int(round(ratio * gamma.numel()))
+    order = torch.argsort(gamma, descending=True, stable=True)
+    mask = torch.zeros_like(gamma, dtype=torch.bool)
+    mask[order[:keep]] = True
+    return mask
+
+
+def hamming(a: Tensor, b: Tensor) -> float:
+    """Normalised Hamming distance between two masks: the fraction of positions where they differ."""
+    return (a != b).float().mean().item()
+
+
+class EarlyBirdDetector:
+    """Fires when the BN channel mask stops changing (You et al. 2020).
+
+    Each ``update(model)`` takes the channel mask of pruning ratio ``ratio`` (:func:`bn_channel_mask`) and
+    keeps the last ``window`` masks. Once the window is full it computes the largest normalised Hamming
+    distance between the newest mask and the others, and fires at the first epoch where that is < ε
+    (You et al.: ε = 0.1, window 5, so the earliest possible firing is epoch ``window``). ``distances``
+    holds that maximum per epoch (None while the window fills). ``max_epochs`` caps the dense phase as
+    for :class:`EarlyCroPDetector`.
+    """
+
+    def __init__(self, ratio: float, epsilon: float = 0.1, window: int = 5, max_epochs: int | None = None):
+        if not 0 <= ratio < 1:
+            raise ValueError(f"ratio (fraction of BN channels removed) must be in [0, 1); got {ratio}")
+        if window < 2:
+            raise ValueError(f"window must hold at least 2 masks; got {window}")
+        if max_epochs is not None and max_epochs < 1:
+            raise ValueError(f"max_epochs must be >= 1 or None; got {max_epochs}")
+        self.ratio, self.epsilon, self.window, self.max_epochs = ratio, epsilon, window, max_epochs
+        self.masks: collections.deque[Tensor] = collections.deque(maxlen=window)
+        self.distances: list[float | None] = []
+        self.fired_at: int | None = None
+        self.forced = False
+
+    @property
+    def epoch(self) -> int:
+        return len(self.distances)
+
+    @property
+    def mask(self) -> Tensor | None:
+        """The newest channel mask (True = kept)."""
+        return self.masks[-1] if self.masks else None
+
+    def update(self, model: nn.Module) -> bool:
+        self.masks.append(bn_channel_mask(model, self.ratio))
+        full = len(self.masks) == self.window
+        distance = max(hamming(self.masks[-1], m) for m in list(self.masks)[:-1]) if full else None
+        self.distances.append(distance)
+        if self.fired_at is not None:
+            return False
+        if distance is not None and distance < self.epsilon:
+            self.fired_at = self.epoch
+            return True
+        if self.max_epochs is not None and self.epoch >= self.max_epochs:
+            self.fired_at, self.forced = self.epoch, True
+            warnings.warn(f"EarlyBird detector did not fire within the maximum dense phase of {self.max_epochs} "
+                          f"epochs (ε = {self.epsilon:g}); pruning now (forced)", stacklevel=2)
+            return True
+        return False
+
+
+# ----------------------------------------------------------------------------- as a training callback
+
+def _callback_base():
+    from .train import Callback
+
+    return Callback
+
+
+class DetectorCallback(_callback_base()):
+    """Feeds a detector from ``cropkit.train.Trainer`` and records when it fired; it does not prune.
+
+        det = DetectorCallback(EarlyCroPDetector(model), on_fire=lambda trainer: ...)
+        Trainer(model, data, epochs, callbacks=[det]).fit();  det.fired_epoch
+
+    ``every_steps=N`` updates the detector every N optimizer steps instead of every epoch (its "epochs" are
+    then blocks of N steps). ``record_steps=True`` also records the squared distance from the detector's
+    anchor after every step into ``step_distances`` (EarlyCroP detector only; the anchor is θ₀ for the seed
+    rule, θ_ref after epoch 1 for the reference rule; one device sync per step, meant for plots).
+    ``on_fire(trainer)`` is called once, right after the detector fires.
+    """
+
+    def __init__(self, detector, every_steps: int | None = None, record_steps: bool = False,
+                 on_fire: Callable | None = None):
+        if every_steps is not None and every_steps < 1:
+            raise ValueError(f"every_steps must be >= 1 or None; got {every_steps}")
+        if record_steps and not hasattr(detector, "squared_distance"):
+            raise ValueError(f"record_steps needs an EarlyCroPDetector; got {type(detector).__name__}")
+        self.detector, self.every_steps, self.record_steps, self.on_fire = detector, every_steps, record_steps, on_fire
+        self.step_distances: list[float] = []
+        self.fired_epoch: int | None = None  # trainer epochs finished when it fired
+        self.fired_step: int | None = None   # trainer steps finished when it fired
+
+    @property
+    def forced(self) -> bool:
+        return self.detector.forced
+
+    def _update(self, trainer) -> None:
+        if self.detector.update(trainer.model):
+            self.fired_epoch, self.fired_step = trainer.epoch, trainer.step
+            if self.on_fire is not None:
+                self.on_fire(trainer)
+
+    def on_step_end(self, trainer) -> None:
+        if self.record_steps:
+            self.step_distances.append(self.detector.squared_distance(trainer.model))
+        if self.every_steps is not None and trainer.step % self.every_steps == 0:
+            self._update(trainer)
+
+    def on_epoch_end(self, trainer) -> None:
+        if self.every_steps is None:
+            self._update(trainer)
