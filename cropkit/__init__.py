@@ -1,0 +1,22 @@
+"""cropkit: a notebook-first kit for early network pruning (EarlyCroP, ICML 2022) and its baselines."""
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_SUBMODULES = ("data", "models", "train", "measure", "scores", "prune", "ntk", "timing", "methods",
+               "profiles", "notebook", "widgets", "report")
+
+
+def __getattr__(name):
+    # Submodules load on first use so `import cropkit` stays fast and a notebook pays only for what it touches.
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in ("METHODS", "run", "compare", "Result"):
+        return getattr(importlib.import_module(f"{__name__}.methods"), name)
+    raise AttributeError(f"module 'cropkit' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_SUBMODULES) + ["METHODS", "run", "compare", "Result"])

@@ -1,0 +1,341 @@
+"""What a pruned network costs: parameters, sparsity, FLOPs, batch time, peak memory, disk, emissions (SPEC §5).
+
+Definitions (SPEC §1):
+    weight sparsity = removed-or-zero prunable weights ÷ prunable weights of the dense reference
+    node sparsity   = removed nodes ÷ nodes of the dense reference (a node is an output channel of a conv or an
+                      output neuron of a hidden linear layer; classifier outputs are not nodes)
+
+Masked weights are read through ``module.weight`` (the effective weight), so unstructured and structured models
+are measured the same way.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import statistics
+import tempfile
+import time
+
+import torch
+from torch import nn
+
+from .models import classifier_name, prunable_layers
+
+
+# ----------------------------------------------------------------------------- counts and sparsity
+
+def param_count(model: nn.Module) -> int:
+    """Trainable parameters stored by the model (masked entries of unstructured models included)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def nonzero_param_count(model: nn.Module) -> int:
+    """Parameters that are not zero: prunable weights read through their masks, everything else as stored."""
+    prunable = {id(m) for _, m in prunable_layers(model)}
+    total = 0
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if id(module) in prunable and name in ("weight", "weight_orig"):
+                continue
+            total += p.numel()
+    return total + sum(int(torch.count_nonzero(m.weight)) for _, m in prunable_layers(model))
+
+
+def prunable_count(model: nn.Module) -> int:
+    """Number of prunable weights (the ``weight`` tensors of Conv1d/Conv2d/Linear)."""
+    return sum(m.weight.numel() for _, m in prunable_layers(model))
+
+
+def weight_sparsity(model: nn.Module, reference: nn.Module | None = None) -> float:
+    """Removed-or-zero prunable weights ÷ prunable weights of ``reference`` (default: ``model`` itself)."""
+    reference = model if reference is None else reference
+    dense = prunable_count(reference)
+    if dense == 0:
+        raise ValueError("the reference model has no prunable weights")
+    kept = sum(int(torch.count_nonzero(m.weight.detach())) for _, m in prunable_layers(model))
+    return 1.0 - kept / dense
+
+
+def node_counts(model: nn.Module) -> dict[str, int]:
+    """{layer name: number of output nodes} for every prunable layer but the classifier."""
+    head = classifier_name(model)
+    return {name: m.weight.shape[0] for name, m in prunable_layers(model) if name != head}
+
+
+def node_sparsity(model: nn.Module, reference: nn.Module) -> float:
+    """Removed nodes ÷ nodes of ``reference`` (0 for unstructured pruning, which keeps every node)."""
+    dense, pruned = node_counts(reference), node_counts(model)
+    total = sum(dense.values())
+    if total == 0:
+        raise ValueError("the reference model has no nodes (only a classifier)")
+    return 1.0 - sum(pruned.get(name, 0) for name in dense) / total
+
+
+def kept_nodes(model: nn.Module, reference: nn.Module) -> dict[str, tuple[int, int]]:
+    """{layer: (kept nodes, dense nodes)}: the per-layer picture behind node sparsity."""
+    dense, pruned = node_counts(reference), node_counts(model)
+    return {name: (pruned.get(name, 0), n) for name, n in dense.items()}
+
+
+# ----------------------------------------------------------------------------- FLOPs
+
+def _as_tuple(example_inputs):
+    return example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+
+
+def flops(model: nn.Module, example_inputs) -> float:
+    """FLOPs of one forward pass per sample, counted by ``torch.utils.flop_counter.FlopCounterMode``.
+
+    FlopCounterMode counts 2 FLOPs per multiply-accumulate of matmuls and convolutions (not activations or norms).
+    Masked weights still count: unstructured pruning does not change the dense FLOPs.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    inputs = _as_tuple(example_inputs)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(*inputs)
+    model.train(was_training)
+    return counter.get_total_flops() / inputs[0].shape[0]
+
+
+def nonzero_macs(model: nn.Module, example_inputs) -> float:
+    """Multiply-accumulates per sample that involve a nonzero weight of a prunable layer.
+
+    For a conv, every output position uses each nonzero weight once: MACs = nnz(W) × output positions.
+    For a linear layer, MACs = nnz(W) per sample (times any extra leading dims). This is what an ideal sparse
+    kernel would execute; dense hardware still runs :func:`flops`.
+    """
+    inputs = _as_tuple(example_inputs)
+    total = 0.0
+    handles = []
+
+    def hook(module, args, output):
+        nonlocal total
+        positions = output[0].numel() // output.shape[1] if output.dim() > 2 else 1
+        total += int(torch.count_nonzero(module.weight)) * positions
+
+    for _, m in prunable_layers(model):
+        handles.append(m.register_forward_hook(hook))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(inputs[0][:1], *inputs[1:])  # one sample: the hook counts per sample
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return total
+
+
+# ----------------------------------------------------------------------------- time and memory
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Silence C++-level chatter on file descriptor 2 (the profiler's start/stop lines) for the block."""
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _training_step(model, optimizer, x, y, loss_fn):
+    optimizer.zero_grad(set_to_none=True)
+    loss_fn(model(x), y).backward()
+    optimizer.step()
+
+
+def batch_time(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, warmup: int = 3, repeats: int = 10,
+               loss_fn=None, lr: float = 2e-3) -> float:
+    """Median milliseconds of a full training step (forward, backward, Adam step) after ``warmup`` steps.
+
+    Runs on a deep copy so the caller's model and optimizer are untouched. CUDA is synchronised around each step.
+    """
+    import copy
+
+    model = copy.deepcopy(model).train()
+    device = _device_of(model)
+    x, y = inputs.to(device), targets.to(device)
+    loss_fn = loss_fn or nn.CrossEntropyLoss()
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    times = []
+    for i in range(warmup + repeats):
+        _sync(device)
+        start = time.perf_counter()
+        _training_step(model, optimizer, x, y, loss_fn)
+        _sync(device)
+        if i >= warmup:
+            times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def inference_time(model: nn.Module, inputs: torch.Tensor, *, warmup: int = 3, repeats: int = 10) -> float:
+    """Median milliseconds of one eval-mode forward pass without gradients."""
+    device = _device_of(model)
+    x = inputs.to(device)
+    was_training = model.training
+    model.eval()
+    times = []
+    with torch.no_grad():
+        for i in range(warmup + repeats):
+            _sync(device)
+            start = time.perf_counter()
+            model(x)
+            _sync(device)
+            if i >= warmup:
+                times.append((time.perf_counter() - start) * 1e3)
+    model.train(was_training)
+    return statistics.median(times)
+
+
+def _state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    tensors = list(model.parameters()) + list(model.buffers())
+    tensors += [p.grad for p in model.parameters() if p.grad is not None]
+    tensors += [v for s in optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def peak_memory(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, loss_fn=None) -> dict:
+    """Peak memory (bytes) of one training step of ``model`` with Adam, after a warm-up step.
+
+    GPU: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` (SPEC §5).
+    CPU: the persistent state (parameters, buffers, gradients, Adam moments) plus the peak of the memory that the
+    step itself allocates, read from the PyTorch profiler's allocation events (``profile_memory=True``): each
+    event is an allocation (+) or a free (−) by the CPU allocator, so the running sum's maximum is the step's
+    peak of activations and temporaries. Process RSS is not used: it never shrinks and counts the allocator's
+    cache. Returns ``{"bytes": ..., "method": ...}``.
+    """
+    import copy
+
+    model = copy.deepcopy(model).train()
+    device = _device_of(model)
+    x, y = inputs.to(device), targets.to(device)
+    loss_fn = loss_fn or nn.CrossEntropyLoss()
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    _training_step(model, optimizer, x, y, loss_fn)  # warm-up: gradients and Adam state now exist
+    if device.type == "cuda":
+        _sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        _training_step(model, optimizer, x, y, loss_fn)
+        _sync(device)
+        return {"bytes": int(torch.cuda.max_memory_allocated(device)), "method": "torch.cuda.max_memory_allocated"}
+    persistent = _state_bytes(model, optimizer)
+    from torch.profiler import ProfilerActivity, profile
+
+    with quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        _training_step(model, optimizer, x, y, loss_fn)
+    events = sorted((e for e in prof.events() if e.name == "[memory]"), key=lambda e: e.time_range.start)
+    running, step_peak = 0, 0
+    for e in events:
+        running += e.cpu_memory_usage
+        step_peak = max(step_peak, running)
+    return {"bytes": int(persistent + step_peak), "method": "persistent state + profiler allocation peak (CPU)"}
+
+
+# ----------------------------------------------------------------------------- disk
+
+def _state_for_disk(model: nn.Module) -> dict:
+    """state_dict with masked weights folded in and stored sparse (COO) when that is smaller."""
+    state = {}
+    prunable = dict(prunable_layers(model))
+    for key, value in model.state_dict().items():
+        if key.endswith(("weight_orig", "weight_mask")) or ".parametrizations." in key:
+            continue
+        state[key] = value
+    for name, m in prunable.items():
+        w = m.weight.detach()
+        key = f"{name}.weight" if name else "weight"
+        nnz = int(torch.count_nonzero(w))
+        # COO stores one index per dim plus the value per nonzero: worth it when density < 1/(1 + dims*8/4)
+        sparse_bytes = nnz * (w.element_size() + 8 * w.dim())
+        state[key] = w.to_sparse() if sparse_bytes < w.numel() * w.element_size() else w.clone()
+    return state
+
+
+def disk_size(model: nn.Module) -> int:
+    """Bytes of ``torch.save`` of the model's weights; masked (unstructured) weights are stored sparse."""
+    buffer = io.BytesIO()
+    torch.save(_state_for_disk(model), buffer)
+    return buffer.getbuffer().nbytes
+
+
+# ----------------------------------------------------------------------------- emissions
+
+class Emissions(contextlib.AbstractContextManager):
+    """g CO₂eq of the enclosed block, from codecarbon's offline tracker (no network, quiet).
+
+    On a CPU-only machine codecarbon estimates power from the CPU's TDP (or a default) rather than reading a
+    meter: treat the number as an estimate. ``.grams`` holds the result after the block (``nan`` if codecarbon
+    could not run, with the reason in ``.error``).
+    """
+
+    def __init__(self, country_iso_code: str = "USA", enabled: bool = True):
+        self.country_iso_code, self.enabled = country_iso_code, enabled
+        self.grams, self.error, self._tracker = float("nan"), None, None
+
+    def __enter__(self):
+        if not self.enabled:
+            self.error = "disabled"
+            return self
+        try:
+            from codecarbon import OfflineEmissionsTracker
+
+            logging.getLogger("codecarbon").setLevel(logging.ERROR)  # after import: codecarbon sets its own level
+
+            self._dir = tempfile.mkdtemp(prefix="cropkit-codecarbon-")
+            self._tracker = OfflineEmissionsTracker(country_iso_code=self.country_iso_code, log_level="error",
+                                                    save_to_file=False, output_dir=self._dir,
+                                                    measure_power_secs=15, tracking_mode="process")
+            with quiet_stderr():
+                self._tracker.start()
+        except Exception as err:  # codecarbon is an estimate; never let it break a run
+            self.error, self._tracker = f"{type(err).__name__}: {err}", None
+        return self
+
+    def __exit__(self, *exc):
+        if self._tracker is not None:
+            try:
+                with quiet_stderr():
+                    kg = self._tracker.stop()
+                self.grams = float(kg) * 1000.0 if kg is not None else float("nan")
+            except Exception as err:
+                self.error = f"{type(err).__name__}: {err}"
+        return False
+
+
+def hardware() -> str:
+    """A one-line description of where numbers were measured (timings always say where they ran)."""
+    import platform
+
+    if torch.cuda.is_available():
+        return f"GPU {torch.cuda.get_device_name()} · torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU {cpu} · {torch.get_num_threads()} threads · torch {torch.__version__}"

@@ -1,0 +1,214 @@
+"""The model zoo: small nets for the offline data, CIFAR-form ResNet18/VGG16, and any torchvision classifier.
+
+Every zoo model is dimension-generic: a 1-D input shape ``(C, L)`` builds Conv1d layers, a 2-D shape
+``(C, H, W)`` builds Conv2d layers, so the same name runs on MNIST-1D (1×40), digits (1×8×8) and CIFAR (3×32×32).
+``width`` multiplies every hidden channel count (at least one channel is always kept).
+
+    model = build("resnet18", input_shape=(3, 32, 32), num_classes=10, width=0.25)
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+
+PRUNABLE_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear)
+
+
+# ----------------------------------------------------------------------------- helpers used everywhere
+
+def prunable_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """(name, module) of every Conv1d/Conv2d/Linear, in registration order."""
+    for name, module in model.named_modules():
+        if isinstance(module, PRUNABLE_TYPES):
+            yield name, module
+
+
+def classifier_name(model: nn.Module) -> str:
+    """Name of the classifier: the last prunable layer. Its outputs are not nodes."""
+    names = [name for name, _ in prunable_layers(model)]
+    if not names:
+        raise ValueError(f"{type(model).__name__} has no prunable layer (Conv1d, Conv2d or Linear)")
+    return names[-1]
+
+
+def _nd(input_shape: tuple[int, ...]) -> dict[str, type]:
+    """Layer classes for 1-D (C, L) or 2-D (C, H, W) inputs."""
+    if len(input_shape) == 2:
+        return dict(conv=nn.Conv1d, bn=nn.BatchNorm1d, pool=nn.MaxPool1d, gap=nn.AdaptiveAvgPool1d)
+    if len(input_shape) == 3:
+        return dict(conv=nn.Conv2d, bn=nn.BatchNorm2d, pool=nn.MaxPool2d, gap=nn.AdaptiveAvgPool2d)
+    raise ValueError(f"conv models take input_shape (C, L) or (C, H, W); got {tuple(input_shape)}")
+
+
+def _w(channels: int, width: float) -> int:
+    return max(1, int(round(channels * width)))
+
+
+# ----------------------------------------------------------------------------- the zoo
+
+def mlp(input_shape, num_classes, width=1.0, hidden=(256, 256)) -> nn.Module:
+    """Flatten → [Linear → ReLU] × len(hidden) → Linear."""
+    layers, features = [nn.Flatten()], math.prod(input_shape)
+    for h in hidden:
+        layers += [nn.Linear(features, _w(h, width)), nn.ReLU()]
+        features = _w(h, width)
+    layers.append(nn.Linear(features, num_classes))
+    return nn.Sequential(*layers)
+
+
+def cnn1d(input_shape, num_classes, width=1.0) -> nn.Module:
+    """Three conv-BN-ReLU blocks with pooling and a global-average-pooled linear head (MNIST-1D style)."""
+    L = _nd(input_shape)
+    c1, c2 = _w(32, width), _w(64, width)
+    return nn.Sequential(
+        L["conv"](input_shape[0], c1, 5, padding=2), L["bn"](c1), nn.ReLU(), L["pool"](2),
+        L["conv"](c1, c2, 3, padding=1), L["bn"](c2), nn.ReLU(), L["pool"](2),
+        L["conv"](c2, c2, 3, padding=1), L["bn"](c2), nn.ReLU(),
+        L["gap"](1), nn.Flatten(), nn.Linear(c2, num_classes),
+    )
+
+
+def cnn(input_shape, num_classes, width=1.0) -> nn.Module:
+    """Small VGG-style net for digits: conv32-conv32-pool-conv64-conv64-pool, then flatten → Linear(128) → Linear.
+
+    The flatten keeps spatial positions, so a conv channel feeds several inputs of the first linear layer:
+    the coupling that structured pruning has to respect.
+    """
+    L = _nd(input_shape)
+    c1, c2, h = _w(32, width), _w(64, width), _w(128, width)
+    spatial = list(input_shape[1:])
+    layers, channels = [], input_shape[0]
+    for block in ((c1, c1), (c2, c2)):
+        for c in block:
+            layers += [L["conv"](channels, c, 3, padding=1), L["bn"](c), nn.ReLU()]
+            channels = c
+        if min(spatial) >= 2:
+            layers.append(L["pool"](2))
+            spatial = [s // 2 for s in spatial]
+    layers += [nn.Flatten(), nn.Linear(channels * math.prod(spatial), h), nn.ReLU(), nn.Linear(h, num_classes)]
+    return nn.Sequential(*layers)
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block (He et al. 2016) with a 1×1 projection shortcut when the shape changes."""
+
+    def __init__(self, L, in_ch, out_ch, stride):
+        super().__init__()
+        self.conv1 = L["conv"](in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = L["bn"](out_ch)
+        self.conv2 = L["conv"](out_ch, out_ch, 3, stride=1, padding=1, bias=False)
+        self.bn2 = L["bn"](out_ch)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_ch != out_ch:
+            self.shortcut = nn.Sequential(L["conv"](in_ch, out_ch, 1, stride=stride, bias=False), L["bn"](out_ch))
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))
+
+
+class ResNet18(nn.Module):
+    """CIFAR-form ResNet18: 3×3 stem with stride 1, no max-pool, stages of 64/128/256/512 × width."""
+
+    def __init__(self, input_shape, num_classes, width=1.0):
+        super().__init__()
+        L = _nd(input_shape)
+        widths = [_w(c, width) for c in (64, 128, 256, 512)]
+        self.conv1 = L["conv"](input_shape[0], widths[0], 3, stride=1, padding=1, bias=False)
+        self.bn1 = L["bn"](widths[0])
+        stages, in_ch = [], widths[0]
+        for i, out_ch in enumerate(widths):
+            stride = 1 if i == 0 else 2
+            stages.append(nn.Sequential(BasicBlock(L, in_ch, out_ch, stride), BasicBlock(L, out_ch, out_ch, 1)))
+            in_ch = out_ch
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.pool = L["gap"](1)
+        self.fc = nn.Linear(in_ch, num_classes)
+
+    def forward(self, x):
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+def vgg16(input_shape, num_classes, width=1.0) -> nn.Module:
+    """CIFAR-form VGG16 with BatchNorm: 13 conv-BN-ReLU layers, five max-pools (skipped once the map is 1 wide),
+    global average pooling and one linear classifier (as in the GraSP/EarlyCroP code bases)."""
+    L = _nd(input_shape)
+    layers, channels, size = [], input_shape[0], min(input_shape[1:])
+    for v in VGG16_CFG:
+        if v == "M":
+            if size >= 2:
+                layers.append(L["pool"](2))
+                size //= 2
+            continue
+        c = _w(v, width)
+        layers += [L["conv"](channels, c, 3, padding=1), L["bn"](c), nn.ReLU()]
+        channels = c
+    layers += [L["gap"](1), nn.Flatten(), nn.Linear(channels, num_classes)]
+    return nn.Sequential(*layers)
+
+
+ZOO: dict[str, Callable[..., nn.Module]] = {
+    "mlp": mlp,
+    "cnn1d": cnn1d,
+    "cnn": cnn,
+    "resnet18": ResNet18,
+    "vgg16": vgg16,
+}
+
+
+# ----------------------------------------------------------------------------- torchvision models
+
+def _torchvision(name: str, input_shape, num_classes) -> nn.Module:
+    import torchvision
+
+    if len(input_shape) != 3:
+        raise ValueError(f"torchvision model {name!r} needs a 2-D image input (C, H, W); got {tuple(input_shape)}")
+    model = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+    if input_shape[0] != 3:  # replace the stem so that digits (1 channel) or other inputs fit
+        for parent in model.modules():
+            for child_name, child in parent.named_children():
+                if isinstance(child, nn.Conv2d):
+                    setattr(parent, child_name, nn.Conv2d(
+                        input_shape[0], child.out_channels, child.kernel_size, stride=child.stride,
+                        padding=child.padding, dilation=child.dilation, bias=child.bias is not None))
+                    return model
+    return model
+
+
+def torchvision_names() -> list[str]:
+    import torchvision
+
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def names() -> list[str]:
+    """Every name `build` accepts: the zoo, then torchvision's classification models."""
+    return list(ZOO) + [n for n in torchvision_names() if n not in ZOO]
+
+
+def build(name: str, input_shape, num_classes: int, width: float = 1.0, seed: int | None = None) -> nn.Module:
+    """Build a model by name. ``seed`` (optional) fixes the initialisation."""
+    input_shape = tuple(int(s) for s in input_shape)
+    if not width > 0:
+        raise ValueError(f"width must be > 0; got {width}")
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2; got {num_classes}")
+    if seed is not None:
+        torch.manual_seed(seed)
+    if name in ZOO:
+        return ZOO[name](input_shape, num_classes, width=width)
+    if name in torchvision_names():
+        if width != 1.0:
+            raise ValueError(f"width is only available for the zoo models {list(ZOO)}; {name!r} is torchvision's")
+        return _torchvision(name, input_shape, num_classes)
+    raise ValueError(f"unknown model {name!r}; choose one of the zoo {list(ZOO)} "
+                     f"or a torchvision classification model (cropkit.models.torchvision_names())")

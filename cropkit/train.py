@@ -1,0 +1,205 @@
+"""A small training loop, extended by callbacks.
+
+The loop knows about batches, an optimizer and a learning-rate schedule; everything else — pruning schedules,
+the EarlyCroP detector, logging — is a :class:`Callback` (open_lth's ``standard_callbacks`` idea).
+
+    trainer = Trainer(model, data, epochs=10, callbacks=[MyCallback()])
+    history = trainer.fit()
+
+A callback may change the plan while training runs: ``trainer.epochs`` (planned total) can be raised,
+``trainer.stop = True`` ends training after the current epoch, and after a structured prune, which replaces
+parameter tensors, ``trainer.reset_optimizer()`` builds a fresh optimizer and schedule (SPEC §3).
+"""
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) so that a CPU run repeats exactly."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def default_device() -> torch.device:
+    """CUDA when present, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Callback:
+    """Hooks called by :class:`Trainer`; override the ones you need. Each receives the trainer."""
+
+    def on_train_begin(self, trainer: "Trainer") -> None: ...
+    def on_epoch_begin(self, trainer: "Trainer") -> None: ...
+    def on_step_end(self, trainer: "Trainer") -> None: ...
+    def on_epoch_end(self, trainer: "Trainer") -> None: ...
+    def on_train_end(self, trainer: "Trainer") -> None: ...
+
+
+@dataclasses.dataclass
+class History:
+    """What happened: one dict per finished epoch, and the loss of every step."""
+
+    epochs: list[dict] = dataclasses.field(default_factory=list)
+    step_loss: list[float] = dataclasses.field(default_factory=list)
+
+    def column(self, key: str) -> list:
+        return [e[key] for e in self.epochs]
+
+
+def make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """``adam`` (the paper's: Adam, lr 2e-3, weight decay 5e-5), ``adamw`` or ``sgd`` (momentum 0.9)."""
+    optimizers = {
+        "adam": lambda: torch.optim.Adam(params, lr=lr, weight_decay=weight_decay),
+        "adamw": lambda: torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay),
+        "sgd": lambda: torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay),
+    }
+    if name not in optimizers:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {list(optimizers)}")
+    return optimizers[name]()
+
+
+def make_schedule(name: str, optimizer, lr: float, total_steps: int):
+    """``constant``, ``onecycle`` (the paper's schedule in the sparse phase) or ``cosine``; stepped every batch."""
+    total_steps = max(1, total_steps)
+    schedules = {
+        "constant": lambda: torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0),
+        "onecycle": lambda: torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps),
+        "cosine": lambda: torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps),
+    }
+    if name not in schedules:
+        raise ValueError(f"unknown schedule {name!r}; choose one of {list(schedules)}")
+    return schedules[name]()
+
+
+def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    return (logits.argmax(dim=1) == targets).float().mean().item()
+
+
+class Trainer:
+    """Train ``model`` on ``data`` (a :class:`cropkit.data.Data` or a pair of loaders (train, test))."""
+
+    def __init__(self, model: nn.Module, data, epochs: int, *, lr: float = 2e-3, weight_decay: float = 5e-5,
+                 optimizer: str = "adam", schedule: str = "constant", callbacks: Iterable[Callback] = (),
+                 device: str | torch.device | None = None, progress: bool = True, seed: int | None = 0,
+                 loss_fn: Callable | None = None, evaluate_every_epoch: bool = True):
+        if epochs < 0:
+            raise ValueError(f"epochs must be >= 0; got {epochs}")
+        self.train_loader, self.test_loader = (data.train, data.test) if hasattr(data, "train") else data
+        self.device = torch.device(device) if device is not None else default_device()
+        self.model = model.to(self.device)
+        self.epochs = epochs
+        self.lr, self.weight_decay = lr, weight_decay
+        self.optimizer_name, self.schedule_name = optimizer, schedule
+        self.callbacks = list(callbacks)
+        self.progress = progress
+        self.seed = seed
+        self.loss_fn = loss_fn or nn.CrossEntropyLoss()
+        self.evaluate_every_epoch = evaluate_every_epoch
+        self.history = History()
+        self.epoch = 0  # finished epochs
+        self.step = 0  # finished optimizer steps
+        self.stop = False
+        self.last_loss = float("nan")
+        self.optimizer = self.scheduler = None
+        self.reset_optimizer(epochs)
+
+    # -- the plan ------------------------------------------------------------------------------------------------
+    def reset_optimizer(self, epochs: int | None = None, schedule: str | None = None) -> None:
+        """Fresh optimizer and LR schedule over ``epochs`` more epochs (default: the remaining ones).
+
+        Needed after a structured prune (the parameter tensors are new) and used to start the sparse phase
+        with its own schedule. Sets ``self.epochs = self.epoch + epochs``.
+        """
+        if epochs is not None:
+            self.epochs = self.epoch + epochs
+        if schedule is not None:
+            self.schedule_name = schedule
+        remaining = max(1, self.epochs - self.epoch)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(self.optimizer_name, params, self.lr, self.weight_decay)
+        self.scheduler = make_schedule(self.schedule_name, self.optimizer, self.lr, remaining * len(self.train_loader))
+
+    # -- running ----------------------------------------------------------------------------------------------
+    def _call(self, hook: str) -> None:
+        for callback in self.callbacks:
+            getattr(callback, hook)(self)
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        """One full step: forward, backward, optimizer step, schedule step."""
+        self.model.train()
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        logits = self.model(x)
+        loss = self.loss_fn(logits, y)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss.item(), accuracy(logits.detach(), y)
+
+    @torch.no_grad()
+    def evaluate(self, loader=None) -> tuple[float, float]:
+        """Mean loss and accuracy over ``loader`` (default: the test loader), in eval mode."""
+        loader = self.test_loader if loader is None else loader
+        was_training = self.model.training
+        self.model.eval()
+        total_loss, correct, count = 0.0, 0, 0
+        for x, y in loader:
+            x, y = x.to(self.device), y.to(self.device)
+            logits = self.model(x)
+            total_loss += self.loss_fn(logits, y).item() * len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+            count += len(y)
+        self.model.train(was_training)
+        if count == 0:
+            raise ValueError("cannot evaluate on an empty loader")
+        return total_loss / count, correct / count
+
+    def fit(self) -> History:
+        """Train until ``self.epochs`` epochs are done (callbacks may move that target) or ``self.stop``."""
+        from tqdm.auto import tqdm
+
+        if self.seed is not None:
+            seed_everything(self.seed)
+        self._call("on_train_begin")
+        bar = tqdm(total=self.epochs, desc="epochs", unit="epoch", disable=not self.progress, leave=False)
+        while self.epoch < self.epochs and not self.stop:
+            self._call("on_epoch_begin")
+            start = time.perf_counter()
+            losses, accs = [], []
+            for x, y in self.train_loader:
+                loss, acc = self.train_step(x, y)
+                losses.append(loss)
+                accs.append(acc)
+                self.step += 1
+                self.last_loss = loss
+                self.history.step_loss.append(loss)
+                self._call("on_step_end")
+            if not losses:
+                raise ValueError("the training loader yielded no batches")
+            self.epoch += 1
+            record = dict(epoch=self.epoch, train_loss=float(np.mean(losses)), train_acc=float(np.mean(accs)),
+                          lr=self.optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - start)
+            if self.evaluate_every_epoch and self.test_loader is not None:
+                record["test_loss"], record["test_acc"] = self.evaluate()
+            self.history.epochs.append(record)
+            self._call("on_epoch_end")  # may prune, raise self.epochs, or set self.stop
+            bar.total = self.epochs
+            bar.set_postfix(loss=f"{record['train_loss']:.3f}", acc=f"{record.get('test_acc', float('nan')):.3f}")
+            bar.update(1)
+        bar.close()
+        self._call("on_train_end")
+        return self.history
+
+
+def fit(model: nn.Module, data, epochs: int, **kwargs) -> History:
+    """Shortcut: ``Trainer(model, data, epochs, **kwargs).fit()``."""
+    return Trainer(model, data, epochs, **kwargs).fit()

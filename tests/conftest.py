@@ -1,0 +1,39 @@
+"""Shared fixtures. Notebooks are executed once per session and their JSON shared by every test that checks it."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def smoke_dir(tmp_path_factory) -> Path:
+    """Where smoke-profile notebook outputs go. Set CROPKIT_TEST_OUTPUT to keep them (CI keeps them in outputs/)."""
+    keep = os.environ.get("CROPKIT_TEST_OUTPUT")
+    if keep:
+        path = Path(keep)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    return tmp_path_factory.mktemp("smoke")
+
+
+@pytest.fixture(scope="session")
+def run_notebook(smoke_dir):
+    """run_notebook("02_rich_to_lazy") → the JSON that notebook wrote under the smoke profile (executed once)."""
+    from cropkit import notebook
+
+    cache: dict[str, dict] = {}
+
+    def run(stem: str) -> dict:
+        if stem not in cache:
+            path = ROOT / "notebooks" / f"{stem}.ipynb"
+            cache[stem] = notebook.execute(path, profile="smoke", output_dir=smoke_dir)
+        return cache[stem]
+
+    return run

@@ -1,0 +1,101 @@
+import hashlib
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+import cropkit as ck
+
+
+@pytest.mark.parametrize("name, shape", [("digits", (1, 8, 8)), ("mnist1d", (1, 40)), ("synthetic", (3, 32, 32))])
+def test_shapes_and_classes(name, shape):
+    data = ck.data.load(name, batch_size=32, seed=0)
+    x, y = next(iter(data.train))
+    assert data.input_shape == shape and x.shape == (32, *shape)
+    assert data.num_classes == 10 and y.dtype == torch.long and 0 <= int(y.min()) and int(y.max()) < 10
+
+
+def test_digits_split_is_fixed_and_disjoint_sizes():
+    a, b = ck.data.load("digits", seed=0), ck.data.load("digits", seed=1)
+    assert len(a.train.dataset) == 1437 and len(a.test.dataset) == 360
+    # the test set does not depend on the run's seed
+    assert torch.equal(a.test.dataset.tensors[0], b.test.dataset.tensors[0])
+
+
+def test_mnist1d_sizes():
+    data = ck.data.load("mnist1d")
+    assert len(data.train.dataset) == 4000 and len(data.test.dataset) == 1000
+
+
+def test_same_seed_same_order_other_seed_other_order():
+    first = [next(iter(ck.data.load("digits", batch_size=16, seed=s).train))[1] for s in (3, 3, 4)]
+    assert torch.equal(first[0], first[1])
+    assert not torch.equal(first[0], first[2])
+
+
+def test_limit_cuts_train_only():
+    data = ck.data.load("digits", limit=100)
+    assert len(data.train.dataset) == 100 and len(data.test.dataset) == 360
+
+
+def test_take():
+    data = ck.data.load("digits", batch_size=10)
+    assert len(ck.data.take(data.train, 3)) == 3
+    with pytest.raises(ValueError, match="n >= 1"):
+        ck.data.take(data.train, 0)
+    with pytest.raises(ValueError, match="no batches"):
+        ck.data.take([], 2)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(name="imagenet"), "unknown dataset 'imagenet'.*digits"),
+    (dict(name="digits", batch_size=0), "batch_size"),
+    (dict(name="digits", limit=0), "limit"),
+])
+def test_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ck.data.load(**kwargs)
+
+
+def test_missing_cifar_says_how_to_get_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="cifar-10-batches-py.*download"):
+        ck.data.load("cifar10", root=tmp_path, download=False)
+    with pytest.raises(FileNotFoundError, match="cifar-100-python"):
+        ck.data.load("cifar100", root=tmp_path, download=False)
+
+
+def _write_tiny_cifar(root, monkeypatch, n=20):
+    """A few images in CIFAR-10's on-disk format (pickled dicts of uint8 rows), with matching checksums."""
+    import torchvision
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    lists = {}
+    for attr, files in (("train_list", [f"data_batch_{i}" for i in range(1, 6)]), ("test_list", ["test_batch"])):
+        entries = []
+        for fname in files:
+            batch = {"data": rng.integers(0, 256, (n, 3 * 32 * 32), dtype=np.uint8),
+                     "labels": rng.integers(0, 10, n).tolist()}
+            (folder / fname).write_bytes(pickle.dumps(batch))
+            entries.append([fname, hashlib.md5((folder / fname).read_bytes()).hexdigest()])
+        lists[attr] = entries
+    meta = {"label_names": [f"class{i}" for i in range(10)]}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta))
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "train_list", lists["train_list"])
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "test_list", lists["test_list"])
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "meta", {
+        "filename": "batches.meta", "key": "label_names",
+        "md5": hashlib.md5((folder / "batches.meta").read_bytes()).hexdigest()})
+
+
+def test_cifar_path_reads_real_on_disk_format(tmp_path, monkeypatch):
+    _write_tiny_cifar(tmp_path, monkeypatch)
+    data = ck.data.load("cifar10", root=tmp_path, batch_size=8, download=False)
+    x, y = next(iter(data.train))
+    assert data.input_shape == (3, 32, 32) and data.num_classes == 10
+    assert x.shape == (8, 3, 32, 32) and x.dtype == torch.float32
+    assert len(data.train.dataset) == 100 and len(data.test.dataset) == 20
+    # normalised with CIFAR statistics: roughly centred
+    assert abs(float(next(iter(data.test))[0].mean())) < 1.0

@@ -1,0 +1,68 @@
+import pytest
+import torch
+from torch import nn
+
+import cropkit as ck
+
+SHAPES = [(1, 8, 8), (1, 40), (3, 32, 32)]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("name", list(ck.models.ZOO))
+def test_zoo_forward_every_shape(name, shape):
+    model = ck.models.build(name, input_shape=shape, num_classes=7, width=0.25)
+    out = model(torch.randn(3, *shape))
+    assert out.shape == (3, 7)
+    out.sum().backward()
+
+
+def test_width_scales_channels():
+    small = ck.models.build("resnet18", (3, 32, 32), 10, width=0.25)
+    full = ck.models.build("resnet18", (3, 32, 32), 10, width=1.0)
+    assert small.conv1.out_channels == 16 and full.conv1.out_channels == 64
+    assert ck.measure.param_count(full) > 10 * ck.measure.param_count(small)
+
+
+def test_resnet18_is_cifar_form():
+    model = ck.models.build("resnet18", (3, 32, 32), 10)
+    assert model.conv1.kernel_size == (3, 3) and model.conv1.stride == (1, 1)
+    assert not any(isinstance(m, nn.MaxPool2d) for m in model.modules())
+    assert 11_000_000 < ck.measure.param_count(model) < 11_300_000  # 11.17 M, as in the CIFAR ResNet18
+
+
+def test_vgg16_has_13_convs_with_batchnorm():
+    model = ck.models.build("vgg16", (3, 32, 32), 10)
+    assert sum(isinstance(m, nn.Conv2d) for m in model.modules()) == 13
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 13
+
+
+def test_same_seed_same_init():
+    a = ck.models.build("cnn", (1, 8, 8), 10, seed=5)
+    b = ck.models.build("cnn", (1, 8, 8), 10, seed=5)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
+def test_torchvision_by_name_adapts_channels(name):
+    model = ck.models.build(name, (1, 32, 32), 10)
+    assert model.eval()(torch.randn(2, 1, 32, 32)).shape == (2, 10)
+
+
+def test_helpers():
+    model = ck.models.build("cnn", (1, 8, 8), 10)
+    names = [n for n, _ in ck.models.prunable_layers(model)]
+    assert len(names) == 6 and ck.models.classifier_name(model) == names[-1]
+    with pytest.raises(ValueError, match="no prunable layer"):
+        ck.models.classifier_name(nn.Sequential(nn.ReLU()))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(name="resnet1000"), "unknown model 'resnet1000'"),
+    (dict(name="cnn", width=0), "width"),
+    (dict(name="resnet50", width=0.5), "width is only available"),
+    (dict(name="cnn", input_shape=(64,)), "input_shape"),
+])
+def test_bad_input(kwargs, match):
+    args = dict(input_shape=(1, 8, 8), num_classes=10) | kwargs
+    with pytest.raises(ValueError, match=match):
+        ck.models.build(**args)

@@ -1,0 +1,54 @@
+"""Every lesson runs headlessly under the smoke profile; stored notebooks carry no outputs; the harness is strict."""
+import json
+from pathlib import Path
+
+import pytest
+
+from cropkit import notebook
+
+NOTEBOOKS = notebook.notebooks()
+
+
+def test_there_are_lessons():
+    assert [p.stem[:2] for p in NOTEBOOKS][:1] == ["00"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_stored_without_outputs(path):
+    assert not notebook.has_outputs(path), f"{path.name} carries outputs; strip them before committing"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameters_cell_is_plain_literals_with_profile(path):
+    params = notebook.declared_parameters(path)
+    assert params["PROFILE"] == "cpu" and "OUTPUT_DIR" in params
+    cell = next(c for c in json.loads(path.read_text())["cells"] if "parameters" in c["metadata"].get("tags", []))
+    source = "".join(cell["source"]).splitlines()
+    assert all("#" in line for line in source if line.strip()), "every parameter line carries a comment"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_runs_under_smoke_and_writes_json(path, run_notebook):
+    results = run_notebook(path.stem)
+    assert results["profile"] == "smoke"
+
+
+def test_unknown_parameter_is_rejected_before_running(tmp_path):
+    with pytest.raises(ValueError, match="no parameter.*EPOCS.*its parameters are"):
+        notebook.execute(NOTEBOOKS[0], profile="smoke", output_dir=tmp_path, parameters={"EPOCS": 3})
+    assert not list(tmp_path.iterdir()), "nothing may run when a parameter is unknown"
+    with pytest.raises(ValueError, match="unknown profile"):
+        notebook.execute(NOTEBOOKS[0], profile="gpu", output_dir=tmp_path)
+
+
+def test_time_budget_is_enforced(tmp_path):
+    with pytest.raises(Exception, match="(?i)timeout|timed out|budget"):
+        notebook.execute(NOTEBOOKS[0], profile="smoke", output_dir=tmp_path, budget_s=0.5)
+
+
+def test_tour_results(run_notebook, smoke_dir):
+    r = run_notebook("00_tour")
+    assert r["final_train_loss"] < r["first_train_loss"]
+    assert r["params"] > 0 and r["flops_per_sample"] > 0 and r["batch_time_ms"] > 0 and r["peak_memory_bytes"] > 0
+    assert len(r["history"]) == r["epochs"]
+    assert (Path(smoke_dir) / "00_tour.ipynb").exists() and (Path(smoke_dir) / "00_tour_learning_curve.png").exists()

@@ -1,0 +1,80 @@
+import pytest
+import torch
+
+import cropkit as ck
+from cropkit.train import Callback, Trainer
+
+
+def _digits_cnn(seed=0):
+    data = ck.data.load("digits", batch_size=64, seed=seed, limit=512)
+    return data, ck.models.build("cnn", data.input_shape, data.num_classes, width=0.5, seed=seed)
+
+
+def test_loss_falls_on_digits():
+    data, model = _digits_cnn()
+    history = Trainer(model, data, epochs=3, progress=False, device="cpu").fit()
+    losses = history.column("train_loss")
+    assert losses[-1] < 0.5 * losses[0]
+    assert history.epochs[-1]["test_acc"] > 0.6
+    assert len(history.step_loss) == 3 * len(data.train)
+
+
+def test_same_seed_identical_weights():
+    runs = []
+    for _ in range(2):
+        data, model = _digits_cnn(seed=1)
+        Trainer(model, data, epochs=1, progress=False, device="cpu", seed=1).fit()
+        runs.append([p.detach().clone() for p in model.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
+
+
+class Recorder(Callback):
+    def __init__(self):
+        self.calls = []
+
+    def on_train_begin(self, t): self.calls.append("begin")
+    def on_epoch_begin(self, t): self.calls.append(f"epoch{t.epoch + 1}")
+    def on_step_end(self, t): self.calls.append("step")
+    def on_epoch_end(self, t): self.calls.append(f"end{t.epoch}")
+    def on_train_end(self, t): self.calls.append("done")
+
+
+def test_callbacks_order_and_counts():
+    data = ck.data.load("digits", batch_size=256, limit=512)
+    rec = Recorder()
+    model = ck.models.build("mlp", data.input_shape, 10, width=0.1)
+    Trainer(model, data, epochs=2, callbacks=[rec], progress=False, device="cpu").fit()
+    assert rec.calls == ["begin", "epoch1", "step", "step", "end1", "epoch2", "step", "step", "end2", "done"]
+
+
+class ExtendOnce(Callback):
+    """Like EarlyCroP: at epoch 1 'prune' and plan 2 more epochs with a fresh optimizer."""
+
+    def on_epoch_end(self, t):
+        if t.epoch == 1:
+            t.reset_optimizer(epochs=2, schedule="onecycle")
+
+
+class StopAt(Callback):
+    def on_epoch_end(self, t):
+        t.stop = t.epoch >= 2
+
+
+def test_callbacks_can_change_the_plan():
+    data = ck.data.load("digits", batch_size=256, limit=256)
+    model = ck.models.build("mlp", data.input_shape, 10, width=0.1)
+    trainer = Trainer(model, data, epochs=1, callbacks=[ExtendOnce()], progress=False, device="cpu")
+    old = trainer.optimizer
+    assert len(trainer.fit().epochs) == 3 and trainer.optimizer is not old
+    trainer = Trainer(model, data, epochs=5, callbacks=[StopAt()], progress=False, device="cpu")
+    assert len(trainer.fit().epochs) == 2
+
+
+@pytest.mark.parametrize("kwargs, match", [(dict(optimizer="lion"), "unknown optimizer"),
+                                           (dict(schedule="step"), "unknown schedule"),
+                                           (dict(epochs=-1), "epochs")])
+def test_bad_input(kwargs, match):
+    data = ck.data.load("digits", limit=64)
+    model = ck.models.build("mlp", data.input_shape, 10, width=0.1)
+    with pytest.raises(ValueError, match=match):
+        Trainer(model, data, **({"epochs": 1} | kwargs))
