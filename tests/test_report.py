@@ -1,0 +1,55 @@
+"""The summary page: one self-contained HTML file with every lesson's tables, figures and key numbers."""
+import base64
+import json
+import re
+
+from PIL import Image
+
+from cropkit import report
+
+
+def _fake_run(folder):
+    """What the main job leaves behind for two lessons: JSON, an executed notebook, a PNG and a GIF."""
+    Image.new("RGB", (8, 6), (200, 30, 30)).save(folder / "00_tour_learning_curve.png")
+    Image.new("RGB", (8, 6), (30, 30, 200)).save(folder / "02_rich_to_lazy_drift.gif")
+    (folder / "00_tour.ipynb").write_text("{}")
+    return {
+        "00_tour": {"profile": "smoke", "hardware": "CPU test · 2 threads", "final_test_acc": 0.91234,
+                    "params": 12345, "history": [{"epoch": 1, "test_acc": 0.5}, {"epoch": 2, "test_acc": 0.9}],
+                    "_seconds": 3.2},
+        "02_rich_to_lazy": {"profile": "smoke", "detector": {"tau": 0.1, "fired_at": 3},
+                            "table": [{"method": "<b>ltr</b>", "test_acc": 0.8, "weight_sparsity": 0.9}]},
+    }
+
+
+def test_summary_gathers_every_lesson(tmp_path):
+    summary = _fake_run(tmp_path)
+    path = report.write_summary(tmp_path, summary)
+    page = path.read_text()
+    assert path == tmp_path / "summary.html" and page.startswith("<!DOCTYPE html>")
+    for stem in summary:
+        assert f'id="{stem}"' in page
+    # profile, hardware and a date in the header
+    assert "smoke" in page and "CPU test · 2 threads" in page and re.search(r"\d{4}-\d{2}-\d{2}", page)
+    # both images embedded, byte for byte
+    for name, kind in (("00_tour_learning_curve.png", "png"), ("02_rich_to_lazy_drift.gif", "gif")):
+        data = base64.b64encode((tmp_path / name).read_bytes()).decode()
+        assert f"data:image/{kind};base64,{data}" in page
+    # tables render, with values escaped and formatted; scalars and nested scalars listed
+    assert page.count('<table class="data">') >= 4
+    assert "<th class=\"text\">test_acc</th>" in page and "&lt;b&gt;ltr&lt;/b&gt;" in page
+    assert "detector.fired_at" in page and "0.9123" in page and "12,345" in page
+    # the executed notebook is linked when it exists, and its absence is said
+    assert '<a href="00_tour.ipynb">' in page and "02_rich_to_lazy.ipynb (not found)" in page
+    assert "src=\"http" not in page and "<link" not in page, "the page must be self-contained"
+
+
+def test_long_tables_are_cut_and_rebuild_from_json(tmp_path):
+    rows = [{"i": i} for i in range(report.MAX_ROWS + 5)]
+    (tmp_path / "03_x.json").write_text(json.dumps({"profile": "cpu", "rows": rows}))
+    summary = report.load_summary(tmp_path)
+    assert list(summary) == ["03_x"]
+    page = report.write_summary(tmp_path, summary).read_text()
+    assert f"first {report.MAX_ROWS} of {len(rows)} rows" in page
+    shown = page.split("<h3>rows</h3>")[1].split("</table>")[0]
+    assert shown.count("<tr>") == report.MAX_ROWS + 1  # header + the rows shown
