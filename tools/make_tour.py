@@ -15,10 +15,10 @@ actually wait for and pay for. Pruning can reduce all of them — but only if it
 lesson 04 shows."""),
     code("""PROFILE = "cpu"  # smoke (seconds, for tests) | cpu (a laptop, the default) | paper (a GPU)
 OUTPUT_DIR = "outputs"  # where the JSON results and figures are written
-DATA = None  # dataset name; None = the profile's (digits)
-MODEL = None  # model name; None = the profile's (cnn)
-WIDTH = None  # width multiplier; None = the profile's
-EPOCHS = None  # training epochs; None = the profile's
+DATA = None  # dataset name; None = profile value (digits)
+MODEL = None  # model name; None = profile value (cnn)
+WIDTH = None  # width multiplier; None = profile value
+EPOCHS = None  # training epochs; None = profile value
 SEED = 0  # seeds the initialisation and the shuffling""", metadata={"tags": ["parameters"]}),
     code("""import matplotlib.pyplot as plt
 import torch
