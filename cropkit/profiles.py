@@ -23,13 +23,14 @@ PROFILES = ("smoke", "cpu", "paper")
 RUN = {
     "smoke": dict(data="digits", model="cnn", width=0.5, epochs=2, batch_size=128, limit=256, score_batches=1,
                   lr=2e-3, weight_decay=5e-5, schedule="onecycle", max_dense_epochs=2, ltr_rounds=2,
-                  rewind_epoch=0, measure_emissions=False, seeds=(0,)),
+                  rewind_epoch=0, ticks=2, dense_epochs=1, measure_emissions=False, seeds=(0,)),
     "cpu": dict(data="digits", model="cnn", width=1.0, epochs=20, batch_size=64, limit=None, score_batches=4,
                 lr=2e-3, weight_decay=5e-5, schedule="onecycle", max_dense_epochs=8, ltr_rounds=3,
-                rewind_epoch=1, measure_emissions=True, seeds=(0, 1, 2)),
+                rewind_epoch=1, ticks=4, dense_epochs=1, measure_emissions=True, seeds=(0, 1, 2)),
     "paper": dict(data="cifar10", model="resnet18", width=1.0, epochs=80, batch_size=256, limit=None,
                   score_batches=10, lr=2e-3, weight_decay=5e-5, schedule="onecycle", max_dense_epochs=20,
-                  ltr_rounds=5, rewind_epoch=1, measure_emissions=True, seeds=(0, 1, 2)),
+                  ltr_rounds=5, rewind_epoch=1, ticks=10, dense_epochs=1, measure_emissions=True,
+                  seeds=(0, 1, 2)),
 }
 
 # Per-notebook tables: {notebook stem: {profile: {key: value}}}. Each notebook owns its entry.

@@ -1,0 +1,4 @@
+"""`python -m cropkit …`: see `cropkit.cli`."""
+from cropkit.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""The command line: one method, or the paper's table, from the shell (same options as `cropkit.run`).
+
+    python -m cropkit run earlycrop-s --data digits --model cnn --sparsity 0.9 --epochs 10 --seed 0 --profile cpu
+    python -m cropkit compare dense snap earlycrop-s --seeds 0 1 2 --csv outputs/table.csv
+    python -m cropkit compare all --profile cpu --json outputs/table.json
+    python -m cropkit methods
+
+Method options that have no flag of their own go through ``--set key=value`` (values are Python literals):
+``--set threshold=0.05 --set rule=reference``. Installed, the same commands run as ``cropkit run …``.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+import time
+
+
+def _option(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value  # a bare word such as rule=reference
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", help="dataset (default: the profile's)")
+    parser.add_argument("--model", help="model name (default: the profile's)")
+    parser.add_argument("--sparsity", type=float, default=0.9, help="target weight sparsity in [0, 1) (default 0.9)")
+    parser.add_argument("--epochs", type=int, help="epochs of the sparse phase (default: the profile's)")
+    parser.add_argument("--width", type=float, help="width multiplier of the model (default: the profile's)")
+    parser.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "paper"), help="default: cpu")
+    parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--set", dest="options", type=_option, action="append", default=[], metavar="KEY=VALUE",
+                        help="any other run option, e.g. --set threshold=0.05 (repeatable)")
+    parser.add_argument("--no-cache", action="store_true", help="neither replay nor store cached results")
+    parser.add_argument("--cache-dir", help="where results are cached (default: outputs/cache or $CROPKIT_CACHE)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def parser() -> argparse.ArgumentParser:
+    from .methods import METHODS
+
+    top = argparse.ArgumentParser(prog="cropkit", description="Early network pruning: run a method or compare several.")
+    sub = top.add_subparsers(dest="command", required=True)
+    one = sub.add_parser("run", help="run one method and print its row")
+    one.add_argument("method", choices=METHODS)
+    one.add_argument("--seed", type=int, default=0)
+    one.add_argument("--json", help="also write the full result (with history) to this JSON file")
+    _common(one)
+    many = sub.add_parser("compare", help="run methods over seeds and print the paper's table")
+    many.add_argument("methods", nargs="+", metavar="method", help=f"'all' or any of: {' '.join(METHODS)}")
+    many.add_argument("--seeds", type=int, nargs="+", help="default: the profile's seeds")
+    many.add_argument("--csv", help="save the table here (and the per-run rows beside it)")
+    many.add_argument("--json", help="save the table and the per-run rows here")
+    _common(many)
+    sub.add_parser("methods", help="list the methods")
+    return top
+
+
+def _kwargs(args) -> dict:
+    return dict(data=args.data, model=args.model, sparsity=args.sparsity, epochs=args.epochs, width=args.width,
+                profile=args.profile, device=args.device, cache=not args.no_cache, cache_dir=args.cache_dir,
+                progress=not args.quiet, **dict(args.options))
+
+
+def main(argv: list[str] | None = None) -> int:
+    import json
+
+    import pandas as pd
+
+    from . import methods, results
+
+    args = parser().parse_args(argv)
+    if args.command == "methods":
+        for name in methods.METHODS:
+            print(f"{name:18s} {methods.LABELS[name]:18s} {methods.FAMILIES[name]}")
+        return 0
+    try:
+        if args.command == "run":
+            result = methods.run(args.method, seed=args.seed, **_kwargs(args))
+            for key, value in result.row().items():
+                print(f"{key:20s} {value}")
+            if args.json:
+                with open(args.json, "w") as f:
+                    json.dump(result.to_json(), f, indent=1)
+            return 0
+        names = list(methods.METHODS) if args.methods == ["all"] else args.methods
+        kwargs = _kwargs(args)
+        kwargs.pop("device")  # compare runs on the default device
+        start = time.perf_counter()
+        table = methods.compare(names, seeds=args.seeds, **kwargs)
+        setting = table.attrs["setting"]
+        print(f"{setting['model']} on {setting['data']}, target weight sparsity {setting['sparsity']}, "
+              f"seeds {setting['seeds']}, profile {setting['profile']} ({time.perf_counter() - start:.0f} s)")
+        with pd.option_context("display.max_columns", None, "display.width", 250):
+            print(table.drop(columns=["Type"]).to_string())
+        for path in (args.csv, args.json):
+            if path:
+                for written in results.save_table(table, path):
+                    print(f"wrote {written}")
+        return 0
+    except ValueError as err:
+        print(f"cropkit: error: {err}", file=sys.stderr)
+        return 2
