@@ -58,8 +58,8 @@ def oracle(model, data):
             total = total + F.cross_entropy(out, y)
         return total / len(data)
 
-    g = torch.autograd.functional.jacobian(loss, flat)
-    H = torch.autograd.functional.hessian(loss, flat)
+    g = torch.autograd.functional.jacobian(loss, flat, vectorize=True)
+    H = torch.autograd.functional.hessian(loss, flat, vectorize=True)
     hg = H @ g
     unflat = lambda v: {k: p.view(s) for k, p, s in zip(names, torch.split(v, [s.numel() for s in shapes]), shapes)}
     return theta, unflat(g), unflat(hg)
