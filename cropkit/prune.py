@@ -12,7 +12,8 @@ Structured (-S). ``structured(model, node_scores, sparsity, example_inputs)`` re
 Coupled channels (residual adds, concats, grouped/depthwise convs, flattens) are discovered by tracing with
 torch-pruning's ``DependencyGraph``; each coupled *group* is pruned with the same indices in every member.
 
-    group score    S_G[j] = Σ_{members l of G with a node score} s_l[idx_l(j)]   (BN-only members add 0)
+    group score    S_G[j] = Σ_{members l of G with a node score} s_l[idx_l(j)]   (BN-only members add 0;
+                   a group none of whose layers has a score is left whole)
     selection      one global order over the units (j, G), lowest S_G[j] removed first (``scope="global"``)
                    or the same fraction from every group (``scope="layer"``, EfficientConvNets style);
                    each group keeps its best unit, so every layer keeps at least one node
@@ -148,7 +149,7 @@ def unstructured(model: nn.Module, scores: dict[str, torch.Tensor], sparsity: fl
     if missing:
         raise ValueError(f"scores lack {missing}; they must hold one tensor per prunable weight: {keys}")
     old = masks(model)
-    device = old[keys[0]].device
+    device = torch.device("cpu")  # rank on the CPU: float64 and stable sorting work there on every setup
     flat = []
     for (name, module), key in zip(layers, keys):
         if tuple(scores[key].shape) != tuple(module.weight.shape):
@@ -158,7 +159,7 @@ def unstructured(model: nn.Module, scores: dict[str, torch.Tensor], sparsity: fl
     ranked = torch.cat(flat)
     if torch.isnan(ranked).any():
         raise ValueError("scores contain NaN; every score must be a number (higher = keep)")
-    alive = torch.cat([old[k].flatten() for k in keys])
+    alive = torch.cat([old[k].flatten().cpu() for k in keys])
     ranked = ranked.masked_fill(~alive, -math.inf)  # masks only shrink
     n_keep = ranked.numel() - round(sparsity * ranked.numel())
     sizes = [m.weight.numel() for _, m in layers]
@@ -247,7 +248,7 @@ class _Group:
     outputs: list[tuple[str, torch.Tensor, torch.Tensor]]  # (module, member index, root index) of output members
 
 
-def _channel_groups(dg, group) -> int:
+def _channel_groups(group) -> int:
     """Number of convolution groups a grouped (non-depthwise) conv in this group imposes, else 1."""
     g = 1
     for item in group:
@@ -257,37 +258,43 @@ def _channel_groups(dg, group) -> int:
     return g
 
 
-def _read_group(dg, group, names, slot, node_scores) -> _Group | None:
+def _members(graph, group, names):
+    """(module name, removes outputs?, member channel indices, matching root indices) of each named member."""
+    for item in group:
+        module = item.dep.target.module
+        name = names.get(module) if isinstance(module, nn.Module) else None
+        if name is not None:  # unnamed members are torch-pruning's own add/concat/reshape bookkeeping
+            yield (name, graph.is_out_channel_pruning_fn(item.dep.handler),
+                   torch.as_tensor(item.idxs, dtype=torch.long), torch.as_tensor(item.root_idxs, dtype=torch.long))
+
+
+def _read_group(graph, group, names, slot, node_scores) -> _Group | None:
+    """Units, unit scores and per-layer channel counts of one torch-pruning group (None: leave it whole)."""
     root = group[0].dep.target.module
-    n = dg.get_out_channels(root)
-    ch_groups = _channel_groups(dg, group)
+    n, ch_groups = graph.get_out_channels(root), _channel_groups(group)
     if n is None or n % ch_groups:
         return None
     per_unit = n // ch_groups
-    unit_of = torch.arange(n) % per_unit  # root channel → unit (same offset in every conv group)
+    unit_of = torch.arange(n) % per_unit  # root channel → unit (the same offset in every conv group)
     score = torch.zeros(per_unit, dtype=torch.float64)
     counts = torch.zeros(per_unit, 2 * len(slot), dtype=torch.float64)
-    outputs, seen = [], set()
-    for item in group:
-        module, handler = item.dep.target.module, item.dep.handler
-        name = names.get(module) if isinstance(module, nn.Module) else None
-        if name is None:
-            continue
-        is_out = dg.is_out_channel_pruning_fn(handler)
-        idx = torch.as_tensor(item.idxs, dtype=torch.long)
-        units = unit_of[torch.as_tensor(item.root_idxs, dtype=torch.long)]
+    outputs, seen, scored = [], set(), False
+    for name, is_out, idx, root_idx in _members(graph, group, names):
         if is_out:
-            outputs.append((name, idx, torch.as_tensor(item.root_idxs, dtype=torch.long)))
-        if name not in slot:
+            outputs.append((name, idx, root_idx))
+        if name not in slot:  # a norm layer: sliced by the surgery, but it holds no prunable weight
             continue
-        depthwise = slot[name][1]
-        direction = 0 if (is_out or depthwise) else 1
+        direction = 0 if (is_out or slot[name][1]) else 1  # a depthwise conv loses in and out channels together
         if (name, direction) in seen:
             continue
         seen.add((name, direction))
+        units = unit_of[root_idx]
         counts[:, 2 * slot[name][0] + direction] += torch.bincount(units, minlength=per_unit).double()
         if direction == 0 and name in node_scores:
             score.index_add_(0, units, node_scores[name].detach().double().cpu()[idx])
+            scored = True
+    if not scored:  # no member has a score: nothing to rank by, so the group stays whole
+        return None
     return _Group(root, group[0].dep.handler, [torch.nonzero(unit_of == u).flatten() for u in range(per_unit)],
                   score, counts, outputs)
 
@@ -326,13 +333,13 @@ def _totals(table: list[_Layer], removed: torch.Tensor) -> tuple[torch.Tensor, t
 def _order(groups: list[_Group], table: list[_Layer], budget: str, scope: str) -> list[tuple[int, int]]:
     """(group, unit) pairs in removal order. Each group's best unit is left out, so every layer keeps a node."""
     keys, pairs = [], []
+    dense_flops = _totals(table, torch.zeros(1, 2 * len(table), dtype=torch.float64))[1]
     for gi, group in enumerate(groups):
         if scope == "layer":  # the same fraction from every group: rank within the group, as a fraction
             rank = torch.empty(len(group.units), dtype=torch.float64)
             rank[torch.sort(group.score, stable=True).indices] = torch.arange(len(group.units), dtype=torch.float64)
             key = (rank + 1) / len(group.units)
         elif budget == "flops":  # score per FLOP saved, each unit alone from the dense model
-            dense_flops = _totals(table, torch.zeros(1, 2 * len(table), dtype=torch.float64))[1]
             saved = dense_flops - _totals(table, group.counts)[1]
             key = group.score / saved.clamp_min(1e-12)
         else:
@@ -355,7 +362,7 @@ class StructuredPlan:
     ``flops_reduction`` are the exact values the pruned model will have (weights against ``dense_weights``,
     FLOPs of the prunable layers). ``apply()`` performs the surgery in place and returns the model.
     """
-    model: nn.Module
+    model: nn.Module = field(repr=False)
     removed: dict[str, list[int]]
     budget: str
     target: float
@@ -508,7 +515,8 @@ def load_structured(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> nn
 # ----------------------------------------------------------------------------- CroPit
 
 def cropit_targets(sparsity: float) -> list[float]:
-    """Cumulative targets s_i = p − (p − s₀)·0.5^i, i = 0..5, then p; s₀ = 0.5, or 0.25 when p ≤ 0.5 (capped at p)."""
+    """Cumulative targets s_i = p − (p − s₀)·0.5^i for i = 0..5, then p.
+    s₀ = 0.5, or 0.25 when p ≤ 0.5; targets are capped at p (so p < 0.25 prunes to p at once)."""
     p = _check_sparsity(sparsity)
     start = 0.25 if p <= 0.5 else 0.5
     return [min(p, p - (p - start) * 0.5 ** i) for i in range(6)] + [p]

@@ -16,7 +16,8 @@ GraSP's sign. Removing weight i changes the gradient flow by ≈ 2·S_i with S =
 GraSP removes the weights with the *largest* S: those whose removal raises the gradient flow the most.
 As a "higher = keep" score that is θ ⊙ Hg = −S, so ``grasp`` returns θ ⊙ Hg (signed, no absolute value)
 and the usual top-k keeps exactly what GraSP keeps. (The EarlyCroP reference code kept the weights GraSP
-removes; we follow the GraSP paper.)
+removes; we follow the GraSP paper.) The GraSP code divides the logits by a temperature T = 200 while
+computing Hg; pass ``loss_fn=lambda out, y: F.cross_entropy(out / 200, y)`` to reproduce that.
 
 Why Hg. Removing a weight (θ → θ − θ_i e_i) changes the gradient flow GF = gᵀg to first order by
 ΔGF ≈ −2 θ_i (Hg)_i, so |θ ⊙ Hg| ranks weights by how much their removal would change GF (CroP keeps
@@ -194,7 +195,8 @@ def snip(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scores:
 
 
 def grasp(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scores:
-    """θ ⊙ Hg, i.e. −S with GraSP's S = −θ ⊙ Hg: GraSP removes the largest S, so the highest θ ⊙ Hg are kept."""
+    """θ ⊙ Hg, i.e. −S with GraSP's S = −θ ⊙ Hg. GraSP removes the largest S, so keeping the highest θ ⊙ Hg
+    keeps exactly what GraSP keeps (signed: no absolute value)."""
     theta, (_, hg) = _weights_now(model), hessian_gradient(model, batches, loss_fn)
     return {k: theta[k] * hg[k] for k in theta}
 
@@ -316,11 +318,13 @@ def following_norms(model: nn.Module, batches) -> dict[str, str]:
     inputs, _ = _batches(batches, model)[0]
     produced, found, handles = {}, {}, []
     for name, m in _node_layers(model):
-        handles.append(m.register_forward_hook(lambda mod, i, out, name=name: produced.__setitem__(id(out), name)))
+        def record(mod, inputs, output, name=name):
+            produced[id(output)] = (name, output)  # keep the tensor alive so that its id is not reused this pass
+        handles.append(m.register_forward_hook(record))
     for name, m in model.named_modules():
         if isinstance(m, NORM_TYPES):
             def pre(mod, args, name=name):
-                layer = produced.get(id(args[0]))
+                layer, _ = produced.get(id(args[0]), (None, None))
                 if layer is not None and layer not in found:
                     found[layer] = name
             handles.append(m.register_forward_pre_hook(pre))

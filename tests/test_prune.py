@@ -1,7 +1,6 @@
 """Unstructured masks: exact global top-k, zeros that stay zero under any optimizer, deterministic ties,
 masks that only shrink; the CroPit and SynFlow schedules; bad input."""
 import io
-import warnings
 
 import pytest
 import torch

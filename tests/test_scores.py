@@ -136,7 +136,7 @@ def test_bn_and_taylor_gate_scores():
     bn = scores.bn_nodes(model, data)
     assert set(bn) == {"0"}  # "3" feeds no BatchNorm; the classifier is never a node layer
     torch.testing.assert_close(bn["0"], model[1].weight.detach().abs())
-    # a gate γ_g after the BN scales y = γ x̂ + β, so ∂L/∂γ_g = γ ∂L/∂γ + β ∂L/∂β (plain autograd on the BN)
+    # a gate γ_g after the BN scales y = γ x̂ + β, so ∂L/∂γ_g = γ ∂L/∂γ + β ∂L/∂β (autograd on the BN)
     model.eval()
     loss = sum(F.cross_entropy(model(x), y) for x, y in data) / len(data)
     dgamma, dbeta = torch.autograd.grad(loss, [model[1].weight, model[1].bias])

@@ -3,7 +3,6 @@ zeroed (the oracle), hit its budget, and stay an ordinary module that trains, sa
 import copy
 import io
 import os
-import warnings
 
 import pytest
 import torch
@@ -215,3 +214,14 @@ def test_bad_input_raises_value_error_saying_what_is_allowed():
     prune.unstructured(masked, scores.magnitude(masked), 0.5)
     with pytest.raises(ValueError, match="make_permanent"):
         prune.structured(masked, scores.l1_nodes(masked), 0.5, x)
+
+
+def test_groups_without_any_scored_layer_stay_whole():
+    model = build("cnn")
+    hidden = [n for n, m in models.prunable_layers(model) if isinstance(m, nn.Linear)][0]
+    x = example(ZOO["cnn"]["input_shape"])
+    bn = scores.bn_nodes(model, [(x, torch.zeros(len(x), dtype=torch.long))])
+    assert hidden not in bn  # the hidden linear layer has no BatchNorm, so EarlyBird has no opinion on it
+    width = model.get_submodule(hidden).out_features
+    small = prune.structured(model, bn, 0.5, x[:1])
+    assert small.get_submodule(hidden).out_features == width
