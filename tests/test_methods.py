@@ -1,0 +1,214 @@
+"""Every method end to end on the smoke profile (digits, the cnn, sparsity 0.9), the cache, the table, bad input.
+
+The sixteen smoke runs happen once per module (``smoke``) and share one cache directory with the other tests.
+"""
+import json
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+import cropkit as ck
+from cropkit import methods, models, profiles, prune, results
+
+SPEC_METHODS = ("dense", "random-u", "snip", "grasp", "crop-u", "cropit-u", "earlycrop-u", "ltr",
+                "random-s", "snap", "crop-s", "cropit-s", "earlycrop-s", "earlybird",
+                "gatedecorators", "efficientconvnets")
+STRUCTURED = {"random-s", "snap", "crop-s", "cropit-s", "earlycrop-s", "earlybird", "gatedecorators",
+              "efficientconvnets"}
+SMOKE = profiles.RUN["smoke"]
+E = SMOKE["epochs"]
+
+
+def _same(a: dict, b: dict) -> bool:
+    """Equal rows, NaN included (emissions are NaN when codecarbon is off)."""
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The smoke models are tiny: one thread is faster than two on a shared, busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def smoke(cache_dir):
+    return {m: ck.run(m, sparsity=0.9, profile="smoke", cache_dir=cache_dir, progress=False) for m in SPEC_METHODS}
+
+
+def test_methods_are_the_spec_list_in_order():
+    assert ck.METHODS == SPEC_METHODS
+    assert set(methods.REGISTRY) == set(SPEC_METHODS)
+
+
+@pytest.mark.parametrize("method", SPEC_METHODS)
+def test_smoke_run_reaches_the_target(smoke, method):
+    r = smoke[method]
+    assert (r.method, r.dataset, r.model, r.profile) == (method, "digits", "cnn", "smoke")
+    if method == "dense":
+        assert r.target_sparsity == 0 and r.weight_sparsity == 0
+    else:
+        assert r.target_sparsity == 0.9 and abs(r.weight_sparsity - 0.9) <= 0.01
+    assert (r.node_sparsity > 0) == (method in STRUCTURED)
+    assert 0 <= r.test_acc <= 1 and r.best_test_acc >= 0
+    assert len(r.history) == r.epochs_trained  # one record per epoch actually trained
+
+
+@pytest.mark.parametrize("method", SPEC_METHODS)
+def test_epochs_trained_and_prune_epoch(smoke, method):
+    r = smoke[method]
+    expected = {  # epochs_trained as the methods module defines it
+        "ltr": (SMOKE["ltr_rounds"] + 1) * E,          # the dense training + one retraining per round
+        "gatedecorators": SMOKE["ticks"] + E,
+        "efficientconvnets": SMOKE["dense_epochs"] + E,
+    }
+    if method in ("earlycrop-u", "earlycrop-s", "earlybird"):
+        assert 1 <= r.prune_epoch <= SMOKE["max_dense_epochs"]
+        assert r.epochs_trained == r.prune_epoch + E
+    elif method == "dense":
+        assert r.prune_epoch is None and r.epochs_trained == E
+    else:
+        assert r.epochs_trained == expected.get(method, E)
+        assert r.prune_epoch == {"ltr": SMOKE["ltr_rounds"] * E, "gatedecorators": SMOKE["ticks"],
+                                 "efficientconvnets": SMOKE["dense_epochs"]}.get(method, 0)
+
+
+def test_result_has_every_column_of_the_spec(smoke):
+    row = smoke["earlycrop-s"].row()
+    for column in ("method", "dataset", "model", "width", "seed", "target_sparsity", "test_acc", "best_test_acc",
+                   "weight_sparsity", "node_sparsity", "params", "flops", "nonzero_macs", "epochs_trained",
+                   "prune_epoch", "train_seconds", "batch_time_ms", "peak_memory_bytes", "peak_memory_method",
+                   "disk_bytes", "emissions_g", "warnings"):
+        assert column in row
+    assert "history" not in row and all(not isinstance(v, (list, dict)) for v in row.values())
+    assert math.isnan(row["emissions_g"])  # codecarbon is off in the smoke profile
+
+
+def test_structured_models_are_smaller_and_unstructured_are_not(smoke):
+    dense, snap, snip = smoke["dense"], smoke["snap"], smoke["snip"]
+    assert snap.flops < dense.flops and snap.params < dense.params
+    assert snip.flops == dense.flops and snip.nonzero_macs < dense.nonzero_macs
+    assert snip.disk_bytes < dense.disk_bytes  # masked weights are stored sparse
+
+
+def test_forced_detection_is_a_recorded_warning(smoke):
+    # smoke's dense phase (2 epochs) is shorter than EarlyBird's window (5): it must prune at the cap and say so
+    r = smoke["earlybird"]
+    assert r.prune_epoch == SMOKE["max_dense_epochs"]
+    assert any("did not fire" in w for w in r.warnings)
+
+
+def test_cache_replays_without_training(smoke, cache_dir, monkeypatch):
+    def must_not_train(ctx):
+        raise AssertionError("a cached run trained again")
+
+    monkeypatch.setitem(methods.REGISTRY, "snap", methods.Method(must_not_train, "SNAP", "Structured"))
+    again = ck.run("snap", sparsity=0.9, profile="smoke", cache_dir=cache_dir, progress=False)
+    assert again.from_cache and _same(again.row(), smoke["snap"].row())
+    # dense ignores sparsity: any target replays the same run
+    assert ck.run("dense", sparsity=0.5, profile="smoke", cache_dir=cache_dir, progress=False).from_cache
+
+
+def test_cache_false_bypasses(cache_dir, monkeypatch):
+    class Trained(Exception):
+        pass
+
+    def trains(ctx):
+        raise Trained
+
+    monkeypatch.setitem(methods.REGISTRY, "snap", methods.Method(trains, "SNAP", "Structured"))
+    with pytest.raises(Trained):
+        ck.run("snap", sparsity=0.9, profile="smoke", cache_dir=cache_dir, cache=False, progress=False)
+
+
+def test_cache_key_changes_with_configuration(smoke):
+    key = smoke["snap"].key
+    cfg = methods.settings("snap", profile="smoke")
+    base = methods._config("snap", cfg, 0.9, 0, torch.device("cpu"))
+    assert results.cache_path(".", base).stem == key
+    for change in (dict(sparsity=0.8), dict(seed=1), dict(lr=1e-3), dict(code="other")):
+        assert results.config_key({**base, **change}) != results.config_key(base)
+
+
+def test_compare_gives_the_paper_table(smoke, cache_dir, tmp_path):
+    table = ck.compare(["dense", "snap", "snip"], sparsity=0.9, seeds=(0, 1), profile="smoke",
+                       cache_dir=cache_dir, progress=False)
+    assert list(table.index) == ["dense", "snap", "snip"]
+    assert list(table.columns[:11]) == ["Type", "Method", "Seeds", "Test accuracy ↑", "Weight sparsity",
+                                        "Node sparsity", "Training time (s) ↓", "Batch time (ms) ↓",
+                                        "Peak memory (MB) ↓", "Disk (kB) ↓", "Emissions (mg) ↓"]
+    assert "±" in table.loc["snap", "Test accuracy ↑"] and "±" in table.loc["snap", "Node sparsity"]
+    assert table.loc["snip", "Node sparsity"] == "-" and table.loc["dense", "Weight sparsity"] == "-"
+    runs = results.runs_frame(table)
+    assert len(runs) == 6 and set(runs["seed"]) == {0, 1}
+    snap0 = [r for r in table.attrs["runs"] if r["method"] == "snap" and r["seed"] == 0]
+    assert len(snap0) == 1 and _same(snap0[0], smoke["snap"].row())
+    mean = runs.loc[runs.method == "snap", "test_acc"].mean() * 100
+    assert table.loc["snap", "Test accuracy ↑"].startswith(f"{mean:.1f}%")
+
+    raw = ck.compare(["dense", "snap", "snip"], sparsity=0.9, seeds=(0, 1), profile="smoke", cache_dir=cache_dir,
+                     progress=False, aggregate=False)
+    assert len(raw) == 6 and "test_acc" in raw.columns
+    stats = results.summary(runs.to_dict("records"))
+    assert stats.loc["snap", ("test_acc", "mean")] == pytest.approx(mean / 100)
+
+    csv, runs_csv = results.save_table(table, tmp_path / "t.csv")
+    assert pd.read_csv(csv, index_col=0).shape == table.shape and len(pd.read_csv(runs_csv)) == 6
+    (js,) = results.save_table(table, tmp_path / "t.json")
+    payload = json.loads(js.read_text())
+    assert len(payload["table"]) == 3 and len(payload["runs"]) == 6
+
+
+def test_rewind_keeps_masks_and_restores_survivors():
+    model = models.build("mlp", (1, 8), 3, width=0.1, seed=0)
+    start = methods.state_of(model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    prune.unstructured(model, ck.scores.magnitude(model), 0.5)
+    methods.rewind(model, start)
+    for name, module in models.prunable_layers(model):
+        kept = prune.masks(model)[f"{name}.weight"]
+        assert torch.equal(module.weight[kept], start[f"{name}.weight"][kept])
+        assert (module.weight[~kept] == 0).all()
+
+
+def test_ltr_reinit_control_differs_from_rewinding(smoke, cache_dir):
+    r = ck.run("ltr", sparsity=0.9, profile="smoke", cache_dir=cache_dir, progress=False, reinit=True)
+    assert r.key != smoke["ltr"].key and abs(r.weight_sparsity - 0.9) <= 0.01
+    assert r.epochs_trained == smoke["ltr"].epochs_trained
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(method="sni"), "unknown method"),
+    (dict(method="snip", data="imagenet"), "unknown data"),
+    (dict(method="snip", data="synthetic"), "unknown data"),
+    (dict(method="snip", model="resnet1000"), "unknown model"),
+    (dict(method="snip", sparsity=1.0), "[0, 1)"),
+    (dict(method="snip", sparsity=-0.1), "[0, 1)"),
+    (dict(method="snip", sparsity="0.9"), "[0, 1)"),
+    (dict(method="snip", epochs=0), "epochs"),
+    (dict(method="snip", profile="laptop"), "profile"),
+    (dict(method="snip", thresold=0.1), "unknown option"),
+    (dict(method="earlycrop-u", rule="median"), "rule"),
+    (dict(method="ltr", rewind_epoch=5), "rewind_epoch"),
+])
+def test_bad_input_says_what_is_allowed(kwargs, words, tmp_path):
+    with pytest.raises(ValueError, match=words.replace("[", r"\[").replace(")", r"\)")):
+        ck.run(**{"profile": "smoke", "cache_dir": tmp_path, "progress": False, **kwargs})
+    assert not any(tmp_path.iterdir())  # nothing ran, nothing was stored
+
+
+def test_compare_validates_every_method_first(tmp_path):
+    with pytest.raises(ValueError, match="unknown method"):
+        ck.compare(["dense", "snip", "nope"], profile="smoke", cache_dir=tmp_path, progress=False)
+    assert not any(tmp_path.iterdir())
