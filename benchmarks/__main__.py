@@ -30,6 +30,16 @@ def parse(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def call(entry, args: argparse.Namespace):
+    """``main(quick=..., [full=...])``; a benchmark with its own command line (``main(argv)``) gets the
+    equivalent arguments: the smoke profile and two epochs for --quick, its defaults otherwise."""
+    parameters = inspect.signature(entry).parameters
+    if "quick" in parameters:
+        return entry(quick=args.quick, **({"full": args.full} if "full" in parameters else {}))
+    print(f"\n=== {entry.__module__.rsplit('.', 1)[-1]}{' (--quick)' if args.quick else ''}")
+    return entry(["--profile", "smoke", "--epochs", "2"] if args.quick else [])
+
+
 def main(argv=None) -> int:
     args = parse(argv)
     if args.out:
@@ -54,11 +64,8 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     for name in names:
         module = importlib.import_module(f"benchmarks.{name}")
-        kwargs = {"quick": args.quick}
-        if "full" in inspect.signature(module.main).parameters:
-            kwargs["full"] = args.full
         t = time.perf_counter()
-        module.main(**kwargs)
+        call(module.main, args)
         print(f"    [{name}: {time.perf_counter() - t:.0f} s]")
     print(f"\nall benchmarks done in {time.perf_counter() - start:.0f} s · {common.load()} at the end")
     return 0

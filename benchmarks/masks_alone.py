@@ -110,7 +110,7 @@ def plot(frame: pd.DataFrame, quick: bool) -> None:
         ax.set_title(f"{model}, width {width:g}")
         ax.set_xlabel("weight sparsity")
     axes[0][0].set_ylabel("masked ÷ dense (log)")
-    axes[0][-1].legend(fontsize=7, loc="lower left")
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.suptitle("Unstructured masks: the dense kernels still do every multiply")
     common.save_figure(fig, "masks_alone", quick)
 

@@ -104,9 +104,9 @@ def plot(frame: pd.DataFrame, quick: bool) -> None:
         ax.set_yscale("log")
         ax.axhline(1, color="0.7", lw=0.8)
         ax.set_title(f"{model}, width {width:g}")
-        ax.set_xlabel("target sparsity (weights budget) / FLOP cut (flops budget)")
+        ax.set_xlabel("target: weight sparsity or FLOP cut")
     axes[0][0].set_ylabel("pruned ÷ dense (log)")
-    axes[0][-1].legend(fontsize=7, loc="lower left")
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.suptitle("CroP-S structured pruning: what the pruned network costs against dense")
     common.save_figure(fig, "structured_payoff", quick)
 
