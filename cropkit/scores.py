@@ -86,8 +86,8 @@ def _device(model: nn.Module) -> torch.device:
 
 
 def _batches(batches: Iterable, model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    device = _device(model)
-    dtype = next(iter(model.parameters())).dtype
+    weight = _layers(model)[0][1].weight  # validates the model first
+    device, dtype = weight.device, weight.dtype
     out = []
     for inputs, targets in batches:
         inputs = inputs.to(device)

@@ -198,5 +198,7 @@ def test_bad_input_raises_value_error_saying_what_is_allowed():
         scores.crop(tiny_mlp(), [])
     with pytest.raises(ValueError, match="Conv1d, Conv2d or Linear"):
         scores.snip(nn.Sequential(nn.ReLU(), nn.Tanh()), batches((5,)))
+    with pytest.raises(ValueError, match="Conv1d, Conv2d or Linear"):
+        scores.crop_nodes(nn.Sequential(nn.ReLU(), nn.Tanh()), batches((5,)))
     with pytest.raises(ValueError, match="BatchNorm"):
         scores.bn_nodes(tiny_mlp(), batches((5,)))
