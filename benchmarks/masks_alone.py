@@ -96,7 +96,11 @@ def plot(frame: pd.DataFrame, quick: bool) -> None:
     import matplotlib.pyplot as plt
 
     panels = frame[["model", "width"]].drop_duplicates().values.tolist()
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), sharey=True, squeeze=False)
+    cols = min(2, len(panels))
+    rows_ = -(-len(panels) // cols)
+    fig, grid = plt.subplots(rows_, cols, figsize=(5 * cols, 3.8 * rows_), sharey=True, squeeze=False,
+                              layout="constrained")
+    axes = [list(grid.flat)]
     for ax, (model, width) in zip(axes[0], panels):
         part = frame[(frame.model == model) & (frame.width == width)]
         for variant, style in zip(VARIANTS, ("-o", "--s")):
@@ -109,8 +113,9 @@ def plot(frame: pd.DataFrame, quick: bool) -> None:
         ax.set_yscale("log")
         ax.set_title(f"{model}, width {width:g}")
         ax.set_xlabel("weight sparsity")
-    axes[0][0].set_ylabel("masked ÷ dense (log)")
-    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
+    for ax in grid[:, 0]:
+        ax.set_ylabel("masked ÷ dense (log)")
+    grid[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.suptitle("Unstructured masks: the dense kernels still do every multiply")
     common.save_figure(fig, "masks_alone", quick)
 

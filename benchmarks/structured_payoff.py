@@ -91,7 +91,11 @@ def plot(frame: pd.DataFrame, quick: bool) -> None:
     import matplotlib.pyplot as plt
 
     panels = frame[["model", "width"]].drop_duplicates().values.tolist()
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), sharey=True, squeeze=False)
+    cols = min(2, len(panels))
+    rows_ = -(-len(panels) // cols)
+    fig, grid = plt.subplots(rows_, cols, figsize=(5 * cols, 3.8 * rows_), sharey=True, squeeze=False,
+                              layout="constrained")
+    axes = [list(grid.flat)]
     series = {"flops_ratio": "FLOPs", "step_ratio": "train step time", "infer_ratio": "inference time",
               "memory_ratio": "peak train memory"}
     for ax, (model, width) in zip(axes[0], panels):
@@ -105,8 +109,9 @@ def plot(frame: pd.DataFrame, quick: bool) -> None:
         ax.axhline(1, color="0.7", lw=0.8)
         ax.set_title(f"{model}, width {width:g}")
         ax.set_xlabel("target: weight sparsity or FLOP cut")
-    axes[0][0].set_ylabel("pruned ÷ dense (log)")
-    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
+    for ax in grid[:, 0]:
+        ax.set_ylabel("pruned ÷ dense (log)")
+    grid[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.suptitle("CroP-S structured pruning: what the pruned network costs against dense")
     common.save_figure(fig, "structured_payoff", quick)
 
