@@ -47,7 +47,8 @@ from torch.utils.data import DataLoader
 
 from . import data as data_lib
 from . import measure, models, profiles, prune, scores, timing, train
-from .results import Result, cache_path, code_version, default_cache_dir, load_cached, paper_table, store
+from .results import (Result, cache_path, code_version, default_cache_dir, load_cached, paper_table,  # noqa: F401
+                      save_table, store)
 
 # Settings every run depends on (they enter every cache key); each method adds the ones it reads.
 COMMON_SETTINGS = ("epochs", "batch_size", "limit", "lr", "weight_decay", "schedule", "score_batches",
@@ -255,7 +256,11 @@ def ltr(ctx: Context) -> nn.Module:
     """Lottery tickets with rewinding (Frankle et al. 2020): train, then ``ltr_rounds`` rounds of prune → rewind
     the survivors to θ_k → retrain. Round r prunes to the cumulative sparsity 1 − (1 − p)^(r/R), i.e. the
     fraction 1 − (1 − p)^(1/R) of the surviving weights, globally by |θ|. With ``reinit=True`` the survivors
-    are re-initialised at random instead (open_lth's control: a new draw from the same initialiser)."""
+    are re-initialised at random instead (open_lth's control: a new draw from the same initialiser).
+
+    Every retraining runs the full ``epochs`` from θ_k with a fresh optimizer and one-cycle schedule, so
+    epochs_trained = (R + 1) · epochs. (open_lth instead resumes the original schedule at step k and trains the
+    remaining epochs − k; the difference is k epochs per round.)"""
     c = ctx.cfg
     model = ctx.build_model()
     snapshot = Snapshot(c.rewind_epoch)
@@ -386,13 +391,15 @@ def settings(method: str, *, data=None, model=None, epochs=None, width=None, pro
     Unknown option names and invalid values raise ``ValueError`` saying what is allowed.
     """
     _check_method(method)
-    options = {k: v for k, v in options.items() if v is not None or k == "threshold"}
-    known = set(profiles.RUN[profiles.PROFILES[0]]) | set(OPTION_DEFAULTS)
-    unknown = sorted(set(options) - known)
+    if profile not in profiles.PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {list(profiles.PROFILES)}")
+    options = {k: v for k, v in options.items() if v is not None}  # None = the default, as everywhere
+    in_profile = set(profiles.RUN[profile]) - {"data", "model", "epochs", "width", "seeds"}  # these have arguments
+    unknown = sorted(set(options) - in_profile - set(OPTION_DEFAULTS))
     if unknown:
-        raise ValueError(f"unknown option(s) {unknown}; allowed: {sorted(known - {'data', 'model', 'epochs', 'width', 'seeds'})}")
-    profile_keys = {k: v for k, v in options.items() if k in profiles.RUN[profiles.PROFILES[0]]}
-    cfg = profiles.settings("run", profile, data=data, model=model, epochs=epochs, width=width, **profile_keys)
+        raise ValueError(f"unknown option(s) {unknown}; allowed: {sorted(in_profile | set(OPTION_DEFAULTS))}")
+    cfg = profiles.settings("run", profile, data=data, model=model, epochs=epochs, width=width,
+                            **{k: v for k, v in options.items() if k in in_profile})
     for key, default in OPTION_DEFAULTS.items():
         setattr(cfg, key, options.get(key, default))
     if cfg.data not in data_lib.LOADERS or cfg.data == "synthetic":

@@ -14,6 +14,7 @@ The default directory is ``outputs/cache`` of the source checkout (git-ignored),
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -90,8 +91,10 @@ class Result:
 
 # ----------------------------------------------------------------------------- cache
 
+@functools.lru_cache(maxsize=None)
 def code_version() -> str:
-    """``<package version>+<hash of the result-computing modules' source>``."""
+    """``<package version>+<hash of the result-computing modules' source>``, read once per process (the code
+    that runs is the code that was imported)."""
     from . import __version__
 
     package = Path(__file__).resolve().parent
