@@ -40,6 +40,17 @@ NOTEBOOKS: dict[str, dict[str, dict]] = {
         "cpu": dict(data="digits", model="cnn", width=1.0, epochs=15, limit=None, batch_size=64),
         "paper": dict(data="cifar10", model="resnet18", width=1.0, epochs=30, limit=None, batch_size=256),
     },
+    "03_lottery_vs_earlycrop": {
+        "smoke": dict(data="digits", model="cnn", width=0.5, epochs=2, batch_size=128, limit=256, score_batches=1,
+                      max_dense_epochs=2, ltr_rounds=2, rewind_epoch=0, measure_emissions=False,
+                      sparsities=[0.5, 0.9], seeds=[0], focus_sparsity=0.9),
+        "cpu": dict(data="digits", model="cnn", width=0.5, epochs=6, batch_size=64, limit=None, score_batches=4,
+                    max_dense_epochs=4, ltr_rounds=3, rewind_epoch=1, measure_emissions=False,
+                    sparsities=[0.5, 0.8, 0.9, 0.95, 0.98], seeds=[0, 1, 2], focus_sparsity=0.9),
+        "paper": dict(data="cifar10", model="resnet18", width=1.0, epochs=80, batch_size=256, limit=None,
+                      score_batches=10, max_dense_epochs=20, ltr_rounds=5, rewind_epoch=1, measure_emissions=True,
+                      sparsities=[0.5, 0.8, 0.9, 0.95, 0.98], seeds=[0, 1, 2], focus_sparsity=0.95),
+    },
 }
 
 
