@@ -176,7 +176,8 @@ def render(output_dir: str | Path, summary: dict[str, dict]) -> str:
     profile = _first(summary, "profile", "unknown")
     machine = _first(summary, "hardware", hardware())
     date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    total = sum(r.get("_seconds", 0) or 0 for r in summary.values() if isinstance(r, dict))
+    seconds = [r["_seconds"] for r in summary.values() if isinstance(r, dict) and r.get("_seconds") is not None]
+    total = f" · {sum(seconds):,.0f} s in all" if seconds else ""
     nav = "".join(f'<li><a href="#{html.escape(s)}">{html.escape(s)}</a></li>' for s in summary)
     sections = "\n".join(_section(output_dir, stem, results) for stem, results in summary.items())
     return f"""<!DOCTYPE html>
@@ -186,7 +187,7 @@ def render(output_dir: str | Path, summary: dict[str, dict]) -> str:
 <table class="meta"><tr><td>profile</td><td><b>{html.escape(profile)}</b></td></tr>
 <tr><td>hardware</td><td>{html.escape(machine)}</td></tr>
 <tr><td>date</td><td>{html.escape(date)}</td></tr>
-<tr><td>notebooks</td><td>{len(summary)} · {total:,.0f} s in all</td></tr></table>
+<tr><td>notebooks</td><td>{len(summary)}{total}</td></tr></table>
 <p class="note">Each section gathers one lesson's figures, the tables and key numbers of its JSON results, and a
 link to its executed notebook (in this folder). Timings are wall-clock on the hardware above.</p>
 <nav><ul>{nav}</ul></nav>

@@ -30,6 +30,7 @@ def test_summary_gathers_every_lesson(tmp_path):
     for stem in summary:
         assert f'id="{stem}"' in page
     # profile, hardware and a date in the header
+    assert "3 s in all" in page
     assert "smoke" in page and "CPU test · 2 threads" in page and re.search(r"\d{4}-\d{2}-\d{2}", page)
     # both images embedded, byte for byte
     for name, kind in (("00_tour_learning_curve.png", "png"), ("02_rich_to_lazy_drift.gif", "gif")):
