@@ -157,6 +157,9 @@ def _section(output_dir: Path, stem: str, results: dict) -> str:
     ran = f" · ran in {seconds:,.0f} s" if isinstance(seconds, (int, float)) else ""
     link = (f'<a href="{html.escape(notebook.name)}">executed notebook {html.escape(notebook.name)}</a>'
             if notebook.exists() else f"executed notebook {html.escape(notebook.name)} (not found)")
+    data = output_dir / f"{stem}.json"
+    if data.exists():
+        link += f' · <a href="{html.escape(data.name)}">results {html.escape(data.name)}</a>'
     parts.append(f'<p class="meta">{link}{ran}</p>')
     for path in figures(output_dir, stem):
         parts.append(embed_image(path))

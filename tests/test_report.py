@@ -13,6 +13,7 @@ def _fake_run(folder):
     Image.new("RGB", (8, 6), (200, 30, 30)).save(folder / "00_tour_learning_curve.png")
     Image.new("RGB", (8, 6), (30, 30, 200)).save(folder / "02_rich_to_lazy_drift.gif")
     (folder / "00_tour.ipynb").write_text("{}")
+    (folder / "02_rich_to_lazy.json").write_text("{}")
     return {
         "00_tour": {"profile": "smoke", "hardware": "CPU test · 2 threads", "final_test_acc": 0.91234,
                     "params": 12345, "history": [{"epoch": 1, "test_acc": 0.5}, {"epoch": 2, "test_acc": 0.9}],
@@ -30,7 +31,7 @@ def test_summary_gathers_every_lesson(tmp_path):
     for stem in summary:
         assert f'id="{stem}"' in page
     # profile, hardware and a date in the header
-    assert "3 s in all" in page
+    assert "3 s in all" in page and "results 00_tour.json" not in page
     assert "smoke" in page and "CPU test · 2 threads" in page and re.search(r"\d{4}-\d{2}-\d{2}", page)
     # both images embedded, byte for byte
     for name, kind in (("00_tour_learning_curve.png", "png"), ("02_rich_to_lazy_drift.gif", "gif")):
@@ -41,7 +42,7 @@ def test_summary_gathers_every_lesson(tmp_path):
     assert "<th class=\"text\">test_acc</th>" in page and "&lt;b&gt;ltr&lt;/b&gt;" in page
     assert "detector.fired_at" in page and "0.9123" in page and "12,345" in page
     # the executed notebook is linked when it exists, and its absence is said
-    assert '<a href="00_tour.ipynb">' in page and "02_rich_to_lazy.ipynb (not found)" in page
+    assert '<a href="02_rich_to_lazy.json">' in page and '<a href="00_tour.ipynb">' in page and "02_rich_to_lazy.ipynb (not found)" in page
     assert "src=\"http" not in page and "<link" not in page, "the page must be self-contained"
 
 
