@@ -90,21 +90,27 @@ class Inference:
 
 
 def interleave(steps: dict[str, Callable[[], None]], repeats: int, warmup: int = 1,
-               dev: torch.device | None = None) -> dict[str, float]:
-    """Median milliseconds of each callable, calling them in turn, every other round in reverse order."""
+               dev: torch.device | None = None, min_seconds: float = 0.0, max_repeats: int = 200) -> dict[str, float]:
+    """Median milliseconds of each callable, calling them in turn, every other round in reverse order.
+
+    At least ``repeats`` rounds; more (up to ``max_repeats``) until ``min_seconds`` have been spent timing, so
+    that millisecond steps get enough samples for a stable median.
+    """
     dev = dev or device()
     names = list(steps)
     for _ in range(warmup):
         for name in names:
             steps[name]()
     times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(repeats):
+    start_all, r = time.perf_counter(), 0
+    while r < repeats or (time.perf_counter() - start_all < min_seconds and r < max_repeats):
         for name in (names if r % 2 == 0 else names[::-1]):
             sync(dev)
             start = time.perf_counter()
             steps[name]()
             sync(dev)
             times[name].append((time.perf_counter() - start) * 1e3)
+        r += 1
     return {name: statistics.median(t) for name, t in times.items()}
 
 

@@ -3,8 +3,8 @@
 Each method runs once through ``cropkit.run`` on the ``cpu`` profile (digits, the small ``cnn``, 20 epochs of
 the sparse phase, sparsity 0.9, seed 0), with the cache disabled and codecarbon off (it does not change the
 work, only adds a background thread). ``train_seconds`` is everything the method does: scoring, detection,
-surgery and training, every dense phase and every LTR round included. Dense training runs first *and* last;
-the reference is the mean of the two, so a drift in the machine's load over the benchmark hits both sides.
+surgery and training, every dense phase and every LTR round included. Every method but LTR runs twice, in
+the palindromic order ``ORDER``, and its time is the mean of both runs (a run repeats exactly: same seed).
 
     dense         20 epochs, the reference row
     snip          prune at init, 20 epochs
@@ -22,6 +22,9 @@ import cropkit
 from benchmarks import common
 
 METHODS = ("dense", "earlycrop-u", "earlycrop-s", "ltr", "snip")
+# Palindromic order: every method but LTR (5 trainings, shown for contrast) runs twice, mirrored around LTR,
+# and its time is the mean of both runs, so a drift in the machine's load hits every method alike.
+ORDER = ("dense", "earlycrop-u", "earlycrop-s", "snip", "ltr", "snip", "earlycrop-s", "earlycrop-u", "dense")
 TARGET = 1.2
 SPARSITY = 0.9
 
@@ -55,21 +58,24 @@ def main(quick: bool = False) -> pd.DataFrame:
     profile = "smoke" if quick else "cpu"
     common.header(f"finding cost: whole method ÷ dense training (profile {profile})", quick)
     _run("dense", "smoke")  # untimed warm-up: imports, data loading and first-call costs would land on dense
-    order = METHODS + ("dense",)  # dense again at the end: the reference is the mean of both
-    rows = [_run(m, profile) for m in common.progress(order, "finding cost")]
-    dense_runs = [r for r in rows if r["method"] == "dense"]
-    dense_seconds = sum(r["train_seconds"] for r in dense_runs) / len(dense_runs)
-    dense_epochs = dense_runs[0]["epochs_trained"]
-    frame = pd.DataFrame(rows[:-1])
-    frame["dense_seconds_first_last"] = " / ".join(f"{r['train_seconds']:.1f}" for r in dense_runs)
+    rows = [_run(m, profile) for m in common.progress(ORDER, "finding cost")]
+    seconds = {m: [r["train_seconds"] for r in rows if r["method"] == m] for m in METHODS}
+    first = {}
+    for r in rows:
+        first.setdefault(r["method"], r)  # same seed, same work: only the time differs between repeats
+    frame = pd.DataFrame([first[m] for m in METHODS])
+    frame["runs_seconds"] = [" / ".join(f"{t:.1f}" for t in seconds[m]) for m in METHODS]
+    frame["train_seconds"] = [sum(seconds[m]) / len(seconds[m]) for m in METHODS]
+    dense_seconds, dense_epochs = frame.train_seconds.iloc[0], frame.epochs_trained.iloc[0]
     frame["time_ratio"] = frame.train_seconds / dense_seconds
     frame["epochs_ratio"] = frame.epochs_trained / dense_epochs
     frame["target"] = ["≤ 1.2" if m.startswith("earlycrop") else "" for m in frame.method]
     frame["verdict"] = [common.verdict(t, TARGET, higher_is_better=False) if m.startswith("earlycrop") else ""
                         for m, t in zip(frame.method, frame.time_ratio)]
     common.show(frame, ["method", "test_acc", "weight_sparsity", "node_sparsity", "epochs_trained", "prune_epoch",
-                        "train_seconds", "time_ratio", "epochs_ratio", "batch_time_ms", "target", "verdict"])
-    print(f"    dense reference: mean of {frame.dense_seconds_first_last.iloc[0]} s (first / last run)")
+                        "train_seconds", "time_ratio", "epochs_ratio", "target", "verdict"])
+    print("    seconds of each run (palindromic order, so load drift hits every method alike): "
+          + "; ".join(f"{m} {t}" for m, t in zip(frame.method, frame.runs_seconds)))
     for method, message in zip(frame.method, frame.warnings.fillna("")):
         if message:
             print(f"    {method}: {message}")

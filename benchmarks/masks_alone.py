@@ -28,12 +28,14 @@ SPARSITIES = (0.5, 0.8, 0.9, 0.95, 0.98)
 VARIANTS = ("cropkit masks", "torch prune")
 
 
-def configs(quick: bool) -> list[dict]:
+def configs(quick: bool, full: bool = False) -> list[dict]:
+    """Masks cost the same at every sparsity, so full width runs only 0.9 unless ``full``."""
     if quick:
         return [dict(model="resnet18", width=1 / 16, batch=4, repeats=2, sparsities=(0.5, 0.9))]
     gpu = common.device().type == "cuda"
     small = dict(width=0.25, batch=128 if gpu else 32, repeats=9 if gpu else 5, sparsities=SPARSITIES)
-    large = dict(width=1.0, batch=128 if gpu else 8, repeats=9 if gpu else 3, sparsities=(0.5, 0.9, 0.98))
+    large = dict(width=1.0, batch=128 if gpu else 8, repeats=9 if gpu else 3,
+                 sparsities=SPARSITIES if full else (0.9,))
     return [dict(model="resnet18", **large), dict(model="resnet18", **small), dict(model="vgg16", **small)]
 
 
@@ -61,7 +63,7 @@ def _sizes(model, x, y) -> dict:
                 memory=measure.peak_memory(model, x, y)["bytes"], disk=measure.disk_size(model))
 
 
-def run_config(name, width, batch, repeats, sparsities, bar) -> list[dict]:
+def run_config(name, width, batch, repeats, sparsities, bar, min_seconds: float = 2.0) -> list[dict]:
     dev = common.device()
     dense = models.build(name, (3, 32, 32), 10, width=width, seed=0).to(dev)
     x, y = common.batch((3, 32, 32), batch, dev=dev)
@@ -71,8 +73,9 @@ def run_config(name, width, batch, repeats, sparsities, bar) -> list[dict]:
         masked = {"cropkit masks": cropkit_masked(dense, sparsity), "torch prune": torch_masked(dense, sparsity)}
         candidates = {"dense": dense, **masked}
         step = common.interleave({k: common.TrainStep(copy.deepcopy(m), x, y) for k, m in candidates.items()},
-                                 repeats)
-        infer = common.interleave({k: common.Inference(m, x) for k, m in candidates.items()}, repeats)
+                                 repeats, min_seconds=min_seconds)
+        infer = common.interleave({k: common.Inference(m, x) for k, m in candidates.items()}, repeats,
+                                  min_seconds=min_seconds)
         for variant, model in masked.items():
             size = _sizes(model, x, y)
             rows.append(dict(
@@ -120,14 +123,15 @@ def plot(frame: pd.DataFrame, quick: bool) -> None:
     common.save_figure(fig, "masks_alone", quick)
 
 
-def main(quick: bool = False) -> pd.DataFrame:
+def main(quick: bool = False, full: bool = False) -> pd.DataFrame:
     common.header("masks alone: unstructured masks ÷ dense", quick)
-    todo = configs(quick)
+    todo = configs(quick, full)
     rows = []
     with common.progress(None, "masks alone", total=sum(len(c["sparsities"]) for c in todo)) as bar:
         for c in todo:
             bar.set_postfix_str(f"{c['model']} width {c['width']:g}")
-            rows += run_config(c["model"], c["width"], c["batch"], c["repeats"], c["sparsities"], bar)
+            rows += run_config(c["model"], c["width"], c["batch"], c["repeats"], c["sparsities"], bar,
+                              min_seconds=0 if quick else 2)
     frame = pd.DataFrame(rows)
     common.show(frame, ["model", "width", "variant", "target_sparsity", "weight_sparsity", "flops_ratio",
                         "nonzero_macs_ratio", "step_ratio", "infer_ratio", "memory_ratio", "disk_ratio"])

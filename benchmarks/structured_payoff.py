@@ -46,7 +46,8 @@ def _sizes(model, x, y) -> dict:
                 memory=measure.peak_memory(model, x, y)["bytes"], disk=measure.disk_size(model))
 
 
-def run_config(name: str, width: float, batch: int, repeats: int, sparsities, bar) -> list[dict]:
+def run_config(name: str, width: float, batch: int, repeats: int, sparsities, bar,
+               min_seconds: float = 2.0) -> list[dict]:
     dev = common.device()
     dense = models.build(name, (3, 32, 32), 10, width=width, seed=0).to(dev)
     x, y = common.batch((3, 32, 32), batch, dev=dev)
@@ -61,8 +62,9 @@ def run_config(name: str, width: float, batch: int, repeats: int, sparsities, ba
                 pruned[budget] = prune.structured(copy.deepcopy(dense), node_scores, sparsity, x[:2], budget=budget)
         candidates = {"dense": dense, **pruned}
         step = common.interleave({k: common.TrainStep(copy.deepcopy(m), x, y) for k, m in candidates.items()},
-                                 repeats)
-        infer = common.interleave({k: common.Inference(m, x) for k, m in candidates.items()}, repeats)
+                                 repeats, min_seconds=min_seconds)
+        infer = common.interleave({k: common.Inference(m, x) for k, m in candidates.items()}, repeats,
+                                  min_seconds=min_seconds)
         for budget, model in pruned.items():
             size = _sizes(model, x, y)
             flop_ratio = size["flops"] / base["flops"]
@@ -138,7 +140,8 @@ def main(quick: bool = False, full: bool = False) -> pd.DataFrame:
     with common.progress(None, "structured payoff", total=sum(len(c["sparsities"]) for c in todo)) as bar:
         for c in todo:
             bar.set_postfix_str(f"{c['model']} width {c['width']:g}")
-            rows += run_config(c["model"], c["width"], c["batch"], c["repeats"], c["sparsities"], bar)
+            rows += run_config(c["model"], c["width"], c["batch"], c["repeats"], c["sparsities"], bar,
+                              min_seconds=0 if quick else 2)
     frame = pd.DataFrame(rows)
     report(frame, quick)
     common.save(frame, "structured_payoff", quick)

@@ -130,9 +130,11 @@ def timing_rows(quick: bool) -> list[dict]:
         theirs = tp_equal_counts(dense, ours, x[:2])
         same = [tuple(p.shape) for p in ours.parameters()] == [tuple(p.shape) for p in theirs.parameters()]
         step = common.interleave({"cropkit": common.TrainStep(copy.deepcopy(ours), x, y),
-                                  "torch-pruning": common.TrainStep(copy.deepcopy(theirs), x, y)}, repeats)
+                                  "torch-pruning": common.TrainStep(copy.deepcopy(theirs), x, y)}, repeats,
+                                 min_seconds=0 if quick else 4)
         infer = common.interleave({"cropkit": common.Inference(ours, x),
-                                   "torch-pruning": common.Inference(theirs, x)}, repeats)
+                                   "torch-pruning": common.Inference(theirs, x)}, repeats,
+                                  min_seconds=0 if quick else 2)
         ratio = step["cropkit"] / step["torch-pruning"]
         rows.append(dict(model=name, width=width, batch_size=batch, weight_sparsity=measure.weight_sparsity(ours, dense),
                          shapes_equal=same, cropkit_step_ms=step["cropkit"], tp_step_ms=step["torch-pruning"],
