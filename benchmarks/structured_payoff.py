@@ -122,6 +122,12 @@ def report(frame: pd.DataFrame, quick: bool) -> None:
     common.show(frame, ["model", "width", "budget", "target_sparsity", "weight_sparsity", "flop_reduction",
                         "params_ratio", "flops_ratio", "step_ratio", "infer_ratio", "memory_ratio", "disk_ratio",
                         "share_train", "share_infer"])
+    print("\n    weight budget against FLOP budget at target 0.9 (speedup = dense step ÷ pruned step):")
+    for (model, width), part in frame[frame.target_sparsity == 0.9].groupby(["model", "width"], sort=False):
+        w, f = (part[part.budget == b].iloc[0] for b in BUDGETS)
+        print(f"    {model:>8} ×{width:<6g} weights budget: FLOP cut {w.flop_reduction:6.1%}, speedup ×{w.step_speedup:.2f}"
+              f"  |  flops budget: FLOP cut {f.flop_reduction:6.1%} at weight sparsity {f.weight_sparsity:.3f}, "
+              f"speedup ×{f.step_speedup:.2f}")
     target = frame[(frame.model == "resnet18") & (frame.width == frame.width.max()) & (frame.target_sparsity == 0.9)]
     print(f"\n    targets (ResNet18, width {frame.width.max():g}, sparsity 0.9; issue 7):")
     for _, row in target.iterrows():
