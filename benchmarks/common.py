@@ -159,7 +159,7 @@ def save(frame: pd.DataFrame, stem: str, quick: bool) -> Path:
 def save_figure(fig, stem: str, quick: bool) -> Path:
     import matplotlib.pyplot as plt
 
-    fig.text(0.01, -0.02, where(), fontsize=7, color="0.4")  # below the axes; bbox "tight" keeps it
+    fig.text(0.01, 0, where(), fontsize=7, color="0.4", va="top")  # below the axes; bbox "tight" keeps it
     path = out_dir() / f"{stem}{'_quick' if quick else ''}.png"
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
