@@ -47,12 +47,29 @@ def warm_up(**run_options) -> None:
     methods_lib.run("dense", epochs=1, cache=False, progress=False, **options)
 
 
+def is_cached(method: str, sparsity: float, seed: int, **run_options) -> bool:
+    """True when `cropkit.run` would replay this run from its cache instead of training."""
+    import torch
+
+    from .results import cache_path, default_cache_dir
+
+    if run_options.get("cache", True) is False:
+        return False
+    keys = ("cache", "cache_dir", "device", "root", "progress")
+    cfg = methods_lib.settings(method, **{k: v for k, v in run_options.items() if k not in keys})
+    device = torch.device(run_options.get("device") or methods_lib.train.default_device())
+    sparsity = 0.0 if method == "dense" else float(sparsity)
+    # methods._config is the function cropkit.run keys its cache with
+    config = methods_lib._config(method, cfg, sparsity, seed, device)
+    return cache_path(run_options.get("cache_dir") or default_cache_dir(), config).exists()
+
+
 def sweep(entries: Sequence[str], sparsities: Sequence[float], seeds: Sequence[int], *, progress: bool = True,
           **run_options) -> list:
     """`cropkit.run` for every entry × sparsity × seed (``dense`` once per seed, at sparsity 0); a list of Results.
 
     ``run_options`` go to every run (profile, data, model, epochs, cache, ltr_rounds, …). Every name is checked
-    before the first run starts, and :func:`warm_up` runs before it.
+    before the first run starts, and :func:`warm_up` runs before it unless every run replays from the cache.
     """
     from tqdm.auto import tqdm
 
@@ -64,7 +81,8 @@ def sweep(entries: Sequence[str], sparsities: Sequence[float], seeds: Sequence[i
     for method, _, _, options in plan:
         run_settings = {k: v for k, v in run_options.items() if k not in ("cache", "cache_dir", "device", "root")}
         methods_lib.settings(method, **options, **run_settings)
-    warm_up(**run_options)
+    if not all(is_cached(method, sparsity, seed, **options, **run_options) for method, sparsity, seed, options in plan):
+        warm_up(**run_options)
     results = []
     for method, sparsity, seed, options in tqdm(plan, desc="runs", unit="run", disable=not progress):
         results.append(methods_lib.run(method, sparsity=sparsity, seed=seed, progress=False,

@@ -54,3 +54,14 @@ def test_gap_calls_ties_within_the_seed_spread():
     gaps = lottery.gap(summary, "a", "b").set_index("target_sparsity")
     assert gaps.loc[0.5, "verdict"] == "tie within the seed spread"
     assert gaps.loc[0.9, "verdict"] == "a ahead" and gaps.loc[0.9, "difference"] == pytest.approx(0.30)
+
+
+def test_is_cached_agrees_with_the_cache_of_cropkit_run(tmp_path):
+    options = dict(profile="smoke", epochs=1, limit=64, cache_dir=tmp_path, measure_emissions=False)
+    assert not lottery.is_cached("ltr", 0.5, 0, reinit=True, **options)
+    results = lottery.sweep(["ltr-reinit"], sparsities=[0.5], seeds=[0], progress=False, **options)
+    assert not results[0].from_cache and lottery.entry_of(results[0]) == "ltr-reinit"
+    assert lottery.is_cached("ltr", 0.5, 0, reinit=True, **options)
+    assert not lottery.is_cached("ltr", 0.5, 0, **options), "rewinding and its control are different runs"
+    assert not lottery.is_cached("ltr", 0.5, 0, reinit=True, **{**options, "cache": False})
+    assert lottery.sweep(["ltr-reinit"], sparsities=[0.5], seeds=[0], progress=False, **options)[0].from_cache

@@ -258,7 +258,14 @@ print(f"What it buys at {cfg.focus_sparsity:.0%}: {100 * focus_gap.difference:+.
 ltr_wins = [s for s, v in zip(ltr_vs_early.target_sparsity, ltr_vs_early.verdict) if v == "LTR ahead"]
 early_wins = [s for s, v in zip(ltr_vs_early.target_sparsity, ltr_vs_early.verdict) if v == "EarlyCroP-U ahead"]
 print(f"LTR ahead of EarlyCroP-U at: {[f'{s:.0%}' for s in ltr_wins] or 'no sparsity'}; "
-      f"EarlyCroP-U ahead at: {[f'{s:.0%}' for s in early_wins] or 'no sparsity'}; tied elsewhere.")"""),
+      f"EarlyCroP-U ahead at: {[f'{s:.0%}' for s in early_wins] or 'no sparsity'}; tied elsewhere.")
+below_random = {}
+for m in METHODS:
+    if m != "random-u":
+        lost = lottery.gap(accuracy, m, "random-u")
+        below_random[m] = [s for s, v in zip(lost.target_sparsity, lost.verdict) if v == "Random-U ahead"]
+print("Below the Random-U floor: " + ("; ".join(f"{LABELS[m]} at {[f'{s:.0%}' for s in v]}"
+                                             for m, v in below_random.items() if v) or "no method at any sparsity"))"""),
     md("""## What to notice
 
 * **Rewinding versus the control.** The first block above says, sparsity by sparsity, whether the rewound ticket
@@ -273,7 +280,11 @@ print(f"LTR ahead of EarlyCroP-U at: {[f'{s:.0%}' for s in ltr_wins] or 'no spar
   The paper's claim is that this small extra cost brings it close to LTR at a fraction of LTR's cost; the verdicts
   above say whether this run agrees, at which sparsities, and with how much confidence.
 * **Extreme sparsity.** At 98 % only 2 % of the weights remain; differences between criteria grow there, and so
-  does the seed spread. Random-U is the floor every criterion must clear.
+  does the seed spread. Random-U is the floor every criterion should clear; the last line above names any method
+  that fell below it. A sudden drop in a single round of the LTR plot (rather than a gradual decline) is the
+  usual sign of a bottleneck: global magnitude pruning compares weights across layers, and a small layer whose
+  weights happen to be small can lose almost all of them. Check it on a run of your own by counting each layer's
+  surviving weights with `ck.prune.masks(model)`.
 
 ## Try this
 * `LTR_ROUNDS = 1`: one-shot magnitude pruning with rewinding — cheaper, and often worse at high sparsity.
