@@ -51,6 +51,22 @@ NOTEBOOKS: dict[str, dict[str, dict]] = {
                       score_batches=10, max_dense_epochs=20, ltr_rounds=5, rewind_epoch=1, measure_emissions=True,
                       sparsities=[0.5, 0.8, 0.9, 0.95, 0.98], seeds=[0, 1, 2], focus_sparsity=0.95),
     },
+    "04_structured_pruning": {
+        "smoke": dict(data="digits", width=0.5, epochs=2, seeds=[0], threads=1, tables=[["cnn", 0.9]],
+                      explorer_models=["resnet18", "vgg16"], explorer_criterion="snap_nodes", explorer_width=0.125,
+                      explorer_batch=4, explorer_data="synthetic", explorer_threads=1, sweep=[0.9], wide_width=1.0,
+                      wide_sparsity=0.9, narrow_widths=[0.25, 0.5]),
+        "cpu": dict(data="digits", width=1.0, epochs=10, seeds=[0], threads=None, tables=[["cnn", 0.9]],
+                    explorer_models=["resnet18", "vgg16"], explorer_criterion="crop_nodes", explorer_width=0.25,
+                    explorer_batch=8, explorer_data="synthetic", explorer_threads=1,
+                    sweep=[0.3, 0.5, 0.7, 0.8, 0.9, 0.95],
+                    wide_width=2.0, wide_sparsity=0.9, narrow_widths=[0.25, 0.375, 0.5, 0.625, 0.75, 1.0]),
+        "paper": dict(data="cifar10", width=1.0, epochs=80, seeds=[0, 1, 2], threads=None,
+                      tables=[["resnet18", 0.95], ["vgg16", 0.98]], explorer_models=["resnet18", "vgg16"],
+                      explorer_criterion="crop_nodes", explorer_width=1.0, explorer_batch=64,
+                      explorer_data="cifar10", explorer_threads=None, sweep=[0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98],
+                      wide_width=2.0, wide_sparsity=0.95, narrow_widths=[0.25, 0.375, 0.5, 0.625, 0.75, 1.0]),
+    },
 }
 
 

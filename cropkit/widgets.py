@@ -130,6 +130,7 @@ class StructuredExplorer:
         batch_size    inputs per measured training step (batch time and peak memory)
         sparsity      initial target (its meaning follows the budget: weight, node or FLOP sparsity)
         budget        initial budget, one of ``cropkit.prune.BUDGETS``
+        model, criterion   initial choices (default: the first of ``model_names`` / ``criteria``)
         repeats       timed training steps per measurement (median), after one warm-up step
         seed, device  model initialisation seed; where models run (default: CUDA if present)
         threads       torch CPU threads while computing (``None`` = leave as set). One thread gives steadier
@@ -142,7 +143,8 @@ class StructuredExplorer:
     def __init__(self, model_names: Iterable[str] = ("resnet18", "vgg16"), criteria: Iterable[str] | None = None,
                  width: float = 0.25, input_shape=(3, 32, 32), num_classes: int = 10, batches=None,
                  batch_size: int = 8, sparsity: float = 0.5, budget: str = "weights", repeats: int = 3,
-                 seed: int = 0, device=None, threads: int | None = None):
+                 seed: int = 0, device=None, threads: int | None = None, model: str | None = None,
+                 criterion: str | None = None):
         import ipywidgets as W
 
         from . import prune, scores, train
@@ -155,6 +157,11 @@ class StructuredExplorer:
                              f"got {list(self.criteria)}")
         if not self.model_names:
             raise ValueError("model_names is empty; give at least one model name, e.g. ('resnet18', 'vgg16')")
+        model = self.model_names[0] if model is None else model
+        criterion = self.criteria[0] if criterion is None else criterion
+        if model not in self.model_names or criterion not in self.criteria:
+            raise ValueError(f"the initial model and criterion must be among {list(self.model_names)} and "
+                             f"{list(self.criteria)}; got {model!r}, {criterion!r}")
         if budget not in prune.BUDGETS:
             raise ValueError(f"budget must be one of {list(prune.BUDGETS)}; got {budget!r}")
         self.width, self.input_shape, self.num_classes = width, tuple(input_shape), num_classes
@@ -176,10 +183,8 @@ class StructuredExplorer:
         self.last: dict = {}
 
         style = {"description_width": "70px"}
-        self.model = W.Dropdown(options=self.model_names, value=self.model_names[0], description="model",
-                                style=style)
-        self.criterion = W.Dropdown(options=self.criteria, value=self.criteria[0], description="criterion",
-                                    style=style)
+        self.model = W.Dropdown(options=self.model_names, value=model, description="model", style=style)
+        self.criterion = W.Dropdown(options=self.criteria, value=criterion, description="criterion", style=style)
         self.budget = W.Dropdown(options=prune.BUDGETS, value=budget, description="budget", style=style)
         self.sparsity = W.FloatSlider(value=sparsity, min=0.0, max=0.98, step=0.02, description="sparsity",
                                       readout_format=".2f", continuous_update=False, style=style,

@@ -1,0 +1,71 @@
+"""Notebook 04 under the smoke profile: the invariants of its table, its explorer state and its wide-vs-narrow run."""
+from pathlib import Path
+
+import pytest
+
+STEM = "04_structured_pruning"
+
+
+@pytest.fixture(scope="module")
+def results(run_notebook):
+    return run_notebook(STEM)
+
+
+def rows_by_method(table):
+    return {row["method"]: row for row in table["rows"]}
+
+
+def test_tables_hold_dense_unstructured_and_every_structured_method(results):
+    assert results["profile"] == "smoke" and results["tables"]
+    for table in results["tables"]:
+        families = {m: results["families"][m] for m in rows_by_method(table)}
+        assert sorted(m for m, f in families.items() if f == "Structured") == sorted(
+            ["random-s", "snap", "crop-s", "cropit-s", "earlycrop-s", "earlybird", "gatedecorators",
+             "efficientconvnets"])
+        assert "dense" in families and "Unstructured" in families.values()
+
+
+def test_sparsities_are_within_one_percent_of_the_target(results):
+    for table in results["tables"]:
+        for row in table["rows"]:
+            if row["method"] == "dense":
+                assert row["weight_sparsity"] == 0 and row["node_sparsity"] == 0
+            else:
+                assert row["target_sparsity"] == table["sparsity"]
+                assert abs(row["weight_sparsity"] - table["sparsity"]) <= 0.01, row["method"]
+
+
+def test_structured_rows_remove_nodes_and_flops_masks_do_not(results):
+    for table in results["tables"]:
+        rows = rows_by_method(table)
+        dense = rows["dense"]
+        for method, row in rows.items():
+            family = results["families"][method]
+            if family == "Structured":
+                assert row["node_sparsity"] > 0, method
+                assert row["flops"] < dense["flops"], method
+                assert row["params"] < dense["params"], method
+            elif family == "Unstructured":
+                assert row["node_sparsity"] == 0, method
+                assert row["flops"] == dense["flops"], f"{method}: masks leave the dense FLOPs"
+                assert row["nonzero_macs"] < dense["nonzero_macs"], method
+
+
+def test_explorer_state_is_saved_and_consistent(results):
+    state = results["explorer"]
+    assert state["model"] in ("resnet18", "vgg16") and state["layers"]
+    assert all(0 < kept <= dense for kept, dense in state["layers"].values())
+    assert abs(state["weight_sparsity"] - state["target_sparsity"]) <= 0.01
+    for key in ("params_ratio", "flops_ratio", "peak_memory_ratio"):
+        assert 0 < state[key] < 1, key
+    assert state["batch_time_ms"] > 0 and results["widget_errors"] == []
+    assert results["sweep"] and all(r["params_ratio"] < 1 for r in results["sweep"])
+
+
+def test_wide_pruned_model_fits_the_memory_of_the_narrow_dense_one(results, smoke_dir):
+    w = results["wide_vs_narrow"]
+    assert w["narrow_width"] < w["wide_width"]
+    assert w["narrow"]["peak_memory_bytes"] <= w["budget_bytes"] < w["wide_dense_bytes"]
+    assert abs(w["wide"]["weight_sparsity"] - w["sparsity"]) <= 0.01 and w["wide"]["node_sparsity"] > 0
+    for name in ("04_explorer.png", "04_sweep.png", "04_wide_vs_narrow.png", "04_structured_pruning.ipynb"):
+        assert (Path(smoke_dir) / name).exists(), name

@@ -1,0 +1,275 @@
+"""Builds notebooks/04_structured_pruning.ipynb (kept so the lesson can be regenerated; edit here or in JupyterLab).
+
+    .venv/bin/python tools/make_04_structured_pruning.py
+"""
+import nbformat as nbf
+
+md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
+cells = [
+    md("""# 04 · Structured pruning: fewer channels, less time, less memory
+
+**Learning goal.** See why only *structured* pruning makes a network cheaper to train on ordinary hardware:
+removing whole channels shrinks every tensor — parameters, FLOPs, the time of a training step and its peak
+memory — while masking single weights (unstructured pruning) leaves the dense tensors, and so the cost, as
+they were. Then compare the structured methods of the paper (Random-S, SNAP, CroP-S, CroPit-S, EarlyCroP-S,
+EarlyBird, GateDecorators, EfficientConvNets) against dense training in the paper's table.
+
+**The idea.** A *node* is one output channel of a convolution (or one neuron of a hidden linear layer).
+A node criterion scores every node; `cropkit.prune.structured` removes the lowest-scoring nodes until the
+target weight sparsity is reached, and rebuilds the network with physically smaller tensors. Channels that
+meet in a residual add must go together, with the same indices in every layer of the group (traced with
+torch-pruning's `DependencyGraph`). Because a removed channel takes its whole filter *and* the matching input
+slice of the next layer with it, the kept network is a genuinely smaller dense network."""),
+    code("""PROFILE = "cpu"  # smoke (seconds, for tests) | cpu (a laptop, the default) | paper (a GPU: CIFAR-10, ResNet18 at 95 %, VGG16 at 98 %)
+OUTPUT_DIR = "outputs"  # where the JSON results and figures are written
+DATA = None  # dataset of the method tables; None: the profile value (digits; cifar10 on paper)
+TABLES = None  # [[model, target weight sparsity], ...] compared in the paper table; None: the profile value
+WIDTH = None  # width multiplier of the table models; None: the profile value
+EPOCHS = None  # epochs after pruning; None: the profile value
+SEEDS = None  # seeds per method, e.g. [0, 1, 2] for mean ± std; None: the profile value
+EXPLORER_WIDTH = None  # width of the explorer ResNet18 / VGG16; None: the profile value (0.25 on a CPU)
+EXPLORER_CRITERION = None  # criterion the explorer starts with (a key of cropkit.scores.NODE_SCORES); None: the profile value
+WIDE_WIDTH = None  # width of the wide model pruned in section 4; None: the profile value
+THREADS = None  # torch CPU threads; None: the profile value (smoke: 1; otherwise torch chooses)""",
+         metadata={"tags": ["parameters"]}),
+    code("""import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+from IPython.display import display
+
+import cropkit as ck
+from cropkit.methods import FAMILIES, LABELS
+from cropkit.results import PAPER_COLUMNS, runs_frame
+
+cfg = ck.profiles.settings("04_structured_pruning", PROFILE, DATA=DATA, TABLES=TABLES, WIDTH=WIDTH, EPOCHS=EPOCHS,
+                           SEEDS=SEEDS, EXPLORER_WIDTH=EXPLORER_WIDTH, EXPLORER_CRITERION=EXPLORER_CRITERION,
+                           WIDE_WIDTH=WIDE_WIDTH, THREADS=THREADS)
+run_cfg = ck.profiles.settings("run", PROFILE)
+if cfg.threads:
+    torch.set_num_threads(cfg.threads)
+print(cfg)
+print("measured on:", ck.measure.hardware())"""),
+    md("""## 1 · The explorer: move the slider
+
+Pick a model (the CIFAR forms of ResNet18 and VGG16), a node criterion (the keys of
+`cropkit.scores.NODE_SCORES`), a budget and a target sparsity. For each choice the explorer scores the nodes of
+the dense network *at initialisation* (once per model and criterion — the first visit of a criterion takes a
+few seconds), prunes a copy with `cropkit.prune.structured`, and measures the smaller network against the dense
+one on this machine: kept channels per layer, parameters, FLOPs per sample, the median time of a full training
+step (forward, backward, Adam) and the peak memory of one step.
+
+* **budget** `weights` reaches the target *weight* sparsity (the paper's axis); `nodes` removes that fraction of
+  nodes; `flops` removes nodes until the FLOPs fall by that fraction, ranking nodes by score per FLOP saved.
+* On a CPU profile the explorer scores on one batch of random CIFAR-shaped inputs: it is about the *shape* and
+  the *cost* of the pruned network, not its accuracy (sections 3 and 4 train real networks). `bn_nodes`
+  (EarlyBird's |γ|) sees all γ = 1 at initialisation, so its ties are broken by position: it is meant for
+  trained networks.
+* Batch-time ratios are wall-clock measurements of a few steps (on a CPU profile with one thread, which is
+  steadier for such small steps): on a shared or busy machine they are noisy; parameter, FLOP and memory
+  ratios are exact or nearly so."""),
+    code("""explorer_batches = None  # None: one seeded batch of random inputs (shape and cost only)
+if cfg.explorer_data != "synthetic":
+    explorer_data = ck.data.load(cfg.explorer_data, batch_size=cfg.explorer_batch, seed=0)
+    explorer_batches = ck.data.take(explorer_data.train, 1)
+explorer = ck.widgets.StructuredExplorer(model_names=cfg.explorer_models, criterion=cfg.explorer_criterion,
+                                         width=cfg.explorer_width, batch_size=cfg.explorer_batch,
+                                         batches=explorer_batches, threads=cfg.explorer_threads, sparsity=0.5)
+explorer.update()  # draw the current choice now, so that the executed notebook shows it too
+display(explorer.widget)"""),
+    md("""The same state as a static figure (this is what the executed copy and the summary report show; the widget
+above is the live version):"""),
+    code("""state = explorer.last
+fig = explorer.figure(state)
+fig.savefig(f"{OUTPUT_DIR}/04_explorer.png", dpi=100)
+display(fig)
+print(f"{state['model']} (width {state['width']}), {state['criterion']}, weight sparsity "
+      f"{state['weight_sparsity']:.3f}, node sparsity {state['node_sparsity']:.3f}")
+print(ck.widgets.StructuredExplorer.summary_text(state))"""),
+    md("""## 2 · Sweeping the slider
+
+The explorer's numbers for every model over a range of target weight sparsities, with the profile's criterion.
+The dashed line is `1 − sparsity`: the parameter ratio sits on it by construction (the budget counts prunable
+weights; biases and norm layers shrink with their channels)."""),
+    code("""sweep = []
+for name in cfg.explorer_models:
+    for s in explorer.sweep(name, cfg.explorer_criterion, cfg.sweep):
+        sweep.append({k: s[k] for k in ("model", "target_sparsity", "weight_sparsity", "node_sparsity",
+                                        "params_ratio", "flops_ratio", "batch_time_ratio", "peak_memory_ratio")})
+sweep = pd.DataFrame(sweep)
+display(sweep.round(3))
+
+fig, axes = plt.subplots(1, 4, figsize=(14, 3.4), sharex=True)
+for ax, key, title in zip(axes, ["params_ratio", "flops_ratio", "batch_time_ratio", "peak_memory_ratio"],
+                          ["parameters", "FLOPs / sample", "batch time (measured)", "peak memory"]):
+    for name, part in sweep.groupby("model", sort=False):
+        ax.plot(part["target_sparsity"], part[key], "o-", label=name)
+    ax.plot(sweep["target_sparsity"], 1 - sweep["target_sparsity"], "k--", lw=0.8, label="1 − sparsity")
+    ax.set(title=f"{title} ÷ dense", xlabel="target weight sparsity", ylim=(0, None))
+axes[0].legend(fontsize=8)
+fig.suptitle(f"{cfg.explorer_criterion} at initialisation, width {cfg.explorer_width}, "
+             f"batch {cfg.explorer_batch} on {ck.measure.hardware()}", fontsize=9)
+fig.tight_layout()
+fig.savefig(f"{OUTPUT_DIR}/04_sweep.png", dpi=100)
+plt.show()
+for name, part in sweep.groupby("model", sort=False):
+    last = part.iloc[-1]
+    print(f"{name} at {last['target_sparsity']:.2f} weight sparsity: node sparsity {last['node_sparsity']:.2f}, "
+          f"FLOPs {last['flops_ratio']:.3f}×, batch time {last['batch_time_ratio']:.2f}×, "
+          f"peak memory {last['peak_memory_ratio']:.3f}× dense")"""),
+    md("""## 3 · The structured methods, trained, in the paper's table
+
+Every method below is trained with `cropkit.compare` at the same target *weight* sparsity: dense (the
+reference), one unstructured method (CroP-U, masks), and the eight structured methods. The columns are the
+paper's: accuracy, the achieved weight and node sparsity, training time, time of one training step, peak memory
+of one training step, disk size and estimated emissions (codecarbon; an estimate on a CPU). When a method ran
+with several seeds a cell reads mean ± std. Runs are cached in `outputs/cache`, so re-executing replays them."""),
+    code("""UNSTRUCTURED = ["crop-u"]
+STRUCTURED = ["random-s", "snap", "crop-s", "cropit-s", "earlycrop-s", "earlybird", "gatedecorators",
+              "efficientconvnets"]
+SHOWN = ["Type", "Method"] + [header for _, header, *_ in PAPER_COLUMNS] + ["FLOPs", "Epochs", "Prune epoch"]
+
+tables, runs = {}, {}
+for model, sparsity in cfg.tables:
+    key = f"{model}@{sparsity}"
+    tables[key] = ck.compare(["dense", *UNSTRUCTURED, *STRUCTURED], data=cfg.data, model=model, sparsity=sparsity,
+                             seeds=cfg.seeds, profile=PROFILE, epochs=cfg.epochs, width=cfg.width)
+    runs[key] = runs_frame(tables[key])
+    print(f"\\n{cfg.data} · {model} (width {cfg.width}) · target weight sparsity {sparsity} · seeds {cfg.seeds} · "
+          f"{cfg.epochs} epochs after pruning · {runs[key]['device'].iloc[0]}")
+    display(tables[key][SHOWN])"""),
+    md("""Each method's cost as a ratio to dense training (mean over seeds), beside its accuracy. The unstructured row is
+the control: its weights are as sparse as the structured rows', but its tensors are dense."""),
+    code("""def ratios(frame):
+    mean = frame.groupby("method", sort=False)[["test_acc", "weight_sparsity", "node_sparsity", "flops",
+                                                "batch_time_ms", "peak_memory_bytes", "params"]].mean()
+    dense = mean.loc["dense"]
+    out = mean[["test_acc", "weight_sparsity", "node_sparsity"]].copy()
+    for column in ("flops", "batch_time_ms", "peak_memory_bytes", "params"):
+        out[f"{column}_ratio"] = mean[column] / dense[column]
+    out["family"] = [FAMILIES[m] for m in out.index]
+    return out
+
+colours = {"Dense": "black", "Unstructured": "tab:red", "Structured": "tab:blue"}
+for key, frame in runs.items():
+    r = ratios(frame)
+    display(r.round(3))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), sharey=True)
+    for ax, column, title in zip(axes, ["flops_ratio", "batch_time_ms_ratio", "peak_memory_bytes_ratio"],
+                                 ["FLOPs", "batch time (measured)", "peak memory"]):
+        for method, row in r.iterrows():
+            ax.scatter(row[column], row["test_acc"], color=colours[row["family"]])
+            ax.annotate(LABELS[method], (row[column], row["test_acc"]), fontsize=7,
+                        xytext=(3, 2), textcoords="offset points")
+        ax.axvline(1.0, color="grey", lw=0.8, ls="--")
+        ax.set(xlabel=f"{title} ÷ dense", title=title)
+    axes[0].set_ylabel("test accuracy")
+    fig.suptitle(f"{key}: accuracy against cost (black dense, red unstructured, blue structured)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(f"{OUTPUT_DIR}/04_table_{key.replace('@', '_')}.png", dpi=100)
+    plt.show()
+    for method in ["crop-u", "crop-s", "earlycrop-s"]:
+        row = r.loc[method]
+        print(f"{key} {LABELS[method]:>12}: accuracy {row['test_acc']:.1%}, weight sparsity "
+              f"{row['weight_sparsity']:.3f}, node sparsity {row['node_sparsity']:.3f}, FLOPs {row['flops_ratio']:.3f}×, "
+              f"batch time {row['batch_time_ms_ratio']:.2f}×, peak memory {row['peak_memory_bytes_ratio']:.3f}× dense")"""),
+    md("""## 4 · A pruned wide network against a dense one of equal memory
+
+Structured pruning lets you train a network whose *dense* version would not fit. Here a wide model (width
+`WIDE_WIDTH`) is pruned at initialisation with CroP-S to the profile's sparsity and trained; its peak training
+memory sets the budget. Among narrower *dense* models we pick the widest whose peak memory fits that budget and
+train it the same way. Same memory, same epochs: which learns more? (Peak memory is measured as in the table,
+on a batch of the run's batch size.)"""),
+    code("""wide_model = cfg.tables[0][0]
+wide = ck.run("crop-s", data=cfg.data, model=wide_model, width=cfg.wide_width, sparsity=cfg.wide_sparsity,
+              epochs=cfg.epochs, seed=cfg.seeds[0], profile=PROFILE)
+budget_bytes = wide.peak_memory_bytes
+
+memory_data = ck.data.load(cfg.data, batch_size=run_cfg.batch_size, seed=cfg.seeds[0], limit=run_cfg.limit)
+xb, yb = next(iter(memory_data.train))
+def dense_memory(width):
+    model = ck.models.build(wide_model, memory_data.input_shape, memory_data.num_classes, width=width, seed=0)
+    return ck.measure.peak_memory(model.to(ck.train.default_device()), xb, yb)["bytes"]
+
+candidates = {w: dense_memory(w) for w in cfg.narrow_widths}
+wide_dense_bytes = dense_memory(cfg.wide_width)
+fitting = [w for w, b in candidates.items() if b <= budget_bytes]
+narrow_width = max(fitting) if fitting else min(candidates)
+if not fitting:
+    print(f"no dense width in {cfg.narrow_widths} fits {budget_bytes / 1e6:.2f} MB; using the narrowest")
+narrow = ck.run("dense", data=cfg.data, model=wide_model, width=narrow_width, epochs=cfg.epochs,
+                seed=cfg.seeds[0], profile=PROFILE)
+
+print(f"dense widths and their peak memory: " + ", ".join(f"{w}: {b / 1e6:.2f} MB" for w, b in candidates.items()))
+wide_vs_narrow = pd.DataFrame([
+    {"model": f"{wide_model} ×{cfg.wide_width}, dense (not trained)", "peak_memory_MB": wide_dense_bytes / 1e6,
+     "params": None, "test_acc": None},
+    {"model": f"{wide_model} ×{cfg.wide_width}, CroP-S {cfg.wide_sparsity:.0%}", "peak_memory_MB": budget_bytes / 1e6,
+     "params": wide.params, "test_acc": wide.test_acc},
+    {"model": f"{wide_model} ×{narrow_width}, dense", "peak_memory_MB": narrow.peak_memory_bytes / 1e6,
+     "params": narrow.params, "test_acc": narrow.test_acc},
+]).set_index("model")
+display(wide_vs_narrow)
+print(f"the wide dense model would need {wide_dense_bytes / budget_bytes:.1f}× the memory of its pruned version")
+print(f"at equal memory budget: pruned wide {wide.test_acc:.1%} vs dense narrow {narrow.test_acc:.1%} test accuracy "
+      f"({wide.params:,} vs {narrow.params:,} parameters)")
+
+fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.2))
+ax1.barh(wide_vs_narrow.index, wide_vs_narrow["peak_memory_MB"], color=["#bbbbbb", "tab:blue", "tab:orange"])
+ax1.axvline(budget_bytes / 1e6, color="k", ls="--", lw=0.8)
+ax1.set(xlabel="peak memory of a training step (MB)", title="memory")
+trained = wide_vs_narrow.dropna(subset=["test_acc"])
+ax2.barh(trained.index, trained["test_acc"], color=["tab:blue", "tab:orange"])
+ax2.set(xlabel="test accuracy", xlim=(0, 1), title="accuracy at equal memory")
+fig.tight_layout()
+fig.savefig(f"{OUTPUT_DIR}/04_wide_vs_narrow.png", dpi=100)
+plt.show()"""),
+    md("""## What to notice
+* In the explorer and the sweep, the parameter ratio follows `1 − sparsity`, and FLOPs and peak memory fall
+  with it: removed channels are gone from every tensor. The batch time falls too, but less than the FLOPs on a
+  small CPU model — fixed per-layer overheads (kernel launches, the optimizer's loop over tensors) do not shrink.
+  FLOP ratios and measured speed-ups are different things; both are printed above.
+* In the table, CroP-U reaches the same weight sparsity as the structured rows but keeps the dense FLOPs,
+  batch time and memory (ratios ≈ 1): masks alone save nothing on dense hardware. Its accuracy is usually the
+  highest of the pruned rows — it has the most freedom in which weights to keep. That is the trade.
+* Node sparsity is below weight sparsity: removing a channel also removes the matching inputs of the next
+  layer, so fewer nodes have to go to reach a weight target.
+* EarlyCroP-S, EarlyBird, GateDecorators and EfficientConvNets pay for a dense phase first (see the epochs and
+  prune-epoch columns and the training time); the at-init methods are cheapest to train.
+* Section 4 shows what the memory is spent on: at the same peak memory, compare the two accuracies printed there.
+
+## Try this
+* In the explorer, set the budget to `flops` and compare the kept channels with the `weights` budget at the
+  same value: which layers lose more?
+* `EXPLORER_WIDTH = 0.5`: does the batch-time ratio get closer to the FLOP ratio as the network grows?
+* `SEEDS = [0, 1, 2]` gives every cell a ± std over seeds (three times the training time).
+* `TABLES = [["resnet18", 0.9]]` and `WIDTH = 0.25` trains the table on ResNet18 (slower on a CPU)."""),
+    code("""def rows_of(frame):
+    keep = ["method", "seed", "target_sparsity", "weight_sparsity", "node_sparsity", "params", "flops", "nonzero_macs",
+            "test_acc", "best_test_acc", "epochs_trained", "prune_epoch", "train_seconds", "batch_time_ms",
+            "peak_memory_bytes", "peak_memory_method", "disk_bytes", "emissions_g", "device"]
+    return frame[keep].to_dict(orient="records")
+
+explorer_state = {k: v for k, v in explorer.last.items()}
+results = {
+    "profile": PROFILE, "data": cfg.data, "width": cfg.width, "epochs": cfg.epochs, "seeds": cfg.seeds,
+    "hardware": ck.measure.hardware(),
+    "families": {m: FAMILIES[m] for m in ["dense", *UNSTRUCTURED, *STRUCTURED]},
+    "tables": [{"model": model, "sparsity": sparsity, "rows": rows_of(runs[f"{model}@{sparsity}"])}
+               for model, sparsity in cfg.tables],
+    "explorer": explorer_state,
+    "sweep": sweep.to_dict(orient="records"),
+    "wide_vs_narrow": {"model": wide_model, "wide_width": cfg.wide_width, "sparsity": cfg.wide_sparsity,
+                       "narrow_width": narrow_width, "budget_bytes": budget_bytes,
+                       "wide_dense_bytes": wide_dense_bytes, "candidate_bytes": candidates,
+                       "wide": {k: wide.row()[k] for k in ("test_acc", "params", "peak_memory_bytes", "weight_sparsity",
+                                                           "node_sparsity", "batch_time_ms")},
+                       "narrow": {k: narrow.row()[k] for k in ("test_acc", "params", "peak_memory_bytes",
+                                                               "batch_time_ms")}},
+    "widget_errors": [repr(e) for e in explorer.errors],
+}
+print("wrote", ck.notebook.save_results(OUTPUT_DIR, "04_structured_pruning", results))
+ck.widgets.raise_recorded(explorer.errors)  # a callback that failed while you used the explorer fails the run"""),
+]
+nb = nbf.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                              "language": "python"}})
+nbf.write(nb, "notebooks/04_structured_pruning.ipynb")
