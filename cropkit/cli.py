@@ -54,6 +54,7 @@ def parser() -> argparse.ArgumentParser:
     many = sub.add_parser("compare", help="run methods over seeds and print the paper's table")
     many.add_argument("methods", nargs="+", metavar="method", help=f"'all' or any of: {' '.join(METHODS)}")
     many.add_argument("--seeds", type=int, nargs="+", help="default: the profile's seeds")
+    many.add_argument("--workers", type=int, default=1, help="runs at once, in separate processes (default 1)")
     many.add_argument("--csv", help="save the table here (and the per-run rows beside it)")
     many.add_argument("--json", help="save the table and the per-run rows here")
     _common(many)
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         kwargs = _kwargs(args)
         kwargs.pop("device")  # compare runs on the default device
         start = time.perf_counter()
-        table = methods.compare(names, seeds=args.seeds, **kwargs)
+        table = methods.compare(names, seeds=args.seeds, workers=args.workers, **kwargs)
         setting = table.attrs["setting"]
         print(f"{setting['model']} on {setting['data']}, target weight sparsity {setting['sparsity']}, "
               f"seeds {setting['seeds']}, profile {setting['profile']} ({time.perf_counter() - start:.0f} s)")

@@ -212,3 +212,12 @@ def test_compare_validates_every_method_first(tmp_path):
     with pytest.raises(ValueError, match="unknown method"):
         ck.compare(["dense", "snip", "nope"], profile="smoke", cache_dir=tmp_path, progress=False)
     assert not any(tmp_path.iterdir())
+
+
+def test_compare_in_worker_processes_gives_the_same_runs(smoke, tmp_path):
+    raw = ck.compare(["random-s", "snap"], sparsity=0.9, seeds=(0,), profile="smoke", cache_dir=tmp_path,
+                     progress=False, aggregate=False, workers=2)
+    for _, row in raw.iterrows():
+        mine = smoke[row["method"]]
+        assert row["test_acc"] == pytest.approx(mine.test_acc, abs=1e-9)
+        assert row["weight_sparsity"] == mine.weight_sparsity and row["epochs_trained"] == mine.epochs_trained
