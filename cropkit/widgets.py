@@ -112,8 +112,11 @@ def _threads(n: int | None):
         torch.set_num_threads(previous)
 
 
-RATIOS = (("params", "params", "{:,.0f}"), ("flops", "FLOPs / sample", "{:,.0f}"),
-          ("batch_time_ms", "batch time (ms)", "{:,.1f}"), ("peak_memory_bytes", "peak memory", None))
+# (measured key, its ratio-to-dense key, label, number format; None = megabytes)
+RATIOS = (("params", "params_ratio", "params", "{:,.0f}"),
+          ("flops", "flops_ratio", "FLOPs / sample", "{:,.0f}"),
+          ("batch_time_ms", "batch_time_ratio", "batch time (ms)", "{:,.1f}"),
+          ("peak_memory_bytes", "peak_memory_ratio", "peak memory", None))
 
 
 class StructuredExplorer:
@@ -245,16 +248,16 @@ class StructuredExplorer:
                 small = prune.structured(copy.deepcopy(dense["model"]), node_scores, sparsity, self._x[:1],
                                          budget=budget)
             costs = self._costs(small)
+            hardware = measure.hardware()  # inside the block: it names the thread count the timing used
         state = {"model": name, "criterion": criterion, "budget": budget, "target_sparsity": float(sparsity),
                  "width": self.width, "input_shape": list(self.input_shape), "synthetic_batches": self.synthetic,
                  "weight_sparsity": measure.weight_sparsity(small, dense["model"]),
                  "node_sparsity": measure.node_sparsity(small, dense["model"]),
                  "layers": {layer: list(kd) for layer, kd in measure.kept_nodes(small, dense["model"]).items()},
-                 "hardware": measure.hardware(), "batch_size": len(self._x),
+                 "hardware": hardware, "batch_size": len(self._x),
                  "warnings": [str(w.message) for w in caught]}
-        for key, *_ in RATIOS:
-            state[key], state[f"{key}_dense"] = costs[key], dense[key]
-            state[f"{key.removesuffix('_bytes').removesuffix('_ms')}_ratio"] = costs[key] / dense[key]
+        for key, ratio, *_ in RATIOS:
+            state[key], state[f"{key}_dense"], state[ratio] = costs[key], dense[key], costs[key] / dense[key]
         state["seconds"] = time.perf_counter() - start
         return state
 
@@ -263,7 +266,11 @@ class StructuredExplorer:
         first = (self.model.value, self.criterion.value) not in self._scores
         self.status.value = ("<i>computing… (scoring the dense model: once per model and criterion)</i>" if first
                              else "<i>computing…</i>")
-        state = self.compute(self.model.value, self.criterion.value, self.sparsity.value, self.budget.value)
+        try:
+            state = self.compute(self.model.value, self.criterion.value, self.sparsity.value, self.budget.value)
+        except Exception as err:
+            self.status.value = f"<b>failed</b> ({type(err).__name__}): the traceback is below"
+            raise
         self.last = state
         self.output.outputs = (self.summary_output(state), _png_output(self.figure(state)))
         self.status.value = f"updated in {state['seconds']:.1f} s on {state['hardware']}"
@@ -280,11 +287,10 @@ class StructuredExplorer:
     @classmethod
     def summary_output(cls, state: dict) -> dict:
         rows = []
-        for key, label, fmt in RATIOS:
+        for key, ratio, label, fmt in RATIOS:
             show = _mb if fmt is None else fmt.format
-            ratio = state[f"{key.removesuffix('_bytes').removesuffix('_ms')}_ratio"]
             rows.append(f"<tr><td>{label}</td><td>{show(state[f'{key}_dense'])}</td><td>{show(state[key])}</td>"
-                        f"<td><b>{ratio:.3f}×</b></td></tr>")
+                        f"<td><b>{state[ratio]:.3f}×</b></td></tr>")
         head = (f"{state['model']} (width {state['width']}) · {state['criterion']} · {state['budget']} budget "
                 f"{state['target_sparsity']:.2f} → weight sparsity {state['weight_sparsity']:.3f}, "
                 f"node sparsity {state['node_sparsity']:.3f}")

@@ -89,6 +89,7 @@ def test_a_failing_callback_is_recorded_shown_and_raised(explorer, monkeypatch):
     shown = explorer.output.outputs[-1]
     assert shown["output_type"] == "error" and shown["ename"] == "RuntimeError"
     assert any("Traceback" in line for line in shown["traceback"])
+    assert "failed" in explorer.status.value
     with pytest.raises(widgets.CallbackError, match="1 widget callback"):
         widgets.raise_recorded(explorer.errors[before:])
 
