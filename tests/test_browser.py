@@ -78,6 +78,7 @@ def lab_settings(directory: Path) -> Path:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """A JupyterLab server on 127.0.0.1 with a token, rooted at the repository; stopped at teardown."""
+    chromium()  # fail before starting anything when the browser is missing
     executable = Path(sys.executable).parent / "jupyter-lab"
     if not executable.exists():
         pytest.fail(f"{executable} not found: the browser test starts JupyterLab from the test's environment "
@@ -140,8 +141,12 @@ def error_texts(page) -> list[str]:
 
 def test_explorer_reacts_to_the_slider_in_jupyterlab(lab):
     executable = chromium()
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-    from playwright.sync_api import sync_playwright
+    try:
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("the browser test needs the playwright Python package (the [test] extra; ./kit test installs "
+                    "it)", pytrace=False)
 
     notebook = smoke_copy(lab["workdir"])
     results = lab["workdir"] / f"{STEM}.json"
