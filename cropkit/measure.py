@@ -220,11 +220,14 @@ def peak_memory(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *
     """Peak memory (bytes) of one training step of ``model`` with Adam, after a warm-up step.
 
     GPU: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` (SPEC §5).
-    CPU: the persistent state (parameters, buffers, gradients, Adam moments) plus the peak of the memory that the
-    step itself allocates, read from the PyTorch profiler's allocation events (``profile_memory=True``): each
-    event is an allocation (+) or a free (−) by the CPU allocator, so the running sum's maximum is the step's
-    peak of activations and temporaries. Process RSS is not used: it never shrinks and counts the allocator's
-    cache. Returns ``{"bytes": ..., "method": ...}``.
+    CPU: the persistent state (parameters, buffers, Adam moments) plus the peak of the memory that the step itself
+    allocates (activations, temporaries and the new gradients), read from the PyTorch profiler's raw allocation
+    records (``profile_memory=True``, ``kineto_results``): each is an allocation (+) or a free (−) by the CPU
+    allocator, so the running sum's maximum is the step's peak. (The FunctionEvents of ``prof.events()`` attach
+    most records to their ops and keep only a few standalone "[memory]" events, so they cannot give a peak.)
+    The step starts with ``zero_grad(set_to_none=True)``, whose frees of the previous gradients the profiler
+    cannot size, so gradients are counted once, inside the step. Process RSS is not used: it never shrinks and
+    counts the allocator's cache. Returns ``{"bytes": ..., "method": ...}``.
     """
     import copy
 
@@ -240,15 +243,17 @@ def peak_memory(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *
         _training_step(model, optimizer, x, y, loss_fn)
         _sync(device)
         return {"bytes": int(torch.cuda.max_memory_allocated(device)), "method": "torch.cuda.max_memory_allocated"}
-    persistent = _state_bytes(model, optimizer)
+    persistent = _state_bytes(model, optimizer) - sum(p.grad.numel() * p.grad.element_size()
+                                                      for p in model.parameters() if p.grad is not None)
     from torch.profiler import ProfilerActivity, profile
 
     with quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         _training_step(model, optimizer, x, y, loss_fn)
-    events = sorted((e for e in prof.events() if e.name == "[memory]"), key=lambda e: e.time_range.start)
+    records = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
+                     key=lambda e: e.start_ns())
     running, step_peak = 0, 0
-    for e in events:
-        running += e.cpu_memory_usage
+    for e in records:
+        running += e.nbytes()
         step_peak = max(step_peak, running)
     return {"bytes": int(persistent + step_peak), "method": "persistent state + profiler allocation peak (CPU)"}
 
