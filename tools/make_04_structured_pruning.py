@@ -107,7 +107,7 @@ for ax, key, title in zip(axes, ["params_ratio", "flops_ratio", "batch_time_rati
     ax.set(title=f"{title} ÷ dense", xlabel="target weight sparsity", ylim=(0, None))
 axes[0].legend(fontsize=8)
 fig.suptitle(f"{cfg.explorer_criterion} at initialisation, width {cfg.explorer_width}, "
-             f"batch {cfg.explorer_batch} on {ck.measure.hardware()}", fontsize=9)
+             f"batch {cfg.explorer_batch} on {explorer.last['hardware']}", fontsize=9)
 fig.tight_layout()
 fig.savefig(f"{OUTPUT_DIR}/04_sweep.png", dpi=100)
 plt.show()
@@ -270,6 +270,8 @@ results = {
 print("wrote", ck.notebook.save_results(OUTPUT_DIR, "04_structured_pruning", results))
 ck.widgets.raise_recorded(explorer.errors)  # a callback that failed while you used the explorer fails the run"""),
 ]
+for i, cell in enumerate(cells):
+    cell.id = f"cell-{i:02d}"  # stable ids: regenerating leaves an unchanged lesson byte for byte
 nb = nbf.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                               "language": "python"}})
 nbf.write(nb, "notebooks/04_structured_pruning.ipynb")
