@@ -219,7 +219,10 @@ ax1.axvline(budget_bytes / 1e6, color="k", ls="--", lw=0.8)
 ax1.set(xlabel="peak memory of a training step (MB)", title="memory")
 trained = wide_vs_narrow.dropna(subset=["test_acc"])
 ax2.barh(trained.index, trained["test_acc"], color=["tab:blue", "tab:orange"])
-ax2.set(xlabel="test accuracy", xlim=(0, 1), title="accuracy at equal memory")
+ax2.set(xlabel="test accuracy", xlim=(0, 1.15), title="accuracy at equal memory")
+for ax, values, fmt in ((ax1, wide_vs_narrow["peak_memory_MB"], "{:.2f} MB"), (ax2, trained["test_acc"], "{:.1%}")):
+    for i, value in enumerate(values):
+        ax.text(value, i, " " + fmt.format(value), va="center", fontsize=8)
 fig.tight_layout()
 fig.savefig(f"{OUTPUT_DIR}/04_wide_vs_narrow.png", dpi=100)
 plt.show()"""),
