@@ -2,7 +2,10 @@
 
     ./kit bench                 every benchmark at its default size (< 15 min on 2 CPU cores)
     ./kit bench --quick         seconds each, tiny sizes (what tests/test_benchmarks.py runs)
-    ./kit bench --only NAME     one of them (repeatable); --full: larger structured_payoff grid
+    ./kit bench --only NAME     one of them (repeatable)
+    ./kit bench --full          larger batches/repeats at full width, every sparsity in masks_alone
+    ./kit bench --threads 1     torch CPU threads (default: one per core); one thread on a shared, busy machine
+    ./kit bench --out DIR       where CSV/PNG go (default outputs/benchmarks/)
 
 | module             | measures                                                                        |
 |--------------------|---------------------------------------------------------------------------------|
