@@ -88,7 +88,10 @@ def lab(tmp_path_factory):
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     port, token = free_port(), secrets.token_hex(16)
+    # everything the server writes (config, runtime files, signing key, settings) stays in a temporary home;
+    # the kernel spec and the widget extension are found in the environment's own share/jupyter
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+               JUPYTER_DATA_DIR=str(home / "data"),
                JUPYTERLAB_SETTINGS_DIR=str(lab_settings(home / "settings")),
                JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"))
     log = open(workdir / "jupyterlab.log", "w")

@@ -232,8 +232,11 @@ plt.show()"""),
   small CPU model — fixed per-layer overheads (kernel launches, the optimizer's loop over tensors) do not shrink.
   FLOP ratios and measured speed-ups are different things; both are printed above.
 * In the table, CroP-U reaches the same weight sparsity as the structured rows but keeps the dense FLOPs,
-  batch time and memory (ratios ≈ 1): masks alone save nothing on dense hardware. Its accuracy is usually the
-  highest of the pruned rows — it has the most freedom in which weights to keep. That is the trade.
+  batch time and memory (ratios ≈ 1; its masks even add a little memory): masks alone save nothing on dense
+  hardware. Compare its accuracy with the structured rows': choosing single weights is more freedom than
+  choosing whole channels, and that freedom is what the structured methods trade for speed and memory.
+* Batch times are single measurements of a few steps; a row far from its FLOP ratio is worth re-measuring
+  before believing it (the FLOP and memory columns do not have this noise).
 * Node sparsity is below weight sparsity: removing a channel also removes the matching inputs of the next
   layer, so fewer nodes have to go to reach a weight target.
 * EarlyCroP-S, EarlyBird, GateDecorators and EfficientConvNets pay for a dense phase first (see the epochs and
