@@ -165,7 +165,7 @@ for method in ("ltr", "ltr-reinit"):
     color, marker, line = STYLE[method]
     right.errorbar(g["round"], 100 * g["mean"], yerr=100 * g["std"], color=color, marker=marker, ls=line,
                    capsize=3, label=LABELS[method], mfc=FACE.get(method, color))
-    for _, row in g.iterrows():
+    for _, row in g.iterrows() if method == "ltr" else ():  # both lines train at the same sparsities
         right.annotate(f"{row.sparsity:.0%}", (row["round"], 100 * row["mean"]), textcoords="offset points",
                        xytext=(0, 8), ha="center", fontsize=8, color="0.3")
 right.set(xlabel="round (labels: sparsity trained at)", ylabel="test accuracy after the round (%)",
@@ -264,6 +264,16 @@ for m in METHODS:
     if m != "random-u":
         lost = lottery.gap(accuracy, m, "random-u")
         below_random[m] = [s for s, v in zip(lost.target_sparsity, lost.verdict) if v == "Random-U ahead"]
+n_early = sum(r.method == "earlycrop-u" for r in results)
+forced = sum(r.method == "earlycrop-u" and any("did not fire" in w for w in r.warnings) for r in results)
+print(f"EarlyCroP-U runs pruned at the cap of {cfg.max_dense_epochs} dense epochs because the detector had not fired: "
+      f"{forced} of {n_early}")
+emptied = {}
+for r in results:
+    if any("would lose every weight" in w for w in r.warnings):
+        emptied.setdefault(lottery.entry_of(r), []).append(f"{r.target_sparsity:.0%}")
+print("Runs in which a layer would have lost every weight (it keeps one): " +
+      ("; ".join(f"{LABELS[m]} at {sorted(set(v))} ({len(v)} runs)" for m, v in emptied.items()) or "none"))
 print("Below the Random-U floor: " + ("; ".join(f"{LABELS[m]} at {[f'{s:.0%}' for s in v]}"
                                              for m, v in below_random.items() if v) or "no method at any sparsity"))"""),
     md("""## What to notice
@@ -277,6 +287,8 @@ print("Below the Random-U floor: " + ("; ".join(f"{LABELS[m]} at {[f'{s:.0%}' fo
   because it is always the most expensive one.
 * **Where EarlyCroP stands.** EarlyCroP-U pays a few dense epochs over the at-init methods. Whether that buys
   accuracy shows in the third block (EarlyCroP-U against CroP-U, the same criterion applied at initialisation).
+  Read it together with the count of runs pruned at the cap: when the detector did not fire, EarlyCroP pruned at
+  an epoch the lazy-regime argument does not vouch for (lesson 02 shows how $\tau$ and the learning rate move it).
   The paper's claim is that this small extra cost brings it close to LTR at a fraction of LTR's cost; the verdicts
   above say whether this run agrees, at which sparsities, and with how much confidence.
 * **Extreme sparsity.** At 98 % only 2 % of the weights remain; differences between criteria grow there, and so
