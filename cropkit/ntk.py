@@ -30,6 +30,7 @@ For float64 checks convert both model and inputs: ``model.double()``, ``x.double
 """
 from __future__ import annotations
 
+import copy
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -207,3 +208,73 @@ def top_eigenvalues(kernel: Tensor, k: int | None = None) -> Tensor:
     symmetric = (kernel + kernel.T) / 2  # remove rounding asymmetry so eigvalsh sees an exact symmetric matrix
     values = torch.linalg.eigvalsh(symmetric).flip(0)
     return values if k is None else values[:k]
+
+
+def pruning_effect(dense: nn.Module, pruned: nn.Module, x: Tensor, y: Tensor, probe: Tensor,
+                   params: str = "prunable", loss_fn: LossFn | None = None, eigenvalues: int = 20,
+                   dtype: torch.dtype = torch.float64, reference: dict | None = None) -> dict:
+    """How far pruning moved the gradient flow (on the batch x, y) and the NTK (on ``probe``).
+
+    Both models are evaluated as copies in ``dtype``. Returns gf_dense, gf_pruned, gf_change = (GF' − GF)/GF,
+    kernel_distance d(Θ, Θ'), trace_ratio tr Θ'/tr Θ and the top ``eigenvalues`` of Θ'. ``reference`` —
+    the dict :func:`dense_reference` returns — saves recomputing the dense side for every pruned model.
+    """
+    reference = reference or dense_reference(dense, x, y, probe, params, loss_fn, dtype)
+    model = copy.deepcopy(pruned).to(dtype)
+    gf_pruned = gradient_flow(model, x.to(dtype), y, loss_fn, params)
+    after = empirical_ntk(model, probe.to(dtype), params)
+    before, gf_dense = reference["kernel"], reference["gf"]
+    return dict(gf_dense=gf_dense, gf_pruned=gf_pruned, gf_change=(gf_pruned - gf_dense) / gf_dense,
+                kernel_distance=kernel_distance(before, after), trace_ratio=float(after.trace() / before.trace()),
+                eigenvalues=top_eigenvalues(after, eigenvalues).tolist())
+
+
+def dense_reference(dense: nn.Module, x: Tensor, y: Tensor, probe: Tensor, params: str = "prunable",
+                    loss_fn: LossFn | None = None, dtype: torch.dtype = torch.float64) -> dict:
+    """The dense side of :func:`pruning_effect`: {"gf": GF on (x, y), "kernel": Θ on probe}, in ``dtype``."""
+    model = copy.deepcopy(dense).to(dtype)
+    return dict(gf=gradient_flow(model, x.to(dtype), y, loss_fn, params),
+                kernel=empirical_ntk(model, probe.to(dtype), params))
+
+
+# ----------------------------------------------------------------------------- watching the kernel move
+
+def _callback_base():
+    from .train import Callback
+
+    return Callback
+
+
+class KernelDrift(_callback_base()):
+    """A training callback that records how far the NTK on a fixed probe batch has moved from its start.
+
+    Every ``every_steps`` optimizer steps (and at step 0, on train begin) it computes Θ_t on ``probe`` and
+    records ``steps``, ``distance`` = kernel_distance(Θ_0, Θ_t) (a change of shape) and ``trace_ratio`` =
+    tr Θ_t / tr Θ_0 (a change of scale). In the lazy regime both settle (Jacot et al. 2018; Fort et al. 2020).
+    The kernel is computed in eval mode (module doc); training mode is restored.
+    """
+
+    def __init__(self, probe: Tensor, every_steps: int = 10, params: str = "all"):
+        if every_steps < 1:
+            raise ValueError(f"every_steps must be >= 1; got {every_steps}")
+        self.probe, self.every_steps, self.params = probe, every_steps, params
+        self.initial: Tensor | None = None
+        self.steps: list[int] = []
+        self.distance: list[float] = []
+        self.trace_ratio: list[float] = []
+
+    def _record(self, trainer) -> None:
+        kernel = empirical_ntk(trainer.model, self.probe.to(trainer.device), self.params)
+        if self.initial is None:
+            self.initial = kernel
+        self.steps.append(trainer.step)
+        self.distance.append(kernel_distance(self.initial, kernel))
+        self.trace_ratio.append(float(kernel.trace() / self.initial.trace()))
+
+    def on_train_begin(self, trainer) -> None:
+        if self.initial is None:
+            self._record(trainer)
+
+    def on_step_end(self, trainer) -> None:
+        if trainer.step % self.every_steps == 0:
+            self._record(trainer)

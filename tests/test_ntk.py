@@ -164,3 +164,30 @@ def test_bad_input_raises():
         ntk.parameters(model, "weights")
     with pytest.raises(ValueError, match="shape"):
         ntk.kernel_distance(torch.eye(2), torch.eye(3))
+
+
+def test_pruning_effect_and_kernel_drift_callback():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from cropkit.train import Trainer
+    from cropkit.widgets_ntk import pruned_copy
+
+    model, (x, y) = _model("mlp"), _batch("mlp", n=8)
+    scores = {f"{n}.weight": m.weight.detach().abs() for n, m in models.prunable_layers(model)}
+    same = ntk.pruning_effect(model, pruned_copy(model, scores, 0.0), x, y, x[:3])
+    assert same["gf_change"] == 0 and same["kernel_distance"] == pytest.approx(0, abs=1e-12)
+    pruned = pruned_copy(model, scores, 0.8)
+    effect = ntk.pruning_effect(model, pruned, x, y, x[:3], eigenvalues=4)
+    assert effect["gf_change"] != 0 and effect["kernel_distance"] > 0 and len(effect["eigenvalues"]) == 4
+    reference = ntk.dense_reference(model, x, y, x[:3])
+    assert ntk.pruning_effect(model, pruned, x, y, x[:3], eigenvalues=4, reference=reference) == effect
+    single = ntk.pruning_effect(model, pruned, x, y, x[:3], dtype=torch.float32)
+    assert single["kernel_distance"] == pytest.approx(effect["kernel_distance"], rel=1e-3, abs=1e-5)
+
+    model = model.float()
+    loaders = (DataLoader(TensorDataset(x.float(), y), batch_size=4), DataLoader(TensorDataset(x.float(), y)))
+    drift = ntk.KernelDrift(x[:2].float(), every_steps=3)
+    Trainer(model, loaders, epochs=3, progress=False, callbacks=[drift], evaluate_every_epoch=False).fit()
+    assert drift.steps == [0, 3, 6] and drift.distance[0] == pytest.approx(0, abs=1e-12)
+    assert drift.trace_ratio[0] == 1 and drift.distance[-1] > 0
+    assert all(m.training for m in model.modules())
