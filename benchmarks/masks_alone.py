@@ -104,6 +104,8 @@ def plot(frame: pd.DataFrame, quick: bool) -> None:
     fig, grid = plt.subplots(rows_, cols, figsize=(5 * cols, 3.8 * rows_), sharey=True, squeeze=False,
                               layout="constrained")
     axes = [list(grid.flat)]
+    for ax in axes[0][len(panels):]:  # an odd number of panels leaves one empty
+        ax.axis("off")
     for ax, (model, width) in zip(axes[0], panels):
         part = frame[(frame.model == model) & (frame.width == width)]
         for variant, style in zip(VARIANTS, ("-o", "--s")):
@@ -111,9 +113,10 @@ def plot(frame: pd.DataFrame, quick: bool) -> None:
             ax.plot(rows.target_sparsity, rows.step_ratio, style, color="C0", ms=4, label=f"train step ({variant})")
             ax.plot(rows.target_sparsity, rows.memory_ratio, style, color="C2", ms=4, label=f"peak memory ({variant})")
         rows = part[part.variant == VARIANTS[0]]
-        ax.plot(rows.target_sparsity, rows.nonzero_macs_ratio, ":", color="k", label="nonzero MACs (ideal)")
+        ax.plot(rows.target_sparsity, rows.nonzero_macs_ratio, ":x", color="k", label="nonzero MACs (ideal)")
         ax.axhline(1, color="0.7", lw=0.8)
         ax.set_yscale("log")
+        ax.set_xlim(0.45, 1.0)
         ax.set_title(f"{model}, width {width:g}")
         ax.set_xlabel("weight sparsity")
     for ax in grid[:, 0]:

@@ -98,6 +98,8 @@ def plot(frame: pd.DataFrame, quick: bool) -> None:
     fig, grid = plt.subplots(rows_, cols, figsize=(5 * cols, 3.8 * rows_), sharey=True, squeeze=False,
                               layout="constrained")
     axes = [list(grid.flat)]
+    for ax in axes[0][len(panels):]:  # an odd number of panels leaves one empty
+        ax.axis("off")
     series = {"flops_ratio": "FLOPs", "step_ratio": "train step time", "infer_ratio": "inference time",
               "memory_ratio": "peak train memory"}
     for ax, (model, width) in zip(axes[0], panels):
@@ -108,6 +110,7 @@ def plot(frame: pd.DataFrame, quick: bool) -> None:
                 ax.plot(rows.target_sparsity, rows[column], style, color=color, ms=4,
                         label=f"{label} ({budget} budget)")
         ax.set_yscale("log")
+        ax.set_xlim(0.45, 1.0)
         ax.axhline(1, color="0.7", lw=0.8)
         ax.set_title(f"{model}, width {width:g}")
         ax.set_xlabel("target: weight sparsity or FLOP cut")
