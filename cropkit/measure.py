@@ -33,9 +33,13 @@ def param_count(model: nn.Module) -> int:
 
 def nonzero_param_count(model: nn.Module) -> int:
     """Parameters that are not zero: prunable weights read through their masks, everything else as stored."""
+    from torch.nn.utils import parametrize
+
     prunable = {id(m) for _, m in prunable_layers(model)}
     total = 0
     for module in model.modules():
+        if isinstance(module, parametrize.ParametrizationList):
+            continue  # θ_orig of a masked weight (torch parametrize): counted below, through its mask
         for name, p in module.named_parameters(recurse=False):
             if id(module) in prunable and name in ("weight", "weight_orig"):
                 continue

@@ -97,6 +97,7 @@ def test_structured_models_are_smaller_and_unstructured_are_not(smoke):
     dense, snap, snip = smoke["dense"], smoke["snap"], smoke["snip"]
     assert snap.flops < dense.flops and snap.params < dense.params
     assert snip.flops == dense.flops and snip.nonzero_macs < dense.nonzero_macs
+    assert snip.params < dense.params  # masked weights are not parameters any more (θ_orig not counted twice)
     assert snip.disk_bytes < dense.disk_bytes  # masked weights are stored sparse
 
 
