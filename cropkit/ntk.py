@@ -204,9 +204,14 @@ def kernel_distance(k1: Tensor, k2: Tensor) -> float:
 
 
 def top_eigenvalues(kernel: Tensor, k: int | None = None) -> Tensor:
-    """The k largest eigenvalues of the symmetric kernel, descending (all of them when k is None)."""
-    symmetric = (kernel + kernel.T) / 2  # remove rounding asymmetry so eigvalsh sees an exact symmetric matrix
-    values = torch.linalg.eigvalsh(symmetric).flip(0)
+    """The k largest eigenvalues of the symmetric kernel, descending (all of them when k is None).
+
+    Solved in float64 (float32 eigh fails to converge on the ill-conditioned kernels of heavily pruned networks),
+    returned in the kernel's dtype.
+    """
+    k64 = kernel.double()
+    symmetric = (k64 + k64.T) / 2  # remove rounding asymmetry so eigvalsh sees an exact symmetric matrix
+    values = torch.linalg.eigvalsh(symmetric).flip(0).to(kernel.dtype)
     return values if k is None else values[:k]
 
 

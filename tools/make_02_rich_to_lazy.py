@@ -220,14 +220,15 @@ fig.savefig(out / "02_try_this.png", dpi=110)
 plt.show()"""),
     md("""**What to notice** (read the table; this is what the `cpu` profile showed).
 
-* **Width behaves as the theory says.** The NTK distance at the end falls steadily as the width grows, the curves
-  $\\Delta_t/\\Delta_1$ flatten sooner, and the detector fires earlier for the wider networks; the narrowest one is
-  still rich when the run ends and its detector never fires.
-* **The learning rate does not, with Adam.** The smallest learning rate should be the laziest, yet its
-  $\\Delta_t/\\Delta_1$ keeps climbing and its detector does not fire within the run, while its NTK moved about as
-  much as at the default rate. Adam's step is about `lr` per coordinate whatever the gradient's size, so a small
-  rate simply takes longer to travel the same way; the detector measures *settling*, which a slow run reaches late.
-  The largest rate settles early — and costs accuracy.
+* **Width: the kernel agrees with the theory, the detector only roughly.** The NTK distance at the end falls
+  steadily as the width grows and the narrowest network's $\\Delta_t/\\Delta_1$ keeps climbing (its detector
+  does not fire within the run). Among the wider networks, though, the detection epoch does not follow the width
+  in order — it moves by an epoch or two with the data order (re-running gave a different order of those rows).
+* **The learning rate does not behave as the theory says, with Adam.** The smallest learning rate should be the
+  laziest, yet its $\\Delta_t/\\Delta_1$ keeps climbing and its detector does not fire within the run, while its
+  NTK moved about as much as at the default rate. Adam's step is about `lr` per coordinate whatever the gradient's
+  size, so a small rate simply takes longer to settle; the detector measures *settling*. The largest rate costs
+  accuracy.
 * **Data order matters by about an epoch.** The row with the main run's width and learning rate repeats it with a
   different data order: compare its detection epoch with section 1's."""),
     md("""## 6 · Results"""),
