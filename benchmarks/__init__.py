@@ -18,5 +18,5 @@
 
 Each module has ``main(quick=False)`` returning a pandas DataFrame, prints its ratios with the issue's targets
 and PASS/MISS beside them (printed, never asserted: timings are not tests), and writes CSV and PNG files to
-``outputs/benchmarks/`` (or ``$CROPKIT_BENCH_OUT``). Results of a real run are in ``benchmarks/PERFORMANCE.md``.
+``outputs/benchmarks/`` (or ``$CROPKIT_BENCH_OUT``). Results of a real run are in the README's "Performance" section.
 """
