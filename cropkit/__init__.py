@@ -5,8 +5,8 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("data", "models", "train", "measure", "scores", "prune", "ntk", "timing", "methods",
-               "profiles", "notebook", "widgets", "report")
+_SUBMODULES = ("data", "models", "train", "measure", "scores", "prune", "ntk", "timing", "methods", "results",
+               "profiles", "notebook", "widgets", "widgets_ntk", "lottery", "report", "cli")
 
 
 def __getattr__(name):
