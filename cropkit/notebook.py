@@ -85,9 +85,15 @@ def execute(path: str | Path, profile: str = "smoke", output_dir: str | Path = "
     ``ValueError`` before the kernel starts. ``budget_s`` (default: the profile's, ``None`` = no limit) bounds
     every cell and the whole notebook; exceeding it raises ``TimeoutError``.
     """
+    import logging
+
     import papermill
 
     from .profiles import PROFILES
+
+    # papermill warns "Unable to parse line" for every `NAME = None` default (it infers types from literals);
+    # parameters are validated here instead, so keep its log to errors.
+    logging.getLogger("papermill").setLevel(logging.ERROR)
 
     path, output_dir = Path(path), Path(output_dir)
     if profile not in PROFILES:
