@@ -36,6 +36,7 @@ table.data { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1em; 
 table.data th, table.data td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; white-space: nowrap; }
 table.data th { background: #f3f3f6; position: sticky; top: 0; }
 table.data td.text, table.data th.text { text-align: left; }
+table.kv td { white-space: normal; text-align: left; max-width: 760px; overflow-wrap: anywhere; }
 table.data tr:nth-child(even) td { background: #fafafa; }
 .note { color: #777; font-size: 0.85em; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
@@ -124,15 +125,17 @@ def html_table(rows: list[dict], max_rows: int = MAX_ROWS) -> str:
 
 def _key_values(values: dict) -> str:
     rows = "\n".join(f'<tr><th class="text">{html.escape(k)}</th>{_cell(v)}</tr>' for k, v in values.items())
-    return f'<table class="data"><tbody>\n{rows}\n</tbody></table>'
+    return f'<table class="data kv"><tbody>\n{rows}\n</tbody></table>'
 
 
 # ----------------------------------------------------------------------------- figures
 
 def figures(output_dir: str | Path, stem: str) -> list[Path]:
-    """``<stem>*.png`` then ``<stem>*.gif`` in ``output_dir``, each sorted by name."""
+    """The lesson's figures: ``NN_*.png`` then ``NN_*.gif`` in ``output_dir`` (NN = the stem's number, so
+    ``01_identity.png`` belongs to ``01_gradient_flow_and_ntk``), each sorted by name."""
     output_dir = Path(output_dir)
-    return sorted(output_dir.glob(f"{stem}*.png")) + sorted(output_dir.glob(f"{stem}*.gif"))
+    prefix = stem.split("_", 1)[0] + "_" if stem[:2].isdigit() else stem
+    return sorted(output_dir.glob(f"{prefix}*.png")) + sorted(output_dir.glob(f"{prefix}*.gif"))
 
 
 def embed_image(path: Path) -> str:

@@ -12,6 +12,7 @@ def _fake_run(folder):
     """What the main job leaves behind for two lessons: JSON, an executed notebook, a PNG and a GIF."""
     Image.new("RGB", (8, 6), (200, 30, 30)).save(folder / "00_tour_learning_curve.png")
     Image.new("RGB", (8, 6), (30, 30, 200)).save(folder / "02_rich_to_lazy_drift.gif")
+    Image.new("RGB", (8, 6), (30, 200, 30)).save(folder / "02_run.png")  # named by the lesson number only
     (folder / "00_tour.ipynb").write_text("{}")
     (folder / "02_rich_to_lazy.json").write_text("{}")
     return {
@@ -34,16 +35,24 @@ def test_summary_gathers_every_lesson(tmp_path):
     assert "3 s in all" in page and "results 00_tour.json" not in page
     assert "smoke" in page and "CPU test · 2 threads" in page and re.search(r"\d{4}-\d{2}-\d{2}", page)
     # both images embedded, byte for byte
-    for name, kind in (("00_tour_learning_curve.png", "png"), ("02_rich_to_lazy_drift.gif", "gif")):
+    for name, kind in (("00_tour_learning_curve.png", "png"), ("02_rich_to_lazy_drift.gif", "gif"),
+                       ("02_run.png", "png")):
         data = base64.b64encode((tmp_path / name).read_bytes()).decode()
         assert f"data:image/{kind};base64,{data}" in page
     # tables render, with values escaped and formatted; scalars and nested scalars listed
-    assert page.count('<table class="data">') >= 4
+    assert page.count('<table class="data') >= 4
     assert "<th class=\"text\">test_acc</th>" in page and "&lt;b&gt;ltr&lt;/b&gt;" in page
     assert "detector.fired_at" in page and "0.9123" in page and "12,345" in page
     # the executed notebook is linked when it exists, and its absence is said
     assert '<a href="02_rich_to_lazy.json">' in page and '<a href="00_tour.ipynb">' in page and "02_rich_to_lazy.ipynb (not found)" in page
     assert "src=\"http" not in page and "<link" not in page, "the page must be self-contained"
+
+
+def test_figures_belong_to_their_lesson_number(tmp_path):
+    for name in ("01_identity.png", "01_gradient_flow_and_ntk_x.png", "010_other.png", "02_run.png"):
+        Image.new("RGB", (2, 2)).save(tmp_path / name)
+    names = [p.name for p in report.figures(tmp_path, "01_gradient_flow_and_ntk")]
+    assert names == ["01_gradient_flow_and_ntk_x.png", "01_identity.png"]
 
 
 def test_long_tables_are_cut_and_rebuild_from_json(tmp_path):
