@@ -156,6 +156,25 @@ def save(frame: pd.DataFrame, stem: str, quick: bool) -> Path:
     return path
 
 
+def model_panels(frame: pd.DataFrame):
+    """A figure with one panel per (model, width) of ``frame``, two per row, sharing the y axis; an unused last
+    cell is hidden. Returns (fig, grid of axes, [(ax, (model, width)), ...])."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = frame[["model", "width"]].drop_duplicates().values.tolist()
+    cols = min(2, len(keys))
+    rows = -(-len(keys) // cols)
+    fig, grid = plt.subplots(rows, cols, figsize=(5 * cols, 3.8 * rows), sharey=True, squeeze=False,
+                             layout="constrained")
+    axes = list(grid.flat)
+    for ax in axes[len(keys):]:
+        ax.axis("off")
+    return fig, grid, list(zip(axes, keys))
+
+
 def save_figure(fig, stem: str, quick: bool) -> Path:
     import matplotlib.pyplot as plt
 

@@ -93,20 +93,8 @@ def run_config(name, width, batch, repeats, sparsities, bar, min_seconds: float 
 
 
 def plot(frame: pd.DataFrame, quick: bool) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = frame[["model", "width"]].drop_duplicates().values.tolist()
-    cols = min(2, len(panels))
-    rows_ = -(-len(panels) // cols)
-    fig, grid = plt.subplots(rows_, cols, figsize=(5 * cols, 3.8 * rows_), sharey=True, squeeze=False,
-                              layout="constrained")
-    axes = [list(grid.flat)]
-    for ax in axes[0][len(panels):]:  # an odd number of panels leaves one empty
-        ax.axis("off")
-    for ax, (model, width) in zip(axes[0], panels):
+    fig, grid, panels = common.model_panels(frame)
+    for ax, (model, width) in panels:
         part = frame[(frame.model == model) & (frame.width == width)]
         for variant, style in zip(VARIANTS, ("-o", "--s")):
             rows = part[part.variant == variant]

@@ -87,22 +87,10 @@ def run_config(name: str, width: float, batch: int, repeats: int, sparsities, ba
 
 
 def plot(frame: pd.DataFrame, quick: bool) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = frame[["model", "width"]].drop_duplicates().values.tolist()
-    cols = min(2, len(panels))
-    rows_ = -(-len(panels) // cols)
-    fig, grid = plt.subplots(rows_, cols, figsize=(5 * cols, 3.8 * rows_), sharey=True, squeeze=False,
-                              layout="constrained")
-    axes = [list(grid.flat)]
-    for ax in axes[0][len(panels):]:  # an odd number of panels leaves one empty
-        ax.axis("off")
+    fig, grid, panels = common.model_panels(frame)
     series = {"flops_ratio": "FLOPs", "step_ratio": "train step time", "infer_ratio": "inference time",
               "memory_ratio": "peak train memory"}
-    for ax, (model, width) in zip(axes[0], panels):
+    for ax, (model, width) in panels:
         part = frame[(frame.model == model) & (frame.width == width)]
         for (column, label), color in zip(series.items(), ("k", "C0", "C1", "C2")):
             for budget, style in (("weights", "-o"), ("flops", "--s")):
