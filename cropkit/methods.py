@@ -58,6 +58,7 @@ COMMON_SETTINGS = ("epochs", "batch_size", "limit", "lr", "weight_decay", "sched
 OPTION_DEFAULTS = dict(
     threshold=None,   # EarlyCroP τ; None = timing.DEFAULT_THRESHOLD (seed rule) or 1 − p (reference rule)
     rule="seed",      # EarlyCroP detector rule: "seed" (‖θ_t − θ₀‖²) or "reference" (the reference code's)
+    iterative=False,  # EarlyCroP: prune θ_t in CroPit's steps (re-scoring between them) instead of once
     reinit=False,     # LTR: random re-initialisation instead of rewinding (open_lth's control)
     bn_l1=1e-4,       # EarlyBird: λ of the L1 penalty on BatchNorm γ (You et al. 2020)
     eb_epsilon=0.1,   # EarlyBird: Hamming distance below which the BN channel mask counts as settled
@@ -243,7 +244,11 @@ def earlycrop(structured: bool, ctx: Context) -> nn.Module:
                                         **_detector_threshold(ctx))
 
     def prune_now(trainer):
-        trainer.model = ctx.prune(trainer.model, "crop_nodes" if structured else "crop")
+        if c.iterative:  # the reference code's EarlyCROP re-scores θ_t in CroPit's cumulative steps
+            trainer.model = prune.cropit(trainer.model, ctx.batches, ctx.sparsity, structured=structured,
+                                         example_inputs=ctx.example_inputs)
+        else:            # SPEC §4 and the paper: one CroP / CroP-S prune at the firing epoch
+            trainer.model = ctx.prune(trainer.model, "crop_nodes" if structured else "crop")
         ctx.pruned(trainer)
         trainer.reset_optimizer(epochs=c.epochs, schedule=c.schedule)  # no rewinding: θ_t goes on
 
@@ -340,7 +345,7 @@ class Method:
     settings: tuple[str, ...] = ()
 
 
-_EARLY = ("max_dense_epochs", "threshold", "rule")
+_EARLY = ("max_dense_epochs", "threshold", "rule", "iterative")
 REGISTRY: dict[str, Method] = {
     "dense": Method(dense, "Dense", "Dense"),
     "random-u": Method(functools.partial(at_init, once("random")), "Random-U", "Unstructured"),
@@ -416,6 +421,9 @@ def settings(method: str, *, data=None, model=None, epochs=None, width=None, pro
     if cfg.rewind_epoch > cfg.epochs:
         raise ValueError(f"rewind_epoch ({cfg.rewind_epoch}) must be <= epochs ({cfg.epochs}): θ_k is taken "
                          f"during the first training")
+    for name in ("iterative", "reinit"):
+        if not isinstance(getattr(cfg, name), bool):
+            raise ValueError(f"{name} must be True or False; got {getattr(cfg, name)!r}")
     if cfg.rule not in timing.RULES:
         raise ValueError(f"unknown detector rule {cfg.rule!r}; choose one of {list(timing.RULES)}")
     if not cfg.width > 0:
@@ -468,7 +476,7 @@ def run(method: str, data: str | None = None, model: str | None = None, sparsity
     cache      replay a stored result of the identical configuration, else run and store it; False: neither
     options    any key of the profile's RUN table (batch_size, lr, score_batches, max_dense_epochs, ltr_rounds,
                rewind_epoch, ticks, dense_epochs, limit, measure_emissions, …) or of OPTION_DEFAULTS
-               (threshold, rule, reinit, bn_l1, eb_epsilon, eb_window)
+               (threshold, rule, iterative, reinit, bn_l1, eb_epsilon, eb_window)
     """
     spec = _check_method(method)
     sparsity = 0.0 if method == "dense" else _check_sparsity(sparsity)

@@ -189,6 +189,17 @@ def test_ltr_reinit_control_differs_from_rewinding(smoke, cache_dir):
     assert r.epochs_trained == smoke["ltr"].epochs_trained
 
 
+@pytest.mark.parametrize("method", ["earlycrop-u", "earlycrop-s"])
+def test_earlycrop_iterative_option_prunes_the_same_moment_in_cropit_steps(smoke, cache_dir, method, monkeypatch):
+    calls = []
+    real = prune.cropit
+    monkeypatch.setattr(prune, "cropit", lambda *a, **k: calls.append(k.get("structured")) or real(*a, **k))
+    r = ck.run(method, sparsity=0.9, profile="smoke", cache_dir=cache_dir, progress=False, iterative=True)
+    assert calls == [method == "earlycrop-s"], "the iterative option prunes once, through CroPit's schedule"
+    assert r.key != smoke[method].key and abs(r.weight_sparsity - 0.9) <= 0.01
+    assert r.prune_epoch == smoke[method].prune_epoch and r.epochs_trained == smoke[method].epochs_trained
+
+
 @pytest.mark.parametrize("kwargs, words", [
     (dict(method="sni"), "unknown method"),
     (dict(method="snip", data="imagenet"), "unknown data"),
@@ -201,6 +212,7 @@ def test_ltr_reinit_control_differs_from_rewinding(smoke, cache_dir):
     (dict(method="snip", profile="laptop"), "profile"),
     (dict(method="snip", thresold=0.1), "unknown option"),
     (dict(method="earlycrop-u", rule="median"), "rule"),
+    (dict(method="earlycrop-u", iterative="true"), "True or False"),
     (dict(method="ltr", rewind_epoch=5), "rewind_epoch"),
 ])
 def test_bad_input_says_what_is_allowed(kwargs, words, tmp_path):
