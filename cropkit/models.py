@@ -26,6 +26,15 @@ def prunable_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
             yield name, module
 
 
+def require_prunable(model: nn.Module, purpose: str) -> list[tuple[str, nn.Module]]:
+    """The prunable layers, or a ValueError saying that ``purpose`` (scoring, pruning …) needs one."""
+    layers = list(prunable_layers(model))
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no prunable layer; {purpose} needs at least one "
+                         f"Conv1d, Conv2d or Linear")
+    return layers
+
+
 def classifier_name(model: nn.Module) -> str:
     """Name of the classifier: the last prunable layer. Its outputs are not nodes."""
     names = [name for name, _ in prunable_layers(model)]

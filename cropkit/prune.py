@@ -46,7 +46,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from cropkit import scores as S
-from cropkit.models import classifier_name, prunable_layers
+from cropkit.models import classifier_name, require_prunable
 
 BUDGETS = ("weights", "nodes", "flops")
 SCOPES = ("global", "layer")
@@ -62,11 +62,7 @@ def _check_sparsity(sparsity) -> float:
 
 
 def _layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    layers = list(prunable_layers(model))
-    if not layers:
-        raise ValueError(f"{type(model).__name__} has no prunable layer; pruning needs at least one "
-                         f"Conv1d, Conv2d or Linear")
-    return layers
+    return require_prunable(model, "pruning")
 
 
 def _choice(value, allowed, what) -> str:

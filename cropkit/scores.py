@@ -59,7 +59,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
-from cropkit.models import classifier_name, prunable_layers
+from cropkit.models import classifier_name, require_prunable
 
 Scores = dict[str, torch.Tensor]
 NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -68,11 +68,7 @@ NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 # ----------------------------------------------------------------------------- plumbing
 
 def _layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    layers = list(prunable_layers(model))
-    if not layers:
-        raise ValueError(f"{type(model).__name__} has no prunable layer; scores need at least one "
-                         f"Conv1d, Conv2d or Linear")
-    return layers
+    return require_prunable(model, "scoring")
 
 
 def _node_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -137,8 +133,9 @@ def _uniform(shape, seed: int, like: torch.Tensor) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- gradients
 
-def gradient(model: nn.Module, batches, loss_fn: Callable | None = None) -> Scores:
-    """g = ∇_θ L with L = (1/B) Σ_b L_b, w.r.t. the effective prunable weights (eval mode)."""
+def _sum_over_batches(model: nn.Module, batches, loss_fn: Callable | None, per_batch) -> Scores:
+    """Σ_b per_batch(weights, L_b / B) over the scoring batches, in eval mode, with ``weights`` the effective
+    prunable weights of that forward pass (``parametrize.cached``: a masked weight is computed once)."""
     loss_fn, data = _loss_fn(loss_fn), _batches(batches, model)
     total = None
     with _eval_mode(model):
@@ -146,9 +143,14 @@ def gradient(model: nn.Module, batches, loss_fn: Callable | None = None) -> Scor
             with parametrize.cached():
                 weights = _effective_weights(model)
                 loss = loss_fn(model(inputs), targets) / len(data)
-                grads = _grad(loss, list(weights.values()))
-            total = grads if total is None else [t + g for t, g in zip(total, grads)]
-    return {k: g.detach() for k, g in zip(weights, total)}
+                values = per_batch(list(weights.values()), loss)
+            total = values if total is None else [t + v for t, v in zip(total, values)]
+    return {k: v.detach() for k, v in zip(weights, total)}
+
+
+def gradient(model: nn.Module, batches, loss_fn: Callable | None = None) -> Scores:
+    """g = ∇_θ L with L = (1/B) Σ_b L_b, w.r.t. the effective prunable weights (eval mode)."""
+    return _sum_over_batches(model, batches, loss_fn, lambda weights, loss: _grad(loss, weights))
 
 
 def hessian_gradient(model: nn.Module, batches, loss_fn: Callable | None = None) -> tuple[Scores, Scores]:
@@ -156,19 +158,16 @@ def hessian_gradient(model: nn.Module, batches, loss_fn: Callable | None = None)
 
     One Hessian-vector product (double backprop) per batch; H itself is never formed.
     """
-    loss_fn, data = _loss_fn(loss_fn), _batches(batches, model)
-    g = gradient(model, data, loss_fn)
-    total = None
-    with _eval_mode(model):
-        for inputs, targets in data:
-            with parametrize.cached():
-                weights = _effective_weights(model)
-                loss = loss_fn(model(inputs), targets) / len(data)
-                grads = _grad(loss, list(weights.values()), create_graph=True)
-                z = sum((gi * g[k]).sum() for k, gi in zip(weights, grads))  # gᵀ∇L_b, g constant
-                hg = _grad(z, list(weights.values()))
-            total = hg if total is None else [t + h for t, h in zip(total, hg)]
-    return g, {k: h.detach() for k, h in zip(weights, total)}
+    data = _batches(batches, model)
+    g = list(gradient(model, data, loss_fn).values())
+
+    def hvp(weights, loss):
+        grads = _grad(loss, weights, create_graph=True)
+        z = sum((gi * g_const).sum() for gi, g_const in zip(grads, g))  # gᵀ∇L_b, g constant
+        return _grad(z, weights)
+
+    hg = _sum_over_batches(model, data, loss_fn, hvp)
+    return dict(zip(hg, g)), hg
 
 
 def _weights_now(model: nn.Module) -> Scores:

@@ -12,6 +12,15 @@ ROOT = Path(__file__).resolve().parent.parent
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny smoke models run faster on one thread than on two on a shared, busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def smoke_dir(tmp_path_factory) -> Path:
     """Where smoke-profile notebook outputs go. Set CROPKIT_TEST_OUTPUT to keep them (CI keeps them in outputs/)."""

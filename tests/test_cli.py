@@ -4,17 +4,11 @@ import sys
 
 import pandas as pd
 import pytest
-import torch
 
 from cropkit import cli, methods
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_run_prints_the_row(tmp_path, capsys):
