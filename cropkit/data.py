@@ -150,11 +150,13 @@ def _synthetic(batch_size, seed, limit, *, shape, num_classes, size, **_):
 LOADERS = {"digits": _digits, "mnist1d": _mnist1d, "cifar10": _cifar, "cifar100": _cifar, "synthetic": _synthetic}
 
 
-def load(name: str, root: str | Path = "data", batch_size: int = 128, seed: int = 0, *, limit: int | None = None,
+def load(name: str, root: str | Path | None = None, batch_size: int = 128, seed: int = 0, *, limit: int | None = None,
          download: bool = True, shape: tuple[int, ...] = (3, 32, 32), num_classes: int = 10,
          size: int = 512) -> Data:
     """Load a dataset by name.
 
+    root       where datasets are stored; None = `cropkit.paths.data_root()` (``$CROPKIT_DATA``, the checkout's
+               ``data/``, or a per-user cache folder), whatever the working directory
     limit      keep only the first ``limit`` training samples (smoke runs); the test set is never cut
     download   CIFAR only: try to download into ``root`` when the files are missing
     shape, num_classes, size   synthetic only
@@ -165,6 +167,10 @@ def load(name: str, root: str | Path = "data", batch_size: int = 128, seed: int 
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be None or >= 1; got {limit}")
+    if root is None:
+        from .paths import data_root
+
+        root = data_root()
     (train, test), input_shape, classes = LOADERS[name](
         batch_size, seed, limit, name=name, root=root, download=download, shape=shape, num_classes=num_classes,
         size=size)

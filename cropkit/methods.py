@@ -468,7 +468,7 @@ def _measure(ctx: Context, final: nn.Module) -> dict:
 def run(method: str, data: str | None = None, model: str | None = None, sparsity: float = 0.9,
         epochs: int | None = None, seed: int = 0, profile: str = "cpu", width: float | None = None,
         cache: bool = True, cache_dir: str | Path | None = None, progress: bool = True,
-        device: str | None = None, root: str | Path = "data", **options) -> Result:
+        device: str | None = None, root: str | Path | None = None, **options) -> Result:
     """Run one method once and measure it (SPEC §4, §5). ``None`` = the profile's value (`cropkit.profiles.RUN`).
 
     sparsity   target weight sparsity in [0, 1); ignored (recorded as 0) for ``dense``

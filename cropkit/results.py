@@ -9,7 +9,8 @@
 hashes the complete configuration (every resolved setting, the device type and :func:`code_version`, a hash
 of the source of the modules that compute results). A re-executed notebook therefore replays its runs at
 once, and any change to the code that trains or measures makes the old entries unreachable instead of stale.
-The default directory is ``outputs/cache`` of the source checkout (git-ignored), or ``$CROPKIT_CACHE``.
+The default directory is ``$CROPKIT_CACHE``, else ``outputs/cache`` of the source checkout (git-ignored), else a
+per-user cache folder (`cropkit.paths.cache_root`).
 """
 from __future__ import annotations
 
@@ -106,12 +107,11 @@ def code_version() -> str:
 
 
 def default_cache_dir() -> Path:
-    """``$CROPKIT_CACHE``, else ``outputs/cache`` of the source checkout, else of the working directory."""
-    if os.environ.get("CROPKIT_CACHE"):
-        return Path(os.environ["CROPKIT_CACHE"])
-    checkout = Path(__file__).resolve().parent.parent
-    root = checkout if (checkout / "pyproject.toml").exists() else Path.cwd()
-    return root / "outputs" / "cache"
+    """``$CROPKIT_CACHE``, else ``outputs/cache`` of the source checkout, else a per-user cache folder
+    (`cropkit.paths.cache_root`); never relative to the working directory."""
+    from .paths import cache_root
+
+    return cache_root()
 
 
 def config_key(config: dict) -> str:

@@ -1,0 +1,66 @@
+"""Where cropkit reads and writes, independent of the working directory of whoever calls it.
+
+A notebook kernel runs in the folder of its notebook (JupyterLab, papermill, Colab), a script runs wherever the
+user stands; both must find the same data and the same results cache. So every default folder is absolute:
+
+| folder        | first of                                                                                    |
+|---------------|---------------------------------------------------------------------------------------------|
+| data root     | ``$CROPKIT_DATA``; the checkout's ``data/`` when cropkit runs from a source checkout; the     |
+|               | per-user cache folder (``$XDG_CACHE_HOME`` or ``~/.cache``)``/cropkit/data``                 |
+| results cache | ``$CROPKIT_CACHE``; the checkout's ``outputs/cache``; ``<user cache>/cropkit/results``        |
+
+A path a user gives explicitly is used as given (relative to the caller's working directory), never rewritten.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent
+
+
+def checkout() -> Path | None:
+    """The source checkout cropkit is imported from (it holds ``pyproject.toml`` and ``notebooks/``), or None
+    for an installed wheel."""
+    root = PACKAGE.parent
+    return root if (root / "pyproject.toml").is_file() and (root / "notebooks").is_dir() else None
+
+
+def user_cache() -> Path:
+    """The per-user cache folder for cropkit: ``$XDG_CACHE_HOME/cropkit`` or ``~/.cache/cropkit``."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "cropkit"
+
+
+def data_root() -> Path:
+    """Where datasets live: ``$CROPKIT_DATA``, else the checkout's ``data/``, else ``<user cache>/data``."""
+    if os.environ.get("CROPKIT_DATA"):
+        return Path(os.environ["CROPKIT_DATA"]).expanduser().resolve()
+    root = checkout()
+    return root / "data" if root is not None else user_cache() / "data"
+
+
+def cache_root() -> Path:
+    """Where run results are cached: ``$CROPKIT_CACHE``, else the checkout's ``outputs/cache``, else
+    ``<user cache>/results``."""
+    if os.environ.get("CROPKIT_CACHE"):
+        return Path(os.environ["CROPKIT_CACHE"]).expanduser().resolve()
+    root = checkout()
+    return root / "outputs" / "cache" if root is not None else user_cache() / "results"
+
+
+def ensure_dir(path: str | Path) -> Path:
+    """``path`` as an absolute folder that exists (created with its parents if needed)."""
+    path = Path(path).expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def output_file(output_dir: str | Path, name: str) -> Path:
+    """``output_dir/name`` with its folder created: where a lesson saves a figure or its JSON.
+
+    >>> fig.savefig(ck.paths.output_file(OUTPUT_DIR, "00_tour_learning_curve.png"))
+    """
+    path = ensure_dir(output_dir) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
