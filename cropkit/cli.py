@@ -84,9 +84,8 @@ def _check_outputs(args) -> None:
     """Output files are checked before any run starts: a typo must not cost the table after hours of training."""
     from .results import unwritable
 
-    wanted = [(args.json, ".json" if args.command == "compare" else None)]
-    if args.command == "compare":
-        wanted.append((args.csv, ".csv"))
+    wanted = [(getattr(args, "json", None), ".json" if args.command == "compare" else None),
+              (getattr(args, "csv", None), ".csv")]
     for path, suffix in wanted:
         if not path:
             continue
@@ -151,6 +150,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cropkit: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        cached = "" if args.no_cache else f"; finished runs are cached in {args.cache_dir or default_cache_dir()}"
+        cached = "" if getattr(args, "no_cache", True) else f"; finished runs are cached in {args.cache_dir or default_cache_dir()}"
         print(f"cropkit: interrupted{cached}", file=sys.stderr)
         return 130
