@@ -144,3 +144,11 @@ def test_ctrl_c_stops_every_worker_promptly_and_keeps_finished_runs(tmp_path):
     cached = list(tmp_path.glob("*.json"))
     assert 1 <= len(cached) < len(jobs) * len(seeds)
     assert all(results.load_cached(path) is not None for path in cached)  # complete results, not half-written
+
+
+def test_an_unwritable_cache_still_prints_the_result_with_a_warning(tmp_path, capsys):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    with pytest.warns(UserWarning, match="could not be cached at .*blocker"):
+        status = cli.main(["run", "dense", "--profile", "smoke", "--quiet", "--cache-dir", str(blocker / "cache")])
+    assert status == 0 and "test_acc" in capsys.readouterr().out
