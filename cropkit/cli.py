@@ -49,8 +49,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cache", action="store_true", help="neither replay nor store cached results")
     parser.add_argument("--cache-dir", help="where results are cached (default: outputs/cache or $CROPKIT_CACHE)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--threads", type=_positive_int, help="torch CPU threads (default: torch's; 1 is often faster for "
-                        "these small networks, and steadier on a busy machine)")
+    parser.add_argument("--threads", type=_positive_int, help="torch CPU threads (default: torch's; 1 is often "
+                        "faster for these small networks, and steadier on a busy machine)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -66,7 +66,8 @@ def parser() -> argparse.ArgumentParser:
     many = sub.add_parser("compare", help="run methods over seeds and print the paper's table")
     many.add_argument("methods", nargs="+", metavar="method", help=f"'all' or any of: {' '.join(METHODS)}")
     many.add_argument("--seeds", type=int, nargs="+", help="default: the profile's seeds")
-    many.add_argument("--workers", type=_positive_int, default=1, help="runs at once, in separate processes (default 1)")
+    many.add_argument("--workers", type=_positive_int, default=1,
+                      help="runs at once, in separate processes (default 1)")
     many.add_argument("--csv", help="save the table here (and the per-run rows beside it)")
     many.add_argument("--json", help="save the table and the per-run rows here")
     _common(many)
@@ -150,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cropkit: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        cached = "" if getattr(args, "no_cache", True) else f"; finished runs are cached in {args.cache_dir or default_cache_dir()}"
+        cached = ("" if getattr(args, "no_cache", True)
+                  else f"; finished runs are cached in {args.cache_dir or default_cache_dir()}")
         print(f"cropkit: interrupted{cached}", file=sys.stderr)
         return 130
