@@ -3,6 +3,7 @@
     .venv/bin/python tools/make_04_structured_pruning.py
 """
 import nbformat as nbf
+from lesson import write
 
 md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
 cells = [
@@ -80,7 +81,7 @@ display(explorer.widget)"""),
 above is the live version):"""),
     code("""state = explorer.last
 fig = explorer.figure(state)
-fig.savefig(f"{OUTPUT_DIR}/04_explorer.png", dpi=100)
+fig.savefig(ck.paths.output_file(OUTPUT_DIR, "04_explorer.png"), dpi=100)
 display(fig)
 print(f"{state['model']} (width {state['width']}), {state['criterion']}, weight sparsity "
       f"{state['weight_sparsity']:.3f}, node sparsity {state['node_sparsity']:.3f}")
@@ -109,7 +110,7 @@ axes[0].legend(fontsize=8)
 fig.suptitle(f"{cfg.explorer_criterion} at initialisation, width {cfg.explorer_width}, "
              f"batch {cfg.explorer_batch} on {explorer.last['hardware']}", fontsize=9)
 fig.tight_layout()
-fig.savefig(f"{OUTPUT_DIR}/04_sweep.png", dpi=100)
+fig.savefig(ck.paths.output_file(OUTPUT_DIR, "04_sweep.png"), dpi=100)
 plt.show()
 for name, part in sweep.groupby("model", sort=False):
     last = part.iloc[-1]
@@ -165,7 +166,7 @@ for key, frame in runs.items():
     axes[0].set_ylabel("test accuracy")
     fig.suptitle(f"{key}: accuracy against cost (black dense, red unstructured, blue structured)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(f"{OUTPUT_DIR}/04_table_{key.replace('@', '_')}.png", dpi=100)
+    fig.savefig(ck.paths.output_file(OUTPUT_DIR, f"04_table_{key.replace('@', '_')}.png"), dpi=100)
     plt.show()
     for method in ["crop-u", "crop-s", "earlycrop-s"]:
         row = r.loc[method]
@@ -224,7 +225,7 @@ for ax, values, fmt in ((ax1, wide_vs_narrow["peak_memory_MB"], "{:.2f} MB"), (a
     for i, value in enumerate(values):
         ax.text(value, i, " " + fmt.format(value), va="center", fontsize=8)
 fig.tight_layout()
-fig.savefig(f"{OUTPUT_DIR}/04_wide_vs_narrow.png", dpi=100)
+fig.savefig(ck.paths.output_file(OUTPUT_DIR, "04_wide_vs_narrow.png"), dpi=100)
 plt.show()"""),
     md("""## What to notice
 * In the explorer and the sweep, the parameter ratio follows `1 − sparsity`, and FLOPs and peak memory fall
@@ -276,8 +277,4 @@ results = {
 print("wrote", ck.notebook.save_results(OUTPUT_DIR, "04_structured_pruning", results))
 ck.widgets.raise_recorded(explorer.errors)  # a callback that failed while you used the explorer fails the run"""),
 ]
-for i, cell in enumerate(cells):
-    cell.id = f"cell-{i:02d}"  # stable ids: regenerating leaves an unchanged lesson byte for byte
-nb = nbf.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                              "language": "python"}})
-nbf.write(nb, "notebooks/04_structured_pruning.ipynb")
+write(cells, "notebooks/04_structured_pruning.ipynb")
