@@ -6,9 +6,10 @@ Each lesson has one cell tagged ``parameters`` holding plain literals (``PROFILE
 with a comment that papermill shows as its help (``papermill --help-notebook``). It writes its figures and key
 results through :func:`cropkit.paths.output_file` and :func:`save_results` into ``OUTPUT_DIR``. papermill only
 *warns* about parameter names a notebook does not declare and never checks types; :func:`execute` rejects both
-before a kernel starts. A parameter's type is its default's (an ``int`` is accepted for a ``float``, a tuple for
-a list); a parameter whose default is ``None`` ("the profile's value") takes any literal, unless a papermill
-``# type: NAME`` comment names its type.
+before a kernel starts. A parameter's type is the one its papermill type comment names (``EPOCHS = None  # type:
+int  training epochs``), else its default's; an ``int`` is accepted for a ``float`` and a tuple for a list, and a
+parameter whose default is ``None`` ("the profile's value") also takes ``None``. A comment must hold no ``=``: papermill
+skips such a line, and :func:`parameters` refuses it.
 
 The main job runs every lesson in order: ``python -m cropkit.notebook --profile cpu --output outputs`` (what
 ``./kit main`` runs). A lesson that fails is reported and the job goes on; the summary page lists it with its
@@ -138,12 +139,13 @@ def check_parameters(path: str | Path, given: dict) -> None:
     if unknown:
         raise ValueError(f"{Path(path).name} has no parameter(s) {unknown}; its parameters are {sorted(declared)}")
     for name, value in given.items():
-        kind = declared[name]["type"]
-        allowed = TYPES.get(kind, object) if kind else (type(None), bool, int, float, str, list, tuple, dict)
-        wrong_bool = isinstance(value, bool) and kind in ("int", "float")
-        if not isinstance(value, allowed) or wrong_bool:
-            raise ValueError(f"{Path(path).name}: {name} must be {kind or 'a literal'} "
-                             f"({declared[name]['help']}); got {value!r}")
+        kind, default = declared[name]["type"], declared[name]["default"]
+        allowed = TYPES.get(kind, object) if kind else object
+        if value is None and default is None:
+            continue  # None: the profile's value
+        if not isinstance(value, allowed) or (isinstance(value, bool) and kind in ("int", "float")):
+            raise ValueError(f"{Path(path).name}: {name} must be {kind}"
+                             f"{' or None' if default is None else ''} ({declared[name]['help']}); got {value!r}")
 
 
 # ----------------------------------------------------------------------------- results

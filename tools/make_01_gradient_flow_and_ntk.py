@@ -28,19 +28,19 @@ $g_L(Y)_{nc} = (\mathrm{softmax}(f(x_n))_c - [c = y_n])/N$.
 
 Everything here runs in **eval mode**: BatchNorm uses its running statistics, so each sample's output depends on that
 sample alone and the per-sample Jacobian (hence $\Theta$) is well defined. The scores are computed in eval mode too."""),
-    code("""PROFILE = "cpu"  # smoke (seconds, for tests) | cpu (a laptop, the default) | paper (a GPU)
-OUTPUT_DIR = "outputs"  # where the JSON results and figures are written
-DATA = None  # dataset name; None means the profile value (digits)
-MODEL = None  # model name; None means the profile value (cnn)
-WIDTH = None  # width multiplier; None means the profile value
-CHECK_SEEDS = None  # initialisations in the identity check; None means the profile value
-CHECK_BATCHES = None  # batches per initialisation in the identity check; None means the profile value
-CHECK_BATCH_SIZE = None  # samples per batch in the identity check; None means the profile value
-PROBE_SIZE = None  # samples in the probe batch whose NTK is compared; None means the profile value
-SCORE_BATCHES = None  # training batches the criteria score on; None means the profile value
-SWEEP_SEEDS = None  # initialisations averaged in the pruning sweep; None means the profile value
-SPARSITIES = None  # weight sparsities of the sweep, a list; None means the profile value
-SEED = 0  # seeds the initialisations and the shuffling""", metadata={"tags": ["parameters"]}),
+    code("""PROFILE = "cpu"  # type: str  smoke (seconds, for tests) | cpu (a laptop, the default) | paper (a GPU)
+OUTPUT_DIR = "outputs"  # type: str  where the JSON results and figures are written
+DATA = None  # type: str  dataset name; None means the profile value (digits)
+MODEL = None  # type: str  model name; None means the profile value (cnn)
+WIDTH = None  # type: float  width multiplier; None means the profile value
+CHECK_SEEDS = None  # type: int  initialisations in the identity check; None means the profile value
+CHECK_BATCHES = None  # type: int  batches per initialisation in the identity check; None means the profile value
+CHECK_BATCH_SIZE = None  # type: int  samples per batch in the identity check; None means the profile value
+PROBE_SIZE = None  # type: int  samples in the probe batch whose NTK is compared; None means the profile value
+SCORE_BATCHES = None  # type: int  training batches the criteria score on; None means the profile value
+SWEEP_SEEDS = None  # type: int  initialisations averaged in the pruning sweep; None means the profile value
+SPARSITIES = None  # type: list  weight sparsities of the sweep, a list; None means the profile value
+SEED = 0  # type: int  seeds the initialisations and the shuffling""", metadata={"tags": ["parameters"]}),
     code("""import copy
 import time
 

@@ -27,21 +27,21 @@ The **reference-code rule** measures a relative, un-squared distance from the we
 $d_t = \|\theta_t - \theta_1\|/\|\theta_1\|$ (so $d_1 = 0$), with a threshold tied to the target sparsity $p$:
 $\tau_{\mathrm{ref}} = d_2(1-p)$; we read it as firing at the first $t \ge 3$ with $|d_t - d_{t-1}| < \tau_{\mathrm{ref}}$,
 i.e. $|d_t - d_{t-1}|/d_2 < 1 - p$ (see `ck.timing.EarlyCroPDetector`)."""),
-    code("""PROFILE = "cpu"  # smoke (seconds, for tests) | cpu (a laptop, the default) | paper (a GPU)
-OUTPUT_DIR = "outputs"  # where the JSON results, figures and the animation are written
-DATA = None  # dataset name; None means the profile value (digits)
-MODEL = None  # model name; None means the profile value (cnn)
-WIDTH = None  # width multiplier; None means the profile value
-EPOCHS = None  # epochs of the watched dense training run; None means the profile value
-LR = None  # Adam learning rate; None means the profile value
-PROBE_SIZE = None  # training samples in the fixed probe batch of the NTK; None means the profile value
-NTK_EVERY = None  # optimizer steps between two NTK measurements; None means the profile value
-TAU = None  # threshold of the seed rule; None means the profile value (0.1)
-SPARSITY = None  # target weight sparsity p that sets the reference rule threshold 1 - p; None means the profile value
-TRY_WIDTHS = None  # widths compared in the try-this section, a list; None means the profile value
-TRY_LRS = None  # learning rates compared in the try-this section, a list; None means the profile value
-TRY_EPOCHS = None  # epochs of each try-this run; None means the profile value
-SEED = 0  # seeds the initialisation and the shuffling""", metadata={"tags": ["parameters"]}),
+    code("""PROFILE = "cpu"  # type: str  smoke (seconds, for tests) | cpu (a laptop, the default) | paper (a GPU)
+OUTPUT_DIR = "outputs"  # type: str  where the JSON results, figures and the animation are written
+DATA = None  # type: str  dataset name; None means the profile value (digits)
+MODEL = None  # type: str  model name; None means the profile value (cnn)
+WIDTH = None  # type: float  width multiplier; None means the profile value
+EPOCHS = None  # type: int  epochs of the watched dense training run; None means the profile value
+LR = None  # type: float  Adam learning rate; None means the profile value
+PROBE_SIZE = None  # type: int  training samples in the fixed probe batch of the NTK; None means the profile value
+NTK_EVERY = None  # type: int  optimizer steps between two NTK measurements; None means the profile value
+TAU = None  # type: float  threshold of the seed rule; None means the profile value (0.1)
+SPARSITY = None  # type: float  target weight sparsity p that sets the reference rule threshold 1 - p; None means the profile value
+TRY_WIDTHS = None  # type: list  widths compared in the try-this section, a list; None means the profile value
+TRY_LRS = None  # type: list  learning rates compared in the try-this section, a list; None means the profile value
+TRY_EPOCHS = None  # type: int  epochs of each try-this run; None means the profile value
+SEED = 0  # type: int  seeds the initialisation and the shuffling""", metadata={"tags": ["parameters"]}),
     code("""import time
 
 import matplotlib.pyplot as plt

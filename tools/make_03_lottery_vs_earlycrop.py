@@ -22,19 +22,19 @@ EarlyCroP asks for one training: dense for a few epochs until the detector of le
 then the sparse phase of $E$ epochs from where it stands (no rewinding). At-init methods prune before the first step
 and train $E$ epochs. Every method here is *unstructured* (masks), so its sparse phase costs as much per epoch as
 dense training; the bill is counted in epochs and in wall time."""),
-    code("""PROFILE = "cpu"  # smoke (seconds, for tests) | cpu (a laptop, the default) | paper (a GPU)
-OUTPUT_DIR = "outputs"  # where the JSON results and figures are written
-DATA = None  # dataset name; None means the profile value (digits)
-MODEL = None  # model name; None means the profile value (cnn)
-WIDTH = None  # width multiplier; None means the profile value
-EPOCHS = None  # epochs E of the sparse phase, and of each LTR training; None means the profile value
-SPARSITIES = None  # target weight sparsities of the sweep, a list; None means the profile value
-SEEDS = None  # seeds of every configuration, a list; None means the profile value
-LTR_ROUNDS = None  # prune-rewind-retrain rounds R of LTR; None means the profile value
-REWIND_EPOCH = None  # epoch k whose weights LTR rewinds to, 0 means initialisation; None means the profile value
-FOCUS_SPARSITY = None  # sparsity of the cost plot and of the table; None means the profile value
-METHODS = ["ltr", "ltr-reinit", "earlycrop-u", "crop-u", "cropit-u", "snip", "grasp", "random-u"]  # contestants; dense runs as the reference
-CACHE = True  # replay runs stored in outputs/cache; False trains everything again""",
+    code("""PROFILE = "cpu"  # type: str  smoke (seconds, for tests) | cpu (a laptop, the default) | paper (a GPU)
+OUTPUT_DIR = "outputs"  # type: str  where the JSON results and figures are written
+DATA = None  # type: str  dataset name; None means the profile value (digits)
+MODEL = None  # type: str  model name; None means the profile value (cnn)
+WIDTH = None  # type: float  width multiplier; None means the profile value
+EPOCHS = None  # type: int  epochs E of the sparse phase, and of each LTR training; None means the profile value
+SPARSITIES = None  # type: list  target weight sparsities of the sweep, a list; None means the profile value
+SEEDS = None  # type: list  seeds of every configuration, a list; None means the profile value
+LTR_ROUNDS = None  # type: int  prune-rewind-retrain rounds R of LTR; None means the profile value
+REWIND_EPOCH = None  # type: int  epoch k whose weights LTR rewinds to, 0 means initialisation; None means the profile value
+FOCUS_SPARSITY = None  # type: float  sparsity of the cost plot and of the table; None means the profile value
+METHODS = ["ltr", "ltr-reinit", "earlycrop-u", "crop-u", "cropit-u", "snip", "grasp", "random-u"]  # type: list  contestants; dense runs as the reference
+CACHE = True  # type: bool  replay runs stored in outputs/cache; False trains everything again""",
          metadata={"tags": ["parameters"]}),
     code("""import time
 

@@ -21,17 +21,17 @@ target weight sparsity is reached, and rebuilds the network with physically smal
 meet in a residual add must go together, with the same indices in every layer of the group (traced with
 torch-pruning's `DependencyGraph`). Because a removed channel takes its whole filter *and* the matching input
 slice of the next layer with it, the kept network is a genuinely smaller dense network."""),
-    code("""PROFILE = "cpu"  # smoke (seconds, for tests) | cpu (a laptop, the default) | paper (a GPU: CIFAR-10, ResNet18 at 95 %, VGG16 at 98 %)
-OUTPUT_DIR = "outputs"  # where the JSON results and figures are written
-DATA = None  # dataset of the method tables; None: the profile value (digits; cifar10 on paper)
-TABLES = None  # [[model, target weight sparsity], ...] compared in the paper table; None: the profile value
-WIDTH = None  # width multiplier of the table models; None: the profile value
-EPOCHS = None  # epochs after pruning; None: the profile value
-SEEDS = None  # seeds per method, e.g. [0, 1, 2] for mean ± std; None: the profile value
-EXPLORER_WIDTH = None  # width of the explorer ResNet18 / VGG16; None: the profile value (0.25 on a CPU)
-EXPLORER_CRITERION = None  # criterion the explorer starts with (a key of cropkit.scores.NODE_SCORES); None: the profile value
-WIDE_WIDTH = None  # width of the wide model pruned in section 4; None: the profile value
-THREADS = None  # torch CPU threads; None: the profile value (smoke: 1; otherwise torch chooses)""",
+    code("""PROFILE = "cpu"  # type: str  smoke (seconds, for tests) | cpu (a laptop, the default) | paper (a GPU: CIFAR-10, ResNet18 at 95 %, VGG16 at 98 %)
+OUTPUT_DIR = "outputs"  # type: str  where the JSON results and figures are written
+DATA = None  # type: str  dataset of the method tables; None: the profile value (digits; cifar10 on paper)
+TABLES = None  # type: list  [[model, target weight sparsity], ...] compared in the paper table; None: the profile value
+WIDTH = None  # type: float  width multiplier of the table models; None: the profile value
+EPOCHS = None  # type: int  epochs after pruning; None: the profile value
+SEEDS = None  # type: list  seeds per method, e.g. [0, 1, 2] for mean ± std; None: the profile value
+EXPLORER_WIDTH = None  # type: float  width of the explorer ResNet18 / VGG16; None: the profile value (0.25 on a CPU)
+EXPLORER_CRITERION = None  # type: str  criterion the explorer starts with (a key of cropkit.scores.NODE_SCORES); None: the profile value
+WIDE_WIDTH = None  # type: float  width of the wide model pruned in section 4; None: the profile value
+THREADS = None  # type: int  torch CPU threads; None: the profile value (smoke: 1; otherwise torch chooses)""",
          metadata={"tags": ["parameters"]}),
     code("""import matplotlib.pyplot as plt
 import pandas as pd

@@ -14,13 +14,13 @@ numbers change, so we first see them for a dense one.
 one forward pass; the *batch time* (one forward + backward + optimizer step) and the *peak memory* are what you
 actually wait for and pay for. Pruning can reduce all of them — but only if it removes whole structures, as
 lesson 04 shows."""),
-    code("""PROFILE = "cpu"  # smoke (seconds, for tests) | cpu (a laptop, the default) | paper (a GPU)
-OUTPUT_DIR = "outputs"  # where the JSON results and figures are written
-DATA = None  # dataset name; None means the profile value (digits)
-MODEL = None  # model name; None means the profile value (cnn)
-WIDTH = None  # width multiplier; None means the profile value
-EPOCHS = None  # training epochs; None means the profile value
-SEED = 0  # seeds the initialisation and the shuffling""", metadata={"tags": ["parameters"]}),
+    code("""PROFILE = "cpu"  # type: str  smoke (seconds, for tests) | cpu (a laptop, the default) | paper (a GPU)
+OUTPUT_DIR = "outputs"  # type: str  where the JSON results and figures are written
+DATA = None  # type: str  dataset name; None means the profile value (digits)
+MODEL = None  # type: str  model name; None means the profile value (cnn)
+WIDTH = None  # type: float  width multiplier; None means the profile value
+EPOCHS = None  # type: int  training epochs; None means the profile value
+SEED = 0  # type: int  seeds the initialisation and the shuffling""", metadata={"tags": ["parameters"]}),
     code("""import matplotlib.pyplot as plt
 import torch
 
