@@ -305,7 +305,7 @@ def run_all(profile: str = "cpu", output_dir: str | Path = "outputs", only: list
                 render_html(executed)
             except Exception as error:  # the page still links the .ipynb
                 tqdm.write(f"  could not render {executed.name} to HTML: {error}")
-    tqdm.write(f"summary → {write_summary(output_dir, summary)}")
+    tqdm.write(f"summary → {write_summary(output_dir, summary, profile)}")
     failed = [stem for stem, r in summary.items() if "_error" in r]
     if failed:
         tqdm.write(f"{len(failed)} of {len(summary)} lessons failed: {', '.join(failed)}")

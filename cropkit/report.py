@@ -197,12 +197,12 @@ def _failures(summary: dict) -> str:
     return f'<div class="failed"><b>{len(failed)} of {len(summary)} lessons failed</b><ul>{items}</ul></div>'
 
 
-def render(output_dir: str | Path, summary: dict[str, dict]) -> str:
+def render(output_dir: str | Path, summary: dict[str, dict], profile: str | None = None) -> str:
     """The HTML page as a string (see :func:`write_summary`)."""
     from .measure import hardware
 
     output_dir = Path(output_dir)
-    profile = _first(summary, "profile", "unknown")
+    profile = profile or _first(summary, "profile", "unknown")
     machine = _first(summary, "hardware", hardware())
     date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     seconds = [r["_seconds"] for r in summary.values() if isinstance(r, dict) and r.get("_seconds") is not None]
@@ -226,12 +226,13 @@ link to its executed notebook and its HTML rendering (in this folder). Timings a
 """
 
 
-def write_summary(output_dir: str | Path, summary: dict[str, dict]) -> Path:
-    """Write ``output_dir/summary.html`` from ``{notebook stem: the JSON it wrote}`` and return its path."""
+def write_summary(output_dir: str | Path, summary: dict[str, dict], profile: str | None = None) -> Path:
+    """Write ``output_dir/summary.html`` from ``{notebook stem: the JSON it wrote, or {"_error": …}}`` and return its
+    path (``profile``: the header's, when no lesson's JSON names it)."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / "summary.html"
-    path.write_text(render(output_dir, summary), encoding="utf-8")
+    path.write_text(render(output_dir, summary, profile), encoding="utf-8")
     return path
 
 
