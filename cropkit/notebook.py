@@ -73,10 +73,11 @@ def install_cell_source(url: str = REPOSITORY_URL) -> str:
     """The first code cell of every lesson: installs cropkit on a hosted service (Colab, Binder) when it is not
     importable there; a no-op anywhere else. It cannot import cropkit, so the URL is written into it."""
     return f'''# On Colab or Binder this installs cropkit (a minute); anywhere else it does nothing.
-import importlib.util, os, subprocess, sys
+import importlib, importlib.util, os, subprocess, sys
 HOSTED = "google.colab" in sys.modules or any(k in os.environ for k in ("COLAB_RELEASE_TAG", "BINDER_SERVICE_HOST", "BINDER_REQUEST"))
 if HOSTED and importlib.util.find_spec("cropkit") is None:
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet", "cropkit @ git+{url}"])'''
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet", "cropkit @ git+{url}"])
+    importlib.invalidate_caches()  # let this running kernel see the new package'''
 
 
 # ----------------------------------------------------------------------------- parameters
