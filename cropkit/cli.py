@@ -4,6 +4,7 @@
     python -m cropkit compare dense snap earlycrop-s --seeds 0 1 2 --csv outputs/table.csv
     python -m cropkit compare all --profile cpu --json outputs/table.json
     python -m cropkit methods
+    python -m cropkit lessons my-lessons          # copy the lessons (notebooks) out of an installed cropkit
 
 Method options that have no flag of their own go through ``--set key=value`` (values are Python literals):
 ``--set threshold=0.05 --set rule=reference``. Installed, the same commands run as ``cropkit run …``.
@@ -72,6 +73,9 @@ def parser() -> argparse.ArgumentParser:
     many.add_argument("--json", help="save the table and the per-run rows here")
     _common(many)
     sub.add_parser("methods", help="list the methods")
+    lessons = sub.add_parser("lessons", help="copy the lessons (notebooks) into a folder, e.g. cropkit lessons my-lessons")
+    lessons.add_argument("dest", help="folder to copy them into (created if needed)")
+    lessons.add_argument("--force", action="store_true", help="overwrite lessons already in that folder")
     return top
 
 
@@ -141,6 +145,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "methods":
         for name in methods.METHODS:
             print(f"{name:18s} {methods.LABELS[name]:18s} {methods.FAMILIES[name]}")
+        return 0
+    if args.command == "lessons":
+        from .notebook import copy_lessons
+
+        try:
+            copies = copy_lessons(args.dest, overwrite=args.force)
+        except (FileExistsError, FileNotFoundError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print("\n".join(str(p) for p in copies))
         return 0
     try:
         return _run(args)

@@ -9,7 +9,13 @@ user stands; both must find the same data and the same results cache. So every d
 |               | per-user cache folder (``$XDG_CACHE_HOME`` or ``~/.cache``)``/cropkit/data``                 |
 | results cache | ``$CROPKIT_CACHE``; the checkout's ``outputs/cache``; ``<user cache>/cropkit/results``        |
 
-A path a user gives explicitly is used as given (relative to the caller's working directory), never rewritten.
+A path a user gives explicitly is used as given (relative to the caller's working directory), never rewritten, with
+one exception: a lesson's ``OUTPUT_DIR``. A kernel cannot know where its caller stood, so a relative ``OUTPUT_DIR``
+is taken from the checkout root when cropkit runs from a source checkout (the lessons' default ``"outputs"`` is
+then the checkout's git-ignored ``outputs/``, whichever folder JupyterLab starts the kernel in) and from the
+kernel's working directory otherwise (Colab, Binder, an installed wheel). The main job and
+:func:`cropkit.notebook.execute` always hand the kernel an absolute folder, resolved against *their* caller's
+working directory. Either way nothing is written under ``notebooks/``.
 """
 from __future__ import annotations
 
@@ -56,11 +62,22 @@ def ensure_dir(path: str | Path) -> Path:
     return path
 
 
+def lesson_output(output_dir: str | Path) -> Path:
+    """A lesson's ``OUTPUT_DIR`` as an absolute folder that exists: a relative one is taken from the checkout root
+    when cropkit runs from a checkout, else from the working directory (see the module docstring)."""
+    path = Path(output_dir).expanduser()
+    root = checkout()
+    if not path.is_absolute() and root is not None:
+        path = root / path
+    return ensure_dir(path)
+
+
 def output_file(output_dir: str | Path, name: str) -> Path:
-    """``output_dir/name`` with its folder created: where a lesson saves a figure or its JSON.
+    """``OUTPUT_DIR/name`` with its folder created (see :func:`lesson_output`): where a lesson saves a figure or
+    its JSON, so that it runs the same in JupyterLab, Colab, papermill and the main job.
 
     >>> fig.savefig(ck.paths.output_file(OUTPUT_DIR, "00_tour_learning_curve.png"))
     """
-    path = ensure_dir(output_dir) / name
+    path = lesson_output(output_dir) / name
     path.parent.mkdir(parents=True, exist_ok=True)
     return path

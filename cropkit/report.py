@@ -9,7 +9,10 @@ the page shows
 * its key scalars (top-level numbers and strings of its JSON, nested dicts flattened as ``a.b``),
 * its tables: every list of row dicts in the JSON (long ones cut to :data:`MAX_ROWS` rows),
 * its figures: ``<stem>*.png`` and ``<stem>*.gif`` from the output folder, embedded as base64,
-* a link to the executed notebook ``<stem>.ipynb`` next to the page.
+* links to the executed notebook ``<stem>.ipynb`` and its HTML rendering ``<stem>.html`` next to the page.
+
+A lesson that failed (``{"_error": "…"}`` in the summary) is listed at the top with its error, and its section
+links whatever the failed run left behind.
 
 Everything (styles, images) is inside the one file, so it can be mailed or opened from any folder.
 """
@@ -42,6 +45,8 @@ table.data tr:nth-child(even) td { background: #fafafa; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #666; font-size: 0.85em; }
 nav ul { columns: 2; }
+.failed { background: #fff1f0; border: 1px solid #e0a0a0; padding: 0.6em 1em; }
+.failed pre { white-space: pre-wrap; margin: 0.3em 0; }
 """
 
 
@@ -153,17 +158,26 @@ def _first(summary: dict, key: str, default: str) -> str:
     return str(values[0]) if values else default
 
 
+def _link(path: Path, what: str) -> str:
+    name = html.escape(path.name)
+    return f'<a href="{name}">{what} {name}</a>' if path.exists() else f"{what} {name} (not found)"
+
+
 def _section(output_dir: Path, stem: str, results: dict) -> str:
     parts = [f'<h2 id="{html.escape(stem)}">{html.escape(stem)}</h2>']
-    notebook = output_dir / f"{stem}.ipynb"
     seconds = results.get("_seconds")
     ran = f" · ran in {seconds:,.0f} s" if isinstance(seconds, (int, float)) else ""
-    link = (f'<a href="{html.escape(notebook.name)}">executed notebook {html.escape(notebook.name)}</a>'
-            if notebook.exists() else f"executed notebook {html.escape(notebook.name)} (not found)")
+    links = [_link(output_dir / f"{stem}.html", "lesson as HTML"),
+             _link(output_dir / f"{stem}.ipynb", "executed notebook")]
     data = output_dir / f"{stem}.json"
-    if data.exists():
-        link += f' · <a href="{html.escape(data.name)}">results {html.escape(data.name)}</a>'
-    parts.append(f'<p class="meta">{link}{ran}</p>')
+    if data.exists() and "_error" not in results:
+        links.append(_link(data, "results"))
+    parts.append(f'<p class="meta">{" · ".join(links)}{ran}</p>')
+    if "_error" in results:
+        parts.append(f'<div class="failed"><b>failed</b><pre>{html.escape(str(results["_error"]))}</pre></div>')
+        return "\n".join(parts)
+    if results.get("_over_budget"):
+        parts.append(f'<p class="note">over its time budget: {html.escape(str(results["_over_budget"]))}</p>')
     for path in figures(output_dir, stem):
         parts.append(embed_image(path))
     for name, rows in tables(results).items():
@@ -174,12 +188,21 @@ def _section(output_dir: Path, stem: str, results: dict) -> str:
     return "\n".join(parts)
 
 
-def render(output_dir: str | Path, summary: dict[str, dict]) -> str:
+def _failures(summary: dict) -> str:
+    failed = {stem: r["_error"] for stem, r in summary.items() if isinstance(r, dict) and "_error" in r}
+    if not failed:
+        return ""
+    items = "".join(f'<li><a href="#{html.escape(s)}">{html.escape(s)}</a>: <code>{html.escape(str(e))}</code></li>'
+                    for s, e in failed.items())
+    return f'<div class="failed"><b>{len(failed)} of {len(summary)} lessons failed</b><ul>{items}</ul></div>'
+
+
+def render(output_dir: str | Path, summary: dict[str, dict], profile: str | None = None) -> str:
     """The HTML page as a string (see :func:`write_summary`)."""
     from .measure import hardware
 
     output_dir = Path(output_dir)
-    profile = _first(summary, "profile", "unknown")
+    profile = profile or _first(summary, "profile", "unknown")
     machine = _first(summary, "hardware", hardware())
     date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     seconds = [r["_seconds"] for r in summary.values() if isinstance(r, dict) and r.get("_seconds") is not None]
@@ -194,20 +217,22 @@ def render(output_dir: str | Path, summary: dict[str, dict]) -> str:
 <tr><td>hardware</td><td>{html.escape(machine)}</td></tr>
 <tr><td>date</td><td>{html.escape(date)}</td></tr>
 <tr><td>notebooks</td><td>{len(summary)}{total}</td></tr></table>
+{_failures(summary)}
 <p class="note">Each section gathers one lesson's figures, the tables and key numbers of its JSON results, and a
-link to its executed notebook (in this folder). Timings are wall-clock on the hardware above.</p>
+link to its executed notebook and its HTML rendering (in this folder). Timings are wall-clock on the hardware above.</p>
 <nav><ul>{nav}</ul></nav>
 {sections}
 </body></html>
 """
 
 
-def write_summary(output_dir: str | Path, summary: dict[str, dict]) -> Path:
-    """Write ``output_dir/summary.html`` from ``{notebook stem: the JSON it wrote}`` and return its path."""
+def write_summary(output_dir: str | Path, summary: dict[str, dict], profile: str | None = None) -> Path:
+    """Write ``output_dir/summary.html`` from ``{notebook stem: the JSON it wrote, or {"_error": …}}`` and return its
+    path (``profile``: the header's, when no lesson's JSON names it)."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / "summary.html"
-    path.write_text(render(output_dir, summary), encoding="utf-8")
+    path.write_text(render(output_dir, summary, profile), encoding="utf-8")
     return path
 
 

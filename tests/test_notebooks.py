@@ -54,3 +54,9 @@ def test_tour_results(run_notebook, smoke_dir):
     assert r["params"] > 0 and r["flops_per_sample"] > 0 and r["batch_time_ms"] > 0 and r["peak_memory_bytes"] > 0
     assert len(r["history"]) == r["epochs"]
     assert (Path(smoke_dir) / "00_tour.ipynb").exists() and (Path(smoke_dir) / "00_tour_learning_curve.png").exists()
+
+
+def test_lesson_03_times_its_phases(run_notebook):
+    phases = run_notebook("03_lottery_vs_earlycrop")["phase_seconds"]
+    assert list(phases)[:3] == ["setup", "bill", "sweep"] and "verdicts" in phases
+    assert all(seconds >= 0 for seconds in phases.values()) and phases["sweep"] == max(phases.values())

@@ -64,3 +64,13 @@ def test_long_tables_are_cut_and_rebuild_from_json(tmp_path):
     assert f"first {report.MAX_ROWS} of {len(rows)} rows" in page
     shown = page.split("<h3>rows</h3>")[1].split("</table>")[0]
     assert shown.count("<tr>") == report.MAX_ROWS + 1  # header + the rows shown
+
+
+def test_failed_lessons_are_listed_with_their_error(tmp_path):
+    (tmp_path / "01_x.html").write_text("<html></html>")
+    summary = {"00_tour": {"profile": "smoke", "final_test_acc": 0.9},
+               "01_x": {"_error": "RuntimeError: <boom>", "_seconds": 4.0}}
+    page = report.write_summary(tmp_path, summary, profile="smoke").read_text()
+    assert "1 of 2 lessons failed" in page and "RuntimeError: &lt;boom&gt;" in page
+    assert '<a href="01_x.html">lesson as HTML 01_x.html</a>' in page and "00_tour.html (not found)" in page
+    assert page.count('class="failed"') == 2  # the list at the top and the lesson's own section

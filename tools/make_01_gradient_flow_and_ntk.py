@@ -1,5 +1,6 @@
 """Builds notebooks/01_gradient_flow_and_ntk.ipynb (kept so the lesson can be regenerated; edit here or in JupyterLab)."""
 import nbformat as nbf
+from lesson import write
 
 md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
 cells = [
@@ -27,22 +28,21 @@ $g_L(Y)_{nc} = (\mathrm{softmax}(f(x_n))_c - [c = y_n])/N$.
 
 Everything here runs in **eval mode**: BatchNorm uses its running statistics, so each sample's output depends on that
 sample alone and the per-sample Jacobian (hence $\Theta$) is well defined. The scores are computed in eval mode too."""),
-    code("""PROFILE = "cpu"  # smoke (seconds, for tests) | cpu (a laptop, the default) | paper (a GPU)
-OUTPUT_DIR = "outputs"  # where the JSON results and figures are written
-DATA = None  # dataset name; None = profile value (digits)
-MODEL = None  # model name; None = profile value (cnn)
-WIDTH = None  # width multiplier; None = profile value
-CHECK_SEEDS = None  # initialisations in the identity check; None = profile value
-CHECK_BATCHES = None  # batches per initialisation in the identity check; None = profile value
-CHECK_BATCH_SIZE = None  # samples per batch in the identity check; None = profile value
-PROBE_SIZE = None  # samples in the probe batch whose NTK is compared; None = profile value
-SCORE_BATCHES = None  # training batches the criteria score on; None = profile value
-SWEEP_SEEDS = None  # initialisations averaged in the pruning sweep; None = profile value
-SPARSITIES = None  # weight sparsities of the sweep, a list; None = profile value
-SEED = 0  # seeds the initialisations and the shuffling""", metadata={"tags": ["parameters"]}),
+    code("""PROFILE = "cpu"  # type: str  smoke (seconds, for tests) | cpu (a laptop, the default) | paper (a GPU)
+OUTPUT_DIR = "outputs"  # type: str  where the JSON results and figures are written
+DATA = None  # type: str  dataset name; None means the profile value (digits)
+MODEL = None  # type: str  model name; None means the profile value (cnn)
+WIDTH = None  # type: float  width multiplier; None means the profile value
+CHECK_SEEDS = None  # type: int  initialisations in the identity check; None means the profile value
+CHECK_BATCHES = None  # type: int  batches per initialisation in the identity check; None means the profile value
+CHECK_BATCH_SIZE = None  # type: int  samples per batch in the identity check; None means the profile value
+PROBE_SIZE = None  # type: int  samples in the probe batch whose NTK is compared; None means the profile value
+SCORE_BATCHES = None  # type: int  training batches the criteria score on; None means the profile value
+SWEEP_SEEDS = None  # type: int  initialisations averaged in the pruning sweep; None means the profile value
+SPARSITIES = None  # type: list  weight sparsities of the sweep, a list; None means the profile value
+SEED = 0  # type: int  seeds the initialisations and the shuffling""", metadata={"tags": ["parameters"]}),
     code("""import copy
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -60,8 +60,6 @@ cfg = ck.profiles.settings("01_gradient_flow_and_ntk", PROFILE, DATA=DATA, MODEL
 print(cfg)
 device = ck.train.default_device()
 print("measured on:", ck.measure.hardware(), "| device:", device)
-out = Path(OUTPUT_DIR)
-out.mkdir(parents=True, exist_ok=True)
 
 data = ck.data.load(cfg.data, batch_size=cfg.batch_size, seed=SEED, limit=cfg.limit)
 print(f"{cfg.data}: input {data.input_shape}, {data.num_classes} classes, {len(data.train.dataset)} training samples")"""),
@@ -97,7 +95,7 @@ ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="y = x")
 ax.set(xscale="log", yscale="log", xlabel="GF = ‖∂L/∂θ‖²  (one backward pass)",
        ylabel="g_L(Y)ᵀ · NTK · g_L(Y)", title=f"the two sides agree: max rel. error {max_rel_error:.1e}")
 ax.legend()
-fig.savefig(out / "01_identity.png", dpi=110)
+fig.savefig(ck.paths.output_file(OUTPUT_DIR, "01_identity.png"), dpi=110)
 plt.show()"""),
     md("""**What to notice.** Every point lies on the diagonal; the largest relative error printed above is at the level
 of float64 rounding. GF is *not* a new quantity next to the NTK: it is the NTK read along the direction of the loss
@@ -170,7 +168,7 @@ axes[1].set_title("gradient flow on samples the criteria never saw")
 axes[2].set_title("shape of the NTK (0 = same up to scale)")
 axes[0].legend(title=f"mean, range over {cfg.sweep_seeds} inits", fontsize=8)
 fig.suptitle(f"Pruning {cfg.model} (width {cfg.width}) at initialisation on {cfg.data}")
-fig.savefig(out / "01_sweep.png", dpi=110)
+fig.savefig(ck.paths.output_file(OUTPUT_DIR, "01_sweep.png"), dpi=110)
 plt.show()"""),
     code("""target = min(cfg.sparsities, key=lambda p: abs(p - 0.9))  # the spectrum at (about) 90 % sparsity
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
@@ -184,7 +182,7 @@ axes[0].legend()
 band(axes[1], "trace_ratio", "tr Θ′ / tr Θ", log=True)
 axes[1].axhline(1, color="k", lw=0.8, ls="--")
 axes[1].set_title("scale of the NTK (1 = unchanged)")
-fig.savefig(out / "01_spectrum.png", dpi=110)
+fig.savefig(ck.paths.output_file(OUTPUT_DIR, "01_spectrum.png"), dpi=110)
 plt.show()"""),
     code("""# Which criterion moved each quantity least, per sparsity (mean over initialisations)?
 means = sweep.groupby(["sparsity", "criterion"])[["gf_change", "gf_change_probe", "kernel_distance", "trace_ratio"]].mean()
@@ -226,7 +224,7 @@ only the initial choice is drawn.)"""),
     code("""explorer = NTKExplorer(dense, scores_by_criterion, probe_x[: min(8, cfg.probe_size)], cfg.sparsities,
                        params="prunable", classes=data.num_classes)
 display(explorer.widget("crop", target))
-explorer.figure("random", target).savefig(out / "01_kernels_random.png", dpi=110)
+explorer.figure("random", target).savefig(ck.paths.output_file(OUTPUT_DIR, "01_kernels_random.png"), dpi=110)
 plt.close("all")"""),
     md("""## 4 · Results"""),
     code("""gf_change = {c: {str(p): float(summary.loc[(c, p), "gf_change"]) for p in cfg.sparsities} for c in CRITERIA}
@@ -239,7 +237,7 @@ results = {
     "kernel_distance": {c: {str(p): float(summary.loc[(c, p), "kernel_distance"]) for p in cfg.sparsities} for c in CRITERIA},
     "trace_ratio": {c: {str(p): float(summary.loc[(c, p), "trace_ratio"]) for p in cfg.sparsities} for c in CRITERIA},
     "least_moved_by": best, "crop_wins": crop_wins,
-    "figures": [str(out / f) for f in ("01_identity.png", "01_sweep.png", "01_spectrum.png", "01_kernels_random.png")],
+    "figures": [str(ck.paths.output_file(OUTPUT_DIR, f)) for f in ("01_identity.png", "01_sweep.png", "01_spectrum.png", "01_kernels_random.png")],
     "process_cpu_seconds": time.process_time(),
 }
 print(f"CPU time of this kernel so far: {results['process_cpu_seconds']:.0f} s on {ck.measure.hardware()}")
@@ -252,6 +250,4 @@ print("wrote", ck.notebook.save_results(OUTPUT_DIR, "01_gradient_flow_and_ntk", 
   network trained for one epoch (EarlyCroP's setting, lesson 02) and compare the kernel distances."""),
 ]
 
-nb = nbf.v4.new_notebook(cells=cells, metadata={"kernelspec": {"display_name": "Python 3", "language": "python",
-                                                                "name": "python3"}})
-nbf.write(nb, "notebooks/01_gradient_flow_and_ntk.ipynb")
+write(cells, "notebooks/01_gradient_flow_and_ntk.ipynb")

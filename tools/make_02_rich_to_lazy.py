@@ -1,5 +1,6 @@
 """Builds notebooks/02_rich_to_lazy.ipynb (kept so the lesson can be regenerated; edit here or in JupyterLab)."""
 import nbformat as nbf
+from lesson import write
 
 md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
 cells = [
@@ -26,23 +27,22 @@ The **reference-code rule** measures a relative, un-squared distance from the we
 $d_t = \|\theta_t - \theta_1\|/\|\theta_1\|$ (so $d_1 = 0$), with a threshold tied to the target sparsity $p$:
 $\tau_{\mathrm{ref}} = d_2(1-p)$; we read it as firing at the first $t \ge 3$ with $|d_t - d_{t-1}| < \tau_{\mathrm{ref}}$,
 i.e. $|d_t - d_{t-1}|/d_2 < 1 - p$ (see `ck.timing.EarlyCroPDetector`)."""),
-    code("""PROFILE = "cpu"  # smoke (seconds, for tests) | cpu (a laptop, the default) | paper (a GPU)
-OUTPUT_DIR = "outputs"  # where the JSON results, figures and the animation are written
-DATA = None  # dataset name; None = profile value (digits)
-MODEL = None  # model name; None = profile value (cnn)
-WIDTH = None  # width multiplier; None = profile value
-EPOCHS = None  # epochs of the watched dense training run; None = profile value
-LR = None  # Adam learning rate; None = profile value
-PROBE_SIZE = None  # training samples in the fixed probe batch of the NTK; None = profile value
-NTK_EVERY = None  # optimizer steps between two NTK measurements; None = profile value
-TAU = None  # threshold of the seed rule; None = profile value (0.1)
-SPARSITY = None  # target weight sparsity p that sets the reference rule threshold 1 - p; None = profile value
-TRY_WIDTHS = None  # widths compared in the try-this section, a list; None = profile value
-TRY_LRS = None  # learning rates compared in the try-this section, a list; None = profile value
-TRY_EPOCHS = None  # epochs of each try-this run; None = profile value
-SEED = 0  # seeds the initialisation and the shuffling""", metadata={"tags": ["parameters"]}),
+    code("""PROFILE = "cpu"  # type: str  smoke (seconds, for tests) | cpu (a laptop, the default) | paper (a GPU)
+OUTPUT_DIR = "outputs"  # type: str  where the JSON results, figures and the animation are written
+DATA = None  # type: str  dataset name; None means the profile value (digits)
+MODEL = None  # type: str  model name; None means the profile value (cnn)
+WIDTH = None  # type: float  width multiplier; None means the profile value
+EPOCHS = None  # type: int  epochs of the watched dense training run; None means the profile value
+LR = None  # type: float  Adam learning rate; None means the profile value
+PROBE_SIZE = None  # type: int  training samples in the fixed probe batch of the NTK; None means the profile value
+NTK_EVERY = None  # type: int  optimizer steps between two NTK measurements; None means the profile value
+TAU = None  # type: float  threshold of the seed rule; None means the profile value (0.1)
+SPARSITY = None  # type: float  target weight sparsity p that sets the reference rule threshold 1 - p; None means the profile value
+TRY_WIDTHS = None  # type: list  widths compared in the try-this section, a list; None means the profile value
+TRY_LRS = None  # type: list  learning rates compared in the try-this section, a list; None means the profile value
+TRY_EPOCHS = None  # type: int  epochs of each try-this run; None means the profile value
+SEED = 0  # type: int  seeds the initialisation and the shuffling""", metadata={"tags": ["parameters"]}),
     code("""import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -59,8 +59,6 @@ cfg = ck.profiles.settings("02_rich_to_lazy", PROFILE, DATA=DATA, MODEL=MODEL, W
 print(cfg)
 device = ck.train.default_device()
 print("measured on:", ck.measure.hardware(), "| device:", device)
-out = Path(OUTPUT_DIR)
-out.mkdir(parents=True, exist_ok=True)
 data = ck.data.load(cfg.data, batch_size=cfg.batch_size, seed=SEED, limit=cfg.limit)
 print(f"{cfg.data}: input {data.input_shape}, {data.num_classes} classes, {len(data.train.dataset)} training samples")"""),
     md("""## 1 · One training run, three observers
@@ -147,7 +145,7 @@ twin.plot(table.epoch, table.test_acc, "o-", color="tab:green", label="test accu
 twin.set_ylabel("test accuracy")
 ax.legend(loc="center right")
 fig.suptitle(f"{cfg.model} (width {cfg.width}) on {cfg.data}, Adam lr {cfg.lr}")
-fig.savefig(out / "02_run.png", dpi=110)
+fig.savefig(ck.paths.output_file(OUTPUT_DIR, "02_run.png"), dpi=110)
 plt.show()"""),
     md("""**What to notice.** $\\Delta$ rises steeply in the first epochs and then bends into a slow, almost straight
 climb: the weights keep moving, but each epoch adds less. The detector's ratio measures exactly that bend. The NTK's
@@ -161,7 +159,7 @@ $\\tau$, the moment it fires (green), and the NTK's drift beside it. It is embed
 `OUTPUT_DIR`."""),
     code("""animation = rich_to_lazy_animation(seed_rule.step_distances, steps_per_epoch, cfg.tau,
                                    drift_steps=drift.steps, drift=drift.distance, frames=cfg.frames)
-gif_path = out / "02_rich_to_lazy.gif"
+gif_path = ck.paths.output_file(OUTPUT_DIR, "02_rich_to_lazy.gif")
 animation.save(gif_path, writer=PillowWriter(fps=8))
 print(f"saved {gif_path} ({gif_path.stat().st_size / 1e3:.0f} kB, {cfg.frames} frames)")
 html = animation.to_jshtml()
@@ -186,7 +184,7 @@ well — so the two rules need not agree. Compare the epochs printed below."""),
     code("""fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), constrained_layout=True)
 detector_figure(delta, cfg.tau, "seed", ax=axes[0])
 detector_figure(reference_rule.detector.history, 1 - cfg.sparsity, "reference", ax=axes[1])
-fig.savefig(out / "02_rules.png", dpi=110)
+fig.savefig(ck.paths.output_file(OUTPUT_DIR, "02_rules.png"), dpi=110)
 plt.show()
 print(f"seed rule: epoch {fired['seed']}   reference rule (p = {cfg.sparsity}): epoch {fired['reference']}")"""),
     md("""## 5 · Try this: width and learning rate
@@ -216,7 +214,7 @@ for ax, varied in zip(axes, ("width", "lr")):
             ax.plot(range(1, len(curve) + 1), curve, "o-", label=f"{varied} = {value}")
     ax.set(xlabel="epoch t", ylabel="Δ_t / Δ_1", title=f"varying the {varied}")
     ax.legend()
-fig.savefig(out / "02_try_this.png", dpi=110)
+fig.savefig(ck.paths.output_file(OUTPUT_DIR, "02_try_this.png"), dpi=110)
 plt.show()"""),
     md("""**What to notice** (read the table; this is what the `cpu` profile showed).
 
@@ -243,7 +241,7 @@ plt.show()"""),
     "detection_epoch_per_tau": {str(t): e for t, e in tau_table.items()},
     "final_test_acc": final_test_acc, "test_acc": table.test_acc.tolist(),
     "animation": str(gif_path), "try_this": rows,
-    "figures": [str(out / f) for f in ("02_run.png", "02_rules.png", "02_try_this.png")],
+    "figures": [str(ck.paths.output_file(OUTPUT_DIR, f)) for f in ("02_run.png", "02_rules.png", "02_try_this.png")],
     "process_cpu_seconds": time.process_time(),
 }
 print(f"CPU time of this kernel so far: {results['process_cpu_seconds']:.0f} s on {ck.measure.hardware()}")
@@ -256,6 +254,4 @@ print("wrote", ck.notebook.save_results(OUTPUT_DIR, "02_rich_to_lazy", results))
 * Measure the detector every few steps instead of every epoch: `ck.timing.DetectorCallback(det, every_steps=10)`."""),
 ]
 
-nb = nbf.v4.new_notebook(cells=cells, metadata={"kernelspec": {"display_name": "Python 3", "language": "python",
-                                                                "name": "python3"}})
-nbf.write(nb, "notebooks/02_rich_to_lazy.ipynb")
+write(cells, "notebooks/02_rich_to_lazy.ipynb")

@@ -1,5 +1,6 @@
 """Builds notebooks/03_lottery_vs_earlycrop.ipynb (kept so the lesson can be regenerated; edit here or in JupyterLab)."""
 import nbformat as nbf
+from lesson import write
 
 md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
 cells = [
@@ -21,22 +22,21 @@ EarlyCroP asks for one training: dense for a few epochs until the detector of le
 then the sparse phase of $E$ epochs from where it stands (no rewinding). At-init methods prune before the first step
 and train $E$ epochs. Every method here is *unstructured* (masks), so its sparse phase costs as much per epoch as
 dense training; the bill is counted in epochs and in wall time."""),
-    code("""PROFILE = "cpu"  # smoke (seconds, for tests) | cpu (a laptop, the default) | paper (a GPU)
-OUTPUT_DIR = "outputs"  # where the JSON results and figures are written
-DATA = None  # dataset name; None means the profile value (digits)
-MODEL = None  # model name; None means the profile value (cnn)
-WIDTH = None  # width multiplier; None means the profile value
-EPOCHS = None  # epochs E of the sparse phase, and of each LTR training; None means the profile value
-SPARSITIES = None  # target weight sparsities of the sweep, a list; None means the profile value
-SEEDS = None  # seeds of every configuration, a list; None means the profile value
-LTR_ROUNDS = None  # prune-rewind-retrain rounds R of LTR; None means the profile value
-REWIND_EPOCH = None  # epoch k whose weights LTR rewinds to, 0 means initialisation; None means the profile value
-FOCUS_SPARSITY = None  # sparsity of the cost plot and of the table; None means the profile value
-METHODS = ["ltr", "ltr-reinit", "earlycrop-u", "crop-u", "cropit-u", "snip", "grasp", "random-u"]  # contestants; dense runs as the reference
-CACHE = True  # replay runs stored in outputs/cache; False trains everything again""",
+    code("""PROFILE = "cpu"  # type: str  smoke (seconds, for tests) | cpu (a laptop, the default) | paper (a GPU)
+OUTPUT_DIR = "outputs"  # type: str  where the JSON results and figures are written
+DATA = None  # type: str  dataset name; None means the profile value (digits)
+MODEL = None  # type: str  model name; None means the profile value (cnn)
+WIDTH = None  # type: float  width multiplier; None means the profile value
+EPOCHS = None  # type: int  epochs E of the sparse phase, and of each LTR training; None means the profile value
+SPARSITIES = None  # type: list  target weight sparsities of the sweep, a list; None means the profile value
+SEEDS = None  # type: list  seeds of every configuration, a list; None means the profile value
+LTR_ROUNDS = None  # type: int  prune-rewind-retrain rounds R of LTR; None means the profile value
+REWIND_EPOCH = None  # type: int  epoch k whose weights LTR rewinds to, 0 means initialisation; None means the profile value
+FOCUS_SPARSITY = None  # type: float  sparsity of the cost plot and of the table; None means the profile value
+METHODS = ["ltr", "ltr-reinit", "earlycrop-u", "crop-u", "cropit-u", "snip", "grasp", "random-u"]  # type: list  contestants; dense runs as the reference
+CACHE = True  # type: bool  replay runs stored in outputs/cache; False trains everything again""",
          metadata={"tags": ["parameters"]}),
     code("""import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -45,6 +45,7 @@ from IPython.display import display
 import cropkit as ck
 from cropkit import lottery
 
+phases = ck.notebook.Phases()  # wall seconds of each phase, printed as it ends and saved in the JSON
 cfg = ck.profiles.settings("03_lottery_vs_earlycrop", PROFILE, DATA=DATA, MODEL=MODEL, WIDTH=WIDTH, EPOCHS=EPOCHS,
                            SPARSITIES=SPARSITIES, SEEDS=SEEDS, LTR_ROUNDS=LTR_ROUNDS, REWIND_EPOCH=REWIND_EPOCH,
                            FOCUS_SPARSITY=FOCUS_SPARSITY)
@@ -58,10 +59,9 @@ RUN_OPTIONS = dict(profile=PROFILE, data=cfg.data, model=cfg.model, width=cfg.wi
 HARDWARE = ck.measure.hardware()
 print(cfg)
 print("measured on:", HARDWARE)
-out = Path(OUTPUT_DIR)
-out.mkdir(parents=True, exist_ok=True)
 STEM = "03_lottery_vs_earlycrop"
-LABELS = lottery.LABELS"""),
+LABELS = lottery.LABELS
+phases.done("setup")"""),
     md("""## 1 · The bill before the race
 
 What each contestant must train, in epochs, with this profile's $E$ (`EPOCHS`), $R$ (`LTR_ROUNDS`) and EarlyCroP's
@@ -79,7 +79,8 @@ bill = {
 }
 for name, (when, epochs) in bill.items():
     print(f"{name:>20}  prunes {when:<38} trains {epochs} epochs")
-print(f"LTR rewinds to the weights after epoch {cfg.rewind_epoch}; round r prunes to the sparsity 1 - (1 - p)^(r/{R})")"""),
+print(f"LTR rewinds to the weights after epoch {cfg.rewind_epoch}; round r prunes to the sparsity 1 - (1 - p)^(r/{R})")
+phases.done("bill")"""),
     md("""## 2 · The sweep
 
 Every contestant at every target sparsity and seed, plus dense training once per seed. `cropkit.run` stores each
@@ -93,14 +94,16 @@ replayed = sum(r.from_cache for r in results)
 print(f"{len(results)} runs ({replayed} replayed from the cache) in {sweep_seconds:.0f} s on {HARDWARE}")
 for r in results:
     for w in r.warnings:
-        print(f"warning in {lottery.entry_of(r)} at sparsity {r.target_sparsity}, seed {r.seed}: {w}")"""),
+        print(f"warning in {lottery.entry_of(r)} at sparsity {r.target_sparsity}, seed {r.seed}: {w}")
+phases.done("sweep")"""),
     md("""Two checks before reading any accuracy: did every run reach its target sparsity, and did each method train
 for as many epochs as its bill says?"""),
     code("""pruned = runs[runs.method != "dense"]
 deviation = (pruned.weight_sparsity - pruned.target_sparsity).abs()
 print(f"largest gap between achieved and target weight sparsity: {deviation.max():.3%} (allowed: 1 %)")
 epochs_by_method = runs.groupby("label", sort=False).epochs_trained.agg(["min", "max"])
-display(epochs_by_method.rename(columns={"min": "fewest epochs", "max": "most epochs"}))"""),
+display(epochs_by_method.rename(columns={"min": "fewest epochs", "max": "most epochs"}))
+phases.done("checks")"""),
     md("""## 3 · Accuracy over sparsity
 
 Mean test accuracy over the seeds with one standard deviation as error bars (none with a single seed). The
@@ -132,7 +135,7 @@ ax.set(xlabel="target weight sparsity (spaced by log of 1/density)", ylabel="tes
 ax.grid(alpha=0.3)
 ax.legend(ncol=2, fontsize=9, loc="lower left")
 fig.tight_layout()
-fig.savefig(out / f"{STEM}_accuracy.png", dpi=110)
+fig.savefig(ck.paths.output_file(OUTPUT_DIR, f"{STEM}_accuracy.png"), dpi=110)
 plt.show()
 
 table_acc = accuracy.assign(cell=[f"{100 * m:.1f} ± {100 * s:.1f}" for m, s in zip(accuracy["mean"], accuracy["std"])])
@@ -140,7 +143,8 @@ display(table_acc.pivot(index="method", columns="target_sparsity", values="cell"
         .loc[[LABELS[m] for m in METHODS]])
 best = accuracy.loc[accuracy.groupby("target_sparsity", sort=False)["mean"].idxmax()]
 for _, row in best.iterrows():
-    print(f"best at {row.target_sparsity:.0%} sparsity: {LABELS[row.method]} with {row['mean']:.1%}")"""),
+    print(f"best at {row.target_sparsity:.0%} sparsity: {LABELS[row.method]} with {row['mean']:.1%}")
+phases.done("accuracy plot")"""),
     md("""## 4 · LTR round by round
 
 Each LTR run trains $R+1$ times. Round 0 is the ordinary dense training (identical for rewinding and its
@@ -173,12 +177,13 @@ right.set(xlabel="round (labels: sparsity trained at)", ylabel="test accuracy af
 right.legend(fontsize=9)
 right.grid(alpha=0.3)
 fig.tight_layout()
-fig.savefig(out / f"{STEM}_ltr_rounds.png", dpi=110)
+fig.savefig(ck.paths.output_file(OUTPUT_DIR, f"{STEM}_ltr_rounds.png"), dpi=110)
 plt.show()
 
 focus_rounds = round_acc[round_acc.target_sparsity == cfg.focus_sparsity]
 display(focus_rounds.pivot(index="round", columns="method", values="mean").rename(columns=LABELS)
-        .assign(sparsity=focus_rounds.groupby("round", sort=False).sparsity.first()).round(3))"""),
+        .assign(sparsity=focus_rounds.groupby("round", sort=False).sparsity.first()).round(3))
+phases.done("ltr rounds plot")"""),
     md("""## 5 · Accuracy over training cost
 
 At the focus sparsity, every contestant's mean accuracy against what it spent: epochs (all phases and rounds) and
@@ -209,11 +214,12 @@ axes[0].set_title(f"Accuracy over epochs at {cfg.focus_sparsity:.0%} sparsity")
 axes[1].set_title(f"Accuracy over wall time at {cfg.focus_sparsity:.0%} sparsity")
 axes[1].legend(fontsize=8, loc="lower right", ncol=2)
 fig.tight_layout()
-fig.savefig(out / f"{STEM}_pareto.png", dpi=110)
+fig.savefig(ck.paths.output_file(OUTPUT_DIR, f"{STEM}_pareto.png"), dpi=110)
 plt.show()
 for column, front in fronts.items():
     print(f"Pareto front over {column}: " + " -> ".join(
-        f"{LABELS[m]} ({cost.loc[m, column]:.1f} {column}, {cost.loc[m, 'acc']:.1%})" for m in front))"""),
+        f"{LABELS[m]} ({cost.loc[m, column]:.1f} {column}, {cost.loc[m, 'acc']:.1%})" for m in front))
+phases.done("cost plot")"""),
     md("""## 6 · The paper's table
 
 One line per method at the focus sparsity, in the columns of the paper's tables (mean ± std over the seeds), plus
@@ -224,7 +230,8 @@ table = ck.results.paper_table(table_rows, LABELS, lottery.FAMILIES)
 table = table[["Method", "Seeds", "Test accuracy ↑", "Weight sparsity", "Epochs", "Training time (s) ↓",
                "Batch time (ms) ↓", "Peak memory (MB) ↓", "Disk (kB) ↓", "Emissions (mg) ↓"]]
 print(f"{cfg.data} / {cfg.model}, target weight sparsity {cfg.focus_sparsity:.0%}, measured on {HARDWARE}")
-display(table)"""),
+display(table)
+phases.done("table")"""),
     md("""## 7 · What rewinding buys, and what it costs
 
 The sentences below are computed from the runs above (they change with the profile and the seeds). A difference
@@ -275,7 +282,8 @@ for r in results:
 print("Runs in which a layer would have lost every weight (it keeps one): " +
       ("; ".join(f"{LABELS[m]} at {sorted(set(v))} ({len(v)} runs)" for m, v in emptied.items()) or "none"))
 print("Below the Random-U floor: " + ("; ".join(f"{LABELS[m]} at {[f'{s:.0%}' for s in v]}"
-                                             for m, v in below_random.items() if v) or "no method at any sparsity"))"""),
+                                             for m, v in below_random.items() if v) or "no method at any sparsity"))
+phases.done("verdicts")"""),
     md("""## What to notice
 
 * **Rewinding versus the control.** The first block above says, sparsity by sparsity, whether the rewound ticket
@@ -323,9 +331,8 @@ results_json = {
     "rewinding_gain": rewind_gap.to_dict("records"), "ltr_vs_earlycrop": ltr_vs_early.to_dict("records"),
     "earlycrop_vs_crop": early_vs_init.to_dict("records"),
     "ltr_epochs_over_earlycrop": epochs_ratio, "ltr_seconds_over_earlycrop": seconds_ratio,
+    "phase_seconds": phases.seconds,
 }
 print("wrote", ck.notebook.save_results(OUTPUT_DIR, STEM, results_json))"""),
 ]
-nb = nbf.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                              "language": "python"}})
-nbf.write(nb, "notebooks/03_lottery_vs_earlycrop.ipynb")
+write(cells, "notebooks/03_lottery_vs_earlycrop.ipynb")

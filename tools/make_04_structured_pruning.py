@@ -3,6 +3,7 @@
     .venv/bin/python tools/make_04_structured_pruning.py
 """
 import nbformat as nbf
+from lesson import write
 
 md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
 cells = [
@@ -20,17 +21,17 @@ target weight sparsity is reached, and rebuilds the network with physically smal
 meet in a residual add must go together, with the same indices in every layer of the group (traced with
 torch-pruning's `DependencyGraph`). Because a removed channel takes its whole filter *and* the matching input
 slice of the next layer with it, the kept network is a genuinely smaller dense network."""),
-    code("""PROFILE = "cpu"  # smoke (seconds, for tests) | cpu (a laptop, the default) | paper (a GPU: CIFAR-10, ResNet18 at 95 %, VGG16 at 98 %)
-OUTPUT_DIR = "outputs"  # where the JSON results and figures are written
-DATA = None  # dataset of the method tables; None: the profile value (digits; cifar10 on paper)
-TABLES = None  # [[model, target weight sparsity], ...] compared in the paper table; None: the profile value
-WIDTH = None  # width multiplier of the table models; None: the profile value
-EPOCHS = None  # epochs after pruning; None: the profile value
-SEEDS = None  # seeds per method, e.g. [0, 1, 2] for mean ± std; None: the profile value
-EXPLORER_WIDTH = None  # width of the explorer ResNet18 / VGG16; None: the profile value (0.25 on a CPU)
-EXPLORER_CRITERION = None  # criterion the explorer starts with (a key of cropkit.scores.NODE_SCORES); None: the profile value
-WIDE_WIDTH = None  # width of the wide model pruned in section 4; None: the profile value
-THREADS = None  # torch CPU threads; None: the profile value (smoke: 1; otherwise torch chooses)""",
+    code("""PROFILE = "cpu"  # type: str  smoke (seconds, for tests) | cpu (a laptop, the default) | paper (a GPU: CIFAR-10, ResNet18 at 95 %, VGG16 at 98 %)
+OUTPUT_DIR = "outputs"  # type: str  where the JSON results and figures are written
+DATA = None  # type: str  dataset of the method tables; None: the profile value (digits; cifar10 on paper)
+TABLES = None  # type: list  [[model, target weight sparsity], ...] compared in the paper table; None: the profile value
+WIDTH = None  # type: float  width multiplier of the table models; None: the profile value
+EPOCHS = None  # type: int  epochs after pruning; None: the profile value
+SEEDS = None  # type: list  seeds per method, e.g. [0, 1, 2] for mean ± std; None: the profile value
+EXPLORER_WIDTH = None  # type: float  width of the explorer ResNet18 / VGG16; None: the profile value (0.25 on a CPU)
+EXPLORER_CRITERION = None  # type: str  criterion the explorer starts with (a key of cropkit.scores.NODE_SCORES); None: the profile value
+WIDE_WIDTH = None  # type: float  width of the wide model pruned in section 4; None: the profile value
+THREADS = None  # type: int  torch CPU threads; None: the profile value (smoke: 1; otherwise torch chooses)""",
          metadata={"tags": ["parameters"]}),
     code("""import matplotlib.pyplot as plt
 import pandas as pd
@@ -80,7 +81,7 @@ display(explorer.widget)"""),
 above is the live version):"""),
     code("""state = explorer.last
 fig = explorer.figure(state)
-fig.savefig(f"{OUTPUT_DIR}/04_explorer.png", dpi=100)
+fig.savefig(ck.paths.output_file(OUTPUT_DIR, "04_explorer.png"), dpi=100)
 display(fig)
 print(f"{state['model']} (width {state['width']}), {state['criterion']}, weight sparsity "
       f"{state['weight_sparsity']:.3f}, node sparsity {state['node_sparsity']:.3f}")
@@ -109,7 +110,7 @@ axes[0].legend(fontsize=8)
 fig.suptitle(f"{cfg.explorer_criterion} at initialisation, width {cfg.explorer_width}, "
              f"batch {cfg.explorer_batch} on {explorer.last['hardware']}", fontsize=9)
 fig.tight_layout()
-fig.savefig(f"{OUTPUT_DIR}/04_sweep.png", dpi=100)
+fig.savefig(ck.paths.output_file(OUTPUT_DIR, "04_sweep.png"), dpi=100)
 plt.show()
 for name, part in sweep.groupby("model", sort=False):
     last = part.iloc[-1]
@@ -165,7 +166,7 @@ for key, frame in runs.items():
     axes[0].set_ylabel("test accuracy")
     fig.suptitle(f"{key}: accuracy against cost (black dense, red unstructured, blue structured)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(f"{OUTPUT_DIR}/04_table_{key.replace('@', '_')}.png", dpi=100)
+    fig.savefig(ck.paths.output_file(OUTPUT_DIR, f"04_table_{key.replace('@', '_')}.png"), dpi=100)
     plt.show()
     for method in ["crop-u", "crop-s", "earlycrop-s"]:
         row = r.loc[method]
@@ -224,7 +225,7 @@ for ax, values, fmt in ((ax1, wide_vs_narrow["peak_memory_MB"], "{:.2f} MB"), (a
     for i, value in enumerate(values):
         ax.text(value, i, " " + fmt.format(value), va="center", fontsize=8)
 fig.tight_layout()
-fig.savefig(f"{OUTPUT_DIR}/04_wide_vs_narrow.png", dpi=100)
+fig.savefig(ck.paths.output_file(OUTPUT_DIR, "04_wide_vs_narrow.png"), dpi=100)
 plt.show()"""),
     md("""## What to notice
 * In the explorer and the sweep, the parameter ratio follows `1 − sparsity`, and FLOPs and peak memory fall
@@ -276,8 +277,4 @@ results = {
 print("wrote", ck.notebook.save_results(OUTPUT_DIR, "04_structured_pruning", results))
 ck.widgets.raise_recorded(explorer.errors)  # a callback that failed while you used the explorer fails the run"""),
 ]
-for i, cell in enumerate(cells):
-    cell.id = f"cell-{i:02d}"  # stable ids: regenerating leaves an unchanged lesson byte for byte
-nb = nbf.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                              "language": "python"}})
-nbf.write(nb, "notebooks/04_structured_pruning.ipynb")
+write(cells, "notebooks/04_structured_pruning.ipynb")

@@ -1,5 +1,6 @@
 """Builds notebooks/00_tour.ipynb (kept so the lesson can be regenerated; edit here or in JupyterLab)."""
 import nbformat as nbf
+from lesson import write
 
 md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
 cells = [
@@ -13,13 +14,13 @@ numbers change, so we first see them for a dense one.
 one forward pass; the *batch time* (one forward + backward + optimizer step) and the *peak memory* are what you
 actually wait for and pay for. Pruning can reduce all of them — but only if it removes whole structures, as
 lesson 04 shows."""),
-    code("""PROFILE = "cpu"  # smoke (seconds, for tests) | cpu (a laptop, the default) | paper (a GPU)
-OUTPUT_DIR = "outputs"  # where the JSON results and figures are written
-DATA = None  # dataset name; None = profile value (digits)
-MODEL = None  # model name; None = profile value (cnn)
-WIDTH = None  # width multiplier; None = profile value
-EPOCHS = None  # training epochs; None = profile value
-SEED = 0  # seeds the initialisation and the shuffling""", metadata={"tags": ["parameters"]}),
+    code("""PROFILE = "cpu"  # type: str  smoke (seconds, for tests) | cpu (a laptop, the default) | paper (a GPU)
+OUTPUT_DIR = "outputs"  # type: str  where the JSON results and figures are written
+DATA = None  # type: str  dataset name; None means the profile value (digits)
+MODEL = None  # type: str  model name; None means the profile value (cnn)
+WIDTH = None  # type: float  width multiplier; None means the profile value
+EPOCHS = None  # type: int  training epochs; None means the profile value
+SEED = 0  # type: int  seeds the initialisation and the shuffling""", metadata={"tags": ["parameters"]}),
     code("""import matplotlib.pyplot as plt
 import torch
 
@@ -70,7 +71,7 @@ ax2.plot(epochs, history.column("test_acc"), "s-", label="test")
 ax2.set(xlabel="epoch", ylabel="accuracy", title="Accuracy", ylim=(0, 1.02))
 ax2.legend()
 fig.tight_layout()
-fig.savefig(f"{OUTPUT_DIR}/00_tour_learning_curve.png", dpi=100)
+fig.savefig(ck.paths.output_file(OUTPUT_DIR, "00_tour_learning_curve.png"), dpi=100)
 plt.show()"""),
     md("""## 4 · What the network costs
 * **FLOPs** are counted by PyTorch's `FlopCounterMode` (2 per multiply-accumulate) for one sample.
@@ -107,6 +108,4 @@ for key, value in cost.items():
 }
 print("wrote", ck.notebook.save_results(OUTPUT_DIR, "00_tour", results))"""),
 ]
-nb = nbf.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                              "language": "python"}})
-nbf.write(nb, "notebooks/00_tour.ipynb")
+write(cells, "notebooks/00_tour.ipynb")
