@@ -73,6 +73,15 @@ def parser() -> argparse.ArgumentParser:
     many.add_argument("--json", help="save the table and the per-run rows here")
     _common(many)
     sub.add_parser("methods", help="list the methods")
+    claims = sub.add_parser("claims", help="check the paper's claims: one row per claim, the paper's number, the kit's, "
+                                           "a verdict (runs what it needs, cached)")
+    claims.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "paper"), help="default: cpu")
+    claims.add_argument("--seeds", type=int, nargs="+", help="default: the profile's (3 under cpu)")
+    claims.add_argument("--out", default="outputs/claims.md", help="Markdown table written here "
+                        "(default: outputs/claims.md)")
+    claims.add_argument("--cache-dir", help="where results are cached (default: outputs/cache or $CROPKIT_CACHE)")
+    claims.add_argument("--quiet", action="store_true", help="no progress bars")
+    claims.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     lessons = sub.add_parser("lessons", help="copy the lessons (notebooks) into a folder, e.g. cropkit lessons my-lessons")
     lessons.add_argument("dest", help="folder to copy them into (created if needed)")
     lessons.add_argument("--force", action="store_true", help="overwrite lessons already in that folder")
@@ -101,6 +110,25 @@ def _check_outputs(args) -> None:
             raise ValueError(f"cannot write {path}: {reason}")
 
 
+def _claims(args) -> int:
+    from pathlib import Path
+
+    from . import claims
+    from .results import unwritable
+
+    reason = unwritable(args.out)
+    if reason:
+        raise ValueError(f"cannot write {args.out}: {reason}")
+    table = claims.check(args.profile, progress=not args.quiet, cache_dir=args.cache_dir,
+                         **({"seeds": args.seeds} if args.seeds else {}))
+    text = claims.markdown(table)
+    print(text)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text)
+    print(f"wrote {args.out}")
+    return 0
+
+
 def _run(args) -> int:
     import json
 
@@ -108,6 +136,8 @@ def _run(args) -> int:
 
     from . import methods, results
 
+    if args.command == "claims":
+        return _claims(args)
     _check_outputs(args)
     if args.command == "run":
         result = methods.run(args.method, seed=args.seed, **_kwargs(args))

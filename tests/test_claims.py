@@ -7,8 +7,13 @@ VERDICTS = {"reproduced", "not reproduced", "not testable offline"}
 
 
 @pytest.fixture(scope="module")
-def table(tmp_path_factory, one_thread):
-    return ck.claims.check("smoke", progress=False, cache_dir=tmp_path_factory.mktemp("claims-cache"))
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("claims-cache")
+
+
+@pytest.fixture(scope="module")
+def table(cache, one_thread):
+    return ck.claims.check("smoke", progress=False, cache_dir=cache)
 
 
 def test_one_row_per_claim_with_a_verdict(table):
@@ -44,3 +49,21 @@ def test_verdict_follows_the_stated_rule(monkeypatch, tmp_path):
 def test_duplicate_seeds_are_rejected(tmp_path):
     with pytest.raises(ValueError, match="distinct"):
         ck.claims.check("smoke", seeds=[0, 0], cache_dir=tmp_path)
+
+
+def test_command_writes_the_table_from_cached_runs(table, cache, tmp_path, capsys):
+    from cropkit import cli
+
+    out = tmp_path / "claims.md"
+    assert cli.main(["claims", "--profile", "smoke", "--cache-dir", str(cache), "--out", str(out), "--quiet"]) == 0
+    assert out.read_text() == ck.claims.markdown(table)  # every run replayed: the same numbers
+
+
+def test_command_rejects_an_unwritable_output_before_running(tmp_path, capsys):
+    from cropkit import cli
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert cli.main(["claims", "--profile", "smoke", "--out", str(blocker / "claims.md")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cropkit: error: cannot write") and "Traceback" not in err
