@@ -9,7 +9,7 @@ Per-weight scores ``fn(model, batches, loss_fn=None, seed=0) -> {"<module>.weigh
     magnitude  |θ|
     snip       |θ ⊙ g|                                   (Lee et al. 2019)
     grasp      θ ⊙ Hg                                    (Wang et al. 2020, see below for the sign)
-    crop       |θ ⊙ Hg|                                  (Rachwan et al. 2022)
+    crop       |θ ⊙ Hg|                                  (Rachwan et al. 2022; H(g ⊙ m) once masked)
     synflow    |θ ⊙ ∂R/∂θ|,  R = 1ᵀ(∏_l |θ_l|)1          (Tanaka et al. 2020, data-free)
 
 GraSP's sign. Removing weight i changes the gradient flow by ≈ 2·S_i with S = −θ ⊙ Hg (see below), and
@@ -33,7 +33,7 @@ multiplies each such layer's output channel-wise by c = 1 (after the layer's bia
 
     random_nodes       u ~ U(0, 1)
     snap_nodes         |∂L/∂c|                           (SNAP, Verdenius et al. 2020)
-    crop_nodes         |∂z/∂c|,  z = gᵀ∇_θL, g constant  (CroP-S)
+    crop_nodes         |∂z/∂c|,  z = gᵀ∇_θL, g constant  (CroP-S; g ⊙ m on a masked network)
     l1_nodes           ‖θ_node‖₁ of the node's filter    (EfficientConvNets, Li et al. 2017)
     bn_nodes           |γ| of the BatchNorm right after  (EarlyBird, You et al. 2020)
     taylor_gate_nodes  |γ_g · ∂L/∂γ_g|, gate γ_g = 1 after that BatchNorm  (GateDecorators, You et al. 2019)
@@ -43,8 +43,9 @@ its running statistics and dropout is off, so scoring is deterministic and leave
 buffers. Every module's own mode is restored afterwards.
 
 Effective weights. If the model carries masks (``cropkit.prune.unstructured``), θ means the *effective*
-weight θ_orig ⊙ m: the gradient and the Hessian-vector product are taken with respect to it, exactly as
-if the masked network were a dense network with zeros in it (this is what CroPit re-scores).
+weight θ_orig ⊙ m: the gradient and the Hessian-vector product are taken with respect to it. The pruned
+weights are frozen at zero and carry no gradient flow, so re-scoring a masked network (CroPit, iterative
+EarlyCroP) uses H(g ⊙ m), not Hg: the gradient flow of the masked network is (g ⊙ m)ᵀ(g ⊙ m).
 
 Everything runs on the device and in the dtype of the model; batches are moved there.
 """
@@ -153,13 +154,36 @@ def gradient(model: nn.Module, batches, loss_fn: Callable | None = None) -> Scor
     return _sum_over_batches(model, batches, loss_fn, lambda weights, loss: _grad(loss, weights))
 
 
+def _masks(model: nn.Module) -> Scores:
+    """{"<module>.weight": mask m} of every masked prunable layer (a parametrisation with a ``mask`` buffer, as
+    `cropkit.prune.unstructured` adds); unmasked layers are absent."""
+    out = {}
+    for name, m in _layers(model):
+        if parametrize.is_parametrized(m, "weight"):
+            for p in m.parametrizations.weight:
+                if isinstance(getattr(p, "mask", None), torch.Tensor):
+                    out[f"{name}.weight"] = p.mask
+    return out
+
+
+def _flowing(model: nn.Module, g: Scores) -> Scores:
+    """g ⊙ m: a pruned weight is frozen at zero, so its gradient carries no gradient flow."""
+    m = _masks(model)
+    return {k: v * m[k].to(v.dtype) if k in m else v for k, v in g.items()}
+
+
 def hessian_gradient(model: nn.Module, batches, loss_fn: Callable | None = None) -> tuple[Scores, Scores]:
     """(g, Hg): g as in `gradient`, then Hg = (1/B) Σ_b ∇_θ(gᵀ ∇_θ L_b) with g held constant.
 
     One Hessian-vector product (double backprop) per batch; H itself is never formed.
+
+    On a masked network g is first restricted to the kept weights, g ← g ⊙ m, and the product is H(g ⊙ m): a
+    pruned weight is frozen at zero and takes no part in the gradient flow gᵀg of the network being re-scored
+    (as the EarlyCroP code computes z = Σ g ⊙ ∇L_b ⊙ m, and as `cropkit.ntk.gradient_flow` counts a pruned net).
+    The returned g is g ⊙ m.
     """
     data = _batches(batches, model)
-    g = list(gradient(model, data, loss_fn).values())
+    g = list(_flowing(model, gradient(model, data, loss_fn)).values())
 
     def hvp(weights, loss):
         grads = _grad(loss, weights, create_graph=True)
@@ -289,7 +313,7 @@ def crop_nodes(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scores
     Averaged like `hessian_gradient`: g over all batches first, then one double backprop per batch.
     """
     loss_fn, data = _loss_fn(loss_fn), _batches(batches, model)
-    g = gradient(model, data, loss_fn)
+    g = _flowing(model, gradient(model, data, loss_fn))  # g ⊙ m on a masked network, as in `hessian_gradient`
     like = next(iter(model.parameters()))
     total = None
     with _eval_mode(model), gates(dict(_node_layers(model)), like) as cs:

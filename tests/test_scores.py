@@ -1,5 +1,7 @@
 """Scores against independent computations: a dense float64 Hessian for crop/grasp/snip, finite differences
 of hand-written gated networks for the node criteria."""
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -37,7 +39,9 @@ NETS = {"mlp": (tiny_mlp, (5,)), "cnn": (tiny_cnn, (1, 5, 5))}
 
 
 def oracle(model, data):
-    """(θ, g, Hg) with H from torch.autograd.functional.hessian over the flattened effective prunable weights."""
+    """(θ, g, H(g ⊙ m)) with H from torch.autograd.functional.hessian over the flattened effective prunable
+    weights and m the masks (all ones on an unmasked network): the masked weights are frozen at zero, so the
+    gradient flow being preserved is that of the kept weights only."""
     model.eval()
     names = [f"{n}.weight" for n, _ in models.prunable_layers(model)]
     with torch.no_grad():
@@ -60,7 +64,8 @@ def oracle(model, data):
 
     g = torch.autograd.functional.jacobian(loss, flat, vectorize=True)
     H = torch.autograd.functional.hessian(loss, flat, vectorize=True)
-    hg = H @ g
+    m = torch.cat([mask.flatten() for mask in prune.masks(model).values()]).to(g.dtype)
+    hg = H @ (g * m)  # explicit dense product
     unflat = lambda v: {k: p.view(s) for k, p, s in zip(names, torch.split(v, [s.numel() for s in shapes]), shapes)}
     return theta, unflat(g), unflat(hg)
 
@@ -76,13 +81,25 @@ def rel_err(got, want):
 def test_weight_scores_match_dense_hessian(net, masked):
     build, shape = NETS[net]
     model, data = build(), batches(shape)
-    if masked:  # CroPit re-scores masked networks: the scores must be those of the effective weights
+    if masked:  # CroPit re-scores masked networks: H(g ⊙ m) at the effective weights
         prune.unstructured(model, scores.magnitude(model), 0.3)
     theta, g, hg = oracle(model, data)
     assert rel_err(scores.crop(model, data), {k: (theta[k] * hg[k]).abs() for k in theta}) < 1e-6
     assert rel_err(scores.grasp(model, data), {k: theta[k] * hg[k] for k in theta}) < 1e-6  # = −S_GraSP
     assert rel_err(scores.snip(model, data), {k: (theta[k] * g[k]).abs() for k in theta}) < 1e-6
     assert rel_err(scores.magnitude(model), {k: theta[k].abs() for k in theta}) < 1e-12
+
+
+def test_masked_rescoring_is_not_the_full_hessian_gradient():
+    """The two conventions H(g ⊙ m) and Hg disagree on a masked network, so the oracle above can tell them apart."""
+    model, data = tiny_mlp(), batches((5,))
+    prune.unstructured(model, scores.magnitude(model), 0.5)
+    theta, g, hgm = oracle(model, data)
+    with torch.no_grad():  # Hg: the same network with the pruned weights unfrozen (mask removed, value 0 kept)
+        dense = prune.make_permanent(copy.deepcopy(model))
+    _, _, hg = oracle(dense, data)
+    kept = {k: prune.masks(model)[k] for k in theta}
+    assert rel_err({k: hg[k] * kept[k] for k in theta}, {k: hgm[k] * kept[k] for k in theta}) > 0.05
 
 
 def gated_mlp(params, x, c1, c2):
@@ -105,12 +122,20 @@ def finite_difference(fn, c, eps=1e-6):
     return out
 
 
-def test_node_scores_match_finite_differences_of_gated_copy():
+@pytest.mark.parametrize("masked", [False, True])
+def test_node_scores_match_finite_differences_of_gated_copy(masked):
     model, data = tiny_mlp(), batches((5,))
-    params = {k: v.detach().clone().requires_grad_(k.endswith("weight")) for k, v in model.state_dict().items()}
-    weights = [params[k] for k in ("0.weight", "2.weight", "4.weight")]
+    keys = ("0.weight", "2.weight", "4.weight")
+    if masked:  # CroPit-S-style re-scoring of a masked network: z = (g ⊙ m)ᵀ ∇_θ L
+        prune.unstructured(model, scores.magnitude(model), 0.3)
+    m = prune.masks(model)
+    params = {k: v.detach().clone().requires_grad_(k.endswith("weight")) for k, v in model.state_dict().items()
+              if ".parametrizations." not in k}
+    for k in keys:  # the effective weights θ ⊙ m
+        params[k] = model.get_submodule(k[:-7]).weight.detach().clone().requires_grad_(True)
+    weights = [params[k] for k in keys]
     one1, one2 = torch.ones(4), torch.ones(3)
-    g = [t.detach() for t in torch.autograd.grad(gated_loss(params, data, one1, one2), weights)]
+    g = [t.detach() * m[k] for t, k in zip(torch.autograd.grad(gated_loss(params, data, one1, one2), weights), keys)]
 
     def z(c1, c2):  # z(c) = gᵀ ∇_θ L(θ, c), g fixed at c = 1
         grads = torch.autograd.grad(gated_loss(params, data, c1, c2), weights)
