@@ -437,8 +437,18 @@ def structured_plan(model: nn.Module, node_scores: dict[str, torch.Tensor], spar
         for name, idx, root_idx in group.outputs:
             hit = idx[torch.isin(root_idx, roots)].tolist()
             removed[name] = sorted(set(removed.get(name, [])) | set(hit))
+    _warn_single_nodes(table[:-1], removed, sparsity, budget)
     return StructuredPlan(model, removed, budget, sparsity, achieved["weights"], achieved["nodes"],
                           achieved["flops"], graph, cuts)
+
+
+def _warn_single_nodes(node_layers: list[_Layer], removed: dict[str, list[int]], sparsity: float,
+                       budget: str) -> None:
+    """Warn when a layer is cut to a single node: the network then hangs on one channel (layer collapse)."""
+    collapsed = [layer.name for layer in node_layers if layer.out > 1 and layer.out - len(removed.get(layer.name, ())) == 1]
+    if collapsed:
+        warnings.warn(f"structured pruning to {sparsity} {budget} sparsity leaves {len(collapsed)} layer(s) with a "
+                      f"single node: {collapsed} (layer collapse; check the scores of these layers)", stacklevel=4)
 
 
 def _closest(achieved: torch.Tensor, target: float, budget: str) -> int:

@@ -25,8 +25,8 @@ def tiny_mlp():
 
 def tiny_cnn():
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Tanh(), nn.Conv2d(2, 2, 2), nn.Tanh(),
-                         nn.Flatten(), nn.Linear(2 * 2 * 2, 3)).double()
+    return nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Tanh(), nn.Conv2d(2, 2, 2), nn.BatchNorm2d(2),
+                         nn.Tanh(), nn.Flatten(), nn.Linear(2 * 2 * 2, 3)).double()
 
 
 def batches(shape, n_batches=2, n=6):
@@ -159,7 +159,7 @@ def test_bn_and_taylor_gate_scores():
         model[1].weight.uniform_(-2, 2)
         model[1].bias.uniform_(-1, 1)
     bn = scores.bn_nodes(model, data)
-    assert set(bn) == {"0"}  # "3" feeds no BatchNorm; the classifier is never a node layer
+    assert set(bn) == {"0", "3"}  # every node layer; the classifier is never a node layer
     torch.testing.assert_close(bn["0"], model[1].weight.detach().abs())
     # a gate γ_g after the BN scales y = γ x̂ + β, so ∂L/∂γ_g = γ ∂L/∂γ + β ∂L/∂β (autograd on the BN)
     model.eval()
@@ -203,8 +203,7 @@ def test_every_criterion_on_a_zoo_model_has_the_right_keys_and_shapes():
                    for n, m in layers.items()), name
     for name, fn in scores.NODE_SCORES.items():
         s = fn(model, data)
-        with_bn = [n for n in nodes if isinstance(layers[n], nn.Conv2d)]  # the hidden linear layer has no BN
-        assert list(s) == (with_bn if name in ("bn_nodes", "taylor_gate_nodes") else nodes), name
+        assert list(s) == nodes, name  # every node layer, the hidden Linear included (it has a BatchNorm1d)
         assert all(s[n].shape == (layers[n].weight.shape[0],) for n in s), name
 
 
@@ -227,3 +226,7 @@ def test_bad_input_raises_value_error_saying_what_is_allowed():
         scores.crop_nodes(nn.Sequential(nn.ReLU(), nn.Tanh()), batches((5,)))
     with pytest.raises(ValueError, match="BatchNorm"):
         scores.bn_nodes(tiny_mlp(), batches((5,)))
+    no_second_norm = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Tanh(), nn.Conv2d(2, 2, 2), nn.Tanh(),
+                                   nn.Flatten(), nn.Linear(8, 3))
+    with pytest.raises(ValueError, match=r"\['3'\] are not followed directly by a BatchNorm"):
+        scores.bn_nodes(no_second_norm, batches((1, 5, 5)))

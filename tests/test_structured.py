@@ -220,8 +220,37 @@ def test_groups_without_any_scored_layer_stay_whole():
     model = build("cnn")
     hidden = [n for n, m in models.prunable_layers(model) if isinstance(m, nn.Linear)][0]
     x = example(ZOO["cnn"]["input_shape"])
-    bn = scores.bn_nodes(model, [(x, torch.zeros(len(x), dtype=torch.long))])
-    assert hidden not in bn  # the hidden linear layer has no BatchNorm, so EarlyBird has no opinion on it
+    partial = {k: v for k, v in scores.l1_nodes(model).items() if k != hidden}  # no opinion on the hidden layer
     width = model.get_submodule(hidden).out_features
-    small = prune.structured(model, bn, 0.5, x[:1])
+    small = prune.structured(model, partial, 0.5, x[:1])
     assert small.get_submodule(hidden).out_features == width
+
+
+def test_warns_when_a_layer_is_cut_to_one_node():
+    model = build("cnn")
+    x = example(ZOO["cnn"]["input_shape"])
+    node_scores = scores.l1_nodes(model)
+    first = next(iter(node_scores))
+    node_scores[first] = node_scores[first] - 1e6  # every node of the first conv ranks last
+    node_scores[first][0] = 1e6  # but one (each layer keeps its best node)
+    with pytest.warns(UserWarning, match=rf"single node: \['{first}'\]"):
+        prune.structured(model, node_scores, 0.3, x[:1])
+
+
+def test_earlybird_scores_every_layer_of_the_cnn():
+    """EarlyBird's |γ| must score the hidden Linear too (the cnn gives it a BatchNorm1d); when it did not, that
+    group stayed whole and the weight budget cut conv1–conv3 to one channel each."""
+    import warnings
+
+    model = build("cnn")
+    x = example(ZOO["cnn"]["input_shape"])
+    bn = scores.bn_nodes(model, [(x, torch.zeros(len(x), dtype=torch.long))])
+    assert list(bn) == [n for n, _ in models.prunable_layers(model)][:-1]
+    torch.manual_seed(0)
+    for norm in [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]:
+        norm.weight.data.uniform_(0.5, 1.5)  # |γ| of a trained net are spread; at init they are all 1
+    bn = scores.bn_nodes(model, [(x, torch.zeros(len(x), dtype=torch.long))])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no layer collapse
+        small = prune.structured(model, bn, 0.9, x[:1])
+    assert min(m.weight.shape[0] for _, m in models.prunable_layers(small)) > 1
