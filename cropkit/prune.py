@@ -264,6 +264,29 @@ def _members(graph, group, names):
                    torch.as_tensor(item.idxs, dtype=torch.long), torch.as_tensor(item.root_idxs, dtype=torch.long))
 
 
+def coupled_outputs(model: nn.Module, example_inputs: torch.Tensor) -> list[tuple[int, list]]:
+    """The coupled groups of the node layers, traced with torch-pruning's ``DependencyGraph``: for each group
+    (n root channels, [(layer name, its output channel indices, the matching root indices), …]). The layers of
+    a group lose their channels together (residual adds, concats, grouped convs)."""
+    import torch_pruning as tp
+
+    classifier = dict(_layers(model))[classifier_name(model)]
+    nodes = {name for name, _ in S._node_layers(model)}
+    with S._eval_mode(model):
+        graph = tp.DependencyGraph().build_dependency(model, example_inputs, verbose=False)
+    names = {m: n for n, m in model.named_modules()}
+    out = []
+    for group in graph.get_all_groups(ignored_layers=[classifier]):
+        members = {}
+        for name, is_out, idx, root_idx in _members(graph, group, names):
+            if is_out and name in nodes and name not in members:
+                members[name] = (name, idx, root_idx)
+        n = graph.get_out_channels(group[0].dep.target.module)
+        if members and n is not None:
+            out.append((n, list(members.values())))
+    return out
+
+
 def _read_group(graph, group, names, slot, node_scores) -> _Group | None:
     """Units, unit scores and per-layer channel counts of one torch-pruning group (None: leave it whole)."""
     root = group[0].dep.target.module

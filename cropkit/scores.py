@@ -31,7 +31,7 @@ Per-node scores ``fn(model, batches, loss_fn=None, seed=0) -> {"<module>": 1-D t
 (every prunable layer except the classifier, whose outputs are not nodes). Gates: a forward hook
 multiplies each such layer's output channel-wise by c = 1 (after the layer's bias, before any norm):
 
-    random_nodes       u ~ U(0, 1)
+    random_nodes       u ~ U(0, 1), one draw per coupled group (Random-S)
     snap_nodes         |∂L/∂c|                           (SNAP, Verdenius et al. 2020)
     crop_nodes         |∂z/∂c|,  z = gᵀ∇_θL, g constant  (CroP-S; g ⊙ m on a masked network)
     l1_nodes           ‖θ_node‖₁ of the node's filter    (EfficientConvNets, Li et al. 2017)
@@ -294,10 +294,28 @@ def _gate_gradient(model: nn.Module, batches, gated: dict[str, nn.Module], loss_
 
 # ----------------------------------------------------------------------------- per-node criteria
 
-def random_nodes(model: nn.Module, batches=None, loss_fn=None, seed: int = 0) -> Scores:
-    """u ~ U(0, 1) per node (Random-S)."""
-    return {name: _uniform(m.weight.shape[0], seed + i, m.weight)
-            for i, (name, m) in enumerate(_node_layers(model))}
+def random_nodes(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scores:
+    """Random-S: one u ~ U(0, 1) per channel of each *coupled group*, shared out among the group's k layers as u / k.
+
+    A structured prune ranks a group by the sum of its members' node scores, so every group's channel scores
+    u / k + … + u / k = u are uniform whatever k: every layer keeps the same fraction in expectation. (One draw
+    per layer would give a residual stream of 3 members an Irwin–Hall(3) score: on ResNet18 at 0.9 it kept
+    75–92 % of its channels and the block-internal convs 3–19 %.) ``batches``: one batch traces the groups.
+    """
+    from cropkit.prune import coupled_outputs  # prune imports this module
+
+    inputs, _ = _batches(batches, model)[0]
+    out = {name: torch.zeros(m.weight.shape[0], dtype=torch.float64) for name, m in _node_layers(model)}
+    generator = torch.Generator().manual_seed(seed)  # on the CPU: the same scores on every device
+    for channels, members in coupled_outputs(model, inputs[:1]):
+        u = torch.rand(channels, generator=generator, dtype=torch.float64)
+        k = torch.zeros(channels, dtype=torch.float64)
+        for _, _, root_idx in members:
+            k.index_add_(0, root_idx, torch.ones(len(root_idx), dtype=torch.float64))
+        for name, idx, root_idx in members:
+            out[name][idx] = u[root_idx] / k[root_idx]
+    like = _layers(model)[0][1].weight
+    return {name: v.to(like.device, like.dtype) for name, v in out.items()}
 
 
 def snap_nodes(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scores:

@@ -211,7 +211,9 @@ def test_random_is_seeded():
     model = tiny_mlp()
     a, b, c = scores.random(model, seed=0), scores.random(model, seed=0), scores.random(model, seed=1)
     assert all(torch.equal(a[k], b[k]) for k in a) and not torch.equal(a["0.weight"], c["0.weight"])
-    assert torch.equal(scores.random_nodes(model, seed=3)["0"], scores.random_nodes(model, seed=3)["0"])
+    data = batches((5,))
+    assert torch.equal(scores.random_nodes(model, data, seed=3)["0"], scores.random_nodes(model, data, seed=3)["0"])
+    assert not torch.equal(scores.random_nodes(model, data, seed=3)["0"], scores.random_nodes(model, data)["0"])
 
 
 def test_bad_input_raises_value_error_saying_what_is_allowed():
