@@ -58,7 +58,7 @@ COMMON_SETTINGS = ("epochs", "batch_size", "limit", "lr", "weight_decay", "sched
 
 # Method options that do not depend on the profile (profile-dependent ones live in cropkit.profiles.RUN).
 OPTION_DEFAULTS = dict(
-    threshold=None,   # EarlyCroP τ; None = timing.DEFAULT_THRESHOLD (seed rule) or 1 − p (reference rule)
+    threshold=None,   # EarlyCroP τ; None = timing.DEFAULT_THRESHOLD (seed rule) or timing.reference_threshold
     rule="seed",      # EarlyCroP detector rule: "seed" (‖θ_t − θ₀‖²) or "reference" (the reference code's)
     iterative=False,  # EarlyCroP: prune θ_t in CroPit's steps (re-scoring between them) instead of once
     reinit=False,     # LTR: random re-initialisation instead of rewinding (open_lth's control)
@@ -232,10 +232,10 @@ def cropit(structured: bool) -> Callable[[Context, nn.Module], nn.Module]:
                                            example_inputs=ctx.example_inputs)
 
 
-def _detector_threshold(ctx: Context) -> dict:
+def _detector_threshold(ctx: Context, structured: bool) -> dict:
     c = ctx.cfg
-    if c.rule == "reference" and c.threshold is None:
-        return dict(sparsity=ctx.sparsity)   # τ = 1 − p, the reference code's rule
+    if c.rule == "reference" and c.threshold is None:  # the reference code's τ: 1 − p, structured min(1 − p − 0.1, 0.99)
+        return dict(sparsity=ctx.sparsity, structured=structured)
     return dict(threshold=c.threshold)
 
 
@@ -244,7 +244,7 @@ def earlycrop(structured: bool, ctx: Context) -> nn.Module:
     c = ctx.cfg
     model = ctx.build_model()
     detector = timing.EarlyCroPDetector(model, rule=c.rule, max_epochs=c.max_dense_epochs,
-                                        **_detector_threshold(ctx))
+                                        **_detector_threshold(ctx, structured))
 
     def prune_now(trainer):
         if c.iterative:  # the reference code's EarlyCROP re-scores θ_t in CroPit's cumulative steps
