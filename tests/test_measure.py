@@ -116,10 +116,14 @@ def test_nonzero_macs_of_a_linear_over_a_sequence():
     assert measure.nonzero_macs(model, x) == 7 * (15 + 15)
 
 
-def test_emissions_estimate_is_finite_or_explained():
+def test_emissions_estimate_is_finite():
+    """codecarbon is a dependency: when it is installed and fails, this test fails (it is skipped only when the
+    package is absent)."""
+    pytest.importorskip("codecarbon")
     with measure.Emissions() as e:
         sum(range(10 ** 5))
-    assert (e.error is None and math.isfinite(e.grams) and e.grams >= 0) or e.error
+    assert e.error is None, e.error
+    assert math.isfinite(e.grams) and e.grams >= 0
     with measure.Emissions(enabled=False) as off:
         pass
     assert math.isnan(off.grams) and off.error == "disabled"
