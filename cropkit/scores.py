@@ -405,7 +405,9 @@ def bn_nodes(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scores:
 def taylor_gate_nodes(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scores:
     """|γ_g ⊙ ∂L/∂γ_g| for a gate γ_g = 1 on the output of the BatchNorm right after each layer
     (GateDecorators' first-order Taylor estimate of the loss change when the node is removed, You et al. 2019).
-    At γ_g = 1 this is |∂L/∂γ_g|. Layers without a following BatchNorm are left out, as in `bn_nodes`."""
+    At γ_g = 1 this is |∂L/∂γ_g|: the one-shot score of untrained gates. The method itself trains the gates
+    with a sparsity penalty and accumulates the score over its tick phase (`cropkit.gates`). Every node layer
+    needs a following BatchNorm, as in `bn_nodes`."""
     norms = _norms_or_raise(model, batches)
     modules = dict(model.named_modules())
     grads = _gate_gradient(model, batches, {layer: modules[norm] for layer, norm in norms.items()}, loss_fn)
