@@ -468,7 +468,8 @@ def structured_plan(model: nn.Module, node_scores: dict[str, torch.Tensor], spar
 def _warn_single_nodes(node_layers: list[_Layer], removed: dict[str, list[int]], sparsity: float,
                        budget: str) -> None:
     """Warn when a layer is cut to a single node: the network then hangs on one channel (layer collapse)."""
-    collapsed = [layer.name for layer in node_layers if layer.out > 1 and layer.out - len(removed.get(layer.name, ())) == 1]
+    collapsed = [layer.name for layer in node_layers
+                 if layer.out > 1 and layer.out - len(removed.get(layer.name, ())) == 1]
     if collapsed:
         warnings.warn(f"structured pruning to {sparsity} {budget} sparsity leaves {len(collapsed)} layer(s) with a "
                       f"single node: {collapsed} (layer collapse; check the scores of these layers)", stacklevel=4)
