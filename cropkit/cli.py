@@ -26,6 +26,16 @@ def _option(text: str) -> tuple[str, object]:
         return key, value  # a bare word such as rule=reference
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="dataset (default: the profile's)")
     parser.add_argument("--model", help="model name (default: the profile's)")
@@ -33,14 +43,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, help="epochs of the sparse phase (default: the profile's)")
     parser.add_argument("--width", type=float, help="width multiplier of the model (default: the profile's)")
     parser.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "paper"), help="default: cpu")
-    parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--device", help="torch device: cpu, cuda, cuda:N, mps (default: cuda if available, else cpu)")
     parser.add_argument("--set", dest="options", type=_option, action="append", default=[], metavar="KEY=VALUE",
                         help="any other run option, e.g. --set threshold=0.05 (repeatable)")
     parser.add_argument("--no-cache", action="store_true", help="neither replay nor store cached results")
     parser.add_argument("--cache-dir", help="where results are cached (default: outputs/cache or $CROPKIT_CACHE)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; 1 is often faster for "
-                        "these small networks, and steadier on a busy machine)")
+    parser.add_argument("--threads", type=_positive_int, help="torch CPU threads (default: torch's; 1 is often "
+                        "faster for these small networks, and steadier on a busy machine)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -56,7 +66,8 @@ def parser() -> argparse.ArgumentParser:
     many = sub.add_parser("compare", help="run methods over seeds and print the paper's table")
     many.add_argument("methods", nargs="+", metavar="method", help=f"'all' or any of: {' '.join(METHODS)}")
     many.add_argument("--seeds", type=int, nargs="+", help="default: the profile's seeds")
-    many.add_argument("--workers", type=int, default=1, help="runs at once, in separate processes (default 1)")
+    many.add_argument("--workers", type=_positive_int, default=1,
+                      help="runs at once, in separate processes (default 1)")
     many.add_argument("--csv", help="save the table here (and the per-run rows beside it)")
     many.add_argument("--json", help="save the table and the per-run rows here")
     _common(many)
@@ -70,12 +81,57 @@ def _kwargs(args) -> dict:
                 progress=not args.quiet, **dict(args.options))
 
 
-def main(argv: list[str] | None = None) -> int:
+def _check_outputs(args) -> None:
+    """Output files are checked before any run starts: a typo must not cost the table after hours of training."""
+    from .results import unwritable
+
+    wanted = [(getattr(args, "json", None), ".json" if args.command == "compare" else None),
+              (getattr(args, "csv", None), ".csv")]
+    for path, suffix in wanted:
+        if not path:
+            continue
+        if suffix and not path.endswith(suffix):
+            raise ValueError(f"--{suffix[1:]} {path}: the file name must end in {suffix}")
+        reason = unwritable(path)
+        if reason:
+            raise ValueError(f"cannot write {path}: {reason}")
+
+
+def _run(args) -> int:
     import json
 
     import pandas as pd
 
     from . import methods, results
+
+    _check_outputs(args)
+    if args.command == "run":
+        result = methods.run(args.method, seed=args.seed, **_kwargs(args))
+        for key, value in result.row().items():
+            print(f"{key:20s} {value}")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(result.to_json(), f, indent=1)
+        return 0
+    names = list(methods.METHODS) if args.methods == ["all"] else args.methods
+    start = time.perf_counter()
+    table = methods.compare(names, seeds=args.seeds, workers=args.workers, **_kwargs(args))
+    setting = table.attrs["setting"]
+    print(f"{setting['model']} on {setting['data']}, target weight sparsity {setting['sparsity']}, "
+          f"seeds {setting['seeds']}, profile {setting['profile']} ({time.perf_counter() - start:.0f} s)")
+    with pd.option_context("display.max_columns", None, "display.width", 250):
+        print(table.drop(columns=["Type"]).to_string())
+    for path in (args.csv, args.json):
+        if path:
+            for written in results.save_table(table, path):
+                print(f"wrote {written}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit status 0 on success; 2 with ``cropkit: error: ...`` (no traceback) for a user's mistake; 130 on Ctrl+C."""
+    from . import methods, train
+    from .results import default_cache_dir
 
     args = parser().parse_args(argv)
     if getattr(args, "threads", None):
@@ -87,29 +143,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:18s} {methods.LABELS[name]:18s} {methods.FAMILIES[name]}")
         return 0
     try:
-        if args.command == "run":
-            result = methods.run(args.method, seed=args.seed, **_kwargs(args))
-            for key, value in result.row().items():
-                print(f"{key:20s} {value}")
-            if args.json:
-                with open(args.json, "w") as f:
-                    json.dump(result.to_json(), f, indent=1)
-            return 0
-        names = list(methods.METHODS) if args.methods == ["all"] else args.methods
-        kwargs = _kwargs(args)
-        kwargs.pop("device")  # compare runs on the default device
-        start = time.perf_counter()
-        table = methods.compare(names, seeds=args.seeds, workers=args.workers, **kwargs)
-        setting = table.attrs["setting"]
-        print(f"{setting['model']} on {setting['data']}, target weight sparsity {setting['sparsity']}, "
-              f"seeds {setting['seeds']}, profile {setting['profile']} ({time.perf_counter() - start:.0f} s)")
-        with pd.option_context("display.max_columns", None, "display.width", 250):
-            print(table.drop(columns=["Type"]).to_string())
-        for path in (args.csv, args.json):
-            if path:
-                for written in results.save_table(table, path):
-                    print(f"wrote {written}")
-        return 0
-    except ValueError as err:
+        return _run(args)
+    except (ValueError, FileNotFoundError, train.DivergedError) as err:  # a user's mistake, said in one line
         print(f"cropkit: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # writing an output failed after the runs (they are cached)
+        print(f"cropkit: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        cached = ("" if getattr(args, "no_cache", True)
+                  else f"; finished runs are cached in {args.cache_dir or default_cache_dir()}")
+        print(f"cropkit: interrupted{cached}", file=sys.stderr)
+        return 130

@@ -10,7 +10,7 @@
 The train/test split of ``digits`` is fixed (split seed 0) whatever ``seed`` is, so runs with different seeds
 are evaluated on the same test set; ``seed`` drives the shuffling of the training loader.
 Nothing is ever substituted: a CIFAR set that cannot be found or downloaded raises an error that says how to
-get it.
+get it, a CIFAR file that fails its checksum or a foreign ``mnist1d.npz`` raises an error that names the file.
 """
 from __future__ import annotations
 
@@ -87,11 +87,38 @@ def _digits(batch_size, seed, limit, **_):
     return _loaders(x_train, y_train, x_test, y[test], batch_size, seed), (1, 8, 8), 10
 
 
+MNIST1D_SHAPES = {"x": (4000, 40), "y": (4000,), "x_test": (1000, 40), "y_test": (1000,)}
+
+
+def _read_mnist1d(cache: Path) -> dict:
+    """The arrays of a cached ``mnist1d.npz``, checked: the four arrays of MNIST-1D's shapes and types, or a
+    ``ValueError`` naming the file and how to fix it (a foreign or damaged file is never trained on)."""
+    fix = f"delete {cache} and it will be generated again"
+    try:
+        with np.load(cache, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except Exception as err:  # zipfile.BadZipFile, pickled objects, truncated data ...
+        raise ValueError(f"{cache} is not a readable MNIST-1D cache ({type(err).__name__}: {err}); {fix}") from None
+    if set(arrays) != set(MNIST1D_SHAPES):
+        raise ValueError(f"{cache} holds the arrays {sorted(arrays)}, not MNIST-1D's {sorted(MNIST1D_SHAPES)}; {fix}")
+    for key, shape in MNIST1D_SHAPES.items():
+        a = arrays[key]
+        kind = np.integer if key.startswith("y") else np.floating
+        if a.shape != shape or not np.issubdtype(a.dtype, kind):
+            raise ValueError(f"{cache}: {key!r} has shape {a.shape} and dtype {a.dtype}; MNIST-1D's is {shape}, "
+                             f"{kind.__name__}; {fix}")
+        if kind is np.integer and (a.min() < 0 or a.max() > 9):
+            raise ValueError(f"{cache}: labels {key!r} run from {a.min()} to {a.max()}, not 0..9; {fix}")
+        if kind is np.floating and not np.isfinite(a).all():
+            raise ValueError(f"{cache}: {key!r} contains values that are not finite numbers; {fix}")
+    return arrays
+
+
 def _mnist1d_arrays(root) -> dict:
     """The canonical MNIST-1D arrays, generated locally (never downloaded) and cached in ``root/mnist1d.npz``."""
     cache = Path(root) / "mnist1d.npz"
     if cache.exists():
-        return dict(np.load(cache))
+        return _read_mnist1d(cache)
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()  # mnist1d's defaults (seed 42): the dataset of the mnist1d paper
@@ -113,6 +140,19 @@ def _mnist1d(batch_size, seed, limit, *, root, **_):
     return _loaders(x_train, y_train, x_test, torch.tensor(d["y_test"], dtype=torch.long), batch_size, seed), (1, 40), 10
 
 
+def _check_cifar_files(cls, folder: Path, name: str) -> None:
+    """Files of the CIFAR set that are present but fail torchvision's MD5 checksum: a ``ValueError`` naming them
+    (a damaged set is not a missing one, and downloading again over it is not the fix to suggest first)."""
+    from torchvision.datasets.utils import check_integrity
+
+    files = [*cls.train_list, *cls.test_list, [cls.meta["filename"], cls.meta["md5"]]]
+    corrupt = [f for f, md5 in files if (folder / f).exists() and not check_integrity(str(folder / f), md5)]
+    if corrupt:
+        raise ValueError(f"{name}: {', '.join(str(folder / f) for f in corrupt)} failed the MD5 checksum (damaged "
+                         f"or not the original file). Delete {folder} and load {name!r} again to download it "
+                         f"afresh, or extract {cls.filename} into {folder.parent}/ again.")
+
+
 def _cifar(batch_size, seed, limit, *, name, root, download, **_):
     import torchvision
     from torchvision import transforms
@@ -123,11 +163,12 @@ def _cifar(batch_size, seed, limit, *, name, root, download, **_):
     train_tf = transforms.Compose([transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(),
                                    transforms.ToTensor(), normalise])
     test_tf = transforms.Compose([transforms.ToTensor(), normalise])
+    folder = Path(root) / cls.base_folder
+    _check_cifar_files(cls, folder, name)
     try:
         train = cls(root, train=True, transform=train_tf, download=download)
         test = cls(root, train=False, transform=test_tf, download=False)
     except Exception as err:  # RuntimeError "not found or corrupted", URLError, socket errors ...
-        folder = Path(root) / cls.base_folder
         raise FileNotFoundError(
             f"{name} is not available under {folder} and could not be downloaded ({type(err).__name__}: {err}). "
             f"On a machine with internet, run `python -c \"import cropkit; cropkit.data.load('{name}', root='{root}')\"` "

@@ -381,18 +381,27 @@ class Emissions(contextlib.AbstractContextManager):
         return False
 
 
-def hardware() -> str:
-    """A one-line description of where numbers were measured (timings always say where they ran)."""
+def device_name(device: str | torch.device = "cpu") -> str:
+    """The model of the processor behind ``device``: the GPU's name, or the CPU's from ``/proc/cpuinfo``."""
     import platform
 
-    if torch.cuda.is_available():
-        return f"GPU {torch.cuda.get_device_name()} · torch {torch.__version__}"
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type != "cpu":
+        return device.type
     cpu = platform.processor() or platform.machine()
     try:
         for line in open("/proc/cpuinfo"):
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return f"CPU {cpu} · {torch.get_num_threads()} threads · torch {torch.__version__}"
+    return cpu
+
+
+def hardware() -> str:
+    """A one-line description of where numbers were measured (timings always say where they ran)."""
+    if torch.cuda.is_available():
+        return f"GPU {device_name('cuda')} · torch {torch.__version__}"
+    return f"CPU {device_name('cpu')} · {torch.get_num_threads()} threads · torch {torch.__version__}"

@@ -49,8 +49,8 @@ from torch.utils.data import DataLoader
 from . import data as data_lib
 from . import gates as gates_lib
 from . import measure, models, profiles, prune, scores, timing, train
-from .results import (Result, cache_path, code_version, default_cache_dir, load_cached, paper_table,  # noqa: F401
-                      save_table, store)
+from .results import (Result, cache_path, code_version, default_cache_dir, library_versions,  # noqa: F401
+                      load_cached, paper_table, save_table, store, unwritable)
 
 # Settings every run depends on (they enter every cache key); each method adds the ones it reads.
 COMMON_SETTINGS = ("epochs", "batch_size", "limit", "lr", "weight_decay", "schedule", "score_batches",
@@ -94,7 +94,12 @@ class Context:
         """The scoring batches: the first ``score_batches`` of a loader of their own over the training set."""
         loader = DataLoader(self.data.train.dataset, batch_size=self.cfg.batch_size, shuffle=True,
                             generator=torch.Generator().manual_seed(self.seed))
-        return data_lib.take(loader, self.cfg.score_batches)
+        batches = data_lib.take(loader, self.cfg.score_batches)
+        if len(batches) < self.cfg.score_batches:
+            warnings.warn(f"score_batches={self.cfg.score_batches}, but the training set ({len(loader.dataset)} "
+                          f"samples, batch size {self.cfg.batch_size}) has only {len(batches)} batch(es): scoring "
+                          f"used {len(batches)}")
+        return batches
 
     @property
     def example_inputs(self) -> torch.Tensor:
@@ -405,11 +410,14 @@ def _check_int(name: str, value, minimum: int) -> int:
 def settings(method: str, *, data=None, model=None, epochs=None, width=None, profile="cpu", **options):
     """The resolved settings of a run: the profile's ``RUN`` values, ``OPTION_DEFAULTS``, then what was given.
 
-    Unknown option names and invalid values raise ``ValueError`` saying what is allowed.
+    ``None`` means the profile's value, except for ``limit``: omitted, it is the profile's; ``limit=None`` given
+    explicitly means the whole training set. Unknown option names and invalid values raise ``ValueError`` saying
+    what is allowed.
     """
     _check_method(method)
     if profile not in profiles.PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {list(profiles.PROFILES)}")
+    whole_training_set = "limit" in options and options["limit"] is None
     options = {k: v for k, v in options.items() if v is not None}  # None = the default, as everywhere
     in_profile = set(profiles.RUN[profile]) - {"data", "model", "epochs", "width", "seeds"}  # these have arguments
     unknown = sorted(set(options) - in_profile - set(OPTION_DEFAULTS))
@@ -419,6 +427,8 @@ def settings(method: str, *, data=None, model=None, epochs=None, width=None, pro
                             **{k: v for k, v in options.items() if k in in_profile})
     for key, default in OPTION_DEFAULTS.items():
         setattr(cfg, key, options.get(key, default))
+    if whole_training_set:
+        cfg.limit = None
     if cfg.data not in data_lib.LOADERS or cfg.data == "synthetic":
         raise ValueError(f"unknown data {cfg.data!r}; choose one of {[d for d in data_lib.LOADERS if d != 'synthetic']} "
                          f"(synthetic data is for timing only, never for accuracy)")
@@ -430,6 +440,9 @@ def settings(method: str, *, data=None, model=None, epochs=None, width=None, pro
         _check_int(name, getattr(cfg, name), 1)
     for name in ("rewind_epoch", "dense_epochs"):
         _check_int(name, getattr(cfg, name), 0)
+    if cfg.limit is not None and (isinstance(cfg.limit, bool) or not isinstance(cfg.limit, int) or cfg.limit < 1):
+        raise ValueError(f"limit must be an integer >= 1 (training samples kept) or None (the whole training set); "
+                         f"got {cfg.limit!r}")
     if cfg.rewind_epoch > cfg.epochs:
         raise ValueError(f"rewind_epoch ({cfg.rewind_epoch}) must be <= epochs ({cfg.epochs}): θ_k is taken "
                          f"during the first training")
@@ -447,7 +460,8 @@ def _config(method: str, cfg, sparsity: float, seed: int, device: torch.device) 
     """Everything that decides a run's result: the cache key is a hash of this."""
     keys = COMMON_SETTINGS + REGISTRY[method].settings
     return dict(method=method, data=cfg.data, model=cfg.model, width=cfg.width, seed=seed, sparsity=sparsity,
-                profile=cfg.profile, device=device.type, code=code_version(), **{k: getattr(cfg, k) for k in keys})
+                profile=cfg.profile, device=device.type, device_name=measure.device_name(device),
+                code=code_version(), versions=library_versions(), **{k: getattr(cfg, k) for k in keys})
 
 
 # ----------------------------------------------------------------------------- run
@@ -481,11 +495,14 @@ def run(method: str, data: str | None = None, model: str | None = None, sparsity
         epochs: int | None = None, seed: int = 0, profile: str = "cpu", width: float | None = None,
         cache: bool = True, cache_dir: str | Path | None = None, progress: bool = True,
         device: str | None = None, root: str | Path | None = None, **options) -> Result:
-    """Run one method once and measure it (SPEC §4, §5). ``None`` = the profile's value (`cropkit.profiles.RUN`).
+    """Run one method once and measure it (SPEC §4, §5). ``None`` = the profile's value (`cropkit.profiles.RUN`),
+    except ``limit=None`` given explicitly, which means the whole training set (omit ``limit`` for the profile's).
 
     sparsity   target weight sparsity in [0, 1); ignored (recorded as 0) for ``dense``
     epochs     epochs of the sparse phase (dense phases come on top, see the module docstring)
-    cache      replay a stored result of the identical configuration, else run and store it; False: neither
+    cache      replay a stored result of the identical configuration, else run and store it; False: neither.
+               A cache that cannot be written costs nothing but a warning: the result is still returned.
+    device     a torch device this machine has ("cpu", "cuda", "cuda:1", ...); None = CUDA if present, else CPU
     options    any key of the profile's RUN table (batch_size, lr, score_batches, max_dense_epochs, ltr_rounds,
                rewind_epoch, ticks, dense_epochs, limit, measure_emissions, …) or of OPTION_DEFAULTS
                (threshold, rule, iterative, reinit, bn_l1, eb_epsilon, eb_window, gate_l1)
@@ -494,7 +511,7 @@ def run(method: str, data: str | None = None, model: str | None = None, sparsity
     sparsity = 0.0 if method == "dense" else _check_sparsity(sparsity)
     _check_int("seed", seed, 0)
     cfg = settings(method, data=data, model=model, epochs=epochs, width=width, profile=profile, **options)
-    device = torch.device(device) if device is not None else train.default_device()
+    device = train.resolve_device(device)
     config = _config(method, cfg, sparsity, seed, device)
     path = cache_path(cache_dir or default_cache_dir(), config)
     if cache:
@@ -504,6 +521,7 @@ def run(method: str, data: str | None = None, model: str | None = None, sparsity
 
     dataset = data_lib.load(cfg.data, root=root, batch_size=cfg.batch_size, seed=seed, limit=cfg.limit)
     ctx = Context(cfg, dataset, sparsity, seed, device, progress)
+    train.warm_up(device)  # the process's one-time imports and kernel set-up stay out of train_seconds
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with measure.Emissions(enabled=cfg.measure_emissions) as emissions:
@@ -520,31 +538,66 @@ def run(method: str, data: str | None = None, model: str | None = None, sparsity
         warnings=list(dict.fromkeys(str(w.message) for w in caught if _cropkit_warning(w))),
         config=config, history=ctx.history, **columns)
     if cache:
-        store(path, result)
+        try:
+            store(path, result)
+        except OSError as err:
+            warnings.warn(f"the result could not be cached at {path} ({err}); it is returned, but the run will "
+                          f"happen again next time. Choose a writable cache_dir (or $CROPKIT_CACHE)", stacklevel=2)
     return result
 
 
-def _row_in_worker(job: dict, threads: int) -> dict:
-    """One run in a worker process of :func:`compare` (each worker gets its share of the CPU threads)."""
+def _start_worker(threads: int) -> None:
+    """A worker process of :func:`compare`: its share of the CPU threads; Ctrl+C is the parent's to handle."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
+
+
+def _row_in_worker(job: dict) -> dict:
+    """One run in a worker process of :func:`compare`; the run stores its own result in the cache."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a worker's warnings cannot reach the user; the result records them
         return run(**job).row()
+
+
+def _rows_in_workers(jobs: list[dict], workers: int, bar) -> list[dict]:
+    """The rows of ``jobs`` run ``workers`` at a time in spawned processes. An error or Ctrl+C (KeyboardInterrupt)
+    ends every worker at once; the runs that finished are already in the cache."""
+    import multiprocessing
+    import os
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_start_worker, initargs=(threads,))
+    try:
+        rows = []
+        for row in pool.imap(_row_in_worker, jobs):
+            rows.append(row)
+            bar.update(1)
+        pool.close()
+        return rows
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
 
 
 def compare(methods: Sequence[str] = METHODS, data: str | None = None, model: str | None = None,
             sparsity: float = 0.9, seeds: Sequence[int] | None = None, profile: str = "cpu",
             epochs: int | None = None, width: float | None = None, cache: bool = True,
             cache_dir: str | Path | None = None, progress: bool = True, aggregate: bool = True, workers: int = 1,
-            **options):
+            device: str | None = None, **options):
     """Run every method over every seed; returns the paper's table (one line per method, in the order given,
     cells 'mean ± std' over seeds, see `cropkit.results.paper_table`) with the per-run rows in
     ``table.attrs["runs"]``, or with ``aggregate=False`` the per-run frame itself. ``seeds=None`` = the
-    profile's seeds. Other arguments as in :func:`run`; all are validated before the first run starts.
+    profile's seeds; a seed given twice is an error. Other arguments as in :func:`run`; all are validated
+    before the first run starts.
 
     ``workers > 1`` runs that many runs at once in separate processes, splitting the CPU threads among them
     (small networks use two cores better as two one-thread runs than as one two-thread run). The results are
-    the same; the time columns are then measured with the other workers busy beside them.
+    the same; the time columns are then measured with the other workers busy beside them. Ctrl+C stops every
+    worker at once; each finished run is already cached, so the same call resumes where it stopped.
     """
     import pandas as pd
     from tqdm.auto import tqdm
@@ -558,13 +611,28 @@ def compare(methods: Sequence[str] = METHODS, data: str | None = None, model: st
     seeds = tuple(seeds)
     if not seeds:
         raise ValueError("compare needs at least one seed")
+    for seed in seeds:
+        _check_int("seed", seed, 0)
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise ValueError(f"seeds {list(seeds)} repeat {repeated}: a repeated seed is the same run again and would "
+                         f"count twice in the mean ± std; give distinct seeds")
+    repeated = sorted({m for m in methods if list(methods).count(m) > 1})
+    if repeated:
+        raise ValueError(f"methods {list(methods)} repeat {repeated}; give each method once")
     _check_int("workers", workers, 1)
+    train.resolve_device(device)
     for method in methods:  # fail on a typo before hours of training, not after
         _check_method(method)
         settings(method, data=data, model=model, epochs=epochs, width=width, profile=profile, **options)
     _check_sparsity(sparsity)
+    reason = unwritable(cache_dir or default_cache_dir(), folder=True) if cache else None
+    if reason:  # said once here: a worker's own warning would not reach the user
+        warnings.warn(f"results cannot be cached in {cache_dir or default_cache_dir()} ({reason}); every run is "
+                      f"returned, but will happen again next time", stacklevel=2)
     jobs = [dict(method=method, data=data, model=model, sparsity=sparsity, epochs=epochs, seed=seed, profile=profile,
-                 width=width, cache=cache, cache_dir=cache_dir, progress=progress and workers == 1, **options)
+                 width=width, cache=cache, cache_dir=cache_dir, progress=progress and workers == 1, device=device,
+                 **options)
             for method in methods for seed in seeds]
     start = time.perf_counter()
     with tqdm(total=len(jobs), desc="runs", unit="run", disable=not progress) as bar:
@@ -575,16 +643,7 @@ def compare(methods: Sequence[str] = METHODS, data: str | None = None, model: st
                 rows.append(run(**job).row())
                 bar.update(1)
         else:
-            import concurrent.futures
-            import multiprocessing
-            import os
-
-            threads = max(1, (os.cpu_count() or 1) // workers)
-            with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = [pool.submit(_row_in_worker, job, threads) for job in jobs]
-                for _ in concurrent.futures.as_completed(futures):
-                    bar.update(1)
-                rows = [f.result() for f in futures]
+            rows = _rows_in_workers(jobs, workers, bar)
     if not aggregate:
         return pd.DataFrame(rows)
     table = paper_table(rows, LABELS, FAMILIES)

@@ -92,9 +92,25 @@ NOTEBOOKS: dict[str, dict[str, dict]] = {
 }
 
 
+# The setting of `cropkit.claims` (the paper's claims, checked): ``sparsity`` is where methods are ranked,
+# ``high_sparsities`` where EarlyCroP-S is compared with dense; ``run_options`` go to every `cropkit.run`.
+CLAIMS = {
+    "smoke": dict(data="digits", model="cnn", width=0.5, epochs=2, seeds=[0], sparsity=0.9, high_sparsities=[0.9],
+                  wide_width=1.0, wide_sparsity=0.9, narrow_widths=[0.25, 0.5],
+                  run_options=dict(batch_size=128, limit=256, score_batches=1, max_dense_epochs=2, ltr_rounds=2,
+                                   rewind_epoch=0, ticks=2, measure_emissions=False)),
+    "cpu": dict(data="digits", model="cnn", width=1.0, epochs=20, seeds=[0, 1, 2], sparsity=0.95,
+                high_sparsities=[0.95, 0.98], wide_width=2.0, wide_sparsity=0.95,
+                narrow_widths=[0.25, 0.375, 0.5, 0.625, 0.75, 1.0], run_options=dict(measure_emissions=False)),
+    "paper": dict(data="cifar10", model="resnet18", width=1.0, epochs=80, seeds=[0, 1, 2], sparsity=0.95,
+                  high_sparsities=[0.95, 0.98], wide_width=2.0, wide_sparsity=0.95,
+                  narrow_widths=[0.25, 0.375, 0.5, 0.625, 0.75, 1.0], run_options=dict()),
+}
+
+
 def table(key: str) -> dict[str, dict]:
-    """The per-profile table for ``key`` ("run" or a notebook stem)."""
-    tables = {"run": RUN, **NOTEBOOKS}
+    """The per-profile table for ``key`` ("run", "claims" or a notebook stem)."""
+    tables = {"run": RUN, "claims": CLAIMS, **NOTEBOOKS}
     if key not in tables:
         raise ValueError(f"no profile table for {key!r}; known: {sorted(tables)}")
     return tables[key]

@@ -421,7 +421,17 @@ def structured_plan(model: nn.Module, node_scores: dict[str, torch.Tensor], spar
     classifier = dict(layers)[classifier_name(model)]
     with S._eval_mode(model):
         positions = _output_positions(model, example_inputs)
-        graph = tp.DependencyGraph().build_dependency(model, example_inputs, verbose=False)
+        unseen = [name for name, _ in layers if name not in positions]
+        if unseen:  # e.g. attention's out_proj (called through F.multi_head_attention_forward), aux classifiers
+            raise ValueError(f"structured pruning cannot handle {type(model).__name__}: its layers {unseen[:3]}"
+                             f"{' …' if len(unseen) > 3 else ''} are not called as modules in an eval-mode forward "
+                             f"pass (used through functional calls, as in attention blocks, or only in training, "
+                             f"as auxiliary classifiers), so their channel dependencies cannot be traced")
+        try:
+            graph = tp.DependencyGraph().build_dependency(model, example_inputs, verbose=False)
+        except Exception as err:  # torch-pruning's own failures (ShuffleNet's channel shuffle: ZeroDivisionError)
+            raise ValueError(f"structured pruning cannot handle {type(model).__name__}: torch-pruning could not "
+                             f"trace its channel dependencies ({type(err).__name__}: {err})") from err
     names = {m: n for n, m in model.named_modules()}
     table = [_Layer.of(name, m, positions[name]) for name, m in layers]
     slot = {layer.name: (i, layer.depthwise) for i, layer in enumerate(table)}

@@ -6,14 +6,16 @@
     save_table(table, "outputs/table.csv")             # also writes table_runs.csv (one row per run)
 
 **The cache.** A run is stored as ``<cache dir>/<method>-<data>-<model>-s<seed>-<key>.json``, where ``key``
-hashes the complete configuration (every resolved setting, the device type and :func:`code_version`, a hash
-of the source of the modules that compute results). A re-executed notebook therefore replays its runs at
+hashes the complete configuration (every resolved setting, the device type and name, the versions of torch,
+torchvision and torch-pruning, and :func:`code_version`, a hash of the code, docstrings and comments left out, of
+the modules that compute results). A re-executed notebook therefore replays its runs at
 once, and any change to the code that trains or measures makes the old entries unreachable instead of stale.
 The default directory is ``$CROPKIT_CACHE``, else ``outputs/cache`` of the source checkout (git-ignored), else a
 per-user cache folder (`cropkit.paths.cache_root`).
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
 import hashlib
@@ -92,18 +94,44 @@ class Result:
 
 # ----------------------------------------------------------------------------- cache
 
+def _code(source: str) -> str:
+    """The code of a module without its docstrings and comments (``ast.unparse`` of the docstring-free tree),
+    so that editing prose never changes :func:`code_version`."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.unparse(tree)
+
+
 @functools.lru_cache(maxsize=None)
 def code_version() -> str:
-    """``<package version>+<hash of the result-computing modules' source>``, read once per process (the code
-    that runs is the code that was imported)."""
+    """``<package version>+<hash of the result-computing modules' code>``, read once per process (the code that
+    runs is the code that was imported). Docstrings and comments do not count: only an edit to the code does."""
     from . import __version__
 
     package = Path(__file__).resolve().parent
     digest = hashlib.sha256()
     for name in RESULT_MODULES:
         path = package / f"{name}.py"
-        digest.update(path.read_bytes() if path.exists() else b"")
+        digest.update(_code(path.read_text(encoding="utf-8")).encode() if path.exists() else b"")
     return f"{__version__}+{digest.hexdigest()[:10]}"
+
+
+def library_versions() -> dict[str, str]:
+    """The versions of the libraries whose code computes a result (they enter every cache key)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "absent"
+
+    return {name: installed(name) for name in ("torch", "torchvision", "torch-pruning")}
 
 
 def default_cache_dir() -> Path:
@@ -129,18 +157,42 @@ def load_cached(path: Path) -> Result | None:
     """The cached Result at ``path``, or None when absent or unreadable (then the run simply happens again)."""
     try:
         result = Result.from_json(json.loads(path.read_text()))
-    except (FileNotFoundError, json.JSONDecodeError, TypeError):
+    except (OSError, ValueError, TypeError):  # absent, unreadable, not JSON, or written by another version
         return None
     result.from_cache = True
     return result
 
 
 def store(path: Path, result: Result) -> None:
-    """Write atomically, so that an interrupted run never leaves half a JSON file behind."""
+    """Write atomically, so that an interrupted run never leaves half a JSON file behind. Raises ``OSError``
+    when ``path`` cannot be written (:func:`cropkit.run` turns that into a warning and keeps the result)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(result.to_json(), indent=1))
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(result.to_json(), indent=1))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def unwritable(path: str | Path, folder: bool = False) -> str | None:
+    """Why ``path`` (a file, or with ``folder=True`` a folder to write into) cannot be written, or None when it
+    can: checked by creating it (and its parents), so that a run finds out before it starts, not after."""
+    path = Path(path).expanduser()
+    probe = path / f".cropkit-write-test-{os.getpid()}" if folder else path
+    existed = probe.exists()
+    try:
+        probe.parent.mkdir(parents=True, exist_ok=True)
+        with open(probe, "a"):
+            pass
+    except OSError as err:
+        blocking = next((p for p in probe.parents if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            return f"{blocking} is a file, not a folder"
+        return f"{err.strerror or err}: {err.filename or probe}"
+    if not existed:
+        probe.unlink(missing_ok=True)
+    return None
 
 
 # ----------------------------------------------------------------------------- the paper's table

@@ -1,11 +1,16 @@
 """The command line: `python -m cropkit run|compare|methods` on the smoke profile."""
+import os
+import re
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from cropkit import cli, methods
+from cropkit import cli, methods, results
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -43,3 +48,107 @@ def test_bad_input_is_an_error_message(tmp_path, capsys):
 def test_module_entry_point_lists_methods():
     out = subprocess.run([sys.executable, "-m", "cropkit", "methods"], capture_output=True, text=True, check=True)
     assert [line.split()[0] for line in out.stdout.splitlines()] == list(methods.METHODS)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["run", "dense", "--device", "tpu"], "unknown device 'tpu'"),
+    (["compare", "dense", "--device", "tpu"], "unknown device 'tpu'"),
+    (["compare", "dense", "--device", "cuda:7"], "'cuda:7'"),
+    (["run", "dense", "--threads", "0"], "--threads: expected an integer >= 1"),
+    (["compare", "dense", "--workers", "0"], "--workers: expected an integer >= 1"),
+    (["compare", "dense", "--seeds", "0", "0"], r"repeat \[0\]"),
+    (["compare", "dense", "--csv", "{blocker}/t.csv"], "cannot write .*blocker is a file, not a folder"),
+    (["compare", "dense", "--json", "{blocker}/t.json"], "cannot write .*blocker is a file, not a folder"),
+    (["compare", "dense", "--csv", "{tmp}/t.json"], "must end in .csv"),
+    (["run", "dense", "--json", "{blocker}/r.json"], "cannot write .*blocker is a file, not a folder"),
+    (["run", "dense", "--set", "lr=1e30"], r"loss became nan in epoch \d+"),
+])
+def test_a_user_mistake_is_one_error_line_and_status_2_before_any_run(tmp_path, capsys, argv, words):
+    (tmp_path / "blocker").write_text("")
+    cache = tmp_path / "cache"
+    argv = [a.format(blocker=tmp_path / "blocker", tmp=tmp_path) for a in argv]
+    try:  # any other exception (a traceback for the user) fails the test
+        status = cli.main([*argv, "--profile", "smoke", "--quiet", "--cache-dir", str(cache)])
+    except SystemExit as exit:  # argparse's own errors
+        status = exit.code
+    err = capsys.readouterr().err
+    assert status == 2 and re.search(words, err), err
+    assert err.strip().splitlines()[-1].startswith(("cropkit: error:", "cropkit run: error:",
+                                                   "cropkit compare: error:"))
+    assert not cache.exists() or not list(cache.glob("*.json"))  # nothing ran (a diverged run is not cached)
+
+
+def test_missing_and_corrupt_cifar_are_error_lines(tmp_path):
+    env = {**os.environ, "CROPKIT_DATA": str(tmp_path / "data")}
+    argv = [sys.executable, "-m", "cropkit", "run", "dense", "--profile", "smoke", "--data", "cifar10", "--quiet",
+            "--no-cache", "--threads", "1"]
+    folder = tmp_path / "data" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    (folder / "data_batch_1").write_bytes(b"not the original file")
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "data_batch_1 failed the MD5 checksum" in done.stderr and "could not be downloaded" not in done.stderr
+    (folder / "data_batch_1").unlink()
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "cifar10 is not available under" in done.stderr
+
+
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc to find the worker processes")
+def test_ctrl_c_stops_every_worker_promptly_and_keeps_finished_runs(tmp_path):
+    jobs = ["dense", "snap", "ltr", "earlycrop-s", "gatedecorators", "crop-s"]
+    seeds = ["0", "1", "2"]
+    proc = subprocess.Popen([sys.executable, "-m", "cropkit", "compare", *jobs, "--seeds", *seeds, "--workers", "2",
+                             "--profile", "smoke", "--quiet", "--threads", "1", "--cache-dir", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not list(tmp_path.glob("*.json")):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no run finished in time"
+            time.sleep(0.1)
+        workers = _children(proc.pid)
+        assert len(workers) >= 2
+        proc.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        _, err = proc.communicate(timeout=60)
+        elapsed = time.monotonic() - start
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
+    assert elapsed < 10, f"compare took {elapsed:.1f} s to stop after Ctrl+C"
+    time.sleep(0.5)
+    assert not [pid for pid in workers if _alive(pid)], "worker processes outlived compare"
+    cached = list(tmp_path.glob("*.json"))
+    assert 1 <= len(cached) < len(jobs) * len(seeds)
+    assert all(results.load_cached(path) is not None for path in cached)  # complete results, not half-written
+
+
+def test_an_unwritable_cache_still_prints_the_result_with_a_warning(tmp_path, capsys):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    with pytest.warns(UserWarning, match="could not be cached at .*blocker"):
+        status = cli.main(["run", "dense", "--profile", "smoke", "--quiet", "--cache-dir", str(blocker / "cache")])
+    assert status == 0 and "test_acc" in capsys.readouterr().out

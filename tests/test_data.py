@@ -99,3 +99,35 @@ def test_cifar_path_reads_real_on_disk_format(tmp_path, monkeypatch):
     assert len(data.train.dataset) == 100 and len(data.test.dataset) == 20
     # normalised with CIFAR statistics: roughly centred
     assert abs(float(next(iter(data.test))[0].mean())) < 1.0
+
+
+def test_corrupt_cifar_file_is_named_as_failing_its_checksum(tmp_path, monkeypatch):
+    _write_tiny_cifar(tmp_path, monkeypatch)
+    damaged = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    damaged.write_bytes(damaged.read_bytes()[:-10])  # truncated: present, but not the original file
+    for download in (False, True):  # never "could not be downloaded", even when a download would be tried
+        with pytest.raises(ValueError, match=r"data_batch_3 failed the MD5 checksum.*Delete .*cifar-10-batches-py"):
+            ck.data.load("cifar10", root=tmp_path, download=download)
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"not a zip file at all", "not a readable MNIST-1D cache"),
+    ("foreign", r"holds the arrays \['a'\]"),
+    ("shape", r"'x' has shape \(10, 40\)"),
+    ("labels", "labels 'y' run from 0 to 42"),
+])
+def test_foreign_or_corrupt_mnist1d_cache_is_named(tmp_path, content, words):
+    path = tmp_path / "mnist1d.npz"
+    good = {"x": np.zeros((4000, 40)), "y": np.zeros(4000, dtype=np.int64), "x_test": np.zeros((1000, 40)),
+            "y_test": np.zeros(1000, dtype=np.int64)}
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        arrays = {"foreign": {"a": np.zeros(3)}, "shape": {**good, "x": np.zeros((10, 40))},
+                  "labels": {**good, "y": np.arange(4000) % 43}}[content]
+        np.savez(path, **arrays)
+    with pytest.raises(ValueError, match=words) as err:
+        ck.data.load("mnist1d", root=tmp_path)
+    assert str(path) in str(err.value) and "delete" in str(err.value)
+    np.savez(path, **good)  # the right arrays are read (and not regenerated)
+    assert len(ck.data.load("mnist1d", root=tmp_path).train.dataset) == 4000

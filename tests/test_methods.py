@@ -4,6 +4,9 @@ The sixteen smoke runs happen once per module (``smoke``) and share one cache di
 """
 import json
 import math
+import os
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -295,3 +298,110 @@ def test_every_method_beats_chance_when_trained_a_little(method, cache_dir):
     r = ck.run(method, cache_dir=cache_dir, **LEARNING)
     margin = MARGIN.get(method, 0.4)
     assert r.test_acc > CHANCE + margin, f"{method}: {r.test_acc:.3f} is not {margin} above chance ({CHANCE})"
+
+
+# ----------------------------------------------------------------------------- bad input never costs a result
+
+def test_a_diverged_run_is_an_error_naming_the_epoch_and_is_never_cached(tmp_path):
+    with pytest.raises(ck.train.DivergedError, match=r"loss became nan in epoch \d+, step \d+.*lower learning rate"):
+        ck.run("dense", profile="smoke", lr=1e30, cache_dir=tmp_path, progress=False)
+    assert not list(tmp_path.iterdir())
+
+
+def test_an_unwritable_cache_costs_a_warning_not_the_result(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")  # a cache folder under a file cannot be created, even by root
+    with pytest.warns(UserWarning, match=r"could not be cached at .*a-file.*it is returned") as caught:
+        r = ck.run("dense", profile="smoke", cache_dir=blocker / "cache", progress=False)
+    assert r.epochs_trained == E and 0 <= r.test_acc <= 1 and not r.from_cache
+    assert any("could not be cached" in str(w.message) for w in caught)
+    with pytest.warns(UserWarning, match="cannot be cached in .*a-file is a file, not a folder"):
+        table = ck.compare(["dense"], seeds=(0,), profile="smoke", cache_dir=blocker / "cache", progress=False)
+    assert table.loc["dense", "Seeds"] == 1
+
+
+def test_limit_none_means_the_whole_training_set(tmp_path, monkeypatch):
+    assert methods.settings("dense", profile="smoke").limit == SMOKE["limit"]      # omitted: the profile's
+    assert methods.settings("dense", profile="smoke", limit=None).limit is None    # explicit None: everything
+    seen = {}
+
+    def probe(ctx):
+        seen["train"] = len(ctx.data.train.dataset)
+        raise KeyboardInterrupt  # stop before training: the data is what this test is about
+
+    monkeypatch.setitem(methods.REGISTRY, "dense", methods.Method(probe, "Dense", "Dense"))
+    with pytest.raises(KeyboardInterrupt):
+        ck.run("dense", profile="smoke", limit=None, cache_dir=tmp_path, progress=False)
+    assert seen["train"] == 1437  # digits' whole training split, not smoke's 256
+    for bad in (0, 2.5, "all", True):
+        with pytest.raises(ValueError, match="limit must be an integer >= 1 .* or None"):
+            methods.settings("dense", profile="smoke", limit=bad)
+
+
+def test_more_score_batches_than_the_data_has_is_a_recorded_warning(tmp_path):
+    # smoke: 256 training samples in batches of 128 = 2 batches
+    r = ck.run("snip", profile="smoke", score_batches=5, cache_dir=tmp_path, progress=False)
+    assert any("score_batches=5" in w and "scoring used 2" in w for w in r.warnings), r.warnings
+
+
+def test_repeated_seeds_or_methods_are_an_error(tmp_path):
+    with pytest.raises(ValueError, match=r"repeat \[0\]"):
+        ck.compare(["dense"], seeds=(0, 1, 0), profile="smoke", cache_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match=r"repeat \['snip'\]"):
+        ck.compare(["snip", "dense", "snip"], seeds=(0,), profile="smoke", cache_dir=tmp_path, progress=False)
+    assert not list(tmp_path.iterdir())
+
+
+def test_compare_honours_device_or_rejects_it(tmp_path):
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        ck.compare(["dense"], seeds=(0,), profile="smoke", device="tpu", cache_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        ck.run("dense", profile="smoke", device="tpu", cache_dir=tmp_path, progress=False)
+    assert not list(tmp_path.iterdir())
+    raw = ck.compare(["dense"], seeds=(0,), profile="smoke", device="cpu", cache_dir=tmp_path, progress=False,
+                     aggregate=False)
+    assert list(raw["device"]) == ["cpu"]
+
+
+# ----------------------------------------------------------------------------- cost columns a reader can trust
+
+def test_cache_key_holds_library_versions_and_the_device_name(smoke):
+    config = smoke["snap"].config
+    assert config["versions"] == results.library_versions()
+    assert set(config["versions"]) == {"torch", "torchvision", "torch-pruning"}
+    assert config["versions"]["torch"] == torch.__version__.split("+")[0]
+    assert config["device_name"] == ck.measure.device_name("cpu") and config["device_name"]
+    for change in (dict(versions={**config["versions"], "torch-pruning": "0.0"}), dict(device_name="other")):
+        assert results.config_key({**config, **change}) != results.config_key(config)
+
+
+def test_code_version_ignores_docstrings_and_comments_but_not_code():
+    source = 'def f(x):\n    """Doc."""\n    return x + 1  # why\n\nclass A:\n    """Doc."""\n    y = 2\n'
+    prose = 'def f(x):\n    """Another docstring\n\n    over lines."""\n    # a new comment\n    return x + 1\n\n' \
+            'class A:\n    y = 2  # changed comment\n'
+    code = source.replace("x + 1", "x + 2")
+    assert results._code(source) == results._code(prose)
+    assert results._code(source) != results._code(code)
+    only_docstring = 'def g():\n    """Only a docstring."""\n'
+    assert "pass" in results._code(only_docstring)  # still valid code
+
+
+def test_first_run_of_a_process_is_timed_after_the_warm_up(tmp_path):
+    """The one-time import of torch._dynamo (seconds) must happen before the clock of the first run starts."""
+    script = (
+        "import sys, time, torch\n"
+        "torch.set_num_threads(1)\n"
+        "from cropkit import methods\n"
+        "seen = []\n"
+        "def probe(ctx):\n"
+        "    seen.append('torch._dynamo' in sys.modules)\n"
+        "    return methods.dense(ctx)\n"
+        "methods.REGISTRY['dense'] = methods.Method(probe, 'Dense', 'Dense')\n"
+        "assert 'torch._dynamo' not in sys.modules, 'not a fresh process'\n"
+        "t = [methods.run('dense', profile='smoke', cache=False, progress=False).train_seconds for _ in range(2)]\n"
+        "print(seen, f'first {t[0]:.3f} s, again {t[1]:.3f} s, ratio {t[0] / t[1]:.2f}')\n"
+        "assert seen == [True, True]\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "CROPKIT_CACHE": str(tmp_path)})
+    print(done.stdout)
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]

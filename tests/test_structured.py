@@ -92,19 +92,50 @@ def small_torchvision(name):
                                         num_classes=10),
         "mobilenet_v2": lambda: tv.mobilenet_v2(num_classes=10, width_mult=0.25),
         "mobilenet_v3_small": lambda: tv.mobilenet_v3_small(num_classes=10, width_mult=0.25),
+        "googlenet": lambda: tv.GoogLeNet(num_classes=10, aux_logits=False, init_weights=False),
     }[name]
     model = build().eval()
     _randomise_norms(model)
     return model
 
 
-@pytest.mark.parametrize("name", ["resnext", "densenet", "mobilenet_v2", "mobilenet_v3_small"])
+TESTED_FAMILIES = ["resnext", "densenet", "mobilenet_v2", "mobilenet_v3_small", "googlenet"]  # the README lists these
+
+
+@pytest.mark.parametrize("name", TESTED_FAMILIES)
 def test_torchvision_pruned_equals_zeroed_dense(name):
     model = small_torchvision(name)
     x = example((3, 32, 32), n=2)
     plan, small = assert_equivalent(model, scores.random_nodes(model, batch(x)), 0.5, x)
     assert abs(plan.weight_sparsity - 0.5) <= 0.01
     assert abs(1 - weights(small) / weights(small_torchvision(name)) - 0.5) <= 0.01
+
+
+def unsupported_torchvision(name):
+    """Torchvision architectures the surgery cannot handle, small."""
+    import torchvision.models as tv
+
+    torch.manual_seed(0)
+    return {
+        "shufflenet_v2": lambda: tv.shufflenet_v2_x0_5(num_classes=10),  # channel shuffle: torch-pruning fails
+        "googlenet_aux": lambda: tv.GoogLeNet(num_classes=10, aux_logits=True, init_weights=False),  # aux heads
+        "vit": lambda: tv.VisionTransformer(image_size=32, patch_size=8, num_layers=1, num_heads=2, hidden_dim=16,
+                                            mlp_dim=32, num_classes=10),  # out_proj used functionally
+        "swin": lambda: tv.SwinTransformer(patch_size=[4, 4], embed_dim=16, depths=[1, 1], num_heads=[2, 2],
+                                           window_size=[2, 2], num_classes=10),  # qkv used functionally
+    }[name]().eval()
+
+
+@pytest.mark.parametrize("name, model_class, reason", [
+    ("shufflenet_v2", "ShuffleNetV2", "torch-pruning could not trace its channel dependencies.*ZeroDivisionError"),
+    ("googlenet_aux", "GoogLeNet", r"layers \['aux1.*not called as modules"),
+    ("vit", "VisionTransformer", r"layers \['encoder.layers.encoder_layer_0.self_attention.out_proj'\] are not"),
+    ("swin", "SwinTransformer", r"layers \['features.1.0.attn.qkv'.*not called as modules"),
+])
+def test_unsupported_torchvision_models_are_a_value_error_naming_model_and_reason(name, model_class, reason):
+    model = unsupported_torchvision(name)
+    with pytest.raises(ValueError, match=f"cannot handle {model_class}: .*{reason}"):
+        prune.structured(model, scores.random_nodes(model), 0.5, example((3, 32, 32), n=1))
 
 
 FULL_SIZE = ["resnet18", "resnext50_32x4d", "vgg11_bn", "mobilenet_v2", "mobilenet_v3_large", "densenet121",

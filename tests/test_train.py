@@ -78,3 +78,26 @@ def test_bad_input(kwargs, match):
     model = ck.models.build("mlp", data.input_shape, 10, width=0.1)
     with pytest.raises(ValueError, match=match):
         Trainer(model, data, **({"epochs": 1} | kwargs))
+
+
+def test_a_loss_that_is_not_a_number_stops_training_naming_the_epoch():
+    data = ck.data.load("digits", batch_size=256, limit=512)  # two steps per epoch
+    model = ck.models.build("mlp", data.input_shape, 10, width=0.1)
+    calls = []
+
+    def loss_fn(logits, y):  # finite for three steps, then NaN (what a diverging run produces)
+        calls.append(1)
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        return loss if len(calls) <= 3 else loss * float("nan")
+
+    trainer = Trainer(model, data, epochs=5, loss_fn=loss_fn, progress=False, device="cpu", evaluate_every_epoch=False)
+    with pytest.raises(ck.train.DivergedError, match=r"loss became nan in epoch 2, step 4 .*lower learning rate"):
+        trainer.fit()
+    assert len(trainer.history.epochs) == 1  # the diverged epoch is not recorded as finished
+
+
+@pytest.mark.parametrize("device, words", [("tpu", "unknown device 'tpu'"), ("cuda:7", "not available|does not exist")])
+def test_a_device_this_machine_lacks_is_an_error_saying_what_is_available(device, words):
+    with pytest.raises(ValueError, match=words) as err:
+        ck.train.resolve_device(device)
+    assert "available here: ['cpu'" in str(err.value)

@@ -1,0 +1,46 @@
+"""The claims table: every claim gets the kit's number and a verdict; the deviations are measured."""
+import pytest
+
+import cropkit as ck
+
+VERDICTS = {"reproduced", "not reproduced", "not testable offline"}
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory, one_thread):
+    return ck.claims.check("smoke", progress=False, cache_dir=tmp_path_factory.mktemp("claims-cache"))
+
+
+def test_one_row_per_claim_with_a_verdict(table):
+    assert list(table.claim) == [c.statement for c in ck.claims.CLAIMS]
+    assert set(table.verdict) <= VERDICTS
+    assert all(table.kit.str.contains("%")) and all(table.paper.str.len() > 10)
+
+
+def test_ranking_claims_name_their_rank_among_the_right_field(table):
+    structured, unstructured = table.kit.iloc[1], table.kit.iloc[2]
+    assert "of 8" in structured and "of 6" in unstructured
+
+
+def test_markdown_lists_setting_and_deviations(table):
+    text = ck.claims.markdown(table)
+    assert text.count("\n| ") >= len(ck.claims.CLAIMS) + 4
+    deviations = {d["deviation"]: d["changes"] for d in table.attrs["deviations"]}
+    grasp = next(v for k, v in deviations.items() if k.startswith("GraSP"))
+    assert "(100.0%)" in grasp  # inverting GraSP keeps exactly what GraSP removes
+    strict = next(v for k, v in deviations.items() if "k − 1" in k)
+    assert strict.startswith("1 of")  # continuous scores: no ties, so exactly the k-th weight is dropped
+
+
+def test_verdict_follows_the_stated_rule(monkeypatch, tmp_path):
+    """A claim whose test passes reads 'reproduced', one that fails 'not reproduced', None 'not testable'."""
+    claims = [ck.claims.Claim(n, n, "p", "t", lambda runs, r=r: ("1 %", r)) for n, r in
+              (("a", True), ("b", False), ("c", None))]
+    monkeypatch.setattr(ck.claims, "reference_deviations", lambda cfg: [])
+    table = ck.claims.check("smoke", claims=claims, progress=False, cache_dir=tmp_path)
+    assert list(table.verdict) == ["reproduced", "not reproduced", "not testable offline"]
+
+
+def test_duplicate_seeds_are_rejected(tmp_path):
+    with pytest.raises(ValueError, match="distinct"):
+        ck.claims.check("smoke", seeds=[0, 0], cache_dir=tmp_path)
