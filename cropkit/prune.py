@@ -264,16 +264,35 @@ def _members(graph, group, names):
                    torch.as_tensor(item.idxs, dtype=torch.long), torch.as_tensor(item.root_idxs, dtype=torch.long))
 
 
+def _trace(model: nn.Module, example_inputs: torch.Tensor):
+    """(output positions per prunable layer, torch-pruning's DependencyGraph), traced in eval mode; a model whose
+    channel dependencies cannot be traced is a ValueError naming the model and the reason."""
+    import torch_pruning as tp  # imported here: only structured pruning needs it
+
+    layers = _layers(model)
+    with S._eval_mode(model):
+        positions = _output_positions(model, example_inputs)
+        unseen = [name for name, _ in layers if name not in positions]
+        if unseen:  # e.g. attention's out_proj (called through F.multi_head_attention_forward), aux classifiers
+            raise ValueError(f"structured pruning cannot handle {type(model).__name__}: its layers {unseen[:3]}"
+                             f"{' …' if len(unseen) > 3 else ''} are not called as modules in an eval-mode forward "
+                             f"pass (used through functional calls, as in attention blocks, or only in training, "
+                             f"as auxiliary classifiers), so their channel dependencies cannot be traced")
+        try:
+            graph = tp.DependencyGraph().build_dependency(model, example_inputs, verbose=False)
+        except Exception as err:  # torch-pruning's own failures (ShuffleNet's channel shuffle: ZeroDivisionError)
+            raise ValueError(f"structured pruning cannot handle {type(model).__name__}: torch-pruning could not "
+                             f"trace its channel dependencies ({type(err).__name__}: {err})") from err
+    return positions, graph
+
+
 def coupled_outputs(model: nn.Module, example_inputs: torch.Tensor) -> list[tuple[int, list]]:
     """The coupled groups of the node layers, traced with torch-pruning's ``DependencyGraph``: for each group
     (n root channels, [(layer name, its output channel indices, the matching root indices), …]). The layers of
     a group lose their channels together (residual adds, concats, grouped convs)."""
-    import torch_pruning as tp
-
     classifier = dict(_layers(model))[classifier_name(model)]
     nodes = {name for name, _ in S._node_layers(model)}
-    with S._eval_mode(model):
-        graph = tp.DependencyGraph().build_dependency(model, example_inputs, verbose=False)
+    _, graph = _trace(model, example_inputs)
     names = {m: n for n, m in model.named_modules()}
     out = []
     for group in graph.get_all_groups(ignored_layers=[classifier]):
@@ -406,8 +425,6 @@ def structured_plan(model: nn.Module, node_scores: dict[str, torch.Tensor], spar
     ``dense_weights``: prunable-weight count that the weight budget refers to (default: the model's own), so an
     already-shrunk model can be pruned further to a sparsity measured against the original dense one.
     """
-    import torch_pruning as tp  # imported here: only structured pruning needs it
-
     sparsity = _check_sparsity(sparsity)
     _choice(budget, BUDGETS, "budget")
     _choice(scope, SCOPES, "scope")
@@ -419,19 +436,7 @@ def structured_plan(model: nn.Module, node_scores: dict[str, torch.Tensor], spar
         raise ValueError("example_inputs must be a tensor batch the model accepts (used to trace the dependencies)")
     example_inputs = example_inputs.to(S._device(model))
     classifier = dict(layers)[classifier_name(model)]
-    with S._eval_mode(model):
-        positions = _output_positions(model, example_inputs)
-        unseen = [name for name, _ in layers if name not in positions]
-        if unseen:  # e.g. attention's out_proj (called through F.multi_head_attention_forward), aux classifiers
-            raise ValueError(f"structured pruning cannot handle {type(model).__name__}: its layers {unseen[:3]}"
-                             f"{' …' if len(unseen) > 3 else ''} are not called as modules in an eval-mode forward "
-                             f"pass (used through functional calls, as in attention blocks, or only in training, "
-                             f"as auxiliary classifiers), so their channel dependencies cannot be traced")
-        try:
-            graph = tp.DependencyGraph().build_dependency(model, example_inputs, verbose=False)
-        except Exception as err:  # torch-pruning's own failures (ShuffleNet's channel shuffle: ZeroDivisionError)
-            raise ValueError(f"structured pruning cannot handle {type(model).__name__}: torch-pruning could not "
-                             f"trace its channel dependencies ({type(err).__name__}: {err})") from err
+    positions, graph = _trace(model, example_inputs)
     names = {m: n for n, m in model.named_modules()}
     table = [_Layer.of(name, m, positions[name]) for name, m in layers]
     slot = {layer.name: (i, layer.depthwise) for i, layer in enumerate(table)}

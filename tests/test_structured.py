@@ -133,9 +133,11 @@ def unsupported_torchvision(name):
     ("swin", "SwinTransformer", r"layers \['features.1.0.attn.qkv'.*not called as modules"),
 ])
 def test_unsupported_torchvision_models_are_a_value_error_naming_model_and_reason(name, model_class, reason):
-    model = unsupported_torchvision(name)
+    model, x = unsupported_torchvision(name), example((3, 32, 32), n=1)
     with pytest.raises(ValueError, match=f"cannot handle {model_class}: .*{reason}"):
-        prune.structured(model, scores.random_nodes(model), 0.5, example((3, 32, 32), n=1))
+        prune.structured(model, scores.l1_nodes(model), 0.5, x)
+    with pytest.raises(ValueError, match=f"cannot handle {model_class}: .*{reason}"):
+        scores.random_nodes(model, batch(x))  # Random-S traces the coupled groups itself
 
 
 FULL_SIZE = ["resnet18", "resnext50_32x4d", "vgg11_bn", "mobilenet_v2", "mobilenet_v3_large", "densenet121",
