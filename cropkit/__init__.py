@@ -6,7 +6,7 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = ("paths", "data", "models", "train", "measure", "scores", "prune", "ntk", "timing", "methods", "results",
-               "profiles", "notebook", "widgets", "widgets_ntk", "lottery", "report", "claims", "cli")
+               "profiles", "notebook", "widgets", "widgets_ntk", "lottery", "report", "claims", "cli", "gates")
 
 
 def __getattr__(name):

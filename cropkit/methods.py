@@ -21,8 +21,9 @@ the sparse phase (the paper's "80 epochs after pruning"), so an early method tra
 |                                  | (k = ``rewind_epoch`` of the first training), retrain                |                   |
 | earlybird                        | dense with L1 on BN γ until the BN-mask distance settles (cap),     | t + E             |
 |                                  | remove nodes by |γ|, continue                                        |                   |
-| gatedecorators                   | ``ticks`` × (tock: one epoch of training, tick: remove nodes by the | ticks + E         |
-|                                  | Taylor gate score to the next target), then train                   |                   |
+| gatedecorators                   | learnable gates after the norms, L1 penalty; ``ticks`` × (tock: one | ticks + E         |
+|                                  | epoch; tick: train the gates alone over the scoring batches,         |                   |
+|                                  | accumulating their Taylor score, remove nodes), then train           |                   |
 | efficientconvnets                | ``dense_epochs`` of dense training, remove nodes by filter L1 at an  | dense_epochs + E  |
 |                                  | equal ratio in every layer, train                                    |                   |
 
@@ -46,6 +47,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from . import data as data_lib
+from . import gates as gates_lib
 from . import measure, models, profiles, prune, scores, timing, train
 from .results import (Result, cache_path, code_version, default_cache_dir, library_versions,  # noqa: F401
                       load_cached, paper_table, save_table, store, unwritable)
@@ -56,13 +58,14 @@ COMMON_SETTINGS = ("epochs", "batch_size", "limit", "lr", "weight_decay", "sched
 
 # Method options that do not depend on the profile (profile-dependent ones live in cropkit.profiles.RUN).
 OPTION_DEFAULTS = dict(
-    threshold=None,   # EarlyCroP τ; None = timing.DEFAULT_THRESHOLD (seed rule) or 1 − p (reference rule)
+    threshold=None,   # EarlyCroP τ; None = timing.DEFAULT_THRESHOLD (seed rule) or timing.reference_threshold
     rule="seed",      # EarlyCroP detector rule: "seed" (‖θ_t − θ₀‖²) or "reference" (the reference code's)
     iterative=False,  # EarlyCroP: prune θ_t in CroPit's steps (re-scoring between them) instead of once
     reinit=False,     # LTR: random re-initialisation instead of rewinding (open_lth's control)
     bn_l1=1e-4,       # EarlyBird: λ of the L1 penalty on BatchNorm γ (You et al. 2020)
     eb_epsilon=0.1,   # EarlyBird: Hamming distance below which the BN channel mask counts as settled
     eb_window=5,      # EarlyBird: number of consecutive masks compared
+    gate_l1=1e-4,     # GateDecorators: λ of the L1 sparsity penalty on the gates φ (the kit's default)
 )
 
 
@@ -234,10 +237,10 @@ def cropit(structured: bool) -> Callable[[Context, nn.Module], nn.Module]:
                                            example_inputs=ctx.example_inputs)
 
 
-def _detector_threshold(ctx: Context) -> dict:
+def _detector_threshold(ctx: Context, structured: bool) -> dict:
     c = ctx.cfg
-    if c.rule == "reference" and c.threshold is None:
-        return dict(sparsity=ctx.sparsity)   # τ = 1 − p, the reference code's rule
+    if c.rule == "reference" and c.threshold is None:  # the reference code's τ: 1 − p, structured min(1 − p − 0.1, 0.99)
+        return dict(sparsity=ctx.sparsity, structured=structured)
     return dict(threshold=c.threshold)
 
 
@@ -246,7 +249,7 @@ def earlycrop(structured: bool, ctx: Context) -> nn.Module:
     c = ctx.cfg
     model = ctx.build_model()
     detector = timing.EarlyCroPDetector(model, rule=c.rule, max_epochs=c.max_dense_epochs,
-                                        **_detector_threshold(ctx))
+                                        **_detector_threshold(ctx, structured))
 
     def prune_now(trainer):
         if c.iterative:  # the reference code's EarlyCROP re-scores θ_t in CroPit's cumulative steps
@@ -307,18 +310,27 @@ def earlybird(ctx: Context) -> nn.Module:
 
 
 def gatedecorators(ctx: Context) -> nn.Module:
-    """Gate Decorator's tick-tock (You et al. 2019), from initialisation: ``ticks`` times, train one epoch (tock)
-    then remove the nodes with the lowest Taylor gate score |γ_g · ∂L/∂γ_g| (tick) to the cumulative weight
-    sparsity 1 − (1 − p)^(i/ticks), measured against the dense model; the last tick lands on p. Then train."""
+    """Gate Decorator (You et al. 2019, `cropkit.gates`), from initialisation: learnable gates φ = 1 after every
+    node layer's BatchNorm, trained with the L1 penalty ``gate_l1``·‖φ‖₁. ``ticks`` times: tock = one epoch of
+    training (all parameters and the gates, penalty on); tick = one pass over the scoring batches in which only
+    the gates train while the Taylor score Θ = |Σ_b φ ⊙ ∂L_b/∂φ| accumulates, then the gates are folded into the
+    norms (γφ, βφ) and the lowest-Θ nodes removed to the cumulative weight sparsity 1 − (1 − p)^(i/ticks) of the
+    dense model (the same fraction of the remaining weights each tick; the last tick lands on p), and fresh gates
+    go on. Then train without gates."""
     c = ctx.cfg
     model = ctx.build_model()
     dense_weights = measure.prunable_count(model)
+    state = {"gates": gates_lib.GateDecorator(model, ctx.batches, penalty=c.gate_l1)}  # before the optimizer exists
 
     def tick(trainer):
         i = trainer.epoch
         target = 1 - (1 - ctx.sparsity) ** (i / c.ticks)
-        trainer.model = ctx.prune(trainer.model, "taylor_gate_nodes", sparsity=target, dense_weights=dense_weights)
-        if i < c.ticks:  # tensors changed: fresh optimizer for the next tock
+        gates = state["gates"]
+        theta = gates.tick(ctx.batches, lr=c.lr)
+        gates.fold()
+        trainer.model = prune.structured(trainer.model, theta, target, ctx.example_inputs, dense_weights=dense_weights)
+        if i < c.ticks:  # tensors changed: fresh gates and a fresh optimizer for the next tock
+            state["gates"] = gates_lib.GateDecorator(trainer.model, ctx.batches, penalty=c.gate_l1)
             trainer.reset_optimizer(epochs=c.ticks - i, schedule="constant")
         else:
             ctx.pruned(trainer)
@@ -367,7 +379,7 @@ REGISTRY: dict[str, Method] = {
     "earlycrop-s": Method(functools.partial(earlycrop, True), "EarlyCroP-S", "Structured", _EARLY),
     "earlybird": Method(earlybird, "EarlyBird", "Structured",
                         ("max_dense_epochs", "bn_l1", "eb_epsilon", "eb_window")),
-    "gatedecorators": Method(gatedecorators, "GateDecorators", "Structured", ("ticks",)),
+    "gatedecorators": Method(gatedecorators, "GateDecorators", "Structured", ("ticks", "gate_l1")),
     "efficientconvnets": Method(efficientconvnets, "EfficientConvNets", "Structured", ("dense_epochs",)),
 }
 METHODS: tuple[str, ...] = tuple(REGISTRY)
@@ -493,7 +505,7 @@ def run(method: str, data: str | None = None, model: str | None = None, sparsity
     device     a torch device this machine has ("cpu", "cuda", "cuda:1", ...); None = CUDA if present, else CPU
     options    any key of the profile's RUN table (batch_size, lr, score_batches, max_dense_epochs, ltr_rounds,
                rewind_epoch, ticks, dense_epochs, limit, measure_emissions, …) or of OPTION_DEFAULTS
-               (threshold, rule, iterative, reinit, bn_l1, eb_epsilon, eb_window)
+               (threshold, rule, iterative, reinit, bn_l1, eb_epsilon, eb_window, gate_l1)
     """
     spec = _check_method(method)
     sparsity = 0.0 if method == "dense" else _check_sparsity(sparsity)

@@ -264,6 +264,48 @@ def _members(graph, group, names):
                    torch.as_tensor(item.idxs, dtype=torch.long), torch.as_tensor(item.root_idxs, dtype=torch.long))
 
 
+def _trace(model: nn.Module, example_inputs: torch.Tensor):
+    """(output positions per prunable layer, torch-pruning's DependencyGraph), traced in eval mode; a model whose
+    channel dependencies cannot be traced is a ValueError naming the model and the reason."""
+    import torch_pruning as tp  # imported here: only structured pruning needs it
+
+    layers = _layers(model)
+    with S._eval_mode(model):
+        positions = _output_positions(model, example_inputs)
+        unseen = [name for name, _ in layers if name not in positions]
+        if unseen:  # e.g. attention's out_proj (called through F.multi_head_attention_forward), aux classifiers
+            raise ValueError(f"structured pruning cannot handle {type(model).__name__}: its layers {unseen[:3]}"
+                             f"{' …' if len(unseen) > 3 else ''} are not called as modules in an eval-mode forward "
+                             f"pass (used through functional calls, as in attention blocks, or only in training, "
+                             f"as auxiliary classifiers), so their channel dependencies cannot be traced")
+        try:
+            graph = tp.DependencyGraph().build_dependency(model, example_inputs, verbose=False)
+        except Exception as err:  # torch-pruning's own failures (ShuffleNet's channel shuffle: ZeroDivisionError)
+            raise ValueError(f"structured pruning cannot handle {type(model).__name__}: torch-pruning could not "
+                             f"trace its channel dependencies ({type(err).__name__}: {err})") from err
+    return positions, graph
+
+
+def coupled_outputs(model: nn.Module, example_inputs: torch.Tensor) -> list[tuple[int, list]]:
+    """The coupled groups of the node layers, traced with torch-pruning's ``DependencyGraph``: for each group
+    (n root channels, [(layer name, its output channel indices, the matching root indices), …]). The layers of
+    a group lose their channels together (residual adds, concats, grouped convs)."""
+    classifier = dict(_layers(model))[classifier_name(model)]
+    nodes = {name for name, _ in S._node_layers(model)}
+    _, graph = _trace(model, example_inputs)
+    names = {m: n for n, m in model.named_modules()}
+    out = []
+    for group in graph.get_all_groups(ignored_layers=[classifier]):
+        members = {}
+        for name, is_out, idx, root_idx in _members(graph, group, names):
+            if is_out and name in nodes and name not in members:
+                members[name] = (name, idx, root_idx)
+        n = graph.get_out_channels(group[0].dep.target.module)
+        if members and n is not None:
+            out.append((n, list(members.values())))
+    return out
+
+
 def _read_group(graph, group, names, slot, node_scores) -> _Group | None:
     """Units, unit scores and per-layer channel counts of one torch-pruning group (None: leave it whole)."""
     root = group[0].dep.target.module
@@ -383,8 +425,6 @@ def structured_plan(model: nn.Module, node_scores: dict[str, torch.Tensor], spar
     ``dense_weights``: prunable-weight count that the weight budget refers to (default: the model's own), so an
     already-shrunk model can be pruned further to a sparsity measured against the original dense one.
     """
-    import torch_pruning as tp  # imported here: only structured pruning needs it
-
     sparsity = _check_sparsity(sparsity)
     _choice(budget, BUDGETS, "budget")
     _choice(scope, SCOPES, "scope")
@@ -396,19 +436,7 @@ def structured_plan(model: nn.Module, node_scores: dict[str, torch.Tensor], spar
         raise ValueError("example_inputs must be a tensor batch the model accepts (used to trace the dependencies)")
     example_inputs = example_inputs.to(S._device(model))
     classifier = dict(layers)[classifier_name(model)]
-    with S._eval_mode(model):
-        positions = _output_positions(model, example_inputs)
-        unseen = [name for name, _ in layers if name not in positions]
-        if unseen:  # e.g. attention's out_proj (called through F.multi_head_attention_forward), aux classifiers
-            raise ValueError(f"structured pruning cannot handle {type(model).__name__}: its layers {unseen[:3]}"
-                             f"{' …' if len(unseen) > 3 else ''} are not called as modules in an eval-mode forward "
-                             f"pass (used through functional calls, as in attention blocks, or only in training, "
-                             f"as auxiliary classifiers), so their channel dependencies cannot be traced")
-        try:
-            graph = tp.DependencyGraph().build_dependency(model, example_inputs, verbose=False)
-        except Exception as err:  # torch-pruning's own failures (ShuffleNet's channel shuffle: ZeroDivisionError)
-            raise ValueError(f"structured pruning cannot handle {type(model).__name__}: torch-pruning could not "
-                             f"trace its channel dependencies ({type(err).__name__}: {err})") from err
+    positions, graph = _trace(model, example_inputs)
     names = {m: n for n, m in model.named_modules()}
     table = [_Layer.of(name, m, positions[name]) for name, m in layers]
     slot = {layer.name: (i, layer.depthwise) for i, layer in enumerate(table)}
@@ -447,8 +475,19 @@ def structured_plan(model: nn.Module, node_scores: dict[str, torch.Tensor], spar
         for name, idx, root_idx in group.outputs:
             hit = idx[torch.isin(root_idx, roots)].tolist()
             removed[name] = sorted(set(removed.get(name, [])) | set(hit))
+    _warn_single_nodes(table[:-1], removed, sparsity, budget)
     return StructuredPlan(model, removed, budget, sparsity, achieved["weights"], achieved["nodes"],
                           achieved["flops"], graph, cuts)
+
+
+def _warn_single_nodes(node_layers: list[_Layer], removed: dict[str, list[int]], sparsity: float,
+                       budget: str) -> None:
+    """Warn when a layer is cut to a single node: the network then hangs on one channel (layer collapse)."""
+    collapsed = [layer.name for layer in node_layers
+                 if layer.out > 1 and layer.out - len(removed.get(layer.name, ())) == 1]
+    if collapsed:
+        warnings.warn(f"structured pruning to {sparsity} {budget} sparsity leaves {len(collapsed)} layer(s) with a "
+                      f"single node: {collapsed} (layer collapse; check the scores of these layers)", stacklevel=4)
 
 
 def _closest(achieved: torch.Tensor, target: float, budget: str) -> int:

@@ -9,7 +9,7 @@ Per-weight scores ``fn(model, batches, loss_fn=None, seed=0) -> {"<module>.weigh
     magnitude  |θ|
     snip       |θ ⊙ g|                                   (Lee et al. 2019)
     grasp      θ ⊙ Hg                                    (Wang et al. 2020, see below for the sign)
-    crop       |θ ⊙ Hg|                                  (Rachwan et al. 2022)
+    crop       |θ ⊙ Hg|                                  (Rachwan et al. 2022; H(g ⊙ m) once masked)
     synflow    |θ ⊙ ∂R/∂θ|,  R = 1ᵀ(∏_l |θ_l|)1          (Tanaka et al. 2020, data-free)
 
 GraSP's sign. Removing weight i changes the gradient flow by ≈ 2·S_i with S = −θ ⊙ Hg (see below), and
@@ -31,9 +31,9 @@ Per-node scores ``fn(model, batches, loss_fn=None, seed=0) -> {"<module>": 1-D t
 (every prunable layer except the classifier, whose outputs are not nodes). Gates: a forward hook
 multiplies each such layer's output channel-wise by c = 1 (after the layer's bias, before any norm):
 
-    random_nodes       u ~ U(0, 1)
+    random_nodes       u ~ U(0, 1), one draw per coupled group (Random-S)
     snap_nodes         |∂L/∂c|                           (SNAP, Verdenius et al. 2020)
-    crop_nodes         |∂z/∂c|,  z = gᵀ∇_θL, g constant  (CroP-S)
+    crop_nodes         |∂z/∂c|,  z = gᵀ∇_θL, g constant  (CroP-S; g ⊙ m on a masked network)
     l1_nodes           ‖θ_node‖₁ of the node's filter    (EfficientConvNets, Li et al. 2017)
     bn_nodes           |γ| of the BatchNorm right after  (EarlyBird, You et al. 2020)
     taylor_gate_nodes  |γ_g · ∂L/∂γ_g|, gate γ_g = 1 after that BatchNorm  (GateDecorators, You et al. 2019)
@@ -43,8 +43,9 @@ its running statistics and dropout is off, so scoring is deterministic and leave
 buffers. Every module's own mode is restored afterwards.
 
 Effective weights. If the model carries masks (``cropkit.prune.unstructured``), θ means the *effective*
-weight θ_orig ⊙ m: the gradient and the Hessian-vector product are taken with respect to it, exactly as
-if the masked network were a dense network with zeros in it (this is what CroPit re-scores).
+weight θ_orig ⊙ m: the gradient and the Hessian-vector product are taken with respect to it. The pruned
+weights are frozen at zero and carry no gradient flow, so re-scoring a masked network (CroPit, iterative
+EarlyCroP) uses H(g ⊙ m), not Hg: the gradient flow of the masked network is (g ⊙ m)ᵀ(g ⊙ m).
 
 Everything runs on the device and in the dtype of the model; batches are moved there.
 """
@@ -153,13 +154,36 @@ def gradient(model: nn.Module, batches, loss_fn: Callable | None = None) -> Scor
     return _sum_over_batches(model, batches, loss_fn, lambda weights, loss: _grad(loss, weights))
 
 
+def _masks(model: nn.Module) -> Scores:
+    """{"<module>.weight": mask m} of every masked prunable layer (a parametrisation with a ``mask`` buffer, as
+    `cropkit.prune.unstructured` adds); unmasked layers are absent."""
+    out = {}
+    for name, m in _layers(model):
+        if parametrize.is_parametrized(m, "weight"):
+            for p in m.parametrizations.weight:
+                if isinstance(getattr(p, "mask", None), torch.Tensor):
+                    out[f"{name}.weight"] = p.mask
+    return out
+
+
+def _flowing(model: nn.Module, g: Scores) -> Scores:
+    """g ⊙ m: a pruned weight is frozen at zero, so its gradient carries no gradient flow."""
+    m = _masks(model)
+    return {k: v * m[k].to(v.dtype) if k in m else v for k, v in g.items()}
+
+
 def hessian_gradient(model: nn.Module, batches, loss_fn: Callable | None = None) -> tuple[Scores, Scores]:
     """(g, Hg): g as in `gradient`, then Hg = (1/B) Σ_b ∇_θ(gᵀ ∇_θ L_b) with g held constant.
 
     One Hessian-vector product (double backprop) per batch; H itself is never formed.
+
+    On a masked network g is first restricted to the kept weights, g ← g ⊙ m, and the product is H(g ⊙ m): a
+    pruned weight is frozen at zero and takes no part in the gradient flow gᵀg of the network being re-scored
+    (as the EarlyCroP code computes z = Σ g ⊙ ∇L_b ⊙ m, and as `cropkit.ntk.gradient_flow` counts a pruned net).
+    The returned g is g ⊙ m.
     """
     data = _batches(batches, model)
-    g = list(gradient(model, data, loss_fn).values())
+    g = list(_flowing(model, gradient(model, data, loss_fn)).values())
 
     def hvp(weights, loss):
         grads = _grad(loss, weights, create_graph=True)
@@ -270,10 +294,28 @@ def _gate_gradient(model: nn.Module, batches, gated: dict[str, nn.Module], loss_
 
 # ----------------------------------------------------------------------------- per-node criteria
 
-def random_nodes(model: nn.Module, batches=None, loss_fn=None, seed: int = 0) -> Scores:
-    """u ~ U(0, 1) per node (Random-S)."""
-    return {name: _uniform(m.weight.shape[0], seed + i, m.weight)
-            for i, (name, m) in enumerate(_node_layers(model))}
+def random_nodes(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scores:
+    """Random-S: one u ~ U(0, 1) per channel of each *coupled group*, shared out among the group's k layers as u / k.
+
+    A structured prune ranks a group by the sum of its members' node scores, so every group's channel scores
+    u / k + … + u / k = u are uniform whatever k: every layer keeps the same fraction in expectation. (One draw
+    per layer would give a residual stream of 3 members an Irwin–Hall(3) score: on ResNet18 at 0.9 it kept
+    75–92 % of its channels and the block-internal convs 3–19 %.) ``batches``: one batch traces the groups.
+    """
+    from cropkit.prune import coupled_outputs  # prune imports this module
+
+    inputs, _ = _batches(batches, model)[0]
+    out = {name: torch.zeros(m.weight.shape[0], dtype=torch.float64) for name, m in _node_layers(model)}
+    generator = torch.Generator().manual_seed(seed)  # on the CPU: the same scores on every device
+    for channels, members in coupled_outputs(model, inputs[:1]):
+        u = torch.rand(channels, generator=generator, dtype=torch.float64)
+        k = torch.zeros(channels, dtype=torch.float64)
+        for _, _, root_idx in members:
+            k.index_add_(0, root_idx, torch.ones(len(root_idx), dtype=torch.float64))
+        for name, idx, root_idx in members:
+            out[name][idx] = u[root_idx] / k[root_idx]
+    like = _layers(model)[0][1].weight
+    return {name: v.to(like.device, like.dtype) for name, v in out.items()}
 
 
 def snap_nodes(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scores:
@@ -289,7 +331,7 @@ def crop_nodes(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scores
     Averaged like `hessian_gradient`: g over all batches first, then one double backprop per batch.
     """
     loss_fn, data = _loss_fn(loss_fn), _batches(batches, model)
-    g = gradient(model, data, loss_fn)
+    g = _flowing(model, gradient(model, data, loss_fn))  # g ⊙ m on a masked network, as in `hessian_gradient`
     like = next(iter(model.parameters()))
     total = None
     with _eval_mode(model), gates(dict(_node_layers(model)), like) as cs:
@@ -337,17 +379,23 @@ def following_norms(model: nn.Module, batches) -> dict[str, str]:
 
 
 def _norms_or_raise(model: nn.Module, batches) -> dict[str, str]:
+    """{node layer: its BatchNorm} for *every* node layer, else a ValueError naming the layers without one.
+
+    A layer left unscored would stay whole in a structured prune and push the whole budget onto the others
+    (on a `cnn` whose hidden Linear had no norm, EarlyBird cut conv1–conv3 to one channel each)."""
     norms = following_norms(model, batches)
-    if not norms:
-        raise ValueError(f"{type(model).__name__} has no BatchNorm right after a prunable layer; bn_nodes and "
-                         f"taylor_gate_nodes need conv/linear → BatchNorm pairs")
+    missing = [name for name, _ in _node_layers(model) if name not in norms]
+    if missing:
+        raise ValueError(f"{type(model).__name__}: layer(s) {missing} are not followed directly by a BatchNorm; "
+                         f"bn_nodes and taylor_gate_nodes score a node by its norm layer, so every node layer "
+                         f"needs a conv/linear → BatchNorm pair (the zoo's cnn, cnn1d, resnet18 and vgg16 have them)")
     return norms
 
 
 def bn_nodes(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scores:
     """|γ_j| of the BatchNorm right after the layer (EarlyBird, You et al. 2020).
 
-    Layers without such a norm are left out (they contribute 0 to a structured group's score).
+    Every node layer must have such a norm (else ValueError): an unscored layer would escape the prune.
     ``batches`` is used for one forward pass that finds the layer → norm pairs.
     """
     modules = dict(model.named_modules())
@@ -357,7 +405,9 @@ def bn_nodes(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scores:
 def taylor_gate_nodes(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scores:
     """|γ_g ⊙ ∂L/∂γ_g| for a gate γ_g = 1 on the output of the BatchNorm right after each layer
     (GateDecorators' first-order Taylor estimate of the loss change when the node is removed, You et al. 2019).
-    At γ_g = 1 this is |∂L/∂γ_g|. Layers without a following BatchNorm are left out, as in `bn_nodes`."""
+    At γ_g = 1 this is |∂L/∂γ_g|: the one-shot score of untrained gates. The method itself trains the gates
+    with a sparsity penalty and accumulates the score over its tick phase (`cropkit.gates`). Every node layer
+    needs a following BatchNorm, as in `bn_nodes`."""
     norms = _norms_or_raise(model, batches)
     modules = dict(model.named_modules())
     grads = _gate_gradient(model, batches, {layer: modules[norm] for layer, norm in norms.items()}, loss_fn)

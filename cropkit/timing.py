@@ -98,6 +98,13 @@ def _squared_distance(params: Sequence[Tensor], anchor: Sequence[Tensor]) -> Ten
     return _squared_norm([p.detach() - p0 for p, p0 in zip(params, anchor)])
 
 
+def reference_threshold(sparsity: float, structured: bool = False) -> float:
+    """τ / d₂ of the reference code's rule for target sparsity p: 1 − p for unstructured EarlyCroP, and
+    min(1 − p − 0.1, 0.99) for structured EarlyCroP (the authors' code). For structured p >= 0.9 this is <= 0:
+    the ratio is never below it, so the detector never fires and the maximum dense phase decides."""
+    return min(1 - sparsity - 0.1, 0.99) if structured else 1 - sparsity
+
+
 class EarlyCroPDetector:
     """Detects the rich → lazy transition from the distance the weights travelled.
 
@@ -111,7 +118,8 @@ class EarlyCroPDetector:
 
     We read the reference code's test as a test on the epoch-to-epoch change of d: it fires at the first
     t ≥ 3 with |d_t − d_{t−1}| < τ_ref, i.e. |d_t − d_{t−1}| / d_2 < 1 − p — the seed's test applied to the
-    relative un-squared distance from θ_1, with τ = 1 − p for target sparsity p. (d_t itself keeps growing,
+    relative un-squared distance from θ_1, with τ = 1 − p for target sparsity p (``structured=True``: τ =
+    min(1 − p − 0.1, 0.99), the authors' rule for structured EarlyCroP, see `reference_threshold`). (d_t itself keeps growing,
     so a test "d_t < τ_ref < d_2" would practically never fire.) Give ``sparsity=p``, or ``threshold`` to set
     1 − p directly. ``history`` holds d_t.
 
@@ -124,10 +132,14 @@ class EarlyCroPDetector:
     """
 
     def __init__(self, model: nn.Module, threshold: float | None = None, rule: str = "seed",
-                 sparsity: float | None = None, max_epochs: int | None = None):
+                 sparsity: float | None = None, max_epochs: int | None = None, structured: bool = False):
         _check_rule(rule)
         self.rule = rule
-        self.threshold = self._threshold(rule, threshold, sparsity)
+        self.threshold = self._threshold(rule, threshold, sparsity, structured)
+        if self.threshold <= 0:
+            warnings.warn(f"EarlyCroP reference rule for structured pruning at p = {sparsity}: τ = "
+                          f"min(1 − p − 0.1, 0.99) = {self.threshold:.3g} <= 0, so the detector never fires; the "
+                          f"maximum dense phase ({max_epochs} epochs) decides", stacklevel=2)
         if max_epochs is not None and max_epochs < 1:
             raise ValueError(f"max_epochs (the maximum dense phase) must be >= 1 or None; got {max_epochs}")
         self.max_epochs = max_epochs
@@ -140,7 +152,7 @@ class EarlyCroPDetector:
         self._anchor_norm: float | None = None  # ‖θ_ref‖ for the reference rule
 
     @staticmethod
-    def _threshold(rule: str, threshold: float | None, sparsity: float | None) -> float:
+    def _threshold(rule: str, threshold: float | None, sparsity: float | None, structured: bool = False) -> float:
         if sparsity is not None and not 0 <= sparsity < 1:
             raise ValueError(f"sparsity must be in [0, 1); got {sparsity}")
         if rule == "seed":
@@ -150,7 +162,8 @@ class EarlyCroPDetector:
         else:
             if (threshold is None) == (sparsity is None):
                 raise ValueError("the reference rule needs exactly one of sparsity=p (τ = 1 − p) or threshold")
-            threshold = 1 - sparsity if sparsity is not None else threshold
+            if sparsity is not None:
+                return reference_threshold(sparsity, structured)  # may be <= 0 for structured p >= 0.9
         if not threshold > 0:
             raise ValueError(f"threshold must be > 0; got {threshold}")
         return float(threshold)

@@ -66,3 +66,28 @@ def test_bad_input(kwargs, match):
     args = dict(input_shape=(1, 8, 8), num_classes=10) | kwargs
     with pytest.raises(ValueError, match=match):
         ck.models.build(**args)
+
+
+def test_zoo_init_is_kaiming_with_zero_biases():
+    model = ck.models.build("vgg16", (3, 32, 32), 10, width=0.5, seed=0)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    for conv in convs[1:]:  # N(0, 2 / fan_out)
+        fan_out = conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1]
+        assert abs(float(conv.weight.detach().std()) / (2 / fan_out) ** 0.5 - 1) < 0.1
+        assert not conv.bias.any()
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert all(bool((m.weight == 1).all()) and not m.bias.any() for m in norms)
+
+
+@pytest.mark.parametrize("criterion", ["crop_nodes", "snap_nodes"])
+def test_vgg16_scored_at_init_in_eval_mode_keeps_channels_in_every_conv(criterion):
+    """With PyTorch's default init the signal fades through VGG16's 13 convs in eval mode (fresh BatchNorm is the
+    identity), and CroP-S / SNAP cut the first six convs to one channel at 0.8. The zoo's init prevents that."""
+    g = torch.Generator().manual_seed(0)
+    batch = (torch.randn(16, 3, 32, 32, generator=g), torch.randint(0, 10, (16,), generator=g))
+    for sparsity in (0.8, 0.9):
+        model = ck.models.build("vgg16", (3, 32, 32), 10, width=0.25, seed=0).eval()
+        node_scores = ck.scores.NODE_SCORES[criterion](model, [batch])
+        small = ck.prune.structured(model, node_scores, sparsity, batch[0][:2])
+        kept = [m.out_channels for m in small.modules() if isinstance(m, nn.Conv2d)]
+        assert min(kept) > 1, (sparsity, kept)

@@ -1,5 +1,7 @@
 """Scores against independent computations: a dense float64 Hessian for crop/grasp/snip, finite differences
 of hand-written gated networks for the node criteria."""
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -23,8 +25,8 @@ def tiny_mlp():
 
 def tiny_cnn():
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Tanh(), nn.Conv2d(2, 2, 2), nn.Tanh(),
-                         nn.Flatten(), nn.Linear(2 * 2 * 2, 3)).double()
+    return nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Tanh(), nn.Conv2d(2, 2, 2), nn.BatchNorm2d(2),
+                         nn.Tanh(), nn.Flatten(), nn.Linear(2 * 2 * 2, 3)).double()
 
 
 def batches(shape, n_batches=2, n=6):
@@ -37,7 +39,9 @@ NETS = {"mlp": (tiny_mlp, (5,)), "cnn": (tiny_cnn, (1, 5, 5))}
 
 
 def oracle(model, data):
-    """(θ, g, Hg) with H from torch.autograd.functional.hessian over the flattened effective prunable weights."""
+    """(θ, g, H(g ⊙ m)) with H from torch.autograd.functional.hessian over the flattened effective prunable
+    weights and m the masks (all ones on an unmasked network): the masked weights are frozen at zero, so the
+    gradient flow being preserved is that of the kept weights only."""
     model.eval()
     names = [f"{n}.weight" for n, _ in models.prunable_layers(model)]
     with torch.no_grad():
@@ -60,7 +64,8 @@ def oracle(model, data):
 
     g = torch.autograd.functional.jacobian(loss, flat, vectorize=True)
     H = torch.autograd.functional.hessian(loss, flat, vectorize=True)
-    hg = H @ g
+    m = torch.cat([mask.flatten() for mask in prune.masks(model).values()]).to(g.dtype)
+    hg = H @ (g * m)  # explicit dense product
     unflat = lambda v: {k: p.view(s) for k, p, s in zip(names, torch.split(v, [s.numel() for s in shapes]), shapes)}
     return theta, unflat(g), unflat(hg)
 
@@ -76,13 +81,25 @@ def rel_err(got, want):
 def test_weight_scores_match_dense_hessian(net, masked):
     build, shape = NETS[net]
     model, data = build(), batches(shape)
-    if masked:  # CroPit re-scores masked networks: the scores must be those of the effective weights
+    if masked:  # CroPit re-scores masked networks: H(g ⊙ m) at the effective weights
         prune.unstructured(model, scores.magnitude(model), 0.3)
     theta, g, hg = oracle(model, data)
     assert rel_err(scores.crop(model, data), {k: (theta[k] * hg[k]).abs() for k in theta}) < 1e-6
     assert rel_err(scores.grasp(model, data), {k: theta[k] * hg[k] for k in theta}) < 1e-6  # = −S_GraSP
     assert rel_err(scores.snip(model, data), {k: (theta[k] * g[k]).abs() for k in theta}) < 1e-6
     assert rel_err(scores.magnitude(model), {k: theta[k].abs() for k in theta}) < 1e-12
+
+
+def test_masked_rescoring_is_not_the_full_hessian_gradient():
+    """The two conventions H(g ⊙ m) and Hg disagree on a masked network, so the oracle above can tell them apart."""
+    model, data = tiny_mlp(), batches((5,))
+    prune.unstructured(model, scores.magnitude(model), 0.5)
+    theta, g, hgm = oracle(model, data)
+    with torch.no_grad():  # Hg: the same network with the pruned weights unfrozen (mask removed, value 0 kept)
+        dense = prune.make_permanent(copy.deepcopy(model))
+    _, _, hg = oracle(dense, data)
+    kept = {k: prune.masks(model)[k] for k in theta}
+    assert rel_err({k: hg[k] * kept[k] for k in theta}, {k: hgm[k] * kept[k] for k in theta}) > 0.05
 
 
 def gated_mlp(params, x, c1, c2):
@@ -105,12 +122,20 @@ def finite_difference(fn, c, eps=1e-6):
     return out
 
 
-def test_node_scores_match_finite_differences_of_gated_copy():
+@pytest.mark.parametrize("masked", [False, True])
+def test_node_scores_match_finite_differences_of_gated_copy(masked):
     model, data = tiny_mlp(), batches((5,))
-    params = {k: v.detach().clone().requires_grad_(k.endswith("weight")) for k, v in model.state_dict().items()}
-    weights = [params[k] for k in ("0.weight", "2.weight", "4.weight")]
+    keys = ("0.weight", "2.weight", "4.weight")
+    if masked:  # CroPit-S-style re-scoring of a masked network: z = (g ⊙ m)ᵀ ∇_θ L
+        prune.unstructured(model, scores.magnitude(model), 0.3)
+    m = prune.masks(model)
+    params = {k: v.detach().clone().requires_grad_(k.endswith("weight")) for k, v in model.state_dict().items()
+              if ".parametrizations." not in k}
+    for k in keys:  # the effective weights θ ⊙ m
+        params[k] = model.get_submodule(k[:-7]).weight.detach().clone().requires_grad_(True)
+    weights = [params[k] for k in keys]
     one1, one2 = torch.ones(4), torch.ones(3)
-    g = [t.detach() for t in torch.autograd.grad(gated_loss(params, data, one1, one2), weights)]
+    g = [t.detach() * m[k] for t, k in zip(torch.autograd.grad(gated_loss(params, data, one1, one2), weights), keys)]
 
     def z(c1, c2):  # z(c) = gᵀ ∇_θ L(θ, c), g fixed at c = 1
         grads = torch.autograd.grad(gated_loss(params, data, c1, c2), weights)
@@ -134,7 +159,7 @@ def test_bn_and_taylor_gate_scores():
         model[1].weight.uniform_(-2, 2)
         model[1].bias.uniform_(-1, 1)
     bn = scores.bn_nodes(model, data)
-    assert set(bn) == {"0"}  # "3" feeds no BatchNorm; the classifier is never a node layer
+    assert set(bn) == {"0", "3"}  # every node layer; the classifier is never a node layer
     torch.testing.assert_close(bn["0"], model[1].weight.detach().abs())
     # a gate γ_g after the BN scales y = γ x̂ + β, so ∂L/∂γ_g = γ ∂L/∂γ + β ∂L/∂β (autograd on the BN)
     model.eval()
@@ -178,8 +203,7 @@ def test_every_criterion_on_a_zoo_model_has_the_right_keys_and_shapes():
                    for n, m in layers.items()), name
     for name, fn in scores.NODE_SCORES.items():
         s = fn(model, data)
-        with_bn = [n for n in nodes if isinstance(layers[n], nn.Conv2d)]  # the hidden linear layer has no BN
-        assert list(s) == (with_bn if name in ("bn_nodes", "taylor_gate_nodes") else nodes), name
+        assert list(s) == nodes, name  # every node layer, the hidden Linear included (it has a BatchNorm1d)
         assert all(s[n].shape == (layers[n].weight.shape[0],) for n in s), name
 
 
@@ -187,7 +211,9 @@ def test_random_is_seeded():
     model = tiny_mlp()
     a, b, c = scores.random(model, seed=0), scores.random(model, seed=0), scores.random(model, seed=1)
     assert all(torch.equal(a[k], b[k]) for k in a) and not torch.equal(a["0.weight"], c["0.weight"])
-    assert torch.equal(scores.random_nodes(model, seed=3)["0"], scores.random_nodes(model, seed=3)["0"])
+    data = batches((5,))
+    assert torch.equal(scores.random_nodes(model, data, seed=3)["0"], scores.random_nodes(model, data, seed=3)["0"])
+    assert not torch.equal(scores.random_nodes(model, data, seed=3)["0"], scores.random_nodes(model, data)["0"])
 
 
 def test_bad_input_raises_value_error_saying_what_is_allowed():
@@ -202,3 +228,7 @@ def test_bad_input_raises_value_error_saying_what_is_allowed():
         scores.crop_nodes(nn.Sequential(nn.ReLU(), nn.Tanh()), batches((5,)))
     with pytest.raises(ValueError, match="BatchNorm"):
         scores.bn_nodes(tiny_mlp(), batches((5,)))
+    no_second_norm = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Tanh(), nn.Conv2d(2, 2, 2), nn.Tanh(),
+                                   nn.Flatten(), nn.Linear(8, 3))
+    with pytest.raises(ValueError, match=r"\['3'\] are not followed directly by a BatchNorm"):
+        scores.bn_nodes(no_second_norm, batches((1, 5, 5)))

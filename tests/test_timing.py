@@ -1,6 +1,8 @@
 """Detectors against hand-made parameter trajectories (the epoch they must fire at is computed by hand)."""
 import math
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -65,6 +67,30 @@ def test_reference_rule_fires_at_the_hand_computed_epoch(sparsity, epoch):
     assert det.fired_at == epoch
     assert fired == [t == epoch for t in range(1, 6)]
     assert timing.detection_epoch(det.history, 1 - sparsity, "reference") == epoch
+
+
+@pytest.mark.parametrize("sparsity, tau, epoch", [(0.3, 0.6, 4), (0.5, 0.4, 4), (0.9, 0.0, 5)])
+def test_reference_rule_for_structured_earlycrop(sparsity, tau, epoch):
+    """The authors' structured EarlyCroP uses τ = d₂·min(1 − p − 0.1, 0.99): at p = 0.3 the ratio 0.6 at t = 3 is
+    not below τ = 0.6 (the unstructured τ = 0.7 fires there); at p >= 0.9 it never fires and the cap decides."""
+    make = lambda m: timing.EarlyCroPDetector(m, rule="reference", sparsity=sparsity, structured=True, max_epochs=5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        det, _ = _run(make, REFERENCE_TRAJECTORY, start=(-7, 1, 2))
+    assert det.threshold == pytest.approx(tau, abs=1e-12)
+    assert det.fired_at == epoch and det.forced == (sparsity >= 0.9)
+    assert any("never fires" in str(w.message) for w in caught) == (sparsity >= 0.9)
+    assert timing.reference_threshold(sparsity) == pytest.approx(1 - sparsity)
+
+
+def test_earlycrop_s_uses_the_structured_reference_threshold():
+    from types import SimpleNamespace
+
+    from cropkit import methods
+
+    ctx = SimpleNamespace(cfg=SimpleNamespace(rule="reference", threshold=None), sparsity=0.8)
+    assert methods._detector_threshold(ctx, structured=True) == dict(sparsity=0.8, structured=True)
+    assert methods._detector_threshold(ctx, structured=False) == dict(sparsity=0.8, structured=False)
 
 
 def test_maximum_dense_phase_forces_firing_with_a_warning():
