@@ -4,6 +4,7 @@
 |-------------|-----------------------------------------------------|-------------|
 | digits      | scikit-learn's bundled 8×8 digits (1797), 80/20     | (1, 8, 8)   |
 | mnist1d     | PyPI ``mnist1d``, generated locally (4000 + 1000)   | (1, 40)     |
+| mnist1d-large | the same generator, 20 000 samples (16000 + 4000) | (1, 40)     |
 | cifar10/100 | torchvision, stored under ``root``                  | (3, 32, 32) |
 | synthetic   | random tensors of any shape, for timing only        | as asked    |
 
@@ -87,14 +88,24 @@ def _digits(batch_size, seed, limit, **_):
     return _loaders(x_train, y_train, x_test, y[test], batch_size, seed), (1, 8, 8), 10
 
 
-def _mnist1d_arrays(root) -> dict:
-    """The canonical MNIST-1D arrays, generated locally (never downloaded) and cached in ``root/mnist1d.npz``."""
-    cache = Path(root) / "mnist1d.npz"
+# Samples generated for each MNIST-1D variant (80 % train, 20 % test, mnist1d's own fixed split). "mnist1d" is the
+# canonical set of the mnist1d paper; "mnist1d-large" is the same generator with more samples, so that a small
+# network is still learning when the EarlyCroP detector fires (the lessons' cpu setting, issue 11).
+MNIST1D_SIZES = {"mnist1d": 5000, "mnist1d-large": 20000}
+
+
+def _mnist1d_arrays(root, num_samples: int = 5000) -> dict:
+    """MNIST-1D arrays, generated locally (never downloaded) with mnist1d's default arguments (seed 42) and
+    ``num_samples`` samples; cached in ``root/mnist1d.npz`` (the canonical 5000) or ``root/mnist1d-<n>.npz``."""
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 100:
+        raise ValueError(f"num_samples must be an integer >= 100; got {num_samples!r}")
+    cache = Path(root) / ("mnist1d.npz" if num_samples == 5000 else f"mnist1d-{num_samples}.npz")
     if cache.exists():
         return dict(np.load(cache))
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()  # mnist1d's defaults (seed 42): the dataset of the mnist1d paper
+    args.num_samples = num_samples
     d = {k: np.asarray(d_k) for k, d_k in make_dataset(args).items() if k in ("x", "y", "x_test", "y_test")}
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -104,9 +115,9 @@ def _mnist1d_arrays(root) -> dict:
     return d
 
 
-def _mnist1d(batch_size, seed, limit, *, root, **_):
-    d = _mnist1d_arrays(root)
-    x_train = torch.tensor(d["x"], dtype=torch.float32).unsqueeze(1)  # (4000, 1, 40)
+def _mnist1d(batch_size, seed, limit, *, name, root, **_):
+    d = _mnist1d_arrays(root, MNIST1D_SIZES[name])
+    x_train = torch.tensor(d["x"], dtype=torch.float32).unsqueeze(1)  # (4000, 1, 40) for "mnist1d"
     x_test = torch.tensor(d["x_test"], dtype=torch.float32).unsqueeze(1)  # (1000, 1, 40)
     x_train, x_test = _standardise(x_train, x_test)
     x_train, y_train = _subset(x_train, torch.tensor(d["y"], dtype=torch.long), limit)
@@ -147,7 +158,7 @@ def _synthetic(batch_size, seed, limit, *, shape, num_classes, size, **_):
     return _loaders(x[:limit], y[:limit], x[: max(1, size // 4)], y[: max(1, size // 4)], batch_size, seed), tuple(shape), num_classes
 
 
-LOADERS = {"digits": _digits, "mnist1d": _mnist1d, "cifar10": _cifar, "cifar100": _cifar, "synthetic": _synthetic}
+LOADERS = {"digits": _digits, "mnist1d": _mnist1d, "mnist1d-large": _mnist1d, "cifar10": _cifar, "cifar100": _cifar, "synthetic": _synthetic}
 
 
 def load(name: str, root: str | Path | None = None, batch_size: int = 128, seed: int = 0, *, limit: int | None = None,
