@@ -4,6 +4,7 @@
 |-------------|-----------------------------------------------------|-------------|
 | digits      | scikit-learn's bundled 8×8 digits (1797), 80/20     | (1, 8, 8)   |
 | mnist1d     | PyPI ``mnist1d``, generated locally (4000 + 1000)   | (1, 40)     |
+| mnist1d-large | the same generator, 20 000 samples (16000 + 4000) | (1, 40)     |
 | cifar10/100 | torchvision, stored under ``root``                  | (3, 32, 32) |
 | synthetic   | random tensors of any shape, for timing only        | as asked    |
 
@@ -87,21 +88,31 @@ def _digits(batch_size, seed, limit, **_):
     return _loaders(x_train, y_train, x_test, y[test], batch_size, seed), (1, 8, 8), 10
 
 
-MNIST1D_SHAPES = {"x": (4000, 40), "y": (4000,), "x_test": (1000, 40), "y_test": (1000,)}
+# Samples generated for each MNIST-1D variant (80 % train, 20 % test, mnist1d's own fixed split). "mnist1d" is the
+# canonical set of the mnist1d paper; "mnist1d-large" is the same generator with more samples, so that a small
+# network is still learning when the EarlyCroP detector fires (the lessons' cpu setting, issue 11).
+MNIST1D_SIZES = {"mnist1d": 5000, "mnist1d-large": 20000}
 
 
-def _read_mnist1d(cache: Path) -> dict:
-    """The arrays of a cached ``mnist1d.npz``, checked: the four arrays of MNIST-1D's shapes and types, or a
+def _mnist1d_shapes(num_samples: int) -> dict[str, tuple[int, ...]]:
+    """The arrays mnist1d's generator makes for ``num_samples`` samples (its own 80/20 train/test split)."""
+    train = int(num_samples * 0.8)
+    return {"x": (train, 40), "y": (train,), "x_test": (num_samples - train, 40), "y_test": (num_samples - train,)}
+
+
+def _read_mnist1d(cache: Path, num_samples: int) -> dict:
+    """The arrays of a cached MNIST-1D file, checked: the four arrays of MNIST-1D's shapes and types, or a
     ``ValueError`` naming the file and how to fix it (a foreign or damaged file is never trained on)."""
+    shapes = _mnist1d_shapes(num_samples)
     fix = f"delete {cache} and it will be generated again"
     try:
         with np.load(cache, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except Exception as err:  # zipfile.BadZipFile, pickled objects, truncated data ...
         raise ValueError(f"{cache} is not a readable MNIST-1D cache ({type(err).__name__}: {err}); {fix}") from None
-    if set(arrays) != set(MNIST1D_SHAPES):
-        raise ValueError(f"{cache} holds the arrays {sorted(arrays)}, not MNIST-1D's {sorted(MNIST1D_SHAPES)}; {fix}")
-    for key, shape in MNIST1D_SHAPES.items():
+    if set(arrays) != set(shapes):
+        raise ValueError(f"{cache} holds the arrays {sorted(arrays)}, not MNIST-1D's {sorted(shapes)}; {fix}")
+    for key, shape in shapes.items():
         a = arrays[key]
         kind = np.integer if key.startswith("y") else np.floating
         if a.shape != shape or not np.issubdtype(a.dtype, kind):
@@ -114,14 +125,18 @@ def _read_mnist1d(cache: Path) -> dict:
     return arrays
 
 
-def _mnist1d_arrays(root) -> dict:
-    """The canonical MNIST-1D arrays, generated locally (never downloaded) and cached in ``root/mnist1d.npz``."""
-    cache = Path(root) / "mnist1d.npz"
+def _mnist1d_arrays(root, num_samples: int = 5000) -> dict:
+    """MNIST-1D arrays, generated locally (never downloaded) with mnist1d's default arguments (seed 42) and
+    ``num_samples`` samples; cached in ``root/mnist1d.npz`` (the canonical 5000) or ``root/mnist1d-<n>.npz``."""
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 100:
+        raise ValueError(f"num_samples must be an integer >= 100; got {num_samples!r}")
+    cache = Path(root) / ("mnist1d.npz" if num_samples == 5000 else f"mnist1d-{num_samples}.npz")
     if cache.exists():
-        return _read_mnist1d(cache)
+        return _read_mnist1d(cache, num_samples)
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()  # mnist1d's defaults (seed 42): the dataset of the mnist1d paper
+    args.num_samples = num_samples
     d = {k: np.asarray(d_k) for k, d_k in make_dataset(args).items() if k in ("x", "y", "x_test", "y_test")}
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -131,9 +146,9 @@ def _mnist1d_arrays(root) -> dict:
     return d
 
 
-def _mnist1d(batch_size, seed, limit, *, root, **_):
-    d = _mnist1d_arrays(root)
-    x_train = torch.tensor(d["x"], dtype=torch.float32).unsqueeze(1)  # (4000, 1, 40)
+def _mnist1d(batch_size, seed, limit, *, name, root, **_):
+    d = _mnist1d_arrays(root, MNIST1D_SIZES[name])
+    x_train = torch.tensor(d["x"], dtype=torch.float32).unsqueeze(1)  # (4000, 1, 40) for "mnist1d"
     x_test = torch.tensor(d["x_test"], dtype=torch.float32).unsqueeze(1)  # (1000, 1, 40)
     x_train, x_test = _standardise(x_train, x_test)
     x_train, y_train = _subset(x_train, torch.tensor(d["y"], dtype=torch.long), limit)
@@ -188,7 +203,7 @@ def _synthetic(batch_size, seed, limit, *, shape, num_classes, size, **_):
     return _loaders(x[:limit], y[:limit], x[: max(1, size // 4)], y[: max(1, size // 4)], batch_size, seed), tuple(shape), num_classes
 
 
-LOADERS = {"digits": _digits, "mnist1d": _mnist1d, "cifar10": _cifar, "cifar100": _cifar, "synthetic": _synthetic}
+LOADERS = {"digits": _digits, "mnist1d": _mnist1d, "mnist1d-large": _mnist1d, "cifar10": _cifar, "cifar100": _cifar, "synthetic": _synthetic}
 
 
 def load(name: str, root: str | Path | None = None, batch_size: int = 128, seed: int = 0, *, limit: int | None = None,

@@ -61,6 +61,7 @@ OPTION_DEFAULTS = dict(
     threshold=None,   # EarlyCroP τ; None = timing.DEFAULT_THRESHOLD (seed rule) or timing.reference_threshold
     rule="seed",      # EarlyCroP detector rule: "seed" (‖θ_t − θ₀‖²) or "reference" (the reference code's)
     iterative=False,  # EarlyCroP: prune θ_t in CroPit's steps (re-scoring between them) instead of once
+    detect_every_steps=None,  # EarlyCroP: update the detector every N optimizer steps; None = once per epoch
     reinit=False,     # LTR: random re-initialisation instead of rewinding (open_lth's control)
     bn_l1=1e-4,       # EarlyBird: λ of the L1 penalty on BatchNorm γ (You et al. 2020)
     eb_epsilon=0.1,   # EarlyBird: Hamming distance below which the BN channel mask counts as settled
@@ -140,16 +141,30 @@ class Context:
 
 
 class WhenFired(train.Callback):
-    """At the end of each epoch ask ``signal(model)``; the first time it says True, call ``act(trainer)``, then
-    stop asking (a detector cannot watch a network whose tensors were replaced)."""
+    """At the end of each epoch — or every ``every_steps`` optimizer steps — ask ``signal(model)``; the first time
+    it says True, call ``act(trainer)``, then stop asking (a detector cannot watch a network whose tensors were
+    replaced). With ``every_steps``, ``deadline=(epoch, act)`` calls that ``act`` at the end of ``epoch`` if the
+    signal has not come by then (the maximum dense phase stays counted in epochs)."""
 
-    def __init__(self, signal: Callable[[nn.Module], bool], act: Callable[[train.Trainer], None]):
-        self.signal, self.act, self.done = signal, act, False
+    def __init__(self, signal: Callable[[nn.Module], bool], act: Callable[[train.Trainer], None],
+                 every_steps: int | None = None, deadline: tuple[int, Callable] | None = None):
+        self.signal, self.act, self.every_steps, self.deadline, self.done = signal, act, every_steps, deadline, False
 
-    def on_epoch_end(self, trainer) -> None:
+    def _ask(self, trainer) -> None:
         if not self.done and self.signal(trainer.model):
             self.done = True
             self.act(trainer)
+
+    def on_step_end(self, trainer) -> None:
+        if self.every_steps is not None and trainer.step % self.every_steps == 0:
+            self._ask(trainer)
+
+    def on_epoch_end(self, trainer) -> None:
+        if self.every_steps is None:
+            self._ask(trainer)
+        elif not self.done and self.deadline is not None and trainer.epoch >= self.deadline[0]:
+            self.done = True
+            self.deadline[1](trainer)
 
 
 class EveryEpoch(train.Callback):
@@ -245,10 +260,15 @@ def _detector_threshold(ctx: Context, structured: bool) -> dict:
 
 
 def earlycrop(structured: bool, ctx: Context) -> nn.Module:
-    """Train dense until the EarlyCroP detector fires (rich → lazy), prune θ_t with CroP(-S), keep training θ_t."""
+    """Train dense until the EarlyCroP detector fires (rich → lazy), prune θ_t with CroP(-S), keep training θ_t.
+
+    ``detect_every_steps=N`` updates the detector every N optimizer steps (its "epochs" are then blocks of N
+    steps) and may prune in the middle of an epoch: the sparse phase is then the rest of that epoch plus
+    ``epochs`` epochs, and ``prune_epoch`` counts the epochs finished before the prune."""
     c = ctx.cfg
+    every = c.detect_every_steps
     model = ctx.build_model()
-    detector = timing.EarlyCroPDetector(model, rule=c.rule, max_epochs=c.max_dense_epochs,
+    detector = timing.EarlyCroPDetector(model, rule=c.rule, max_epochs=c.max_dense_epochs if every is None else None,
                                         **_detector_threshold(ctx, structured))
 
     def prune_now(trainer):
@@ -258,10 +278,19 @@ def earlycrop(structured: bool, ctx: Context) -> nn.Module:
         else:            # SPEC §4 and the paper: one CroP / CroP-S prune at the firing epoch
             trainer.model = ctx.prune(trainer.model, "crop_nodes" if structured else "crop")
         ctx.pruned(trainer)
-        trainer.reset_optimizer(epochs=c.epochs, schedule=c.schedule)  # no rewinding: θ_t goes on
+        mid_epoch = int(trainer.epoch_step > 0)  # the running epoch's rest belongs to the sparse phase
+        trainer.reset_optimizer(epochs=c.epochs + mid_epoch, schedule=c.schedule)  # no rewinding: θ_t goes on
+
+    def forced(trainer):
+        warnings.warn(f"EarlyCroP detector ({c.rule} rule, τ = {detector.threshold:g}, every {every} steps) did not "
+                      f"fire within the maximum dense phase of {c.max_dense_epochs} epochs; pruning now (forced)",
+                      stacklevel=2)
+        detector.forced = True
+        prune_now(trainer)
 
     trainer = ctx.trainer(model, c.max_dense_epochs, schedule="constant",
-                          callbacks=[WhenFired(detector.update, prune_now)])
+                          callbacks=[WhenFired(detector.update, prune_now, every_steps=every,
+                                               deadline=(c.max_dense_epochs, forced))])
     return ctx.fit(trainer)
 
 
@@ -362,7 +391,7 @@ class Method:
     settings: tuple[str, ...] = ()
 
 
-_EARLY = ("max_dense_epochs", "threshold", "rule", "iterative")
+_EARLY = ("max_dense_epochs", "threshold", "rule", "iterative", "detect_every_steps")
 REGISTRY: dict[str, Method] = {
     "dense": Method(dense, "Dense", "Dense"),
     "random-u": Method(functools.partial(at_init, once("random")), "Random-U", "Unstructured"),
@@ -443,6 +472,8 @@ def settings(method: str, *, data=None, model=None, epochs=None, width=None, pro
     if cfg.limit is not None and (isinstance(cfg.limit, bool) or not isinstance(cfg.limit, int) or cfg.limit < 1):
         raise ValueError(f"limit must be an integer >= 1 (training samples kept) or None (the whole training set); "
                          f"got {cfg.limit!r}")
+    if cfg.detect_every_steps is not None:
+        _check_int("detect_every_steps", cfg.detect_every_steps, 1)
     if cfg.rewind_epoch > cfg.epochs:
         raise ValueError(f"rewind_epoch ({cfg.rewind_epoch}) must be <= epochs ({cfg.epochs}): θ_k is taken "
                          f"during the first training")
@@ -505,7 +536,7 @@ def run(method: str, data: str | None = None, model: str | None = None, sparsity
     device     a torch device this machine has ("cpu", "cuda", "cuda:1", ...); None = CUDA if present, else CPU
     options    any key of the profile's RUN table (batch_size, lr, score_batches, max_dense_epochs, ltr_rounds,
                rewind_epoch, ticks, dense_epochs, limit, measure_emissions, …) or of OPTION_DEFAULTS
-               (threshold, rule, iterative, reinit, bn_l1, eb_epsilon, eb_window, gate_l1)
+               (threshold, rule, iterative, detect_every_steps, reinit, bn_l1, eb_epsilon, eb_window, gate_l1)
     """
     spec = _check_method(method)
     sparsity = 0.0 if method == "dense" else _check_sparsity(sparsity)

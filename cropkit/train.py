@@ -157,6 +157,7 @@ class Trainer:
         self.history = History()
         self.epoch = 0  # finished epochs
         self.step = 0  # finished optimizer steps
+        self.epoch_step = 0  # finished optimizer steps of the running epoch (0 between epochs)
         self.stop = False
         self.last_loss = float("nan")
         self.optimizer = self.scheduler = None
@@ -167,7 +168,8 @@ class Trainer:
         """Fresh optimizer and LR schedule over ``epochs`` more epochs (default: the remaining ones).
 
         Needed after a structured prune (the parameter tensors are new) and used to start the sparse phase
-        with its own schedule. Sets ``self.epochs = self.epoch + epochs``.
+        with its own schedule. Sets ``self.epochs = self.epoch + epochs``. Called in the middle of an epoch (from
+        ``on_step_end``), the running epoch counts as one of them and the schedule spans the steps actually left.
         """
         if epochs is not None:
             self.epochs = self.epoch + epochs
@@ -176,7 +178,8 @@ class Trainer:
         remaining = max(1, self.epochs - self.epoch)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(self.optimizer_name, params, self.lr, self.weight_decay)
-        self.scheduler = make_schedule(self.schedule_name, self.optimizer, self.lr, remaining * len(self.train_loader))
+        steps = remaining * len(self.train_loader) - self.epoch_step
+        self.scheduler = make_schedule(self.schedule_name, self.optimizer, self.lr, steps)
 
     # -- running ----------------------------------------------------------------------------------------------
     def _call(self, hook: str) -> None:
@@ -235,12 +238,14 @@ class Trainer:
                 losses.append(loss)
                 accs.append(acc)
                 self.step += 1
+                self.epoch_step += 1
                 self.last_loss = loss
                 self.history.step_loss.append(loss)
                 self._call("on_step_end")
             if not losses:
                 raise ValueError("the training loader yielded no batches")
             self.epoch += 1
+            self.epoch_step = 0
             record = dict(epoch=self.epoch, train_loss=float(np.mean(losses)), train_acc=float(np.mean(accs)),
                           lr=self.optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - start)
             if self.evaluate_every_epoch and self.test_loader is not None:
