@@ -62,6 +62,7 @@ OPTION_DEFAULTS = dict(
     rule="seed",      # EarlyCroP detector rule: "seed" (‖θ_t − θ₀‖²) or "reference" (the reference code's)
     iterative=False,  # EarlyCroP: prune θ_t in CroPit's steps (re-scoring between them) instead of once
     detect_every_steps=None,  # EarlyCroP: update the detector every N optimizer steps; None = once per epoch
+    criterion=None,   # EarlyCroP: the score applied to θ_t; None = CroP (-U) / CroP-S (-S); e.g. "magnitude"
     reinit=False,     # LTR: random re-initialisation instead of rewinding (open_lth's control)
     bn_l1=1e-4,       # EarlyBird: λ of the L1 penalty on BatchNorm γ (You et al. 2020)
     eb_epsilon=0.1,   # EarlyBird: Hamming distance below which the BN channel mask counts as settled
@@ -259,14 +260,27 @@ def _detector_threshold(ctx: Context, structured: bool) -> dict:
     return dict(threshold=c.threshold)
 
 
+def _early_criterion(cfg, structured: bool) -> str:
+    """The score EarlyCroP applies to θ_t: ``criterion`` if given, else CroP / CroP-S; checked."""
+    criterion = cfg.criterion or ("crop_nodes" if structured else "crop")
+    kind, allowed = ("node", scores.NODE_SCORES) if structured else ("weight", scores.WEIGHT_SCORES)
+    if criterion not in allowed:
+        raise ValueError(f"criterion {criterion!r} is not a {kind} score; choose one of {sorted(allowed)}")
+    if cfg.iterative and cfg.criterion is not None:
+        raise ValueError("iterative=True re-scores with CroP in CroPit's steps; it takes no other criterion")
+    return criterion
+
+
 def earlycrop(structured: bool, ctx: Context) -> nn.Module:
     """Train dense until the EarlyCroP detector fires (rich → lazy), prune θ_t with CroP(-S), keep training θ_t.
 
     ``detect_every_steps=N`` updates the detector every N optimizer steps (its "epochs" are then blocks of N
     steps) and may prune in the middle of an epoch: the sparse phase is then the rest of that epoch plus
-    ``epochs`` epochs, and ``prune_epoch`` counts the epochs finished before the prune."""
+    ``epochs`` epochs, and ``prune_epoch`` counts the epochs finished before the prune. ``criterion`` swaps the
+    score applied to θ_t (e.g. "magnitude"), to separate *when* EarlyCroP prunes from *how* (lesson 03)."""
     c = ctx.cfg
     every = c.detect_every_steps
+    criterion = _early_criterion(c, structured)
     model = ctx.build_model()
     detector = timing.EarlyCroPDetector(model, rule=c.rule, max_epochs=c.max_dense_epochs if every is None else None,
                                         **_detector_threshold(ctx, structured))
@@ -275,8 +289,8 @@ def earlycrop(structured: bool, ctx: Context) -> nn.Module:
         if c.iterative:  # the reference code's EarlyCROP re-scores θ_t in CroPit's cumulative steps
             trainer.model = prune.cropit(trainer.model, ctx.batches, ctx.sparsity, structured=structured,
                                          example_inputs=ctx.example_inputs)
-        else:            # SPEC §4 and the paper: one CroP / CroP-S prune at the firing epoch
-            trainer.model = ctx.prune(trainer.model, "crop_nodes" if structured else "crop")
+        else:            # the paper (Section 4): one CroP / CroP-S prune at the firing epoch
+            trainer.model = ctx.prune(trainer.model, criterion)
         ctx.pruned(trainer)
         mid_epoch = int(trainer.epoch_step > 0)  # the running epoch's rest belongs to the sparse phase
         trainer.reset_optimizer(epochs=c.epochs + mid_epoch, schedule=c.schedule)  # no rewinding: θ_t goes on
@@ -391,7 +405,7 @@ class Method:
     settings: tuple[str, ...] = ()
 
 
-_EARLY = ("max_dense_epochs", "threshold", "rule", "iterative", "detect_every_steps")
+_EARLY = ("max_dense_epochs", "threshold", "rule", "iterative", "detect_every_steps", "criterion")
 REGISTRY: dict[str, Method] = {
     "dense": Method(dense, "Dense", "Dense"),
     "random-u": Method(functools.partial(at_init, once("random")), "Random-U", "Unstructured"),
@@ -474,6 +488,8 @@ def settings(method: str, *, data=None, model=None, epochs=None, width=None, pro
                          f"got {cfg.limit!r}")
     if cfg.detect_every_steps is not None:
         _check_int("detect_every_steps", cfg.detect_every_steps, 1)
+    if method in ("earlycrop-u", "earlycrop-s"):
+        _early_criterion(cfg, structured=method == "earlycrop-s")
     if cfg.rewind_epoch > cfg.epochs:
         raise ValueError(f"rewind_epoch ({cfg.rewind_epoch}) must be <= epochs ({cfg.epochs}): θ_k is taken "
                          f"during the first training")
@@ -536,7 +552,7 @@ def run(method: str, data: str | None = None, model: str | None = None, sparsity
     device     a torch device this machine has ("cpu", "cuda", "cuda:1", ...); None = CUDA if present, else CPU
     options    any key of the profile's RUN table (batch_size, lr, score_batches, max_dense_epochs, ltr_rounds,
                rewind_epoch, ticks, dense_epochs, limit, measure_emissions, …) or of OPTION_DEFAULTS
-               (threshold, rule, iterative, detect_every_steps, reinit, bn_l1, eb_epsilon, eb_window, gate_l1)
+               (threshold, rule, iterative, detect_every_steps, criterion, reinit, bn_l1, eb_epsilon, eb_window, gate_l1)
     """
     spec = _check_method(method)
     sparsity = 0.0 if method == "dense" else _check_sparsity(sparsity)
