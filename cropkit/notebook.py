@@ -174,12 +174,15 @@ def sync(path: str | Path) -> bool:
     text = paired_text(path)
     stamp = lambda: tuple(p.read_bytes() if p.exists() else b"" for p in (path, text))  # noqa: E731
     before = stamp()
-    if text.exists() or path.exists():
+    for _ in range(3):  # a pair made from a new .py settles on the second round; a committed pair on the first
+        start = stamp()
         jupytext_cli(["--sync", "--quiet", str(path if path.exists() else text)])
-    nb = jupytext.read(path)
-    if normalise(nb):
-        jupytext.write(nb, path)
-    jupytext_cli(["--to", TEXT_FORMAT, "--quiet", str(path)])
+        nb = jupytext.read(path)
+        if normalise(nb):
+            jupytext.write(nb, path)
+        jupytext_cli(["--to", TEXT_FORMAT, "--quiet", str(path)])
+        if stamp() == start:
+            break
     return stamp() != before
 
 

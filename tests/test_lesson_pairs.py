@@ -141,3 +141,16 @@ def test_sync_command_line(pair, capsys):
     assert notebook.main(["--sync", str(text)]) == 0
     assert "synced" in capsys.readouterr().out and "from an editor" in ipynb.read_text()
     assert notebook.main(["--sync", str(ipynb)]) == 0 and capsys.readouterr().out == ""
+
+
+def test_a_new_lesson_written_as_py(tmp_path):
+    shutil.copyfile(ROOT / "notebooks" / "jupytext.toml", tmp_path / "jupytext.toml")
+    text = tmp_path / "09_new.py"
+    text.write_text('# %% [markdown]\n# # 09 · New\n\n# %% tags=["parameters"]\nPROFILE = "cpu"  # type: str  p\n'
+                    '\n# %%\nprint(PROFILE)\n')
+    assert notebook.sync(text)
+    ipynb = tmp_path / "09_new.ipynb"
+    nb = nbformat.read(str(ipynb), as_version=4)
+    assert [c.id for c in nb.cells] == ["cell-00", "cell-01", "cell-02", "cell-03"]
+    assert nb.cells[1].source == notebook.install_cell_source() and nb.cells[2].metadata["tags"] == ["parameters"]
+    assert notebook.pair_differences(ipynb) == [] and not notebook.sync(ipynb) and not notebook.sync(text)
