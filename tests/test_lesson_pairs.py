@@ -154,3 +154,19 @@ def test_a_new_lesson_written_as_py(tmp_path):
     assert [c.id for c in nb.cells] == ["cell-00", "cell-01", "cell-02", "cell-03"]
     assert nb.cells[1].source == notebook.install_cell_source() and nb.cells[2].metadata["tags"] == ["parameters"]
     assert notebook.pair_differences(ipynb) == [] and not notebook.sync(ipynb) and not notebook.sync(text)
+
+
+def test_jupyterlab_with_jupytext_saves_both_files(pair):
+    """What `./kit lab` does on save: jupytext's contents manager (rooted at notebooks/) writes the .ipynb and the
+    .py; the ids stay, and the pair is in its committed form."""
+    from jupytext import TextFileContentsManager
+
+    ipynb, text = pair
+    manager = TextFileContentsManager()
+    manager.root_dir = str(ipynb.parent)
+    nb = manager.get(ipynb.name)["content"]
+    nb.cells[0].source += "\n\nSaved from JupyterLab."
+    manager.save({"type": "notebook", "content": nb}, ipynb.name)
+    assert "Saved from JupyterLab." in text.read_text() and notebook.pair_differences(ipynb) == []
+    saved = nbformat.read(str(ipynb), as_version=4)
+    assert not notebook.normalise(saved) and saved.cells[0].id == "cell-00"
