@@ -93,8 +93,11 @@ TEXT_FORMAT = "py:percent"  # the paired text file of notebooks/NN_name.ipynb is
 INSTALL_TAG = "hosted-install"
 CELL_ID = re.compile(r"^cell-(\d+)$")
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
-_RUNTIME_CELL_METADATA = ("collapsed", "scrolled", "execution", "ExecuteTime", "jp-MarkdownHeadingCollapsed",
-                          "trusted", "papermill")
+# what running or viewing a notebook writes into a cell (dropped by normalise; jupytext keeps most of it out of the .py)
+_RUNTIME_CELL_METADATA = ("autoscroll", "collapsed", "scrolled", "execution", "ExecuteTime",
+                          "jp-MarkdownHeadingCollapsed", "trusted", "papermill")
+# jupytext's own layout hints (blank lines, markers), not content
+_LAYOUT_CELL_METADATA = ("cell_marker", "lines_to_next_cell", "lines_to_end_of_cell_marker", "skipline", "noskipline")
 
 
 def paired_text(path: str | Path) -> Path:
@@ -103,7 +106,8 @@ def paired_text(path: str | Path) -> Path:
 
 
 def _cell_key(cell) -> tuple:
-    metadata = {k: v for k, v in cell.get("metadata", {}).items() if k not in _RUNTIME_CELL_METADATA}
+    ignored = _RUNTIME_CELL_METADATA + _LAYOUT_CELL_METADATA
+    metadata = {k: v for k, v in cell.get("metadata", {}).items() if k not in ignored}
     return cell["cell_type"], cell["source"].rstrip("\n"), json.dumps(metadata, sort_keys=True)
 
 
