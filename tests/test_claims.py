@@ -20,6 +20,8 @@ def test_one_row_per_claim_with_a_verdict(table):
     assert list(table.claim) == [c.statement for c in ck.claims.CLAIMS]
     assert set(table.verdict) <= VERDICTS
     assert all(table.kit.str.contains("%")) and all(table.paper.str.len() > 10)
+    saves = table.kit.iloc[4]
+    assert "timed interleaved" in saves and saves.count("×") >= 4
 
 
 def test_ranking_claims_name_their_rank_among_the_right_field(table):
@@ -56,7 +58,11 @@ def test_command_writes_the_table_from_cached_runs(table, cache, tmp_path, capsy
 
     out = tmp_path / "claims.md"
     assert cli.main(["claims", "--profile", "smoke", "--cache-dir", str(cache), "--out", str(out), "--quiet"]) == 0
-    assert out.read_text() == ck.claims.markdown(table)  # every run replayed: the same numbers
+    timed = "Structured pruning saves"  # timed afresh on every call; every other number comes from the cached runs
+
+    def replayed(text):
+        return [line for line in text.splitlines() if timed not in line]
+    assert replayed(out.read_text()) == replayed(ck.claims.markdown(table))
 
 
 def test_command_rejects_an_unwritable_output_before_running(tmp_path, capsys):
