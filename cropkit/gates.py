@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from . import scores as S
+from .plumbing import eval_mode
 
 
 class GateDecorator:
@@ -66,7 +67,7 @@ class GateDecorator:
         total = [torch.zeros_like(g) for g in gates]
         optimizer = torch.optim.SGD(gates, lr=lr)
         try:
-            with S._eval_mode(self.model):
+            with eval_mode(self.model):
                 for inputs, targets in data:
                     optimizer.zero_grad(set_to_none=True)
                     loss_fn(self.model(inputs), targets).backward()  # the gates' hooks add λ·sign(φ)

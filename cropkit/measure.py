@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .models import classifier_name, prunable_layers
+from .plumbing import device_of, eval_mode
 
 
 # ----------------------------------------------------------------------------- counts and sparsity
@@ -99,11 +100,8 @@ def flops(model: nn.Module, example_inputs) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     inputs = _as_tuple(example_inputs)
-    was_training = model.training
-    model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    with eval_mode(model), torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(*inputs)
-    model.train(was_training)
     return counter.get_total_flops() / inputs[0].shape[0]
 
 
@@ -126,15 +124,12 @@ def nonzero_macs(model: nn.Module, example_inputs) -> float:
 
     for _, m in prunable_layers(model):
         handles.append(m.register_forward_hook(hook))
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(inputs[0][:1], *inputs[1:])  # one sample: the hook counts per sample
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
     return total
 
 
@@ -162,10 +157,6 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 def _training_step(model, optimizer, x, y, loss_fn):
     optimizer.zero_grad(set_to_none=True)
     loss_fn(model(x), y).backward()
@@ -181,7 +172,7 @@ def batch_time(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *,
     import copy
 
     model = copy.deepcopy(model).train()
-    device = _device_of(model)
+    device = device_of(model)
     x, y = inputs.to(device), targets.to(device)
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
@@ -198,12 +189,10 @@ def batch_time(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *,
 
 def inference_time(model: nn.Module, inputs: torch.Tensor, *, warmup: int = 3, repeats: int = 10) -> float:
     """Median milliseconds of one eval-mode forward pass without gradients."""
-    device = _device_of(model)
+    device = device_of(model)
     x = inputs.to(device)
-    was_training = model.training
-    model.eval()
     times = []
-    with torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         for i in range(warmup + repeats):
             _sync(device)
             start = time.perf_counter()
@@ -211,7 +200,6 @@ def inference_time(model: nn.Module, inputs: torch.Tensor, *, warmup: int = 3, r
             _sync(device)
             if i >= warmup:
                 times.append((time.perf_counter() - start) * 1e3)
-    model.train(was_training)
     return statistics.median(times)
 
 
@@ -238,7 +226,7 @@ def peak_memory(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *
     import copy
 
     model = copy.deepcopy(model).train()
-    device = _device_of(model)
+    device = device_of(model)
     x, y = inputs.to(device), targets.to(device)
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)

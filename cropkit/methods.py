@@ -49,6 +49,7 @@ from torch.utils.data import DataLoader
 from . import data as data_lib
 from . import gates as gates_lib
 from . import measure, models, profiles, prune, scores, timing, train
+from .plumbing import plain_name
 from .results import (Result, cache_path, code_version, default_cache_dir, library_versions,  # noqa: F401
                       load_cached, paper_table, save_table, store, unwritable)
 
@@ -193,15 +194,10 @@ class Snapshot(train.Callback):
             self.state = state_of(trainer.model)
 
 
-def _plain(name: str) -> str:
-    """The name of a tensor whatever mask re-parametrisation wraps it."""
-    return name.replace(".parametrizations.weight.original", ".weight")
-
-
 def state_of(model: nn.Module) -> dict[str, torch.Tensor]:
     """{plain name: copy} of every parameter and buffer (masks excluded)."""
     tensors = list(model.named_parameters()) + list(model.named_buffers())
-    return {_plain(n): t.detach().clone() for n, t in tensors if ".parametrizations." not in n or
+    return {plain_name(n): t.detach().clone() for n, t in tensors if ".parametrizations." not in n or
             n.endswith(".original")}
 
 
@@ -209,8 +205,8 @@ def state_of(model: nn.Module) -> dict[str, torch.Tensor]:
 def rewind(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Set every parameter and buffer to ``state``; masks stay, so pruned weights stay zero (LTR's rewinding)."""
     for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
-        if _plain(name) in state:
-            tensor.copy_(state[_plain(name)])
+        if plain_name(name) in state:
+            tensor.copy_(state[plain_name(name)])
 
 
 class BatchNormL1:

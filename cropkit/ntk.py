@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, jacrev, vmap
 
 from .models import prunable_layers
+from .plumbing import eval_mode
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 PARAM_SETS = ("all", "prunable")
@@ -56,14 +57,11 @@ def evaluation(model: nn.Module) -> Iterator[nn.Module]:
     Also restores plain tensor attributes (``module.weight`` written by a ``torch.nn.utils.prune`` hook):
     a forward under ``functional_call``/``vmap`` would otherwise leave a dead functorch wrapper there.
     """
-    modes = [(m, m.training) for m in model.modules()]
     attributes = [(m, k, v) for m in model.modules() for k, v in vars(m).items() if isinstance(v, Tensor)]
-    model.eval()
     try:
-        yield model
+        with eval_mode(model):
+            yield model
     finally:
-        for m, training in modes:
-            m.training = training
         for m, k, v in attributes:
             setattr(m, k, v)
 

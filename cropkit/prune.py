@@ -47,6 +47,7 @@ from torch.nn.utils import parametrize
 
 from cropkit import scores as S
 from cropkit.models import classifier_name, require_prunable
+from cropkit.plumbing import device_of, eval_mode
 
 BUDGETS = ("weights", "nodes", "flops")
 SCOPES = ("global", "layer")
@@ -270,7 +271,7 @@ def _trace(model: nn.Module, example_inputs: torch.Tensor):
     import torch_pruning as tp  # imported here: only structured pruning needs it
 
     layers = _layers(model)
-    with S._eval_mode(model):
+    with eval_mode(model):
         positions = _output_positions(model, example_inputs)
         unseen = [name for name, _ in layers if name not in positions]
         if unseen:  # e.g. attention's out_proj (called through F.multi_head_attention_forward), aux classifiers
@@ -411,7 +412,7 @@ class StructuredPlan:
     _cuts: list = field(repr=False)
 
     def apply(self) -> nn.Module:
-        with S._eval_mode(self.model):
+        with eval_mode(self.model):
             for root, handler, idxs in self._cuts:
                 self._graph.get_pruning_group(root, handler, idxs).prune()
         return self.model
@@ -434,7 +435,7 @@ def structured_plan(model: nn.Module, node_scores: dict[str, torch.Tensor], spar
     node_scores = _check_node_scores(model, node_scores)
     if not isinstance(example_inputs, torch.Tensor):
         raise ValueError("example_inputs must be a tensor batch the model accepts (used to trace the dependencies)")
-    example_inputs = example_inputs.to(S._device(model))
+    example_inputs = example_inputs.to(device_of(model))
     classifier = dict(layers)[classifier_name(model)]
     positions, graph = _trace(model, example_inputs)
     names = {m: n for n, m in model.named_modules()}

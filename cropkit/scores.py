@@ -61,6 +61,7 @@ from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
 from cropkit.models import classifier_name, require_prunable
+from cropkit.plumbing import eval_mode
 
 Scores = dict[str, torch.Tensor]
 NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -78,10 +79,6 @@ def _node_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(name, m) for name, m in _layers(model) if name != classifier]
 
 
-def _device(model: nn.Module) -> torch.device:
-    return next(iter(model.parameters()), torch.empty(0)).device
-
-
 def _batches(batches: Iterable, model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
     weight = _layers(model)[0][1].weight  # validates the model first
     device, dtype = weight.device, weight.dtype
@@ -93,18 +90,6 @@ def _batches(batches: Iterable, model: nn.Module) -> list[tuple[torch.Tensor, to
         raise ValueError("batches is empty; pass an iterable of at least one (inputs, targets) batch "
                          "from the training set")
     return out
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module):
-    """Score in eval mode, then give every submodule back its own mode."""
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, training in modes.items():
-            m.training = training
 
 
 def _effective_weights(model: nn.Module) -> Scores:
@@ -139,7 +124,7 @@ def _sum_over_batches(model: nn.Module, batches, loss_fn: Callable | None, per_b
     prunable weights of that forward pass (``parametrize.cached``: a masked weight is computed once)."""
     loss_fn, data = _loss_fn(loss_fn), _batches(batches, model)
     total = None
-    with _eval_mode(model):
+    with eval_mode(model):
         for inputs, targets in data:
             with parametrize.cached():
                 weights = _effective_weights(model)
@@ -243,7 +228,7 @@ def synflow(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scores:
             if tensor.is_floating_point():
                 tensor.abs_()
     ones = torch.ones((1, *inputs.shape[1:]), dtype=torch.float64, device=inputs.device)
-    with _eval_mode(linear), parametrize.cached():
+    with eval_mode(linear), parametrize.cached():
         weights = _effective_weights(linear)
         grads = _grad(linear(ones).sum(), list(weights.values()))
     dtype = next(iter(model.parameters())).dtype
@@ -284,7 +269,7 @@ def _gate_gradient(model: nn.Module, batches, gated: dict[str, nn.Module], loss_
     loss_fn, data = _loss_fn(loss_fn), _batches(batches, model)
     like = next(iter(model.parameters()))
     total = None
-    with _eval_mode(model), gates(gated, like) as cs:
+    with eval_mode(model), gates(gated, like) as cs:
         for inputs, targets in data:
             loss = loss_fn(model(inputs), targets) / len(data)
             grads = _grad(loss, list(cs.values()))
@@ -334,7 +319,7 @@ def crop_nodes(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scores
     g = _flowing(model, gradient(model, data, loss_fn))  # g ⊙ m on a masked network, as in `hessian_gradient`
     like = next(iter(model.parameters()))
     total = None
-    with _eval_mode(model), gates(dict(_node_layers(model)), like) as cs:
+    with eval_mode(model), gates(dict(_node_layers(model)), like) as cs:
         for inputs, targets in data:
             with parametrize.cached():
                 weights = _effective_weights(model)
@@ -370,7 +355,7 @@ def following_norms(model: nn.Module, batches) -> dict[str, str]:
                     found[layer] = name
             handles.append(m.register_forward_pre_hook(pre))
     try:
-        with _eval_mode(model), torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(inputs[:1])
     finally:
         for handle in handles:

@@ -24,6 +24,8 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from .plumbing import plain_name
+
 DEFAULT_THRESHOLD = 0.1  # τ of the seed rule; notebook 02 shows how the detection epoch moves with it
 RULES = ("seed", "reference")
 # The epoch whose value normalises the ratio: Δ_1 for the seed rule, d_2 for the reference rule (d_1 = 0).
@@ -75,14 +77,8 @@ def detection_epoch(history: Sequence[float], threshold: float, rule: str = "see
 
 # ----------------------------------------------------------------------------- parameters and distances
 
-def _canonical(name: str) -> str:
-    """One name per parameter whatever pruning re-parametrisation wraps it (weight_orig, parametrizations)."""
-    name = re.sub(r"\.parametrizations\.(\w+)\.original$", r".\1", name)
-    return re.sub(r"_orig$", "", name)
-
-
 def _trainable(model: nn.Module) -> dict[str, Tensor]:
-    params = {_canonical(n): p for n, p in model.named_parameters() if p.requires_grad}
+    params = {plain_name(n): p for n, p in model.named_parameters() if p.requires_grad}
     if not params:
         raise ValueError(f"{type(model).__name__} has no trainable parameters to watch")
     return params
