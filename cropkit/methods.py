@@ -49,7 +49,7 @@ from torch.utils.data import DataLoader
 from . import data as data_lib
 from . import gates as gates_lib
 from . import measure, models, profiles, prune, scores, timing, train
-from .plumbing import plain_name
+from .callbacks import BatchNormL1, DetectorCallback, EveryEpoch, Snapshot, rewind, state_of  # noqa: F401
 from .results import (Result, cache_path, code_version, default_cache_dir, library_versions,  # noqa: F401
                       load_cached, paper_table, save_table, store, unwritable)
 
@@ -141,88 +141,6 @@ class Context:
         return prune.structured(model, node_scores, sparsity, self.example_inputs, **structured)
 
 
-class WhenFired(train.Callback):
-    """At the end of each epoch — or every ``every_steps`` optimizer steps — ask ``signal(model)``; the first time
-    it says True, call ``act(trainer)``, then stop asking (a detector cannot watch a network whose tensors were
-    replaced). With ``every_steps``, ``deadline=(epoch, act)`` calls that ``act`` at the end of ``epoch`` if the
-    signal has not come by then (the maximum dense phase stays counted in epochs)."""
-
-    def __init__(self, signal: Callable[[nn.Module], bool], act: Callable[[train.Trainer], None],
-                 every_steps: int | None = None, deadline: tuple[int, Callable] | None = None):
-        self.signal, self.act, self.every_steps, self.deadline, self.done = signal, act, every_steps, deadline, False
-
-    def _ask(self, trainer) -> None:
-        if not self.done and self.signal(trainer.model):
-            self.done = True
-            self.act(trainer)
-
-    def on_step_end(self, trainer) -> None:
-        if self.every_steps is not None and trainer.step % self.every_steps == 0:
-            self._ask(trainer)
-
-    def on_epoch_end(self, trainer) -> None:
-        if self.every_steps is None:
-            self._ask(trainer)
-        elif not self.done and self.deadline is not None and trainer.epoch >= self.deadline[0]:
-            self.done = True
-            self.deadline[1](trainer)
-
-
-class EveryEpoch(train.Callback):
-    """Call ``act(trainer)`` at the end of epochs 1..``until``."""
-
-    def __init__(self, until: int, act: Callable[[train.Trainer], None]):
-        self.until, self.act = until, act
-
-    def on_epoch_end(self, trainer) -> None:
-        if trainer.epoch <= self.until:
-            self.act(trainer)
-
-
-class Snapshot(train.Callback):
-    """Keeps a copy of every parameter and buffer after epoch ``epoch`` (0 = before training): LTR's θ_k."""
-
-    def __init__(self, epoch: int):
-        self.epoch, self.state = epoch, None
-
-    def on_train_begin(self, trainer) -> None:
-        if self.epoch == 0:
-            self.state = state_of(trainer.model)
-
-    def on_epoch_end(self, trainer) -> None:
-        if trainer.epoch == self.epoch:
-            self.state = state_of(trainer.model)
-
-
-def state_of(model: nn.Module) -> dict[str, torch.Tensor]:
-    """{plain name: copy} of every parameter and buffer (masks excluded)."""
-    tensors = list(model.named_parameters()) + list(model.named_buffers())
-    return {plain_name(n): t.detach().clone() for n, t in tensors if ".parametrizations." not in n or
-            n.endswith(".original")}
-
-
-@torch.no_grad()
-def rewind(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Set every parameter and buffer to ``state``; masks stay, so pruned weights stay zero (LTR's rewinding)."""
-    for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
-        if plain_name(name) in state:
-            tensor.copy_(state[plain_name(name)])
-
-
-class BatchNormL1:
-    """Adds the subgradient λ·sign(γ) of λ‖γ‖₁ to the gradient of every BatchNorm γ (network slimming, as used by
-    EarlyBird), through gradient hooks, so the training loop stays unaware of it. ``remove()`` ends it."""
-
-    def __init__(self, model: nn.Module, strength: float):
-        self.handles = [m.weight.register_hook(lambda g, w=m.weight: g + strength * torch.sign(w.detach()))
-                        for m in model.modules()
-                        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None]
-
-    def remove(self) -> None:
-        for handle in self.handles:
-            handle.remove()
-
-
 # ----------------------------------------------------------------------------- the methods
 
 def dense(ctx: Context) -> nn.Module:
@@ -285,8 +203,8 @@ def earlycrop(structured: bool, ctx: Context) -> nn.Module:
         prune_now(trainer)
 
     trainer = ctx.trainer(model, c.max_dense_epochs, schedule="constant",
-                          callbacks=[WhenFired(detector.update, prune_now, every_steps=every,
-                                               deadline=(c.max_dense_epochs, forced))])
+                          callbacks=[DetectorCallback(detector, every_steps=every, on_fire=prune_now,
+                                                      deadline=(c.max_dense_epochs, forced))])
     return ctx.fit(trainer)
 
 
@@ -330,7 +248,7 @@ def earlybird(ctx: Context) -> nn.Module:
         trainer.reset_optimizer(epochs=c.epochs, schedule=c.schedule)
 
     trainer = ctx.trainer(model, c.max_dense_epochs, schedule="constant",
-                          callbacks=[WhenFired(detector.update, prune_now)])
+                          callbacks=[DetectorCallback(detector, on_fire=prune_now)])
     return ctx.fit(trainer)
 
 

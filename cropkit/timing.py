@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import collections
 import math
-import re
 import warnings
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -292,54 +291,4 @@ class EarlyBirdDetector:
         return False
 
 
-# ----------------------------------------------------------------------------- as a training callback
-
-def _callback_base():
-    from .train import Callback
-
-    return Callback
-
-
-class DetectorCallback(_callback_base()):
-    """Feeds a detector from ``cropkit.train.Trainer`` and records when it fired; it does not prune.
-
-        det = DetectorCallback(EarlyCroPDetector(model), on_fire=lambda trainer: ...)
-        Trainer(model, data, epochs, callbacks=[det]).fit();  det.fired_epoch
-
-    ``every_steps=N`` updates the detector every N optimizer steps instead of every epoch (its "epochs" are
-    then blocks of N steps). ``record_steps=True`` also records the squared distance from the detector's
-    anchor after every step into ``step_distances`` (EarlyCroP detector only; the anchor is θ₀ for the seed
-    rule, θ_ref after epoch 1 for the reference rule; one device sync per step, meant for plots).
-    ``on_fire(trainer)`` is called once, right after the detector fires.
-    """
-
-    def __init__(self, detector, every_steps: int | None = None, record_steps: bool = False,
-                 on_fire: Callable | None = None):
-        if every_steps is not None and every_steps < 1:
-            raise ValueError(f"every_steps must be >= 1 or None; got {every_steps}")
-        if record_steps and not hasattr(detector, "squared_distance"):
-            raise ValueError(f"record_steps needs an EarlyCroPDetector; got {type(detector).__name__}")
-        self.detector, self.every_steps, self.record_steps, self.on_fire = detector, every_steps, record_steps, on_fire
-        self.step_distances: list[float] = []
-        self.fired_epoch: int | None = None  # trainer epochs finished when it fired
-        self.fired_step: int | None = None   # trainer steps finished when it fired
-
-    @property
-    def forced(self) -> bool:
-        return self.detector.forced
-
-    def _update(self, trainer) -> None:
-        if self.detector.update(trainer.model):
-            self.fired_epoch, self.fired_step = trainer.epoch, trainer.step
-            if self.on_fire is not None:
-                self.on_fire(trainer)
-
-    def on_step_end(self, trainer) -> None:
-        if self.record_steps:
-            self.step_distances.append(self.detector.squared_distance(trainer.model))
-        if self.every_steps is not None and trainer.step % self.every_steps == 0:
-            self._update(trainer)
-
-    def on_epoch_end(self, trainer) -> None:
-        if self.every_steps is None:
-            self._update(trainer)
+from .callbacks import DetectorCallback  # noqa: E402,F401  (its home is cropkit.callbacks; kept importable here)
