@@ -287,7 +287,7 @@ def random_nodes(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scor
     per layer would give a residual stream of 3 members an Irwin–Hall(3) score: on ResNet18 at 0.9 it kept
     75–92 % of its channels and the block-internal convs 3–19 %.) ``batches``: one batch traces the groups.
     """
-    from cropkit.prune import coupled_outputs  # prune imports this module
+    from cropkit.dependencies import coupled_outputs  # it imports this module
 
     inputs, _ = _batches(batches, model)[0]
     out = {name: torch.zeros(m.weight.shape[0], dtype=torch.float64) for name, m in _node_layers(model)}
