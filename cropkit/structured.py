@@ -129,15 +129,32 @@ def structured_plan(model: nn.Module, node_scores: dict[str, torch.Tensor], spar
     already-shrunk model can be pruned further to a sparsity measured against the original dense one.
     """
     sparsity = _check_sparsity(sparsity)
+    example_inputs = _check_plan_inputs(model, node_scores, example_inputs, budget, scope)
+    table, groups, graph = _scored_groups(model, node_scores, example_inputs)
+    order = _order(groups, table, budget, scope)
+    chosen, achieved = _choose(groups, table, order, sparsity, budget, dense_weights)
+    removed, cuts = _cuts(groups, chosen)
+    _warn_single_nodes(table[:-1], removed, sparsity, budget)
+    return StructuredPlan(model, removed, budget, sparsity, achieved["weights"], achieved["nodes"],
+                          achieved["flops"], graph, cuts)
+
+
+def _check_plan_inputs(model, node_scores, example_inputs, budget: str, scope: str) -> torch.Tensor:
+    """Validate what a plan is asked for; returns ``example_inputs`` on the model's device."""
     _choice(budget, BUDGETS, "budget")
     _choice(scope, SCOPES, "scope")
-    layers = _layers(model)
-    if any(_mask_module(m) is not None for _, m in layers):
+    if any(_mask_module(m) is not None for _, m in _layers(model)):
         raise ValueError("the model carries unstructured masks; call cropkit.prune.make_permanent(model) first")
-    node_scores = _check_node_scores(model, node_scores)
+    _check_node_scores(model, node_scores)
     if not isinstance(example_inputs, torch.Tensor):
         raise ValueError("example_inputs must be a tensor batch the model accepts (used to trace the dependencies)")
-    example_inputs = example_inputs.to(device_of(model))
+    return example_inputs.to(device_of(model))
+
+
+def _scored_groups(model: nn.Module, node_scores, example_inputs: torch.Tensor):
+    """(the layer table, the coupled groups with their unit scores, torch-pruning's graph): the classifier's
+    outputs are never removed, and a group with no scored member stays whole."""
+    layers = _layers(model)
     classifier = dict(layers)[classifier_name(model)]
     positions, graph = _trace(model, example_inputs)
     names = {m: n for n, m in model.named_modules()}
@@ -145,8 +162,13 @@ def structured_plan(model: nn.Module, node_scores: dict[str, torch.Tensor], spar
     slot = {layer.name: (i, layer.depthwise) for i, layer in enumerate(table)}
     groups = [g for g in (_read_group(graph, grp, names, slot, node_scores)
                           for grp in graph.get_all_groups(ignored_layers=[classifier])) if g is not None]
+    return table, groups, graph
 
-    order = _order(groups, table, budget, scope)
+
+def _choose(groups: list[_Group], table: list[_Layer], order: list[tuple[int, int]], sparsity: float, budget: str,
+            dense_weights: int | None) -> tuple[list[tuple[int, int]], dict[str, float]]:
+    """The units removed — the prefix of ``order`` closest to the target, plus the one later unit that lands
+    closer still — and the exact sparsities they give."""
     width = 2 * len(table)
     steps = torch.stack([groups[gi].counts[u] for gi, u in order]) if order else torch.zeros(0, width)
     cumulative = torch.cat([torch.zeros(1, width, dtype=torch.float64), steps.double().cumsum(0)])
@@ -165,8 +187,11 @@ def structured_plan(model: nn.Module, node_scores: dict[str, torch.Tensor], spar
         j = int(torch.argmin((trial - sparsity).abs()))
         if abs(float(trial[j]) - sparsity) < abs(float(measure(final[None])[budget][0]) - sparsity):
             chosen, final = chosen + [order[k + j]], cumulative[k] + steps[k + j]
-    achieved = {key: float(v[0]) for key, v in measure(final[None]).items()}
+    return chosen, {key: float(v[0]) for key, v in measure(final[None]).items()}
 
+
+def _cuts(groups: list[_Group], chosen: list[tuple[int, int]]) -> tuple[dict[str, list[int]], list]:
+    """({module: removed dense output indices}, [(root, handler, root indices)] for torch-pruning's surgery)."""
     removed_units: dict[int, list[int]] = {}
     for gi, u in chosen:
         removed_units.setdefault(gi, []).append(u)
@@ -178,9 +203,7 @@ def structured_plan(model: nn.Module, node_scores: dict[str, torch.Tensor], spar
         for name, idx, root_idx in group.outputs:
             hit = idx[torch.isin(root_idx, roots)].tolist()
             removed[name] = sorted(set(removed.get(name, [])) | set(hit))
-    _warn_single_nodes(table[:-1], removed, sparsity, budget)
-    return StructuredPlan(model, removed, budget, sparsity, achieved["weights"], achieved["nodes"],
-                          achieved["flops"], graph, cuts)
+    return removed, cuts
 
 
 def _warn_single_nodes(node_layers: list[_Layer], removed: dict[str, list[int]], sparsity: float,
@@ -198,7 +221,7 @@ def _closest(achieved: torch.Tensor, target: float, budget: str) -> int:
     reached = torch.nonzero(achieved >= target - 1e-12).flatten()
     if reached.numel() == 0:
         warnings.warn(f"structured pruning reaches at most {float(achieved.max()):.4f} {budget} sparsity "
-                      f"(every layer keeps a node); asked for {target}", stacklevel=3)
+                      f"(every layer keeps a node); asked for {target}", stacklevel=4)
         return int(torch.argmax(achieved))
     k = int(reached[0])
     if k > 0 and abs(float(achieved[k - 1]) - target) < abs(float(achieved[k]) - target):
