@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from cropkit import scores as S
+from cropkit.derivatives import _node_layers
 from cropkit.masks import _layers
 from cropkit.models import classifier_name
 from cropkit.plumbing import eval_mode
@@ -118,7 +118,7 @@ def coupled_outputs(model: nn.Module, example_inputs: torch.Tensor) -> list[tupl
     (n root channels, [(layer name, its output channel indices, the matching root indices), …]). The layers of
     a group lose their channels together (residual adds, concats, grouped convs)."""
     classifier = dict(_layers(model))[classifier_name(model)]
-    nodes = {name for name, _ in S._node_layers(model)}
+    nodes = {name for name, _ in _node_layers(model)}
     _, graph = _trace(model, example_inputs)
     names = {m: n for n, m in model.named_modules()}
     out = []

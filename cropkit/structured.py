@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from cropkit import scores as S
+from cropkit.derivatives import _node_layers
 from cropkit.dependencies import _Group, _Layer, _read_group, _trace
 from cropkit.masks import _check_sparsity, _choice, _layers, _mask_module
 from cropkit.models import classifier_name
@@ -41,7 +41,7 @@ SCOPES = ("global", "layer")
 
 
 def _check_node_scores(model: nn.Module, node_scores) -> dict[str, torch.Tensor]:
-    allowed = dict(S._node_layers(model))
+    allowed = dict(_node_layers(model))
     if not isinstance(node_scores, dict) or not node_scores:
         raise ValueError("node_scores must be a non-empty dict {module name: 1-D tensor over its output nodes} "
                          f"for some of {list(allowed)}")
