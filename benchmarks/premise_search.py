@@ -1,5 +1,5 @@
 """Issue 11: find an offline setting where EarlyCroP's premise is visible — the detector fires while the network is
-still learning (SPEC §4, "The premise must be visible").
+still learning (the paper's premise, §3.3: prune early, once the network has turned lazy; lesson 02 shows it).
 
     python benchmarks/premise_search.py                  # every candidate, seed 0, one thread
     python benchmarks/premise_search.py --only large-cnn1d-w0.25 --seeds 0 1 2

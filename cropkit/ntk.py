@@ -20,7 +20,7 @@ Jacobian the NTK could be built from (vmapping single samples would even normali
 Gradient flow uses the same eval-mode network so that the identity above holds exactly.
 
 **Parameters.** θ is, by default, every trainable parameter (``params="all"``); ``params="prunable"``
-restricts θ to the prunable weights (SPEC §1). NTK and GF always use the same set. Differentiation is
+restricts θ to the prunable weights (the θ of `cropkit.scores`). NTK and GF always use the same set. Differentiation is
 with respect to the parameters that exist, through ``torch.func.functional_call``: for a network pruned
 with ``torch.nn.utils.prune`` that is ``weight_orig`` (the forward hook forms weight = weight_orig ⊙ mask),
 for ``torch.nn.utils.parametrize`` it is ``parametrizations.weight.original``. Masked entries therefore

@@ -1,4 +1,4 @@
-"""Named profiles: how big a run or a notebook is (SPEC §7).
+"""Named profiles: how big a run or a notebook is.
 
 | profile | for              | budget                                                                     |
 |---------|------------------|----------------------------------------------------------------------------|

@@ -1,4 +1,4 @@
-"""What a run produced, where it is cached, and how runs become the paper's table (SPEC §5).
+"""What a run produced, where it is cached, and how runs become the paper's table (its Tables 1–4).
 
     result = cropkit.run("snap", sparsity=0.9)         # a Result
     result.row()                                       # one flat dict: a row of the per-run frame
@@ -30,7 +30,7 @@ RESULT_MODULES = ("data", "models", "train", "scores", "prune", "timing", "measu
 
 @dataclasses.dataclass
 class Result:
-    """One run: its configuration, the paper's columns (SPEC §5) and a few more.
+    """One run: its configuration, the paper's columns (Tables 1–4) and a few more.
 
     test_acc            final test accuracy (fraction); best_test_acc: best epoch once pruning had finished
     weight_sparsity     removed-or-zero prunable weights ÷ those of the dense model built with the same seed

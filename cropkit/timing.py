@@ -103,7 +103,7 @@ def reference_threshold(sparsity: float, structured: bool = False) -> float:
 class EarlyCroPDetector:
     """Detects the rich → lazy transition from the distance the weights travelled.
 
-    ``rule="seed"`` (default, SPEC §4): Δ_t = ‖θ_t − θ₀‖² with θ₀ snapshotted at construction; fires at the
+    ``rule="seed"`` (default; the paper's §3.3 in the seed's form): Δ_t = ‖θ_t − θ₀‖² with θ₀ snapshotted at construction; fires at the
     first t ≥ 2 with |Δ_t − Δ_{t−1}| / |Δ_1| < τ, τ = ``threshold`` (default 0.1). ``history`` holds Δ_t.
 
     ``rule="reference"`` (the EarlyCroP reference code's variant): θ_ref = θ_1 is snapshotted at the first

@@ -8,7 +8,7 @@ the EarlyCroP detector, logging — is a :class:`Callback` (open_lth's ``standar
 
 A callback may change the plan while training runs: ``trainer.epochs`` (planned total) can be raised,
 ``trainer.stop = True`` ends training after the current epoch, and after a structured prune, which replaces
-parameter tensors, ``trainer.reset_optimizer()`` builds a fresh optimizer and schedule (SPEC §3).
+parameter tensors, ``trainer.reset_optimizer()`` builds a fresh optimizer and schedule (`cropkit.structured`).
 
 A training loss that is not a finite number stops the loop at once with :class:`DivergedError` (epoch and step
 named): a diverged run is never reported as a result.
