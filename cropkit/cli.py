@@ -78,7 +78,8 @@ def parser() -> argparse.ArgumentParser:
     many.add_argument("--json", help="save the table and the per-run rows here")
     _common(many)
     sub.add_parser("methods", help="list the methods")
-    claims = sub.add_parser("claims", help="check the paper's claims: one row per claim, the paper's number, the kit's, "
+    claims = sub.add_parser("claims", help="check the paper's claims: one row per claim, the paper's number, "
+                                           "the kit's, "
                                            "a verdict (runs what it needs, cached)")
     claims.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "paper"), help="default: cpu")
     claims.add_argument("--seeds", type=int, nargs="+", help="default: the profile's (3 under cpu)")
@@ -87,7 +88,8 @@ def parser() -> argparse.ArgumentParser:
     claims.add_argument("--cache-dir", help="where results are cached (default: outputs/cache or $CROPKIT_CACHE)")
     claims.add_argument("--quiet", action="store_true", help="no progress bars")
     claims.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    lessons = sub.add_parser("lessons", help="copy the lessons (notebooks) into a folder, e.g. cropkit lessons my-lessons")
+    lessons = sub.add_parser("lessons",
+                             help="copy the lessons (notebooks) into a folder, e.g. cropkit lessons my-lessons")
     lessons.add_argument("dest", help="folder to copy them into (created if needed)")
     lessons.add_argument("--force", action="store_true", help="overwrite lessons already in that folder")
     return top

@@ -17,6 +17,7 @@ from .options import check_int, check_sparsity
 from .results import default_cache_dir, paper_table, unwritable
 from .runs import _check_method, run, settings
 
+
 def _start_worker(threads: int) -> None:
     """A worker process of :func:`compare`: its share of the CPU threads; Ctrl+C is the parent's to handle."""
     import signal

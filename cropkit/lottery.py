@@ -13,9 +13,12 @@ R + 1 times, so ``epochs_trained = (R + 1) · E`` where an at-init method trains
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from . import methods as methods_lib
+
+if TYPE_CHECKING:  # annotations only: pandas loads when a table is made
+    import pandas
 
 # Named variants: entry → (method, options of cropkit.run)
 VARIANTS: dict[str, tuple[str, dict]] = {"ltr-reinit": ("ltr", {"reinit": True})}

@@ -18,11 +18,10 @@ import time
 import torch
 from torch import nn
 
+from .hardware import Emissions, device_name, hardware, quiet_stderr  # noqa: F401
 from .models import classifier_name, prunable_layers
 from .plumbing import device_of, eval_mode
-from .hardware import Emissions, device_name, hardware, quiet_stderr  # noqa: F401
 from .storage import SPARSE_SHAPES, dense_state, disk_size, save, sparse_bits  # noqa: F401
-
 
 # ----------------------------------------------------------------------------- counts and sparsity
 
@@ -107,7 +106,8 @@ def nonzero_macs(model: nn.Module, example_inputs) -> float:
     """Multiply-accumulates per sample that involve a nonzero weight of a prunable layer.
 
     For a conv, every output position uses each nonzero weight once: MACs = nnz(W) × output positions.
-    For a linear layer, MACs = nnz(W) per sample, times the positions of any extra dims ((N, T, F) inputs: T). This is what an ideal sparse
+    For a linear layer, MACs = nnz(W) per sample, times the positions of any extra dims ((N, T, F) inputs: T).
+    This is what an ideal sparse
     kernel would execute; dense hardware still runs :func:`flops`.
     """
     inputs = _as_tuple(example_inputs)

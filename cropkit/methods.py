@@ -6,28 +6,31 @@
 Every method is one small function ``(Context) -> final model`` in the registry ``REGISTRY``; ``METHODS`` are its
 keys in the order of the paper's tables (dense, then unstructured, then structured). The options a method reads
 are declared next to it (`cropkit.options.Option`) and listed in its registry entry: they enter its cache key.
-Running and measuring a method is `cropkit.runs` (``run``); many methods over seeds, `cropkit.comparison`. ``sparsity`` is always the target *weight* sparsity. ``epochs`` is the length of
-the sparse phase (the paper's "80 epochs after pruning"), so an early method trains its dense phase on top:
+Running and measuring a method is `cropkit.runs` (``run``); many methods over seeds, `cropkit.comparison`.
+``sparsity`` is always the target *weight* sparsity. ``epochs`` is the length of the sparse phase (the paper's
+"80 epochs after pruning"), so an early method trains its dense phase on top:
 
-| method                           | what happens                                                        | epochs_trained    |
-|----------------------------------|---------------------------------------------------------------------|-------------------|
-| dense                            | train                                                               | E                 |
-| random-u, snip, grasp, crop-u    | score on ``score_batches`` training batches at init, mask, train    | E                 |
-| random-s, snap, crop-s           | the same with node scores and physical removal                      | E                 |
-| cropit-u, cropit-s               | CroPit's iterative schedule at init (`cropkit.prune.cropit`), train  | E                 |
-| earlycrop-u, earlycrop-s         | dense (constant LR) until the detector fires at t (cap:              | t + E             |
-|                                  | ``max_dense_epochs``, with a warning), prune θ_t with CroP / CroP-S, |                   |
-|                                  | keep training θ_t (no rewinding), fresh optimizer + one-cycle        |                   |
-| ltr                              | train; then R = ``ltr_rounds`` rounds of: prune 1 − (1 − p)^(1/R) of | (R + 1) · E       |
-|                                  | the survivors globally by |θ|, rewind survivors to θ_k              |                   |
-|                                  | (k = ``rewind_epoch`` of the first training), retrain                |                   |
-| earlybird                        | dense with L1 on BN γ until the BN-mask distance settles (cap),     | t + E             |
-|                                  | remove nodes by |γ|, continue                                        |                   |
-| gatedecorators                   | learnable gates after the norms, L1 penalty; ``ticks`` × (tock: one | ticks + E         |
-|                                  | epoch; tick: train the gates alone over the scoring batches,         |                   |
-|                                  | accumulating their Taylor score, remove nodes), then train           |                   |
-| efficientconvnets                | ``dense_epochs`` of dense training, remove nodes by filter L1 at an  | dense_epochs + E  |
-|                                  | equal ratio in every layer, train                                    |                   |
+| method                        | what happens                                                     | epochs_trained   |
+|-------------------------------|------------------------------------------------------------------|------------------|
+| dense                         | train                                                            | E                |
+| random-u, snip, grasp, crop-u | score on ``score_batches`` training batches at init, mask, train | E                |
+| random-s, snap, crop-s        | the same with node scores and physical removal                   | E                |
+| cropit-u, cropit-s            | CroPit's iterative schedule at init (`cropkit.prune.cropit`),    | E                |
+|                               | train                                                            |                  |
+| earlycrop-u, earlycrop-s      | dense (constant LR) until the detector fires at t (cap:          | t + E            |
+|                               | ``max_dense_epochs``, with a warning), prune θ_t with CroP /     |                  |
+|                               | CroP-S, keep training θ_t (no rewinding), fresh optimizer +      |                  |
+|                               | one-cycle                                                        |                  |
+| ltr                           | train; then R = ``ltr_rounds`` rounds of: prune 1 − (1 − p)^(1/R)| (R + 1) · E      |
+|                               | of the survivors globally by |θ|, rewind survivors to θ_k        |                  |
+|                               | (k = ``rewind_epoch`` of the first training), retrain            |                  |
+| earlybird                     | dense with L1 on BN γ until the BN-mask distance settles (cap),  | t + E            |
+|                               | remove nodes by |γ|, continue                                    |                  |
+| gatedecorators                | learnable gates after the norms, L1 penalty; ``ticks`` × (tock:  | ticks + E        |
+|                               | one epoch; tick: train the gates alone over the scoring batches, |                  |
+|                               | accumulating their Taylor score, remove nodes), then train       |                  |
+| efficientconvnets             | ``dense_epochs`` of dense training, remove nodes by filter L1 at | dense_epochs + E |
+|                               | an equal ratio in every layer, train                             |                  |
 
 Dense phases use a constant learning rate; every sparse phase gets a fresh optimizer and the profile's
 schedule (one-cycle). Scoring batches come from their own seeded loader over the training set, so scoring
@@ -50,7 +53,6 @@ from . import measure, prune, timing, train  # noqa: F401  (train: the trainer t
 from .callbacks import BatchNormL1, DetectorCallback, EveryEpoch, Snapshot, rewind, state_of  # noqa: F401
 from .context import Context
 from .options import COMMON, Option
-
 
 # ----------------------------------------------------------------------------- the methods
 
@@ -93,7 +95,8 @@ EARLYCROP_OPTIONS = (
 
 def _detector_threshold(ctx: Context, structured: bool) -> dict:
     c = ctx.cfg
-    if c.rule == "reference" and c.threshold is None:  # the reference code's τ: 1 − p, structured min(1 − p − 0.1, 0.99)
+    # the reference code's τ: 1 − p, structured min(1 − p − 0.1, 0.99)
+    if c.rule == "reference" and c.threshold is None:
         return dict(sparsity=ctx.sparsity, structured=structured)
     return dict(threshold=c.threshold)
 

@@ -23,6 +23,10 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: pandas loads when a table is made
+    import pandas
 
 # The modules whose code decides what a run computes; editing any of them changes code_version().
 RESULT_MODULES = ("data", "models", "train", "scores", "prune", "timing", "measure", "methods", "results")

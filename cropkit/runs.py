@@ -65,7 +65,8 @@ def settings(method: str, *, data=None, model=None, epochs=None, width=None, pro
 def _check_setting(cfg, table: dict) -> None:
     """Every option against its declaration, then what no single declaration can say."""
     if cfg.data not in data_lib.LOADERS or cfg.data == "synthetic":
-        raise ValueError(f"unknown data {cfg.data!r}; choose one of {[d for d in data_lib.LOADERS if d != 'synthetic']} "
+        real = [d for d in data_lib.LOADERS if d != "synthetic"]
+        raise ValueError(f"unknown data {cfg.data!r}; choose one of {real} "
                          f"(synthetic data is for timing only, never for accuracy)")
     if cfg.model not in models.ZOO and cfg.model not in models.torchvision_names():
         raise ValueError(f"unknown model {cfg.model!r}; choose one of the zoo {list(models.ZOO)} "

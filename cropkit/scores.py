@@ -1,7 +1,7 @@
 r"""Pruning criteria: one number per weight, or one per node. Higher = more important = kept.
 
-Notation (the paper's, Rachwan et al. 2022, §3): θ are the prunable weights (``weight`` of every Conv1d/Conv2d/Linear), L the mean
-training loss over the scoring batches, g = ∇_θ L, H = ∇²_θ L.
+Notation (the paper's, Rachwan et al. 2022, §3): θ are the prunable weights (``weight`` of every
+Conv1d/Conv2d/Linear), L the mean training loss over the scoring batches, g = ∇_θ L, H = ∇²_θ L.
 
 Per-weight scores ``fn(model, batches, loss_fn=None, seed=0) -> {"<module>.weight": tensor}``
 
@@ -59,11 +59,25 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from cropkit.derivatives import (NORM_TYPES, Scores, _batches, _effective_weights, _grad, _layers,  # noqa: F401
-                                 _node_layers, _uniform, _weights_now, following_norms, gate_gradient,
-                                 gate_hessian_gradient, gates, gradient, hessian_gradient, norms_or_raise)
+from cropkit.derivatives import (  # noqa: F401
+    NORM_TYPES,
+    Scores,
+    _batches,
+    _effective_weights,
+    _grad,
+    _layers,
+    _node_layers,
+    _uniform,
+    _weights_now,
+    following_norms,
+    gate_gradient,
+    gate_hessian_gradient,
+    gates,
+    gradient,
+    hessian_gradient,
+    norms_or_raise,
+)
 from cropkit.plumbing import eval_mode
-
 
 # ----------------------------------------------------------------------------- per-weight criteria
 

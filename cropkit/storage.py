@@ -13,7 +13,6 @@ from torch import nn
 
 from .models import prunable_layers
 
-
 SPARSE_SHAPES = "__cropkit_sparse_shapes__"  # entry of a saved state: {weight key: its dense shape}
 
 

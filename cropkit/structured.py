@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from cropkit.derivatives import _node_layers
 from cropkit.dependencies import _Group, _Layer, _read_group, _trace
+from cropkit.derivatives import _node_layers
 from cropkit.masks import _check_sparsity, _choice, _layers, _mask_module
 from cropkit.models import classifier_name
 from cropkit.plumbing import device_of, eval_mode

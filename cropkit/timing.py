@@ -103,8 +103,9 @@ def reference_threshold(sparsity: float, structured: bool = False) -> float:
 class EarlyCroPDetector:
     """Detects the rich → lazy transition from the distance the weights travelled.
 
-    ``rule="seed"`` (default; the paper's §3.3 in the seed's form): Δ_t = ‖θ_t − θ₀‖² with θ₀ snapshotted at construction; fires at the
-    first t ≥ 2 with |Δ_t − Δ_{t−1}| / |Δ_1| < τ, τ = ``threshold`` (default 0.1). ``history`` holds Δ_t.
+    ``rule="seed"`` (default; the paper's §3.3 in the seed's form): Δ_t = ‖θ_t − θ₀‖² with θ₀ snapshotted at
+    construction; fires at the first t ≥ 2 with |Δ_t − Δ_{t−1}| / |Δ_1| < τ, τ = ``threshold`` (default 0.1).
+    ``history`` holds Δ_t.
 
     ``rule="reference"`` (the EarlyCroP reference code's variant): θ_ref = θ_1 is snapshotted at the first
     update (end of epoch 1) and
@@ -114,9 +115,9 @@ class EarlyCroPDetector:
     We read the reference code's test as a test on the epoch-to-epoch change of d: it fires at the first
     t ≥ 3 with |d_t − d_{t−1}| < τ_ref, i.e. |d_t − d_{t−1}| / d_2 < 1 − p — the seed's test applied to the
     relative un-squared distance from θ_1, with τ = 1 − p for target sparsity p (``structured=True``: τ =
-    min(1 − p − 0.1, 0.99), the authors' rule for structured EarlyCroP, see `reference_threshold`). (d_t itself keeps growing,
-    so a test "d_t < τ_ref < d_2" would practically never fire.) Give ``sparsity=p``, or ``threshold`` to set
-    1 − p directly. ``history`` holds d_t.
+    min(1 − p − 0.1, 0.99), the authors' rule for structured EarlyCroP, see `reference_threshold`).
+    (d_t itself keeps growing, so a test "d_t < τ_ref < d_2" would practically never fire.) Give
+    ``sparsity=p``, or ``threshold`` to set 1 − p directly. ``history`` holds d_t.
 
     ``ratios`` holds the rule's ratio r_t for the epochs in ``ratio_epochs`` (t ≥ 2, resp. t ≥ 3).
     ``max_epochs``: the maximum dense phase; if the rule has not fired by then, the detector fires at

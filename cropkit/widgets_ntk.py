@@ -8,7 +8,7 @@ shown in the widget's output area and re-raised (the kit's one widget error poli
 from __future__ import annotations
 
 import copy
-from typing import Callable, Sequence
+from typing import Sequence
 
 import matplotlib.pyplot as plt
 import torch

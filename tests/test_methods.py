@@ -268,7 +268,8 @@ def test_earlycrop_scores_and_keeps_theta_t_not_theta0(method, criterion, monkey
     train_begin = []
     monkeypatch.setattr(methods.train.Trainer, "reset_optimizer",
                         lambda self, *a, real=methods.train.Trainer.reset_optimizer, **k:
-                        train_begin.append({n: m.weight.detach().clone() for n, m in models.prunable_layers(self.model)})
+                        train_begin.append({n: m.weight.detach().clone()
+                                            for n, m in models.prunable_layers(self.model)})
                         or real(self, *a, **k))
     r = ck.run(method, sparsity=0.9, profile="smoke", cache=False, progress=False)
     assert r.prune_epoch >= 1
