@@ -265,18 +265,21 @@ class Method:
         return tuple(o.name for o in self.options)
 
 
+def _one_shot(criteria: dict[str, tuple[str, str]], family: str) -> dict[str, Method]:
+    """The at-init methods that score once with a criterion and prune: {method: (criterion, label)}."""
+    return {name: Method(functools.partial(at_init, once(criterion)), label, family)
+            for name, (criterion, label) in criteria.items()}
+
+
 REGISTRY: dict[str, Method] = {
     "dense": Method(dense, "Dense", "Dense"),
-    "random-u": Method(functools.partial(at_init, once("random")), "Random-U", "Unstructured"),
-    "snip": Method(functools.partial(at_init, once("snip")), "SNIP", "Unstructured"),
-    "grasp": Method(functools.partial(at_init, once("grasp")), "GraSP", "Unstructured"),
-    "crop-u": Method(functools.partial(at_init, once("crop")), "CroP-U", "Unstructured"),
+    **_one_shot({"random-u": ("random", "Random-U"), "snip": ("snip", "SNIP"), "grasp": ("grasp", "GraSP"),
+                 "crop-u": ("crop", "CroP-U")}, "Unstructured"),
     "cropit-u": Method(functools.partial(at_init, cropit(structured=False)), "CroPit-U", "Unstructured"),
     "earlycrop-u": Method(functools.partial(earlycrop, False), "EarlyCroP-U", "Unstructured", EARLYCROP_OPTIONS),
     "ltr": Method(ltr, "LTR", "Unstructured", LTR_OPTIONS),
-    "random-s": Method(functools.partial(at_init, once("random_nodes")), "Random-S", "Structured"),
-    "snap": Method(functools.partial(at_init, once("snap_nodes")), "SNAP", "Structured"),
-    "crop-s": Method(functools.partial(at_init, once("crop_nodes")), "CroP-S", "Structured"),
+    **_one_shot({"random-s": ("random_nodes", "Random-S"), "snap": ("snap_nodes", "SNAP"),
+                 "crop-s": ("crop_nodes", "CroP-S")}, "Structured"),
     "cropit-s": Method(functools.partial(at_init, cropit(structured=True)), "CroPit-S", "Structured"),
     "earlycrop-s": Method(functools.partial(earlycrop, True), "EarlyCroP-S", "Structured", EARLYCROP_OPTIONS),
     "earlybird": Method(earlybird, "EarlyBird", "Structured", EARLYBIRD_OPTIONS),

@@ -8,7 +8,6 @@ from torch import nn
 from torch.nn.utils import prune
 from torch.utils.data import DataLoader, TensorDataset
 
-import cropkit as ck
 from cropkit import timing
 from cropkit.train import Trainer
 
@@ -177,43 +176,3 @@ def test_callback_records_when_it_fired_without_pruning():
     assert callback.fired_step == 8 and len(callback.step_distances) == 12
     assert callback.step_distances[3] == pytest.approx(callback.detector.history[0])
     assert sum(p.numel() for p in model.parameters()) == 4 * 8 + 8 + 8 * 2 + 2  # nothing was pruned
-
-
-@pytest.mark.parametrize("record_steps", [False, True])
-def test_callback_survives_a_structured_prune_in_on_fire(record_steps):
-    """A prune in ``on_fire`` replaces the watched tensors: the callback stops feeding the detector there, and
-    training goes on for the remaining epochs without error (it used to crash on the next epoch)."""
-    from cropkit import prune as ck_prune
-    from cropkit import scores
-
-    g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(64, 4, generator=g), torch.randint(0, 2, (64,), generator=g)
-    loaders = (DataLoader(TensorDataset(x, y), batch_size=16), DataLoader(TensorDataset(x, y), batch_size=64))
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
-
-    def prune_nodes(trainer):
-        trainer.model = ck_prune.structured(trainer.model, scores.l1_nodes(trainer.model), 0.5, x[:2])
-        trainer.reset_optimizer()
-
-    callback = timing.DetectorCallback(timing.EarlyCroPDetector(model, threshold=10.0), record_steps=record_steps,
-                                       on_fire=prune_nodes)
-    trainer = Trainer(model, loaders, epochs=4, progress=False, callbacks=[callback])
-    trainer.fit()
-    assert callback.fired_epoch == 2 and trainer.epoch == 4 and len(trainer.history.epochs) == 4
-    assert trainer.model[0].out_features < 16                        # the prune happened
-    assert len(callback.detector.history) == 2                       # fed until it fired, not after
-    assert len(callback.step_distances) == (8 if record_steps else 0)  # 4 steps per epoch, epochs 1 and 2
-    assert timing.DetectorCallback is ck.callbacks.DetectorCallback  # one detector callback in the kit
-
-
-def test_callback_deadline_acts_once_when_the_detector_stays_silent():
-    g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(32, 4, generator=g), torch.randint(0, 2, (32,), generator=g)
-    loaders = (DataLoader(TensorDataset(x, y), batch_size=16), DataLoader(TensorDataset(x, y), batch_size=32))
-    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
-    acts = []
-    callback = timing.DetectorCallback(timing.EarlyCroPDetector(model, threshold=1e-12), every_steps=1,
-                                       deadline=(2, lambda trainer: acts.append(trainer.epoch)))
-    Trainer(model, loaders, epochs=3, progress=False, callbacks=[callback]).fit()
-    assert acts == [2] and callback.fired_epoch == 2 and callback.fired_step == 4
