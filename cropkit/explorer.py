@@ -64,6 +64,58 @@ RATIOS = (("params", "params_ratio", "params", "{:,.0f}"),
           ("peak_memory_bytes", "peak_memory_ratio", "peak memory", None))
 
 
+# ----------------------------------------------------------------------------- drawing a state
+
+def summary_text(state: dict) -> str:
+    """One line of ratios to dense, e.g. ``params 0.10× · FLOPs 0.21× · …``."""
+    return (f"ratio to dense: params {state['params_ratio']:.3f}× · FLOPs {state['flops_ratio']:.3f}× · "
+            f"batch time {state['batch_time_ratio']:.2f}× · peak memory {state['peak_memory_ratio']:.3f}×")
+
+def summary_output(state: dict) -> dict:
+    """The summary as an HTML display output: dense, pruned and their ratio for each cost."""
+    rows = []
+    for key, ratio, label, fmt in RATIOS:
+        show = _mb if fmt is None else fmt.format
+        rows.append(f"<tr><td>{label}</td><td>{show(state[f'{key}_dense'])}</td><td>{show(state[key])}</td>"
+                    f"<td><b>{state[ratio]:.3f}×</b></td></tr>")
+    head = (f"{state['model']} (width {state['width']}) · {state['criterion']} · {state['budget']} budget "
+            f"{state['target_sparsity']:.2f} → weight sparsity {state['weight_sparsity']:.3f}, "
+            f"node sparsity {state['node_sparsity']:.3f}")
+    html = (f"<div class='cropkit-explorer-summary'><p>{head}</p>"
+            f"<table><tr><th></th><th>dense</th><th>pruned</th><th>ratio</th></tr>{''.join(rows)}</table>"
+            f"<p>{summary_text(state)}</p><p><small>training step of {state['batch_size']} samples on "
+            f"{state['hardware']}</small></p></div>")
+    return _html_output(html, f"{head}\n{summary_text(state)}")
+
+def figure(state: dict):
+    """Kept vs dense nodes per layer (left) and the four cost ratios (right); a closed matplotlib Figure."""
+    from matplotlib.figure import Figure  # not pyplot: nothing is shown twice by the inline backend
+
+    names = list(state["layers"])
+    kept = [state["layers"][n][0] for n in names]
+    dense = [state["layers"][n][1] for n in names]
+    fig = Figure(figsize=(11, 3.6))
+    ax, bx = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 1]})
+    positions = range(len(names))
+    ax.bar(positions, dense, color="#d0d7e1", label="dense")
+    ax.bar(positions, kept, color="#2b6cb0", label="kept")
+    ax.set_xticks(list(positions), names, rotation=70, fontsize=7)
+    ax.set(ylabel="nodes (output channels)",
+           title=f"{state['model']}: kept nodes per layer ({state['criterion']}, "
+                 f"node sparsity {state['node_sparsity']:.0%})")
+    ax.legend(fontsize=8)
+    labels = ["params", "FLOPs", "batch\ntime", "peak\nmemory"]
+    ratios = [state["params_ratio"], state["flops_ratio"], state["batch_time_ratio"], state["peak_memory_ratio"]]
+    bx.bar(labels, ratios, color=["#2b6cb0", "#2f855a", "#c05621", "#6b46c1"])
+    bx.axhline(1.0, color="black", lw=0.8, ls="--")
+    for i, r in enumerate(ratios):
+        bx.text(i, r, f"{r:.2f}", ha="center", va="bottom", fontsize=8)
+    bx.set(title="pruned ÷ dense", ylim=(0, max(1.15, max(ratios) * 1.15)))
+    bx.tick_params(axis="x", labelsize=8)
+    fig.tight_layout()
+    return fig
+
+
 class StructuredExplorer:
     """Model / criterion / budget dropdowns and a sparsity slider over structured pruning at initialisation.
 
@@ -237,58 +289,11 @@ class StructuredExplorer:
         self.status.value = f"updated in {state['seconds']:.1f} s on {state['hardware']}"
         return state
 
-    # ---------------------------------------------------------------- drawing
+    # ---------------------------------------------------------------- drawing (the module's functions)
 
-    @staticmethod
-    def summary_text(state: dict) -> str:
-        """One line of ratios to dense, e.g. ``params 0.10× · FLOPs 0.21× · …``."""
-        return (f"ratio to dense: params {state['params_ratio']:.3f}× · FLOPs {state['flops_ratio']:.3f}× · "
-                f"batch time {state['batch_time_ratio']:.2f}× · peak memory {state['peak_memory_ratio']:.3f}×")
-
-    @classmethod
-    def summary_output(cls, state: dict) -> dict:
-        rows = []
-        for key, ratio, label, fmt in RATIOS:
-            show = _mb if fmt is None else fmt.format
-            rows.append(f"<tr><td>{label}</td><td>{show(state[f'{key}_dense'])}</td><td>{show(state[key])}</td>"
-                        f"<td><b>{state[ratio]:.3f}×</b></td></tr>")
-        head = (f"{state['model']} (width {state['width']}) · {state['criterion']} · {state['budget']} budget "
-                f"{state['target_sparsity']:.2f} → weight sparsity {state['weight_sparsity']:.3f}, "
-                f"node sparsity {state['node_sparsity']:.3f}")
-        html = (f"<div class='cropkit-explorer-summary'><p>{head}</p>"
-                f"<table><tr><th></th><th>dense</th><th>pruned</th><th>ratio</th></tr>{''.join(rows)}</table>"
-                f"<p>{cls.summary_text(state)}</p><p><small>training step of {state['batch_size']} samples on "
-                f"{state['hardware']}</small></p></div>")
-        return _html_output(html, f"{head}\n{cls.summary_text(state)}")
-
-    @staticmethod
-    def figure(state: dict):
-        """Kept vs dense nodes per layer (left) and the four cost ratios (right); a closed matplotlib Figure."""
-        from matplotlib.figure import Figure  # not pyplot: nothing is shown twice by the inline backend
-
-        names = list(state["layers"])
-        kept = [state["layers"][n][0] for n in names]
-        dense = [state["layers"][n][1] for n in names]
-        fig = Figure(figsize=(11, 3.6))
-        ax, bx = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 1]})
-        positions = range(len(names))
-        ax.bar(positions, dense, color="#d0d7e1", label="dense")
-        ax.bar(positions, kept, color="#2b6cb0", label="kept")
-        ax.set_xticks(list(positions), names, rotation=70, fontsize=7)
-        ax.set(ylabel="nodes (output channels)",
-               title=f"{state['model']}: kept nodes per layer ({state['criterion']}, "
-                     f"node sparsity {state['node_sparsity']:.0%})")
-        ax.legend(fontsize=8)
-        labels = ["params", "FLOPs", "batch\ntime", "peak\nmemory"]
-        ratios = [state["params_ratio"], state["flops_ratio"], state["batch_time_ratio"], state["peak_memory_ratio"]]
-        bx.bar(labels, ratios, color=["#2b6cb0", "#2f855a", "#c05621", "#6b46c1"])
-        bx.axhline(1.0, color="black", lw=0.8, ls="--")
-        for i, r in enumerate(ratios):
-            bx.text(i, r, f"{r:.2f}", ha="center", va="bottom", fontsize=8)
-        bx.set(title="pruned ÷ dense", ylim=(0, max(1.15, max(ratios) * 1.15)))
-        bx.tick_params(axis="x", labelsize=8)
-        fig.tight_layout()
-        return fig
+    summary_text = staticmethod(summary_text)
+    summary_output = staticmethod(summary_output)
+    figure = staticmethod(figure)
 
     def sweep(self, name: str, criterion: str, sparsities: Iterable[float], budget: str = "weights") -> list[dict]:
         """``compute`` at several sparsities (for a static plot of the ratios against sparsity)."""
