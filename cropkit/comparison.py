@@ -72,30 +72,13 @@ def compare(methods: Sequence[str] = METHODS, data: str | None = None, model: st
     worker at once; each finished run is already cached, so the same call resumes where it stopped.
     """
     import pandas as pd
-    from tqdm.auto import tqdm
 
-    if isinstance(methods, str):
-        methods = [methods]
-    if not methods:
-        raise ValueError(f"compare needs at least one method; choose from {list(METHODS)}")
-    if seeds is None:
-        seeds = profiles.settings("run", profile).seeds
-    seeds = tuple(seeds)
-    if not seeds:
-        raise ValueError("compare needs at least one seed")
-    for seed in seeds:
-        check_int("seed", seed, 0)
-    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
-    if repeated:
-        raise ValueError(f"seeds {list(seeds)} repeat {repeated}: a repeated seed is the same run again and would "
-                         f"count twice in the mean ± std; give distinct seeds")
-    repeated = sorted({m for m in methods if list(methods).count(m) > 1})
-    if repeated:
-        raise ValueError(f"methods {list(methods)} repeat {repeated}; give each method once")
+    methods = [methods] if isinstance(methods, str) else list(methods)
+    _check_methods(methods)
+    seeds = _check_seeds(profiles.settings("run", profile).seeds if seeds is None else seeds)
     check_int("workers", workers, 1)
     train.resolve_device(device)
     for method in methods:  # fail on a typo before hours of training, not after
-        _check_method(method)
         settings(method, data=data, model=model, epochs=epochs, width=width, profile=profile, **options)
     check_sparsity(sparsity)
     reason = unwritable(cache_dir or default_cache_dir(), folder=True) if cache else None
@@ -107,15 +90,7 @@ def compare(methods: Sequence[str] = METHODS, data: str | None = None, model: st
                  **options)
             for method in methods for seed in seeds]
     start = time.perf_counter()
-    with tqdm(total=len(jobs), desc="runs", unit="run", disable=not progress) as bar:
-        if workers == 1:
-            rows = []
-            for job in jobs:
-                bar.set_postfix_str(f"{job['method']} seed {job['seed']}")
-                rows.append(run(**job).row())
-                bar.update(1)
-        else:
-            rows = _rows_in_workers(jobs, workers, bar)
+    rows = _rows(jobs, workers, progress)
     if not aggregate:
         return pd.DataFrame(rows)
     table = paper_table(rows, LABELS, FAMILIES)
@@ -123,3 +98,41 @@ def compare(methods: Sequence[str] = METHODS, data: str | None = None, model: st
                                   seeds=list(seeds), profile=profile, workers=workers,
                                   wall_seconds=time.perf_counter() - start)
     return table
+
+
+def _check_seeds(seeds) -> tuple[int, ...]:
+    seeds = tuple(seeds)
+    if not seeds:
+        raise ValueError("compare needs at least one seed")
+    for seed in seeds:
+        check_int("seed", seed, 0)
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise ValueError(f"seeds {list(seeds)} repeat {repeated}: a repeated seed is the same run again and would "
+                         f"count twice in the mean ± std; give distinct seeds")
+    return seeds
+
+
+def _check_methods(methods: list[str]) -> None:
+    if not methods:
+        raise ValueError(f"compare needs at least one method; choose from {list(METHODS)}")
+    repeated = sorted({m for m in methods if methods.count(m) > 1})
+    if repeated:
+        raise ValueError(f"methods {list(methods)} repeat {repeated}; give each method once")
+    for method in methods:
+        _check_method(method)
+
+
+def _rows(jobs: list[dict], workers: int, progress: bool) -> list[dict]:
+    """The row of every job, one after the other here, or ``workers`` at a time in worker processes."""
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(jobs), desc="runs", unit="run", disable=not progress) as bar:
+        if workers > 1:
+            return _rows_in_workers(jobs, workers, bar)
+        rows = []
+        for job in jobs:
+            bar.set_postfix_str(f"{job['method']} seed {job['seed']}")
+            rows.append(run(**job).row())
+            bar.update(1)
+        return rows
