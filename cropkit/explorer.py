@@ -154,7 +154,7 @@ class StructuredExplorer:
         self._check_choices(model, criterion, budget)
         self.width, self.input_shape, self.num_classes = width, tuple(input_shape), num_classes
         self.batch_size, self.repeats, self.seed, self.threads = batch_size, repeats, seed, threads
-        self.device = torch.device(device) if device is not None else train.default_device()
+        self.device = train.resolve_device(device)
         self.synthetic = batches is None
         self.batches = self._scoring_batches(batches)
         x, y = self.batches[0]

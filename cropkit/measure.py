@@ -20,7 +20,7 @@ from torch import nn
 
 from .hardware import Emissions, device_name, hardware, quiet_stderr  # noqa: F401
 from .models import classifier_name, prunable_layers
-from .plumbing import device_of, eval_mode
+from .plumbing import device_of, eval_mode, plain_name
 from .storage import SPARSE_SHAPES, dense_state, disk_size, save, sparse_bits  # noqa: F401
 
 # ----------------------------------------------------------------------------- counts and sparsity
@@ -40,7 +40,7 @@ def nonzero_param_count(model: nn.Module) -> int:
         if isinstance(module, parametrize.ParametrizationList):
             continue  # θ_orig of a masked weight (torch parametrize): counted below, through its mask
         for name, p in module.named_parameters(recurse=False):
-            if id(module) in prunable and name in ("weight", "weight_orig"):
+            if id(module) in prunable and plain_name(name) == "weight":
                 continue
             total += p.numel()
     return total + sum(int(torch.count_nonzero(m.weight)) for _, m in prunable_layers(model))

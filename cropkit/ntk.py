@@ -40,12 +40,10 @@ from torch import Tensor, nn
 from torch.func import functional_call, jacrev, vmap
 
 from .models import prunable_layers
-from .plumbing import eval_mode
+from .plumbing import eval_mode, plain_name
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 PARAM_SETS = ("all", "prunable")
-# Local names under which a prunable layer's weight can live: plain, torch.nn.utils.prune, parametrize.
-_WEIGHT_NAMES = ("weight", "weight_orig", "parametrizations.weight.original")
 
 
 # ----------------------------------------------------------------------------- plumbing
@@ -80,7 +78,7 @@ def parameters(model: nn.Module, params: str = "all") -> dict[str, Tensor]:
         chosen = {}
         for module_name, module in prunable_layers(model):
             for local, p in module.named_parameters():
-                if local in _WEIGHT_NAMES and p.requires_grad:
+                if plain_name(local) == "weight" and p.requires_grad:  # plain, torch.nn.utils.prune, parametrize
                     chosen[f"{module_name}.{local}" if module_name else local] = p
     if not chosen:
         raise ValueError(f"{type(model).__name__} has no trainable parameters in the set {params!r}")

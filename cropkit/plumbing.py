@@ -31,5 +31,5 @@ def plain_name(name: str) -> str:
     """One name per tensor whatever pruning re-parametrisation wraps it: ``conv.parametrizations.weight.original``
     (``torch.nn.utils.parametrize``, the kit's masks) and ``conv.weight_orig`` (``torch.nn.utils.prune``) are both
     ``conv.weight``."""
-    name = re.sub(r"\.parametrizations\.(\w+)\.original$", r".\1", name)
+    name = re.sub(r"(^|\.)parametrizations\.(\w+)\.original$", r"\1\2", name)
     return re.sub(r"_orig$", "", name)
