@@ -1,9 +1,9 @@
 """When to prune: the EarlyCroP detector (rich → lazy transition) and the EarlyBird mask-distance detector.
 
 Both are fed once per epoch with ``update(model)`` and answer True at the epoch they fire (once; later
-updates keep recording and answer False). :class:`DetectorCallback` plugs either into
-``cropkit.train.Trainer``; it records when the detector fired and calls an optional ``on_fire`` hook, but
-never prunes by itself — pruning is a method's business (``cropkit.methods``).
+updates keep recording and answer False). `cropkit.callbacks.DetectorCallback` (importable from here too) plugs
+either into ``cropkit.train.Trainer``; it records when the detector fired and calls an optional ``on_fire`` hook,
+but never prunes by itself — pruning is a method's business (``cropkit.methods``).
 
 EarlyCroP (Rachwan et al. 2022, §3.3): early in training the weights travel far (the *rich* regime); later
 the NTK settles and the weights move at a steady, slow pace (the *lazy* regime), so pruning then loses
