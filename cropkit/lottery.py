@@ -5,7 +5,9 @@
     rounds = cropkit.lottery.rounds(results)        # LTR's test accuracy after every training, per run
 
 An *entry* is a method of `cropkit.METHODS` or a named variant of one: ``ltr-reinit`` is LTR with the survivors
-re-initialised at random instead of rewound (Frankle & Carbin's control, `cropkit.run(..., reinit=True)`).
+re-initialised at random instead of rewound (Frankle & Carbin's control, `cropkit.run(..., reinit=True)`);
+``earlycrop-u-magnitude`` prunes when EarlyCroP's detector fires but by |θ_t| instead of CroP
+(`cropkit.run("earlycrop-u", criterion="magnitude")`), to tell *when* from *how*.
 
 LTR as `cropkit.methods.ltr` defines it: one training of ``epochs`` E, then R = ``ltr_rounds`` rounds of
 prune → rewind → retrain for E epochs, round r pruning to the cumulative sparsity 1 − (1 − p)^(r/R). It trains
@@ -21,9 +23,11 @@ if TYPE_CHECKING:  # annotations only: pandas loads when a table is made
     import pandas
 
 # Named variants: entry → (method, options of cropkit.run)
-VARIANTS: dict[str, tuple[str, dict]] = {"ltr-reinit": ("ltr", {"reinit": True})}
-LABELS = {**methods_lib.LABELS, "ltr-reinit": "LTR, random reinit"}
-FAMILIES = {**methods_lib.FAMILIES, "ltr-reinit": "Unstructured"}
+VARIANTS: dict[str, tuple[str, dict]] = {"ltr-reinit": ("ltr", {"reinit": True}),
+                                         "earlycrop-u-magnitude": ("earlycrop-u", {"criterion": "magnitude"})}
+LABELS = {**methods_lib.LABELS, "ltr-reinit": "LTR, random reinit",
+          "earlycrop-u-magnitude": "EarlyCroP timing, magnitude"}
+FAMILIES = {**methods_lib.FAMILIES, "ltr-reinit": "Unstructured", "earlycrop-u-magnitude": "Unstructured"}
 
 
 def resolve(entry: str) -> tuple[str, dict]:
@@ -38,8 +42,9 @@ def resolve(entry: str) -> tuple[str, dict]:
 
 def entry_of(result) -> str:
     """The entry a `cropkit.Result` belongs to (``ltr-reinit`` is told apart by its configuration)."""
-    if result.method == "ltr" and result.config.get("reinit"):
-        return "ltr-reinit"
+    for entry, (method, options) in VARIANTS.items():
+        if result.method == method and all(result.config.get(k) == v for k, v in options.items()):
+            return entry
     return result.method
 
 

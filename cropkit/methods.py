@@ -49,7 +49,7 @@ from typing import Callable
 from torch import nn
 
 from . import gates as gates_lib
-from . import measure, prune, timing, train  # noqa: F401  (train: the trainer the methods' callbacks drive)
+from . import measure, prune, scores, timing, train  # noqa: F401  (train: the trainer the methods' callbacks drive)
 from .callbacks import BatchNormL1, DetectorCallback, EveryEpoch, Snapshot, rewind, state_of  # noqa: F401
 from .context import Context
 from .options import COMMON, Option
@@ -90,6 +90,8 @@ EARLYCROP_OPTIONS = (
     Option("iterative", bool, "prune θ_t in CroPit's steps (re-scoring between them) instead of once", default=False),
     Option("detect_every_steps", int, "update the detector every N optimizer steps", default=None, minimum=1,
            none="once per epoch"),
+    Option("criterion", str, "the score applied to θ_t, e.g. magnitude (lesson 03: when vs how)", default=None,
+           none="CroP (-U) / CroP-S (-S)"),
 )
 
 
@@ -101,14 +103,27 @@ def _detector_threshold(ctx: Context, structured: bool) -> dict:
     return dict(threshold=c.threshold)
 
 
+def _early_criterion(cfg, structured: bool) -> str:
+    """The score EarlyCroP applies to θ_t: ``criterion`` if given, else CroP / CroP-S; checked."""
+    criterion = cfg.criterion or ("crop_nodes" if structured else "crop")
+    kind, allowed = ("node", scores.NODE_SCORES) if structured else ("weight", scores.WEIGHT_SCORES)
+    if criterion not in allowed:
+        raise ValueError(f"criterion {criterion!r} is not a {kind} score; choose one of {sorted(allowed)}")
+    if cfg.iterative and cfg.criterion is not None:
+        raise ValueError("iterative=True re-scores with CroP in CroPit's steps; it takes no other criterion")
+    return criterion
+
+
 def earlycrop(structured: bool, ctx: Context) -> nn.Module:
     """Train dense until the EarlyCroP detector fires (rich → lazy), prune θ_t with CroP(-S), keep training θ_t.
 
     ``detect_every_steps=N`` updates the detector every N optimizer steps (its "epochs" are then blocks of N
     steps) and may prune in the middle of an epoch: the sparse phase is then the rest of that epoch plus
-    ``epochs`` epochs, and ``prune_epoch`` counts the epochs finished before the prune."""
+    ``epochs`` epochs, and ``prune_epoch`` counts the epochs finished before the prune. ``criterion`` swaps the
+    score applied to θ_t (e.g. "magnitude"), to separate *when* EarlyCroP prunes from *how* (lesson 03)."""
     c = ctx.cfg
     every = c.detect_every_steps
+    criterion = _early_criterion(c, structured)
     model = ctx.build_model()
     detector = timing.EarlyCroPDetector(model, rule=c.rule, max_epochs=c.max_dense_epochs if every is None else None,
                                         **_detector_threshold(ctx, structured))
@@ -118,7 +133,7 @@ def earlycrop(structured: bool, ctx: Context) -> nn.Module:
             trainer.model = prune.cropit(trainer.model, ctx.batches, ctx.sparsity, structured=structured,
                                          example_inputs=ctx.example_inputs)
         else:            # the paper (§3.3): one CroP / CroP-S prune at the firing epoch
-            trainer.model = ctx.prune(trainer.model, "crop_nodes" if structured else "crop")
+            trainer.model = ctx.prune(trainer.model, criterion)
         ctx.pruned(trainer)
         mid_epoch = int(trainer.epoch_step > 0)  # the running epoch's rest belongs to the sparse phase
         trainer.reset_optimizer(epochs=c.epochs + mid_epoch, schedule=c.schedule)  # no rewinding: θ_t goes on
@@ -258,6 +273,7 @@ class Method:
     label: str
     family: str
     options: tuple[Option, ...] = ()
+    check: Callable | None = None  # check(cfg): what the options' declarations alone cannot say; raises ValueError
 
     @property
     def settings(self) -> tuple[str, ...]:
@@ -276,12 +292,14 @@ REGISTRY: dict[str, Method] = {
     **_one_shot({"random-u": ("random", "Random-U"), "snip": ("snip", "SNIP"), "grasp": ("grasp", "GraSP"),
                  "crop-u": ("crop", "CroP-U")}, "Unstructured"),
     "cropit-u": Method(functools.partial(at_init, cropit(structured=False)), "CroPit-U", "Unstructured"),
-    "earlycrop-u": Method(functools.partial(earlycrop, False), "EarlyCroP-U", "Unstructured", EARLYCROP_OPTIONS),
+    "earlycrop-u": Method(functools.partial(earlycrop, False), "EarlyCroP-U", "Unstructured", EARLYCROP_OPTIONS,
+                          functools.partial(_early_criterion, structured=False)),
     "ltr": Method(ltr, "LTR", "Unstructured", LTR_OPTIONS),
     **_one_shot({"random-s": ("random_nodes", "Random-S"), "snap": ("snap_nodes", "SNAP"),
                  "crop-s": ("crop_nodes", "CroP-S")}, "Structured"),
     "cropit-s": Method(functools.partial(at_init, cropit(structured=True)), "CroPit-S", "Structured"),
-    "earlycrop-s": Method(functools.partial(earlycrop, True), "EarlyCroP-S", "Structured", EARLYCROP_OPTIONS),
+    "earlycrop-s": Method(functools.partial(earlycrop, True), "EarlyCroP-S", "Structured", EARLYCROP_OPTIONS,
+                          functools.partial(_early_criterion, structured=True)),
     "earlybird": Method(earlybird, "EarlyBird", "Structured", EARLYBIRD_OPTIONS),
     "gatedecorators": Method(gatedecorators, "GateDecorators", "Structured", GATEDECORATORS_OPTIONS),
     "efficientconvnets": Method(efficientconvnets, "EfficientConvNets", "Structured", EFFICIENTCONVNETS_OPTIONS),

@@ -100,9 +100,13 @@ CLAIMS = {
                   wide_width=1.0, wide_sparsity=0.9, narrow_widths=[0.25, 0.5],
                   run_options=dict(batch_size=128, limit=256, score_batches=1, max_dense_epochs=2, ltr_rounds=2,
                                    rewind_epoch=0, ticks=2, measure_emissions=False)),
-    "cpu": dict(data="digits", model="cnn", width=1.0, epochs=20, seeds=[0, 1, 2], sparsity=0.95,
+    # mnist1d with the reference detector rule at τ = 0.7: the detector fires while the network is still learning
+    # (benchmarks/premise_search.py; lesson 02)
+    "cpu": dict(data="mnist1d", model="cnn", width=1.0, epochs=8, seeds=[0, 1, 2], sparsity=0.95,
                 high_sparsities=[0.95, 0.98], wide_width=2.0, wide_sparsity=0.95,
-                narrow_widths=[0.25, 0.375, 0.5, 0.625, 0.75, 1.0], run_options=dict(measure_emissions=False)),
+                narrow_widths=[0.25, 0.375, 0.5, 0.625, 0.75, 1.0],
+                run_options=dict(batch_size=128, score_batches=4, rule="reference", threshold=0.7,
+                                 max_dense_epochs=10, ltr_rounds=3, rewind_epoch=1, measure_emissions=False)),
     "paper": dict(data="cifar10", model="resnet18", width=1.0, epochs=80, seeds=[0, 1, 2], sparsity=0.95,
                   high_sparsities=[0.95, 0.98], wide_width=2.0, wide_sparsity=0.95,
                   narrow_widths=[0.25, 0.375, 0.5, 0.625, 0.75, 1.0], run_options=dict()),

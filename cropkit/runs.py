@@ -59,6 +59,8 @@ def settings(method: str, *, data=None, model=None, epochs=None, width=None, pro
     for name in explicit_none:
         setattr(cfg, name, None)
     _check_setting(cfg, table)
+    if REGISTRY[method].check is not None:
+        REGISTRY[method].check(cfg)
     return cfg
 
 

@@ -406,3 +406,17 @@ def test_first_run_of_a_process_is_timed_after_the_warm_up(tmp_path):
                           env={**os.environ, "CROPKIT_CACHE": str(tmp_path)})
     print(done.stdout)
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+
+
+def test_earlycrop_criterion_separates_when_from_how(tmp_path):
+    """criterion= swaps the score EarlyCroP applies to θ_t; it enters the cache key; a wrong kind is refused."""
+    options = dict(profile="smoke", cache_dir=tmp_path, progress=False)
+    crop = ck.run("earlycrop-u", **options)
+    magnitude = ck.run("earlycrop-u", criterion="magnitude", **options)
+    assert crop.key != magnitude.key and magnitude.config["criterion"] == "magnitude"
+    assert magnitude.prune_epoch == crop.prune_epoch  # the same detector decides when
+    assert abs(magnitude.weight_sparsity - 0.9) < 0.01
+    with pytest.raises(ValueError, match="not a weight score.*magnitude"):
+        ck.run("earlycrop-u", criterion="crop_nodes", **options)
+    with pytest.raises(ValueError, match="not a node score"):
+        ck.run("earlycrop-s", criterion="magnitude", **options)

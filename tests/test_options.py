@@ -9,8 +9,8 @@ ALL = runs.options()
 COMMON = {o.name for o in options.COMMON}
 
 
-def _other_value(option: options.Option, value):
-    """A valid value other than ``value``, read off the declaration."""
+def _other_value(option: options.Option, value, method: str):
+    """A valid value other than ``value``, read off the declaration (a criterion must fit the method's kind)."""
     if option.kind is bool:
         return not value
     if option.choices:
@@ -19,7 +19,8 @@ def _other_value(option: options.Option, value):
         return 3 if value is None else value + 1
     if option.kind is float:
         return 0.05 if value is None else value * 2
-    return {"schedule": "constant"}.get(option.name, f"{value}-other")
+    criterion = "l1_nodes" if method.endswith("-s") else "magnitude"
+    return {"schedule": "constant", "criterion": criterion}.get(option.name, f"{value}-other")
 
 
 def _key(method: str, **given) -> str:
@@ -34,7 +35,7 @@ def test_every_option_a_method_reads_enters_its_key_and_no_other(method):
     base = _key(method)
     reads = COMMON | set(methods.REGISTRY[method].settings)
     for name, option in ALL.items():
-        changed = _key(method, **{name: _other_value(option, getattr(base_cfg, name))})
+        changed = _key(method, **{name: _other_value(option, getattr(base_cfg, name), method)})
         assert (changed != base) == (name in reads), (method, name)
 
 

@@ -1,28 +1,47 @@
-"""Builds notebooks/03_lottery_vs_earlycrop.ipynb (kept so the lesson can be regenerated; edit here or in JupyterLab)."""
-import nbformat as nbf
-from lesson import write
+# ---
+# jupyter:
+#   jupytext:
+#     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
-md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
-cells = [
-    md(r"""# 03 · Lottery tickets against EarlyCroP: what rewinding buys, and what it costs
+# %% [markdown]
+# # 03 · Lottery tickets against EarlyCroP: what rewinding buys, and what it costs
+#
+# **Learning goal.** Compare the *lottery ticket* recipe — train, prune by magnitude, **rewind** the survivors to
+# their early weights, retrain, and repeat — with pruning once, early and cheaply: at initialisation (Random-U, SNIP,
+# GraSP, CroP-U, CroPit-U) or when training turns lazy (EarlyCroP-U). Read two plots side by side: accuracy over
+# sparsity, and accuracy over what it cost to get there.
+#
+# **The idea.** Frankle & Carbin found that a dense network contains sparse *winning tickets*: subnetworks that,
+# trained from the original weights, match the dense accuracy. Finding one takes *iterative magnitude pruning*
+# (LTR here): train for $E$ epochs, remove a fraction $1-(1-p)^{1/R}$ of the surviving weights by $|\theta|$, reset the
+# survivors to $\theta_k$ (the weights after $k$ early epochs — *rewinding*), retrain, and repeat $R$ rounds until the
+# sparsity $p$ is reached. That is $R+1$ full trainings. The **control** re-initialises the survivors at random instead
+# of rewinding them: if the ticket's value lay only in the mask, the control would do as well.
+#
+# EarlyCroP asks for one training: dense for a few epochs until the detector of lesson 02 fires, one CroP prune,
+# then the sparse phase of $E$ epochs from where it stands (no rewinding). At-init methods prune before the first step
+# and train $E$ epochs. Every method here is *unstructured* (masks), so its sparse phase costs as much per epoch as
+# dense training; the bill is counted in epochs and in wall time.
 
-**Learning goal.** Compare the *lottery ticket* recipe — train, prune by magnitude, **rewind** the survivors to
-their early weights, retrain, and repeat — with pruning once, early and cheaply: at initialisation (Random-U, SNIP,
-GraSP, CroP-U, CroPit-U) or when training turns lazy (EarlyCroP-U). Read two plots side by side: accuracy over
-sparsity, and accuracy over what it cost to get there.
+# %% tags=["hosted-install"]
+# On Colab or Binder this installs cropkit (a minute); anywhere else it does nothing.
+import importlib, importlib.util, os, subprocess, sys
+HOSTED = "google.colab" in sys.modules or any(k in os.environ for k in ("COLAB_RELEASE_TAG", "BINDER_SERVICE_HOST", "BINDER_REQUEST"))
+if HOSTED and importlib.util.find_spec("cropkit") is None:
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet", "cropkit @ git+https://github.com/cropkit/cropkit"])
+    importlib.invalidate_caches()  # let this running kernel see the new package
 
-**The idea.** Frankle & Carbin found that a dense network contains sparse *winning tickets*: subnetworks that,
-trained from the original weights, match the dense accuracy. Finding one takes *iterative magnitude pruning*
-(LTR here): train for $E$ epochs, remove a fraction $1-(1-p)^{1/R}$ of the surviving weights by $|\theta|$, reset the
-survivors to $\theta_k$ (the weights after $k$ early epochs — *rewinding*), retrain, and repeat $R$ rounds until the
-sparsity $p$ is reached. That is $R+1$ full trainings. The **control** re-initialises the survivors at random instead
-of rewinding them: if the ticket's value lay only in the mask, the control would do as well.
-
-EarlyCroP asks for one training: dense for a few epochs until the detector of lesson 02 fires, one CroP prune,
-then the sparse phase of $E$ epochs from where it stands (no rewinding). At-init methods prune before the first step
-and train $E$ epochs. Every method here is *unstructured* (masks), so its sparse phase costs as much per epoch as
-dense training; the bill is counted in epochs and in wall time."""),
-    code("""PROFILE = "cpu"  # type: str  smoke (seconds, for tests) | cpu (a laptop, the default) | paper (a GPU)
+# %% tags=["parameters"]
+PROFILE = "cpu"  # type: str  smoke (seconds, for tests) | cpu (a laptop, the default) | paper (a GPU)
 OUTPUT_DIR = "outputs"  # type: str  where the JSON results and figures are written
 DATA = None  # type: str  dataset name; None means the profile value (digits)
 MODEL = None  # type: str  model name; None means the profile value (cnn)
@@ -34,9 +53,10 @@ LTR_ROUNDS = None  # type: int  prune-rewind-retrain rounds R of LTR; None means
 REWIND_EPOCH = None  # type: int  epoch k whose weights LTR rewinds to, 0 means initialisation; None means the profile value
 FOCUS_SPARSITY = None  # type: float  sparsity of the cost plot and of the table; None means the profile value
 METHODS = ["ltr", "ltr-reinit", "earlycrop-u", "crop-u", "cropit-u", "snip", "grasp", "random-u"]  # type: list  contestants; dense runs as the reference
-CACHE = True  # type: bool  replay runs stored in outputs/cache; False trains everything again""",
-         metadata={"tags": ["parameters"]}),
-    code("""import time
+CACHE = True  # type: bool  replay runs stored in outputs/cache; False trains everything again
+
+# %%
+import time
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -61,13 +81,17 @@ print(cfg)
 print("measured on:", HARDWARE)
 STEM = "03_lottery_vs_earlycrop"
 LABELS = lottery.LABELS
-phases.done("setup")"""),
-    md("""## 1 · The bill before the race
+phases.done("setup")
 
-What each contestant must train, in epochs, with this profile's $E$ (`EPOCHS`), $R$ (`LTR_ROUNDS`) and EarlyCroP's
-cap on the dense phase (`max_dense_epochs`). The EarlyCroP detector decides its own dense phase $t$; the table
-shows the range it can take."""),
-    code("""E, R = cfg.epochs, cfg.ltr_rounds
+# %% [markdown]
+# ## 1 · The bill before the race
+#
+# What each contestant must train, in epochs, with this profile's $E$ (`EPOCHS`), $R$ (`LTR_ROUNDS`) and EarlyCroP's
+# cap on the dense phase (`max_dense_epochs`). The EarlyCroP detector decides its own dense phase $t$; the table
+# shows the range it can take.
+
+# %%
+E, R = cfg.epochs, cfg.ltr_rounds
 bill = {
     "Dense (reference)": ("never", f"{E}"),
     **{LABELS[m]: ("at initialisation", f"{E}") for m in METHODS if m in ("random-u", "snip", "grasp", "crop-u")},
@@ -80,13 +104,17 @@ bill = {
 for name, (when, epochs) in bill.items():
     print(f"{name:>20}  prunes {when:<38} trains {epochs} epochs")
 print(f"LTR rewinds to the weights after epoch {cfg.rewind_epoch}; round r prunes to the sparsity 1 - (1 - p)^(r/{R})")
-phases.done("bill")"""),
-    md("""## 2 · The sweep
+phases.done("bill")
 
-Every contestant at every target sparsity and seed, plus dense training once per seed. `cropkit.run` stores each
-run in a cache keyed by its complete configuration and the code's version, so re-running this notebook replays the
-runs instead of training again (set `CACHE = False` to retrain)."""),
-    code("""start = time.perf_counter()
+# %% [markdown]
+# ## 2 · The sweep
+#
+# Every contestant at every target sparsity and seed, plus dense training once per seed. `cropkit.run` stores each
+# run in a cache keyed by its complete configuration and the code's version, so re-running this notebook replays the
+# runs instead of training again (set `CACHE = False` to retrain).
+
+# %%
+start = time.perf_counter()
 results = lottery.sweep(["dense"] + METHODS, cfg.sparsities, cfg.seeds, **RUN_OPTIONS)
 sweep_seconds = time.perf_counter() - start
 runs = lottery.frame(results)
@@ -95,21 +123,29 @@ print(f"{len(results)} runs ({replayed} replayed from the cache) in {sweep_secon
 for r in results:
     for w in r.warnings:
         print(f"warning in {lottery.entry_of(r)} at sparsity {r.target_sparsity}, seed {r.seed}: {w}")
-phases.done("sweep")"""),
-    md("""Two checks before reading any accuracy: did every run reach its target sparsity, and did each method train
-for as many epochs as its bill says?"""),
-    code("""pruned = runs[runs.method != "dense"]
+phases.done("sweep")
+
+# %% [markdown]
+# Two checks before reading any accuracy: did every run reach its target sparsity, and did each method train
+# for as many epochs as its bill says?
+
+# %%
+pruned = runs[runs.method != "dense"]
 deviation = (pruned.weight_sparsity - pruned.target_sparsity).abs()
 print(f"largest gap between achieved and target weight sparsity: {deviation.max():.3%} (allowed: 1 %)")
 epochs_by_method = runs.groupby("label", sort=False).epochs_trained.agg(["min", "max"])
 display(epochs_by_method.rename(columns={"min": "fewest epochs", "max": "most epochs"}))
-phases.done("checks")"""),
-    md("""## 3 · Accuracy over sparsity
+phases.done("checks")
 
-Mean test accuracy over the seeds with one standard deviation as error bars (none with a single seed). The
-horizontal axis spaces sparsities by $\\log(1/\\text{density})$ so that 95 % → 98 % gets as much room as it deserves:
-each step there halves or more than halves what is left."""),
-    code("""STYLE = {"ltr": ("C3", "o", "-"), "ltr-reinit": ("C3", "o", ":"), "earlycrop-u": ("C0", "s", "-"),
+# %% [markdown]
+# ## 3 · Accuracy over sparsity
+#
+# Mean test accuracy over the seeds with one standard deviation as error bars (none with a single seed). The
+# horizontal axis spaces sparsities by $\log(1/\text{density})$ so that 95 % → 98 % gets as much room as it deserves:
+# each step there halves or more than halves what is left.
+
+# %%
+STYLE = {"ltr": ("C3", "o", "-"), "ltr-reinit": ("C3", "o", ":"), "earlycrop-u": ("C0", "s", "-"),
          "crop-u": ("C2", "^", "-"), "cropit-u": ("C2", "v", "--"), "snip": ("C1", "D", "-"),
          "grasp": ("C4", "P", "-"), "random-u": ("C7", "x", "--")}
 FACE = {"ltr-reinit": "white"}  # the control: open markers
@@ -144,13 +180,17 @@ display(table_acc.pivot(index="method", columns="target_sparsity", values="cell"
 best = accuracy.loc[accuracy.groupby("target_sparsity", sort=False)["mean"].idxmax()]
 for _, row in best.iterrows():
     print(f"best at {row.target_sparsity:.0%} sparsity: {LABELS[row.method]} with {row['mean']:.1%}")
-phases.done("accuracy plot")"""),
-    md("""## 4 · LTR round by round
+phases.done("accuracy plot")
 
-Each LTR run trains $R+1$ times. Round 0 is the ordinary dense training (identical for rewinding and its
-control: same seed, same data order); round $r$ trains at the cumulative sparsity $1-(1-p)^{r/R}$. Left: the
-rewound tickets for every target. Right: rewinding against the random-reinit control at the focus sparsity."""),
-    code("""per_round = lottery.rounds(results)
+# %% [markdown]
+# ## 4 · LTR round by round
+#
+# Each LTR run trains $R+1$ times. Round 0 is the ordinary dense training (identical for rewinding and its
+# control: same seed, same data order); round $r$ trains at the cumulative sparsity $1-(1-p)^{r/R}$. Left: the
+# rewound tickets for every target. Right: rewinding against the random-reinit control at the focus sparsity.
+
+# %%
+per_round = lottery.rounds(results)
 round_acc = (per_round.groupby(["method", "target_sparsity", "round"], sort=False)
              .agg(sparsity=("round_sparsity", "first"), mean=("test_acc", "mean"), std=("test_acc", "std"))
              .fillna({"std": 0.0}).reset_index())
@@ -183,14 +223,18 @@ plt.show()
 focus_rounds = round_acc[round_acc.target_sparsity == cfg.focus_sparsity]
 display(focus_rounds.pivot(index="round", columns="method", values="mean").rename(columns=LABELS)
         .assign(sparsity=focus_rounds.groupby("round", sort=False).sparsity.first()).round(3))
-phases.done("ltr rounds plot")"""),
-    md("""## 5 · Accuracy over training cost
+phases.done("ltr rounds plot")
 
-At the focus sparsity, every contestant's mean accuracy against what it spent: epochs (all phases and rounds) and
-wall time (scoring, detection and training). A point is on the **Pareto front** (dashed) when no other point is
-both cheaper and at least as accurate. Dense (grey star, not pruned) is shown for reference only. Wall times are
-measured on the hardware printed above, one run at a time; on a shared machine they are noisy, epochs are not."""),
-    code("""focus = pruned[pruned.target_sparsity == cfg.focus_sparsity]
+# %% [markdown]
+# ## 5 · Accuracy over training cost
+#
+# At the focus sparsity, every contestant's mean accuracy against what it spent: epochs (all phases and rounds) and
+# wall time (scoring, detection and training). A point is on the **Pareto front** (dashed) when no other point is
+# both cheaper and at least as accurate. Dense (grey star, not pruned) is shown for reference only. Wall times are
+# measured on the hardware printed above, one run at a time; on a shared machine they are noisy, epochs are not.
+
+# %%
+focus = pruned[pruned.target_sparsity == cfg.focus_sparsity]
 cost = focus.groupby("method", sort=False).agg(
     acc=("test_acc", "mean"), acc_std=("test_acc", "std"), epochs=("epochs_trained", "mean"),
     epochs_std=("epochs_trained", "std"), seconds=("train_seconds", "mean"), seconds_std=("train_seconds", "std"),
@@ -219,25 +263,34 @@ plt.show()
 for column, front in fronts.items():
     print(f"Pareto front over {column}: " + " -> ".join(
         f"{LABELS[m]} ({cost.loc[m, column]:.1f} {column}, {cost.loc[m, 'acc']:.1%})" for m in front))
-phases.done("cost plot")"""),
-    md("""## 6 · The paper's table
+phases.done("cost plot")
 
-One line per method at the focus sparsity, in the columns of the paper's tables (mean ± std over the seeds), plus
-the epochs each method trained. Emissions read `-` when the profile does not measure them (codecarbon's offline
-tracker adds seconds to every run; it is on under `paper`)."""),
-    code("""table_rows = [r for r in runs.to_dict("records") if r["method"] == "dense" or r["target_sparsity"] == cfg.focus_sparsity]
+# %% [markdown]
+# ## 6 · The paper's table
+#
+# One line per method at the focus sparsity, in the columns of the paper's tables (mean ± std over the seeds), plus
+# the epochs each method trained. Emissions read `-` when the profile does not measure them (codecarbon's offline
+# tracker adds seconds to every run; it is on under `paper`).
+
+# %%
+table_rows = [r for r in runs.to_dict("records") if r["method"] == "dense" or r["target_sparsity"] == cfg.focus_sparsity]
 table = ck.results.paper_table(table_rows, LABELS, lottery.FAMILIES)
 table = table[["Method", "Seeds", "Test accuracy ↑", "Weight sparsity", "Epochs", "Training time (s) ↓",
                "Batch time (ms) ↓", "Peak memory (MB) ↓", "Disk (kB) ↓", "Emissions (mg) ↓"]]
 print(f"{cfg.data} / {cfg.model}, target weight sparsity {cfg.focus_sparsity:.0%}, measured on {HARDWARE}")
 display(table)
-phases.done("table")"""),
-    md("""## 7 · What rewinding buys, and what it costs
+phases.done("table")
 
-The sentences below are computed from the runs above (they change with the profile and the seeds). A difference
-counts as real only when it exceeds the seed spread $\\sqrt{\\sigma_a^2+\\sigma_b^2}$; with a single seed there is no
-spread, so read every verdict as anecdotal."""),
-    code("""def say(a, b):
+
+# %% [markdown]
+# ## 7 · What rewinding buys, and what it costs
+#
+# The sentences below are computed from the runs above (they change with the profile and the seeds). A difference
+# counts as real only when it exceeds the seed spread $\sqrt{\sigma_a^2+\sigma_b^2}$; with a single seed there is no
+# spread, so read every verdict as anecdotal.
+
+# %%
+def say(a, b):
     g = lottery.gap(accuracy, a, b)
     for _, row in g.iterrows():
         print(f"  at {row.target_sparsity:.0%}: {LABELS[a]} - {LABELS[b]} = {100 * row.difference:+.1f} points "
@@ -255,7 +308,7 @@ early_vs_init = say("earlycrop-u", "crop-u")
 c = cost
 epochs_ratio = c.loc["ltr", "epochs"] / c.loc["earlycrop-u", "epochs"]
 seconds_ratio = c.loc["ltr", "seconds"] / c.loc["earlycrop-u", "seconds"]
-print(f"\\nWhat it costs at {cfg.focus_sparsity:.0%}: LTR trained {c.loc['ltr', 'epochs']:.0f} epochs, EarlyCroP-U "
+print(f"\nWhat it costs at {cfg.focus_sparsity:.0%}: LTR trained {c.loc['ltr', 'epochs']:.0f} epochs, EarlyCroP-U "
       f"{c.loc['earlycrop-u', 'epochs']:.1f} and CroP-U {c.loc['crop-u', 'epochs']:.0f}: {epochs_ratio:.1f}x the epochs "
       f"and {seconds_ratio:.1f}x the wall time of EarlyCroP-U.")
 focus_gap = rewind_gap.set_index("target_sparsity").loc[cfg.focus_sparsity]
@@ -283,37 +336,41 @@ print("Runs in which a layer would have lost every weight (it keeps one): " +
       ("; ".join(f"{LABELS[m]} at {sorted(set(v))} ({len(v)} runs)" for m, v in emptied.items()) or "none"))
 print("Below the Random-U floor: " + ("; ".join(f"{LABELS[m]} at {[f'{s:.0%}' for s in v]}"
                                              for m, v in below_random.items() if v) or "no method at any sparsity"))
-phases.done("verdicts")"""),
-    md("""## What to notice
+phases.done("verdicts")
 
-* **Rewinding versus the control.** The first block above says, sparsity by sparsity, whether the rewound ticket
-  beats the same mask with fresh random weights. Where it does, the ticket's value lies in the *pairing* of mask
-  and early weights, not in the mask alone — the lottery-ticket claim. Where the verdict is a tie (typically at
-  moderate sparsity, where any reasonable mask trains well), rewinding bought nothing.
-* **The bill.** LTR's epochs are $(R+1)\\times E$ by construction; the ratio printed above is what its extra
-  accuracy (if any) is paid with. On a Pareto plot LTR can only stay on the front by being the most accurate point,
-  because it is always the most expensive one.
-* **Where EarlyCroP stands.** EarlyCroP-U pays a few dense epochs over the at-init methods. Whether that buys
-  accuracy shows in the third block (EarlyCroP-U against CroP-U, the same criterion applied at initialisation).
-  Read it together with the count of runs pruned at the cap: when the detector did not fire, EarlyCroP pruned at
-  an epoch the lazy-regime argument does not vouch for (lesson 02 shows how $\tau$ and the learning rate move it).
-  The paper's claim is that this small extra cost brings it close to LTR at a fraction of LTR's cost; the verdicts
-  above say whether this run agrees, at which sparsities, and with how much confidence.
-* **Extreme sparsity.** At 98 % only 2 % of the weights remain; differences between criteria grow there, and so
-  does the seed spread. Random-U is the floor every criterion should clear; the last line above names any method
-  that fell below it. A sudden drop in a single round of the LTR plot (rather than a gradual decline) is the
-  usual sign of a bottleneck: global magnitude pruning compares weights across layers, and a small layer whose
-  weights happen to be small can lose almost all of them. Check it on a run of your own by counting each layer's
-  surviving weights with `ck.prune.masks(model)`.
+# %% [markdown]
+# ## What to notice
+#
+# * **Rewinding versus the control.** The first block above says, sparsity by sparsity, whether the rewound ticket
+#   beats the same mask with fresh random weights. Where it does, the ticket's value lies in the *pairing* of mask
+#   and early weights, not in the mask alone — the lottery-ticket claim. Where the verdict is a tie (typically at
+#   moderate sparsity, where any reasonable mask trains well), rewinding bought nothing.
+# * **The bill.** LTR's epochs are $(R+1)\times E$ by construction; the ratio printed above is what its extra
+#   accuracy (if any) is paid with. On a Pareto plot LTR can only stay on the front by being the most accurate point,
+#   because it is always the most expensive one.
+# * **Where EarlyCroP stands.** EarlyCroP-U pays a few dense epochs over the at-init methods. Whether that buys
+#   accuracy shows in the third block (EarlyCroP-U against CroP-U, the same criterion applied at initialisation).
+#   Read it together with the count of runs pruned at the cap: when the detector did not fire, EarlyCroP pruned at
+#   an epoch the lazy-regime argument does not vouch for (lesson 02 shows how $	au$ and the learning rate move it).
+#   The paper's claim is that this small extra cost brings it close to LTR at a fraction of LTR's cost; the verdicts
+#   above say whether this run agrees, at which sparsities, and with how much confidence.
+# * **Extreme sparsity.** At 98 % only 2 % of the weights remain; differences between criteria grow there, and so
+#   does the seed spread. Random-U is the floor every criterion should clear; the last line above names any method
+#   that fell below it. A sudden drop in a single round of the LTR plot (rather than a gradual decline) is the
+#   usual sign of a bottleneck: global magnitude pruning compares weights across layers, and a small layer whose
+#   weights happen to be small can lose almost all of them. Check it on a run of your own by counting each layer's
+#   surviving weights with `ck.prune.masks(model)`.
+#
+# ## Try this
+# * `LTR_ROUNDS = 1`: one-shot magnitude pruning with rewinding — cheaper, and often worse at high sparsity.
+# * `REWIND_EPOCH = 0`: rewind to initialisation, as in the original lottery-ticket paper. Does the gap to the
+#   random-reinit control shrink?
+# * `SEEDS = [0, 1, 2, 3, 4]` and `CACHE = True`: the existing seeds replay from the cache; only the new ones train,
+#   and the error bars tighten.
+# * `DATA = "mnist1d"`, `MODEL = "cnn1d"`: the same race on 1-D signals.
 
-## Try this
-* `LTR_ROUNDS = 1`: one-shot magnitude pruning with rewinding — cheaper, and often worse at high sparsity.
-* `REWIND_EPOCH = 0`: rewind to initialisation, as in the original lottery-ticket paper. Does the gap to the
-  random-reinit control shrink?
-* `SEEDS = [0, 1, 2, 3, 4]` and `CACHE = True`: the existing seeds replay from the cache; only the new ones train,
-  and the error bars tighten.
-* `DATA = "mnist1d"`, `MODEL = "cnn1d"`: the same race on 1-D signals."""),
-    code("""COLUMNS = ["method", "label", "target_sparsity", "seed", "test_acc", "best_test_acc", "weight_sparsity",
+# %%
+COLUMNS = ["method", "label", "target_sparsity", "seed", "test_acc", "best_test_acc", "weight_sparsity",
            "epochs_trained", "prune_epoch", "train_seconds", "params", "flops", "nonzero_macs", "batch_time_ms",
            "peak_memory_bytes", "disk_bytes", "emissions_g"]
 results_json = {
@@ -333,6 +390,4 @@ results_json = {
     "ltr_epochs_over_earlycrop": epochs_ratio, "ltr_seconds_over_earlycrop": seconds_ratio,
     "phase_seconds": phases.seconds,
 }
-print("wrote", ck.notebook.save_results(OUTPUT_DIR, STEM, results_json))"""),
-]
-write(cells, "notebooks/03_lottery_vs_earlycrop.ipynb")
+print("wrote", ck.notebook.save_results(OUTPUT_DIR, STEM, results_json))

@@ -1,34 +1,53 @@
-"""Builds notebooks/01_gradient_flow_and_ntk.ipynb (kept so the lesson can be regenerated; edit here or in JupyterLab)."""
-import nbformat as nbf
-from lesson import write
+# ---
+# jupyter:
+#   jupytext:
+#     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
-md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
-cells = [
-    md(r"""# 01 · Gradient flow is an NTK form
+# %% [markdown]
+# # 01 · Gradient flow is an NTK form
+#
+# **Learning goal.** See, numerically, why CroP (the criterion inside EarlyCroP) keeps the *neural tangent kernel*
+# when it keeps the *gradient flow*; then measure how far five pruning criteria — CroP, SNIP, GraSP, magnitude and
+# random — move the gradient flow and the NTK as the sparsity grows, and where CroP does and does not win.
+#
+# **The idea.** Write the outputs of the network on a batch as one long vector $Y = f(X;\theta)$ of length $N\cdot C$
+# ($N$ samples, $C$ classes, *sample-major*: entry $n C + c$). The loss $L$ depends on $\theta$ only through $Y$, so
+# the chain rule gives
+#
+# $$g_L(\theta) = \frac{\partial L}{\partial \theta} = J^\top g_L(Y), \qquad J = \frac{\partial Y}{\partial\theta}\ (N C\times P),\quad g_L(Y) = \frac{\partial L}{\partial Y}\ (N C).$$
+#
+# The **gradient flow** is the squared length of that gradient:
+#
+# $$\mathrm{GF} = g_L^\top g_L = g_L(Y)^\top\, J J^\top\, g_L(Y) = g_L(Y)^\top\, \Theta\, g_L(Y),$$
+#
+# where $\Theta = J J^\top$ is the **empirical NTK**, an $N C \times N C$ matrix: $\Theta_{nc,md}$ says how much a small
+# gradient step that raises output $d$ on sample $m$ also raises output $c$ on sample $n$. CroP scores each weight by
+# how much its removal would change GF ($|\theta \odot Hg|$) and keeps the ones that matter, so it keeps this
+# NTK-weighted quadratic form. With mean-reduced cross-entropy the $1/N$ of the mean sits inside $g_L(Y)$:
+# $g_L(Y)_{nc} = (\mathrm{softmax}(f(x_n))_c - [c = y_n])/N$.
+#
+# Everything here runs in **eval mode**: BatchNorm uses its running statistics, so each sample's output depends on that
+# sample alone and the per-sample Jacobian (hence $\Theta$) is well defined. The scores are computed in eval mode too.
 
-**Learning goal.** See, numerically, why CroP (the criterion inside EarlyCroP) keeps the *neural tangent kernel*
-when it keeps the *gradient flow*; then measure how far five pruning criteria — CroP, SNIP, GraSP, magnitude and
-random — move the gradient flow and the NTK as the sparsity grows, and where CroP does and does not win.
+# %% tags=["hosted-install"]
+# On Colab or Binder this installs cropkit (a minute); anywhere else it does nothing.
+import importlib, importlib.util, os, subprocess, sys
+HOSTED = "google.colab" in sys.modules or any(k in os.environ for k in ("COLAB_RELEASE_TAG", "BINDER_SERVICE_HOST", "BINDER_REQUEST"))
+if HOSTED and importlib.util.find_spec("cropkit") is None:
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet", "cropkit @ git+https://github.com/cropkit/cropkit"])
+    importlib.invalidate_caches()  # let this running kernel see the new package
 
-**The idea.** Write the outputs of the network on a batch as one long vector $Y = f(X;\theta)$ of length $N\cdot C$
-($N$ samples, $C$ classes, *sample-major*: entry $n C + c$). The loss $L$ depends on $\theta$ only through $Y$, so
-the chain rule gives
-
-$$g_L(\theta) = \frac{\partial L}{\partial \theta} = J^\top g_L(Y), \qquad J = \frac{\partial Y}{\partial\theta}\ (N C\times P),\quad g_L(Y) = \frac{\partial L}{\partial Y}\ (N C).$$
-
-The **gradient flow** is the squared length of that gradient:
-
-$$\mathrm{GF} = g_L^\top g_L = g_L(Y)^\top\, J J^\top\, g_L(Y) = g_L(Y)^\top\, \Theta\, g_L(Y),$$
-
-where $\Theta = J J^\top$ is the **empirical NTK**, an $N C \times N C$ matrix: $\Theta_{nc,md}$ says how much a small
-gradient step that raises output $d$ on sample $m$ also raises output $c$ on sample $n$. CroP scores each weight by
-how much its removal would change GF ($|\theta \odot Hg|$) and keeps the ones that matter, so it keeps this
-NTK-weighted quadratic form. With mean-reduced cross-entropy the $1/N$ of the mean sits inside $g_L(Y)$:
-$g_L(Y)_{nc} = (\mathrm{softmax}(f(x_n))_c - [c = y_n])/N$.
-
-Everything here runs in **eval mode**: BatchNorm uses its running statistics, so each sample's output depends on that
-sample alone and the per-sample Jacobian (hence $\Theta$) is well defined. The scores are computed in eval mode too."""),
-    code("""PROFILE = "cpu"  # type: str  smoke (seconds, for tests) | cpu (a laptop, the default) | paper (a GPU)
+# %% tags=["parameters"]
+PROFILE = "cpu"  # type: str  smoke (seconds, for tests) | cpu (a laptop, the default) | paper (a GPU)
 OUTPUT_DIR = "outputs"  # type: str  where the JSON results and figures are written
 DATA = None  # type: str  dataset name; None means the profile value (digits)
 MODEL = None  # type: str  model name; None means the profile value (cnn)
@@ -40,8 +59,10 @@ PROBE_SIZE = None  # type: int  samples in the probe batch whose NTK is compared
 SCORE_BATCHES = None  # type: int  training batches the criteria score on; None means the profile value
 SWEEP_SEEDS = None  # type: int  initialisations averaged in the pruning sweep; None means the profile value
 SPARSITIES = None  # type: list  weight sparsities of the sweep, a list; None means the profile value
-SEED = 0  # type: int  seeds the initialisations and the shuffling""", metadata={"tags": ["parameters"]}),
-    code("""import copy
+SEED = 0  # type: int  seeds the initialisations and the shuffling
+
+# %%
+import copy
 import time
 
 import matplotlib.pyplot as plt
@@ -62,15 +83,19 @@ device = ck.train.default_device()
 print("measured on:", ck.measure.hardware(), "| device:", device)
 
 data = ck.data.load(cfg.data, batch_size=cfg.batch_size, seed=SEED, limit=cfg.limit)
-print(f"{cfg.data}: input {data.input_shape}, {data.num_classes} classes, {len(data.train.dataset)} training samples")"""),
-    md("""## 1 · The identity, checked in float64
+print(f"{cfg.data}: input {data.input_shape}, {data.num_classes} classes, {len(data.train.dataset)} training samples")
 
-For several random initialisations and several training batches we compute GF twice: directly as
-$\\sum_\\theta \\|\\partial L/\\partial\\theta\\|^2$ (one backward pass), and as $g_L(Y)^\\top\\,\\Theta\\,g_L(Y)$ with $\\Theta$
-built by `torch.func` (`jacrev` over the parameters, `vmap` over the samples). We do it for two parameter sets:
-all trainable parameters, and only the *prunable* weights (conv and linear `weight`s, the set CroP scores).
-Both sides use the same set — the identity holds for any set, as long as it is the same one."""),
-    code("""checks = []
+# %% [markdown]
+# ## 1 · The identity, checked in float64
+#
+# For several random initialisations and several training batches we compute GF twice: directly as
+# $\sum_\theta \|\partial L/\partial\theta\|^2$ (one backward pass), and as $g_L(Y)^\top\,\Theta\,g_L(Y)$ with $\Theta$
+# built by `torch.func` (`jacrev` over the parameters, `vmap` over the samples). We do it for two parameter sets:
+# all trainable parameters, and only the *prunable* weights (conv and linear `weight`s, the set CroP scores).
+# Both sides use the same set — the identity holds for any set, as long as it is the same one.
+
+# %%
+checks = []
 for s in range(cfg.check_seeds):
     model = ck.models.build(cfg.model, data.input_shape, data.num_classes, width=cfg.width, seed=SEED + s)
     model = model.double().to(device)
@@ -85,8 +110,10 @@ checks = pd.DataFrame(checks)
 max_rel_error = float(checks.rel_error.max())
 print(f"{len(checks)} checks ({cfg.check_seeds} initialisations x {cfg.check_batches} batches of "
       f"{cfg.check_batch_size} x 2 parameter sets), float64")
-print(f"largest relative error |GF - g_L(Y)^T NTK g_L(Y)| / GF = {max_rel_error:.2e}")"""),
-    code("""fig, ax = plt.subplots(figsize=(5, 4.5), constrained_layout=True)
+print(f"largest relative error |GF - g_L(Y)^T NTK g_L(Y)| / GF = {max_rel_error:.2e}")
+
+# %%
+fig, ax = plt.subplots(figsize=(5, 4.5), constrained_layout=True)
 for params, marker in (("all", "o"), ("prunable", "x")):
     part = checks[checks.params == params]
     ax.scatter(part.direct, part.via_ntk, marker=marker, label=f"θ = {params} parameters")
@@ -96,26 +123,32 @@ ax.set(xscale="log", yscale="log", xlabel="GF = ‖∂L/∂θ‖²  (one backwar
        ylabel="g_L(Y)ᵀ · NTK · g_L(Y)", title=f"the two sides agree: max rel. error {max_rel_error:.1e}")
 ax.legend()
 fig.savefig(ck.paths.output_file(OUTPUT_DIR, "01_identity.png"), dpi=110)
-plt.show()"""),
-    md("""**What to notice.** Every point lies on the diagonal; the largest relative error printed above is at the level
-of float64 rounding. GF is *not* a new quantity next to the NTK: it is the NTK read along the direction of the loss
-gradient in output space. A pruning criterion that keeps GF keeps that reading of the kernel — it does not promise
-to keep the whole kernel, which is what section 2 measures."""),
-    md("""## 2 · Pruning at initialisation: how far do GF and the NTK move?
+plt.show()
 
-For each initialisation we score the dense network once per criterion on `SCORE_BATCHES` training batches (all five
-are one-shot criteria, so the ranking does not depend on the sparsity), then prune copies to each sparsity with one
-global top-k. For every pruned copy we measure, in float64 and over the prunable weights:
+# %% [markdown]
+# **What to notice.** Every point lies on the diagonal; the largest relative error printed above is at the level
+# of float64 rounding. GF is *not* a new quantity next to the NTK: it is the NTK read along the direction of the loss
+# gradient in output space. A pruning criterion that keeps GF keeps that reading of the kernel — it does not promise
+# to keep the whole kernel, which is what section 2 measures.
 
-* **GF change** $(\\mathrm{GF}' - \\mathrm{GF})/\\mathrm{GF}$ on the scoring batches — the quantity CroP is built to keep
-  — and on a held-out *probe* batch of training samples the criteria never saw;
-* **kernel distance** $1 - \\langle\\Theta,\\Theta'\\rangle_F / (\\|\\Theta\\|_F\\|\\Theta'\\|_F)$ on the probe batch: a
-  change of the kernel's *shape* (0 = same up to scale);
-* the **trace ratio** $\\mathrm{tr}\\,\\Theta'/\\mathrm{tr}\\,\\Theta$ and the **eigenvalue spectrum**: the kernel's *scale*.
+# %% [markdown]
+# ## 2 · Pruning at initialisation: how far do GF and the NTK move?
+#
+# For each initialisation we score the dense network once per criterion on `SCORE_BATCHES` training batches (all five
+# are one-shot criteria, so the ranking does not depend on the sparsity), then prune copies to each sparsity with one
+# global top-k. For every pruned copy we measure, in float64 and over the prunable weights:
+#
+# * **GF change** $(\mathrm{GF}' - \mathrm{GF})/\mathrm{GF}$ on the scoring batches — the quantity CroP is built to keep
+#   — and on a held-out *probe* batch of training samples the criteria never saw;
+# * **kernel distance** $1 - \langle\Theta,\Theta'\rangle_F / (\|\Theta\|_F\|\Theta'\|_F)$ on the probe batch: a
+#   change of the kernel's *shape* (0 = same up to scale);
+# * the **trace ratio** $\mathrm{tr}\,\Theta'/\mathrm{tr}\,\Theta$ and the **eigenvalue spectrum**: the kernel's *scale*.
+#
+# A pruned weight is no longer a parameter, so its column of $J$ is gone: both GF and $\Theta$ are those of the sparse
+# network (`ck.ntk` differentiates the masked re-parametrisation, so masked entries get exactly zero gradient).
 
-A pruned weight is no longer a parameter, so its column of $J$ is gone: both GF and $\\Theta$ are those of the sparse
-network (`ck.ntk` differentiates the masked re-parametrisation, so masked entries get exactly zero gradient)."""),
-    code("""CRITERIA = ["crop", "snip", "grasp", "magnitude", "random"]  # keys of ck.scores.WEIGHT_SCORES
+# %%
+CRITERIA = ["crop", "snip", "grasp", "magnitude", "random"]  # keys of ck.scores.WEIGHT_SCORES
 SWEEP_DTYPE = torch.float32  # changes of tens of percent need no float64; the identity above did
 rows, spectra = [], {}
 for s in range(cfg.sweep_seeds):
@@ -146,9 +179,12 @@ print(f"{len(sweep)} pruned networks ({cfg.sweep_seeds} initialisations x {len(C
       f"{(sweep.weight_sparsity - sweep.sparsity).abs().max():.1e} of the target")
 summary = sweep.groupby(["criterion", "sparsity"])[["gf_change", "gf_change_probe", "kernel_distance", "trace_ratio"]].mean()
 with pd.option_context("display.float_format", "{:+.3f}".format, "display.width", 160):
-    display(summary.unstack("criterion").T)"""),
-    code("""def band(ax, column, ylabel, log=False):
-    \"\"\"Mean over initialisations per criterion, with the range (min to max) shaded.\"\"\"
+    display(summary.unstack("criterion").T)
+
+
+# %%
+def band(ax, column, ylabel, log=False):
+    """Mean over initialisations per criterion, with the range (min to max) shaded."""
     for criterion in CRITERIA:
         part = sweep[sweep.criterion == criterion].groupby("sparsity")[column]
         ax.plot(part.mean().index, part.mean().values, "o-", label=criterion, lw=2.5 if criterion == "crop" else 1.2)
@@ -169,8 +205,10 @@ axes[2].set_title("shape of the NTK (0 = same up to scale)")
 axes[0].legend(title=f"mean, range over {cfg.sweep_seeds} inits", fontsize=8)
 fig.suptitle(f"Pruning {cfg.model} (width {cfg.width}) at initialisation on {cfg.data}")
 fig.savefig(ck.paths.output_file(OUTPUT_DIR, "01_sweep.png"), dpi=110)
-plt.show()"""),
-    code("""target = min(cfg.sparsities, key=lambda p: abs(p - 0.9))  # the spectrum at (about) 90 % sparsity
+plt.show()
+
+# %%
+target = min(cfg.sparsities, key=lambda p: abs(p - 0.9))  # the spectrum at (about) 90 % sparsity
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
 dense_spec = np.mean(spectra[("dense", None)], axis=0)
 axes[0].semilogy(np.arange(1, len(dense_spec) + 1), dense_spec, "k-", lw=2.5, label="dense")
@@ -183,8 +221,10 @@ band(axes[1], "trace_ratio", "tr Θ′ / tr Θ", log=True)
 axes[1].axhline(1, color="k", lw=0.8, ls="--")
 axes[1].set_title("scale of the NTK (1 = unchanged)")
 fig.savefig(ck.paths.output_file(OUTPUT_DIR, "01_spectrum.png"), dpi=110)
-plt.show()"""),
-    code("""# Which criterion moved each quantity least, per sparsity (mean over initialisations)?
+plt.show()
+
+# %%
+# Which criterion moved each quantity least, per sparsity (mean over initialisations)?
 means = sweep.groupby(["sparsity", "criterion"])[["gf_change", "gf_change_probe", "kernel_distance", "trace_ratio"]].mean()
 best = {}
 for column in ("gf_change", "gf_change_probe", "kernel_distance"):
@@ -195,39 +235,49 @@ print("trace ratio closest to 1 per sparsity:", best["trace_ratio"])
 crop_wins = {column: sum(v == "crop" for v in best[column].values()) for column in best}
 print(f"CroP moves the quantity least at this many of {len(cfg.sparsities)} sparsities:", crop_wins)
 grasp_gain = summary.loc["grasp", "gf_change"]
-print("GraSP's GF change per sparsity:", {float(p): round(float(v), 2) for p, v in grasp_gain.items()})"""),
-    md("""**What to notice** (read the table and the printout above; the numbers depend on the profile and the seed —
-this is what the `cpu` profile showed).
+print("GraSP's GF change per sparsity:", {float(p): round(float(v), 2) for p, v in grasp_gain.items()})
 
-* **GF on the scoring batches.** CroP keeps the most gradient flow over the moderate sparsities, as designed, but
-  "keeps" is relative: at 90 % sparsity even CroP has lost a large part of it on this small network. At the highest
-  sparsities every criterion loses almost all GF and the ranking changes — there the smallest |change| may belong
-  to SNIP or to GraSP.
-* **GraSP raises GF** by orders of magnitude at moderate sparsity (it removes the weights whose removal increases
-  GF most) and inflates the NTK's scale with it (right panel of the second figure). Its GF curve then falls through
-  1 at high sparsity; a "smallest |change|" there is a crossing, not preservation.
-* **On a held-out batch** the ordering is the same but the gaps are smaller: what CroP keeps is the GF of the batches
-  it scored.
-* **The NTK's shape.** The kernel distance is a different question from GF — GF reads the kernel along a single
-  direction, $g_L(Y)$. CroP and SNIP move the shape about equally little at low sparsity (SNIP can edge ahead);
-  CroP moves it least in the middle of the sweep; at the most extreme sparsity magnitude pruning can do better.
-  Random pruning distorts the kernel most throughout.
-* **The scale.** CroP keeps tr Θ closest to the dense one; random and magnitude pruning shrink the whole spectrum,
-  the bulk of it (eigenvalues beyond the first C) by orders of magnitude. The first C eigenvalues — one per class —
-  stand apart from the rest in every kernel."""),
-    md("""## 3 · Look at the kernels yourself
+# %% [markdown]
+# **What to notice** (read the table and the printout above; the numbers depend on the profile and the seed —
+# this is what the `cpu` profile showed).
+#
+# * **GF on the scoring batches.** CroP keeps the most gradient flow over the moderate sparsities, as designed, but
+#   "keeps" is relative: at 90 % sparsity even CroP has lost a large part of it on this small network. At the highest
+#   sparsities every criterion loses almost all GF and the ranking changes — there the smallest |change| may belong
+#   to SNIP or to GraSP.
+# * **GraSP raises GF** by orders of magnitude at moderate sparsity (it removes the weights whose removal increases
+#   GF most) and inflates the NTK's scale with it (right panel of the second figure). Its GF curve then falls through
+#   1 at high sparsity; a "smallest |change|" there is a crossing, not preservation.
+# * **On a held-out batch** the ordering is the same but the gaps are smaller: what CroP keeps is the GF of the batches
+#   it scored.
+# * **The NTK's shape.** The kernel distance is a different question from GF — GF reads the kernel along a single
+#   direction, $g_L(Y)$. CroP and SNIP move the shape about equally little at low sparsity (SNIP can edge ahead);
+#   CroP moves it least in the middle of the sweep; at the most extreme sparsity magnitude pruning can do better.
+#   Random pruning distorts the kernel most throughout.
+# * **The scale.** CroP keeps tr Θ closest to the dense one; random and magnitude pruning shrink the whole spectrum,
+#   the bulk of it (eigenvalues beyond the first C) by orders of magnitude. The first C eigenvalues — one per class —
+#   stand apart from the rest in every kernel.
 
-Pick a criterion and a sparsity: the heatmaps show $\\Theta$ of the dense network, $\\Theta'$ of the pruned one (same
-colour scale) and their difference, on the probe batch of the last initialisation. The $C\\times C$ blocks along the
-diagonal are the per-sample kernels; off-diagonal blocks couple different samples. (In a static copy of this notebook
-only the initial choice is drawn.)"""),
-    code("""explorer = NTKExplorer(dense, scores_by_criterion, probe_x[: min(8, cfg.probe_size)], cfg.sparsities,
+# %% [markdown]
+# ## 3 · Look at the kernels yourself
+#
+# Pick a criterion and a sparsity: the heatmaps show $\Theta$ of the dense network, $\Theta'$ of the pruned one (same
+# colour scale) and their difference, on the probe batch of the last initialisation. The $C\times C$ blocks along the
+# diagonal are the per-sample kernels; off-diagonal blocks couple different samples. (In a static copy of this notebook
+# only the initial choice is drawn.)
+
+# %%
+explorer = NTKExplorer(dense, scores_by_criterion, probe_x[: min(8, cfg.probe_size)], cfg.sparsities,
                        params="prunable", classes=data.num_classes)
 display(explorer.widget("crop", target))
 explorer.figure("random", target).savefig(ck.paths.output_file(OUTPUT_DIR, "01_kernels_random.png"), dpi=110)
-plt.close("all")"""),
-    md("""## 4 · Results"""),
-    code("""gf_change = {c: {str(p): float(summary.loc[(c, p), "gf_change"]) for p in cfg.sparsities} for c in CRITERIA}
+plt.close("all")
+
+# %% [markdown]
+# ## 4 · Results
+
+# %%
+gf_change = {c: {str(p): float(summary.loc[(c, p), "gf_change"]) for p in cfg.sparsities} for c in CRITERIA}
 results = {
     "profile": PROFILE, "data": cfg.data, "model": cfg.model, "width": cfg.width, "hardware": ck.measure.hardware(),
     "identity": {"max_relative_error": max_rel_error, "checks": len(checks), "dtype": "float64"},
@@ -241,13 +291,12 @@ results = {
     "process_cpu_seconds": time.process_time(),
 }
 print(f"CPU time of this kernel so far: {results['process_cpu_seconds']:.0f} s on {ck.measure.hardware()}")
-print("wrote", ck.notebook.save_results(OUTPUT_DIR, "01_gradient_flow_and_ntk", results))"""),
-    md("""## Try this
+print("wrote", ck.notebook.save_results(OUTPUT_DIR, "01_gradient_flow_and_ntk", results))
 
-* Set `MODEL = "mlp"` and `DATA = "mnist1d"`: without BatchNorm, does magnitude pruning still keep the kernel's shape?
-* Raise `SCORE_BATCHES`: does CroP's advantage on the held-out batch grow when it scores on more data?
-* Replace `"random"` by `"synflow"` in `CRITERIA` (any key of `ck.scores.WEIGHT_SCORES` works), or score CroP on a
-  network trained for one epoch (EarlyCroP's setting, lesson 02) and compare the kernel distances."""),
-]
-
-write(cells, "notebooks/01_gradient_flow_and_ntk.ipynb")
+# %% [markdown]
+# ## Try this
+#
+# * Set `MODEL = "mlp"` and `DATA = "mnist1d"`: without BatchNorm, does magnitude pruning still keep the kernel's shape?
+# * Raise `SCORE_BATCHES`: does CroP's advantage on the held-out batch grow when it scores on more data?
+# * Replace `"random"` by `"synflow"` in `CRITERIA` (any key of `ck.scores.WEIGHT_SCORES` works), or score CroP on a
+#   network trained for one epoch (EarlyCroP's setting, lesson 02) and compare the kernel distances.

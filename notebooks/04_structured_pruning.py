@@ -1,27 +1,43 @@
-"""Builds notebooks/04_structured_pruning.ipynb (kept so the lesson can be regenerated; edit here or in JupyterLab).
+# ---
+# jupyter:
+#   jupytext:
+#     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
-    .venv/bin/python tools/make_04_structured_pruning.py
-"""
-import nbformat as nbf
-from lesson import write
+# %% [markdown]
+# # 04 · Structured pruning: fewer channels, less time, less memory
+#
+# **Learning goal.** See why only *structured* pruning makes a network cheaper to train on ordinary hardware:
+# removing whole channels shrinks every tensor — parameters, FLOPs, the time of a training step and its peak
+# memory — while masking single weights (unstructured pruning) leaves the dense tensors, and so the cost, as
+# they were. Then compare the structured methods of the paper (Random-S, SNAP, CroP-S, CroPit-S, EarlyCroP-S,
+# EarlyBird, GateDecorators, EfficientConvNets) against dense training in the paper's table.
+#
+# **The idea.** A *node* is one output channel of a convolution (or one neuron of a hidden linear layer).
+# A node criterion scores every node; `cropkit.prune.structured` removes the lowest-scoring nodes until the
+# target weight sparsity is reached, and rebuilds the network with physically smaller tensors. Channels that
+# meet in a residual add must go together, with the same indices in every layer of the group (traced with
+# torch-pruning's `DependencyGraph`). Because a removed channel takes its whole filter *and* the matching input
+# slice of the next layer with it, the kept network is a genuinely smaller dense network.
 
-md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
-cells = [
-    md("""# 04 · Structured pruning: fewer channels, less time, less memory
+# %% tags=["hosted-install"]
+# On Colab or Binder this installs cropkit (a minute); anywhere else it does nothing.
+import importlib, importlib.util, os, subprocess, sys
+HOSTED = "google.colab" in sys.modules or any(k in os.environ for k in ("COLAB_RELEASE_TAG", "BINDER_SERVICE_HOST", "BINDER_REQUEST"))
+if HOSTED and importlib.util.find_spec("cropkit") is None:
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet", "cropkit @ git+https://github.com/cropkit/cropkit"])
+    importlib.invalidate_caches()  # let this running kernel see the new package
 
-**Learning goal.** See why only *structured* pruning makes a network cheaper to train on ordinary hardware:
-removing whole channels shrinks every tensor — parameters, FLOPs, the time of a training step and its peak
-memory — while masking single weights (unstructured pruning) leaves the dense tensors, and so the cost, as
-they were. Then compare the structured methods of the paper (Random-S, SNAP, CroP-S, CroPit-S, EarlyCroP-S,
-EarlyBird, GateDecorators, EfficientConvNets) against dense training in the paper's table.
-
-**The idea.** A *node* is one output channel of a convolution (or one neuron of a hidden linear layer).
-A node criterion scores every node; `cropkit.prune.structured` removes the lowest-scoring nodes until the
-target weight sparsity is reached, and rebuilds the network with physically smaller tensors. Channels that
-meet in a residual add must go together, with the same indices in every layer of the group (traced with
-torch-pruning's `DependencyGraph`). Because a removed channel takes its whole filter *and* the matching input
-slice of the next layer with it, the kept network is a genuinely smaller dense network."""),
-    code("""PROFILE = "cpu"  # type: str  smoke (seconds, for tests) | cpu (a laptop, the default) | paper (a GPU: CIFAR-10, ResNet18 at 95 %, VGG16 at 98 %)
+# %% tags=["parameters"]
+PROFILE = "cpu"  # type: str  smoke (seconds, for tests) | cpu (a laptop, the default) | paper (a GPU: CIFAR-10, ResNet18 at 95 %, VGG16 at 98 %)
 OUTPUT_DIR = "outputs"  # type: str  where the JSON results and figures are written
 DATA = None  # type: str  dataset of the method tables; None: the profile value (digits; cifar10 on paper)
 TABLES = None  # type: list  [[model, target weight sparsity], ...] compared in the paper table; None: the profile value
@@ -31,9 +47,10 @@ SEEDS = None  # type: list  seeds per method, e.g. [0, 1, 2] for mean ± std; No
 EXPLORER_WIDTH = None  # type: float  width of the explorer ResNet18 / VGG16; None: the profile value (0.25 on a CPU)
 EXPLORER_CRITERION = None  # type: str  criterion the explorer starts with (a key of cropkit.scores.NODE_SCORES); None: the profile value
 WIDE_WIDTH = None  # type: float  width of the wide model pruned in section 4; None: the profile value
-THREADS = None  # type: int  torch CPU threads; None: the profile value (smoke: 1; otherwise torch chooses)""",
-         metadata={"tags": ["parameters"]}),
-    code("""import matplotlib.pyplot as plt
+THREADS = None  # type: int  torch CPU threads; None: the profile value (smoke: 1; otherwise torch chooses)
+
+# %%
+import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 from IPython.display import display
@@ -49,26 +66,30 @@ run_cfg = ck.profiles.settings("run", PROFILE)
 if cfg.threads:
     torch.set_num_threads(cfg.threads)
 print(cfg)
-print("measured on:", ck.measure.hardware())"""),
-    md("""## 1 · The explorer: move the slider
+print("measured on:", ck.measure.hardware())
 
-Pick a model (the CIFAR forms of ResNet18 and VGG16), a node criterion (the keys of
-`cropkit.scores.NODE_SCORES`), a budget and a target sparsity. For each choice the explorer scores the nodes of
-the dense network *at initialisation* (once per model and criterion — the first visit of a criterion takes a
-few seconds), prunes a copy with `cropkit.prune.structured`, and measures the smaller network against the dense
-one on this machine: kept channels per layer, parameters, FLOPs per sample, the median time of a full training
-step (forward, backward, Adam) and the peak memory of one step.
+# %% [markdown]
+# ## 1 · The explorer: move the slider
+#
+# Pick a model (the CIFAR forms of ResNet18 and VGG16), a node criterion (the keys of
+# `cropkit.scores.NODE_SCORES`), a budget and a target sparsity. For each choice the explorer scores the nodes of
+# the dense network *at initialisation* (once per model and criterion — the first visit of a criterion takes a
+# few seconds), prunes a copy with `cropkit.prune.structured`, and measures the smaller network against the dense
+# one on this machine: kept channels per layer, parameters, FLOPs per sample, the median time of a full training
+# step (forward, backward, Adam) and the peak memory of one step.
+#
+# * **budget** `weights` reaches the target *weight* sparsity (the paper's axis); `nodes` removes that fraction of
+#   nodes; `flops` removes nodes until the FLOPs fall by that fraction, ranking nodes by score per FLOP saved.
+# * On a CPU profile the explorer scores on one batch of random CIFAR-shaped inputs: it is about the *shape* and
+#   the *cost* of the pruned network, not its accuracy (sections 3 and 4 train real networks). `bn_nodes`
+#   (EarlyBird's |γ|) sees all γ = 1 at initialisation, so its ties are broken by position: it is meant for
+#   trained networks.
+# * Batch-time ratios are wall-clock measurements of a few steps (on a CPU profile with one thread, which is
+#   steadier for such small steps): on a shared or busy machine they are noisy; parameter, FLOP and memory
+#   ratios are exact or nearly so.
 
-* **budget** `weights` reaches the target *weight* sparsity (the paper's axis); `nodes` removes that fraction of
-  nodes; `flops` removes nodes until the FLOPs fall by that fraction, ranking nodes by score per FLOP saved.
-* On a CPU profile the explorer scores on one batch of random CIFAR-shaped inputs: it is about the *shape* and
-  the *cost* of the pruned network, not its accuracy (sections 3 and 4 train real networks). `bn_nodes`
-  (EarlyBird's |γ|) sees all γ = 1 at initialisation, so its ties are broken by position: it is meant for
-  trained networks.
-* Batch-time ratios are wall-clock measurements of a few steps (on a CPU profile with one thread, which is
-  steadier for such small steps): on a shared or busy machine they are noisy; parameter, FLOP and memory
-  ratios are exact or nearly so."""),
-    code("""explorer_batches = None  # None: one seeded batch of random inputs (shape and cost only)
+# %%
+explorer_batches = None  # None: one seeded batch of random inputs (shape and cost only)
 if cfg.explorer_data != "synthetic":
     explorer_data = ck.data.load(cfg.explorer_data, batch_size=cfg.explorer_batch, seed=0)
     explorer_batches = ck.data.take(explorer_data.train, 1)
@@ -76,22 +97,30 @@ explorer = ck.widgets.StructuredExplorer(model_names=cfg.explorer_models, criter
                                          width=cfg.explorer_width, batch_size=cfg.explorer_batch,
                                          batches=explorer_batches, threads=cfg.explorer_threads, sparsity=0.5)
 explorer.update()  # draw the current choice now, so that the executed notebook shows it too
-display(explorer.widget)"""),
-    md("""The same state as a static figure (this is what the executed copy and the summary report show; the widget
-above is the live version):"""),
-    code("""state = explorer.last
+display(explorer.widget)
+
+# %% [markdown]
+# The same state as a static figure (this is what the executed copy and the summary report show; the widget
+# above is the live version):
+
+# %%
+state = explorer.last
 fig = explorer.figure(state)
 fig.savefig(ck.paths.output_file(OUTPUT_DIR, "04_explorer.png"), dpi=100)
 display(fig)
 print(f"{state['model']} (width {state['width']}), {state['criterion']}, weight sparsity "
       f"{state['weight_sparsity']:.3f}, node sparsity {state['node_sparsity']:.3f}")
-print(ck.widgets.StructuredExplorer.summary_text(state))"""),
-    md("""## 2 · Sweeping the slider
+print(ck.widgets.StructuredExplorer.summary_text(state))
 
-The explorer's numbers for every model over a range of target weight sparsities, with the profile's criterion.
-The dashed line is `1 − sparsity`: the parameter ratio sits on it by construction (the budget counts prunable
-weights; biases and norm layers shrink with their channels)."""),
-    code("""sweep = []
+# %% [markdown]
+# ## 2 · Sweeping the slider
+#
+# The explorer's numbers for every model over a range of target weight sparsities, with the profile's criterion.
+# The dashed line is `1 − sparsity`: the parameter ratio sits on it by construction (the budget counts prunable
+# weights; biases and norm layers shrink with their channels).
+
+# %%
+sweep = []
 for name in cfg.explorer_models:
     for s in explorer.sweep(name, cfg.explorer_criterion, cfg.sweep):
         sweep.append({k: s[k] for k in ("model", "target_sparsity", "weight_sparsity", "node_sparsity",
@@ -116,15 +145,19 @@ for name, part in sweep.groupby("model", sort=False):
     last = part.iloc[-1]
     print(f"{name} at {last['target_sparsity']:.2f} weight sparsity: node sparsity {last['node_sparsity']:.2f}, "
           f"FLOPs {last['flops_ratio']:.3f}×, batch time {last['batch_time_ratio']:.2f}×, "
-          f"peak memory {last['peak_memory_ratio']:.3f}× dense")"""),
-    md("""## 3 · The structured methods, trained, in the paper's table
+          f"peak memory {last['peak_memory_ratio']:.3f}× dense")
 
-Every method below is trained with `cropkit.compare` at the same target *weight* sparsity: dense (the
-reference), one unstructured method (CroP-U, masks), and the eight structured methods. The columns are the
-paper's: accuracy, the achieved weight and node sparsity, training time, time of one training step, peak memory
-of one training step, disk size and estimated emissions (codecarbon; an estimate on a CPU). When a method ran
-with several seeds a cell reads mean ± std. Runs are cached in `outputs/cache`, so re-executing replays them."""),
-    code("""UNSTRUCTURED = ["crop-u"]
+# %% [markdown]
+# ## 3 · The structured methods, trained, in the paper's table
+#
+# Every method below is trained with `cropkit.compare` at the same target *weight* sparsity: dense (the
+# reference), one unstructured method (CroP-U, masks), and the eight structured methods. The columns are the
+# paper's: accuracy, the achieved weight and node sparsity, training time, time of one training step, peak memory
+# of one training step, disk size and estimated emissions (codecarbon; an estimate on a CPU). When a method ran
+# with several seeds a cell reads mean ± std. Runs are cached in `outputs/cache`, so re-executing replays them.
+
+# %%
+UNSTRUCTURED = ["crop-u"]
 STRUCTURED = ["random-s", "snap", "crop-s", "cropit-s", "earlycrop-s", "earlybird", "gatedecorators",
               "efficientconvnets"]
 SHOWN = ["Type", "Method"] + [header for _, header, *_ in PAPER_COLUMNS] + ["FLOPs", "Epochs", "Prune epoch"]
@@ -135,12 +168,17 @@ for model, sparsity in cfg.tables:
     tables[key] = ck.compare(["dense", *UNSTRUCTURED, *STRUCTURED], data=cfg.data, model=model, sparsity=sparsity,
                              seeds=cfg.seeds, profile=PROFILE, epochs=cfg.epochs, width=cfg.width)
     runs[key] = runs_frame(tables[key])
-    print(f"\\n{cfg.data} · {model} (width {cfg.width}) · target weight sparsity {sparsity} · seeds {cfg.seeds} · "
+    print(f"\n{cfg.data} · {model} (width {cfg.width}) · target weight sparsity {sparsity} · seeds {cfg.seeds} · "
           f"{cfg.epochs} epochs after pruning · {runs[key]['device'].iloc[0]}")
-    display(tables[key][SHOWN])"""),
-    md("""Each method's cost as a ratio to dense training (mean over seeds), beside its accuracy. The unstructured row is
-the control: its weights are as sparse as the structured rows', but its tensors are dense."""),
-    code("""def ratios(frame):
+    display(tables[key][SHOWN])
+
+
+# %% [markdown]
+# Each method's cost as a ratio to dense training (mean over seeds), beside its accuracy. The unstructured row is
+# the control: its weights are as sparse as the structured rows', but its tensors are dense.
+
+# %%
+def ratios(frame):
     mean = frame.groupby("method", sort=False)[["test_acc", "weight_sparsity", "node_sparsity", "flops",
                                                 "batch_time_ms", "peak_memory_bytes", "params"]].mean()
     dense = mean.loc["dense"]
@@ -172,15 +210,19 @@ for key, frame in runs.items():
         row = r.loc[method]
         print(f"{key} {LABELS[method]:>12}: accuracy {row['test_acc']:.1%}, weight sparsity "
               f"{row['weight_sparsity']:.3f}, node sparsity {row['node_sparsity']:.3f}, FLOPs {row['flops_ratio']:.3f}×, "
-              f"batch time {row['batch_time_ms_ratio']:.2f}×, peak memory {row['peak_memory_bytes_ratio']:.3f}× dense")"""),
-    md("""## 4 · A pruned wide network against a dense one of equal memory
+              f"batch time {row['batch_time_ms_ratio']:.2f}×, peak memory {row['peak_memory_bytes_ratio']:.3f}× dense")
 
-Structured pruning lets you train a network whose *dense* version would not fit. Here a wide model (width
-`WIDE_WIDTH`) is pruned at initialisation with CroP-S to the profile's sparsity and trained; its peak training
-memory sets the budget. Among narrower *dense* models we pick the widest whose peak memory fits that budget and
-train it the same way. Same memory, same epochs: which learns more? (Peak memory is measured as in the table,
-on a batch of the run's batch size.)"""),
-    code("""wide_model = cfg.tables[0][0]
+# %% [markdown]
+# ## 4 · A pruned wide network against a dense one of equal memory
+#
+# Structured pruning lets you train a network whose *dense* version would not fit. Here a wide model (width
+# `WIDE_WIDTH`) is pruned at initialisation with CroP-S to the profile's sparsity and trained; its peak training
+# memory sets the budget. Among narrower *dense* models we pick the widest whose peak memory fits that budget and
+# train it the same way. Same memory, same epochs: which learns more? (Peak memory is measured as in the table,
+# on a batch of the run's batch size.)
+
+# %%
+wide_model = cfg.tables[0][0]
 wide = ck.run("crop-s", data=cfg.data, model=wide_model, width=cfg.wide_width, sparsity=cfg.wide_sparsity,
               epochs=cfg.epochs, seed=cfg.seeds[0], profile=PROFILE)
 budget_bytes = wide.peak_memory_bytes
@@ -226,31 +268,36 @@ for ax, values, fmt in ((ax1, wide_vs_narrow["peak_memory_MB"], "{:.2f} MB"), (a
         ax.text(value, i, " " + fmt.format(value), va="center", fontsize=8)
 fig.tight_layout()
 fig.savefig(ck.paths.output_file(OUTPUT_DIR, "04_wide_vs_narrow.png"), dpi=100)
-plt.show()"""),
-    md("""## What to notice
-* In the explorer and the sweep, the parameter ratio follows `1 − sparsity`, and FLOPs and peak memory fall
-  with it: removed channels are gone from every tensor. The batch time falls too, but less than the FLOPs on a
-  small CPU model — fixed per-layer overheads (kernel launches, the optimizer's loop over tensors) do not shrink.
-  FLOP ratios and measured speed-ups are different things; both are printed above.
-* In the table, CroP-U reaches the same weight sparsity as the structured rows but keeps the dense FLOPs,
-  batch time and memory (ratios ≈ 1; its masks even add a little memory): masks alone save nothing on dense
-  hardware. Compare its accuracy with the structured rows': choosing single weights is more freedom than
-  choosing whole channels, and that freedom is what the structured methods trade for speed and memory.
-* Batch times are single measurements of a few steps; a row far from its FLOP ratio is worth re-measuring
-  before believing it (the FLOP and memory columns do not have this noise).
-* Node sparsity is below weight sparsity: removing a channel also removes the matching inputs of the next
-  layer, so fewer nodes have to go to reach a weight target.
-* EarlyCroP-S, EarlyBird, GateDecorators and EfficientConvNets pay for a dense phase first (see the epochs and
-  prune-epoch columns and the training time); the at-init methods are cheapest to train.
-* Section 4 shows what the memory is spent on: at the same peak memory, compare the two accuracies printed there.
+plt.show()
 
-## Try this
-* In the explorer, set the budget to `flops` and compare the kept channels with the `weights` budget at the
-  same value: which layers lose more?
-* `EXPLORER_WIDTH = 0.5`: does the batch-time ratio get closer to the FLOP ratio as the network grows?
-* `SEEDS = [0, 1, 2]` gives every cell a ± std over seeds (three times the training time).
-* `TABLES = [["resnet18", 0.9]]` and `WIDTH = 0.25` trains the table on ResNet18 (slower on a CPU)."""),
-    code("""def rows_of(frame):
+
+# %% [markdown]
+# ## What to notice
+# * In the explorer and the sweep, the parameter ratio follows `1 − sparsity`, and FLOPs and peak memory fall
+#   with it: removed channels are gone from every tensor. The batch time falls too, but less than the FLOPs on a
+#   small CPU model — fixed per-layer overheads (kernel launches, the optimizer's loop over tensors) do not shrink.
+#   FLOP ratios and measured speed-ups are different things; both are printed above.
+# * In the table, CroP-U reaches the same weight sparsity as the structured rows but keeps the dense FLOPs,
+#   batch time and memory (ratios ≈ 1; its masks even add a little memory): masks alone save nothing on dense
+#   hardware. Compare its accuracy with the structured rows': choosing single weights is more freedom than
+#   choosing whole channels, and that freedom is what the structured methods trade for speed and memory.
+# * Batch times are single measurements of a few steps; a row far from its FLOP ratio is worth re-measuring
+#   before believing it (the FLOP and memory columns do not have this noise).
+# * Node sparsity is below weight sparsity: removing a channel also removes the matching inputs of the next
+#   layer, so fewer nodes have to go to reach a weight target.
+# * EarlyCroP-S, EarlyBird, GateDecorators and EfficientConvNets pay for a dense phase first (see the epochs and
+#   prune-epoch columns and the training time); the at-init methods are cheapest to train.
+# * Section 4 shows what the memory is spent on: at the same peak memory, compare the two accuracies printed there.
+#
+# ## Try this
+# * In the explorer, set the budget to `flops` and compare the kept channels with the `weights` budget at the
+#   same value: which layers lose more?
+# * `EXPLORER_WIDTH = 0.5`: does the batch-time ratio get closer to the FLOP ratio as the network grows?
+# * `SEEDS = [0, 1, 2]` gives every cell a ± std over seeds (three times the training time).
+# * `TABLES = [["resnet18", 0.9]]` and `WIDTH = 0.25` trains the table on ResNet18 (slower on a CPU).
+
+# %%
+def rows_of(frame):
     keep = ["method", "seed", "target_sparsity", "weight_sparsity", "node_sparsity", "params", "flops", "nonzero_macs",
             "test_acc", "best_test_acc", "epochs_trained", "prune_epoch", "train_seconds", "batch_time_ms",
             "peak_memory_bytes", "peak_memory_method", "disk_bytes", "emissions_g", "device"]
@@ -275,6 +322,4 @@ results = {
     "widget_errors": [repr(e) for e in explorer.errors],
 }
 print("wrote", ck.notebook.save_results(OUTPUT_DIR, "04_structured_pruning", results))
-ck.widgets.raise_recorded(explorer.errors)  # a callback that failed while you used the explorer fails the run"""),
-]
-write(cells, "notebooks/04_structured_pruning.ipynb")
+ck.widgets.raise_recorded(explorer.errors)  # a callback that failed while you used the explorer fails the run
