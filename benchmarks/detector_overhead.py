@@ -48,7 +48,8 @@ def main(argv=None) -> dict:
 
     data = ck.data.load(cfg.data, batch_size=cfg.batch_size, seed=0, limit=cfg.limit)
     model = ck.models.build(cfg.model, data.input_shape, data.num_classes, width=cfg.width, seed=0)
-    detector = timing.EarlyCroPDetector(model, rule=args.rule, **({"sparsity": 0.9} if args.rule == "reference" else {}))
+    reference = {"sparsity": 0.9} if args.rule == "reference" else {}
+    detector = timing.EarlyCroPDetector(model, rule=args.rule, **reference)
     timed = TimedDetector(detector)
     trainer = train.Trainer(model, data, args.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay, callbacks=[timed],
                             progress=False)

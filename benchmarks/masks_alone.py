@@ -18,7 +18,6 @@ import copy
 import warnings
 
 import pandas as pd
-import torch
 from torch.nn.utils import prune as torch_prune
 
 from benchmarks import common
@@ -54,7 +53,8 @@ def torch_masked(dense, sparsity: float):
 def cropkit_masked(dense, sparsity: float):
     model = copy.deepcopy(dense)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "layer would lose every weight": tiny --quick widths only; timing is unaffected
+        # "layer would lose every weight": tiny --quick widths only; timing is unaffected
+        warnings.simplefilter("ignore")
         return prune.unstructured(model, scores.magnitude(model), sparsity)
 
 

@@ -1,5 +1,5 @@
 """Issue 11: find an offline setting where EarlyCroP's premise is visible — the detector fires while the network is
-still learning (SPEC §4, "The premise must be visible").
+still learning (the paper's premise, §3.3: prune early, once the network has turned lazy; lesson 02 shows it).
 
     python benchmarks/premise_search.py                  # every candidate, seed 0, one thread
     python benchmarks/premise_search.py --only large-cnn1d-w0.25 --seeds 0 1 2
@@ -34,7 +34,6 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-import cropkit as ck
 from cropkit import data as data_lib
 from cropkit import models, timing, train
 
@@ -244,7 +243,8 @@ def table(rows: list[dict]) -> str:
                      f"{r['fire_step']:5d} {100 * r['acc_fire']:7.1f}% {100 * r['acc_final']:5.1f}% {gap:5.1f} "
                      f"{r['loss_fire']:9.3f} {r['loss_final']:6.3f} {ratio:6.1f} {100 * r['score_acc_fire']:8.1f}% "
                      f"{100 * r['test_final']:7.1f}% {r['s_per_epoch']:5.2f} {'yes' if ok else 'no'}")
-    lines.append("(* forced: the detector did not fire by the cap; ok = fired by the rule, gap >= 5 points, loss at firing >= 1.5 x final)")
+    lines.append("(* forced: the detector did not fire by the cap; ok = fired by the rule, gap >= 5 points, "
+                 "loss at firing >= 1.5 x final)")
     return "\n".join(lines)
 
 

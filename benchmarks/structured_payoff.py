@@ -70,7 +70,8 @@ def run_config(name: str, width: float, batch: int, repeats: int, sparsities, ba
             flop_ratio = size["flops"] / base["flops"]
             rows.append(dict(
                 model=name, width=width, budget=budget, target_sparsity=sparsity,
-                weight_sparsity=measure.weight_sparsity(model, dense), node_sparsity=measure.node_sparsity(model, dense),
+                weight_sparsity=measure.weight_sparsity(model, dense),
+                node_sparsity=measure.node_sparsity(model, dense),
                 flop_reduction=1 - flop_ratio,
                 params_ratio=size["params"] / base["params"], flops_ratio=flop_ratio,
                 step_ratio=step[budget] / step["dense"], infer_ratio=infer[budget] / infer["dense"],
@@ -116,7 +117,8 @@ def report(frame: pd.DataFrame, quick: bool) -> None:
     print("\n    weight budget against FLOP budget at target 0.9 (speedup = dense step ÷ pruned step):")
     for (model, width), part in frame[frame.target_sparsity == 0.9].groupby(["model", "width"], sort=False):
         w, f = (part[part.budget == b].iloc[0] for b in BUDGETS)
-        print(f"    {model:>8} ×{width:<6g} weights budget: FLOP cut {w.flop_reduction:6.1%}, speedup ×{w.step_speedup:.2f}"
+        print(f"    {model:>8} ×{width:<6g} weights budget: FLOP cut {w.flop_reduction:6.1%}, "
+              f"speedup ×{w.step_speedup:.2f}"
               f"  |  flops budget: FLOP cut {f.flop_reduction:6.1%} at weight sparsity {f.weight_sparsity:.3f}, "
               f"speedup ×{f.step_speedup:.2f}")
     target = frame[(frame.model == "resnet18") & (frame.width == frame.width.max()) & (frame.target_sparsity == 0.9)]

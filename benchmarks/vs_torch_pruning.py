@@ -136,7 +136,8 @@ def timing_rows(quick: bool) -> list[dict]:
                                    "torch-pruning": common.Inference(theirs, x)}, repeats,
                                   min_seconds=0 if quick else 2)
         ratio = step["cropkit"] / step["torch-pruning"]
-        rows.append(dict(model=name, width=width, batch_size=batch, weight_sparsity=measure.weight_sparsity(ours, dense),
+        rows.append(dict(model=name, width=width, batch_size=batch,
+                         weight_sparsity=measure.weight_sparsity(ours, dense),
                          shapes_equal=same, cropkit_step_ms=step["cropkit"], tp_step_ms=step["torch-pruning"],
                          step_ratio=ratio, infer_ratio=infer["cropkit"] / infer["torch-pruning"],
                          target=f"{MATCH[0]}–{MATCH[1]}",

@@ -233,8 +233,8 @@ def check(profile: str = "cpu", claims: Sequence[Claim] = CLAIMS, progress: bool
 # ----------------------------------------------------------------------------- the reference code's deviations
 
 def _kept(scores: dict, sparsity: float, strict: bool = False) -> set:
-    """Flat indices (over all layers in order) of the weights a global top-k keeps; ``strict`` keeps only scores strictly
-    above the k-th largest (the reference code: k − 1 weights, ties dropped)."""
+    """Flat indices (over all layers in order) of the weights a global top-k keeps; ``strict`` keeps only scores
+    strictly above the k-th largest (the reference code: k − 1 weights, ties dropped)."""
     import torch
 
     flat = torch.cat([s.flatten() for s in scores.values()])
@@ -249,7 +249,6 @@ def reference_deviations(cfg) -> list[dict]:
     """What each deviation of the EarlyCroP reference code changes, measured on a fresh model of the claims'
     setting and its scoring batches at the claims' sparsity: the share of the paper-definition kept set that the
     reference choice would not keep."""
-    import torch
     import torch.nn.functional as F
 
     from . import data as data_lib

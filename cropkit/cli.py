@@ -38,6 +38,11 @@ def _positive_int(text: str) -> int:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
+    from . import options, runs
+
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = ("options for --set KEY=VALUE (cropkit.options; a method's own options are declared beside it in "
+                     "cropkit.methods):\n" + options.help_text(runs.options()))
     parser.add_argument("--data", help="dataset (default: the profile's)")
     parser.add_argument("--model", help="model name (default: the profile's)")
     parser.add_argument("--sparsity", type=float, default=0.9, help="target weight sparsity in [0, 1) (default 0.9)")
@@ -46,7 +51,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "paper"), help="default: cpu")
     parser.add_argument("--device", help="torch device: cpu, cuda, cuda:N, mps (default: cuda if available, else cpu)")
     parser.add_argument("--set", dest="options", type=_option, action="append", default=[], metavar="KEY=VALUE",
-                        help="any other run option, e.g. --set threshold=0.05 (repeatable)")
+                        help="any other run option, e.g. --set threshold=0.05 (repeatable; listed below)")
     parser.add_argument("--no-cache", action="store_true", help="neither replay nor store cached results")
     parser.add_argument("--cache-dir", help="where results are cached (default: outputs/cache or $CROPKIT_CACHE)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -73,7 +78,8 @@ def parser() -> argparse.ArgumentParser:
     many.add_argument("--json", help="save the table and the per-run rows here")
     _common(many)
     sub.add_parser("methods", help="list the methods")
-    claims = sub.add_parser("claims", help="check the paper's claims: one row per claim, the paper's number, the kit's, "
+    claims = sub.add_parser("claims", help="check the paper's claims: one row per claim, the paper's number, "
+                                           "the kit's, "
                                            "a verdict (runs what it needs, cached)")
     claims.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "paper"), help="default: cpu")
     claims.add_argument("--seeds", type=int, nargs="+", help="default: the profile's (3 under cpu)")
@@ -82,7 +88,8 @@ def parser() -> argparse.ArgumentParser:
     claims.add_argument("--cache-dir", help="where results are cached (default: outputs/cache or $CROPKIT_CACHE)")
     claims.add_argument("--quiet", action="store_true", help="no progress bars")
     claims.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    lessons = sub.add_parser("lessons", help="copy the lessons (notebooks) into a folder, e.g. cropkit lessons my-lessons")
+    lessons = sub.add_parser("lessons",
+                             help="copy the lessons (notebooks) into a folder, e.g. cropkit lessons my-lessons")
     lessons.add_argument("dest", help="folder to copy them into (created if needed)")
     lessons.add_argument("--force", action="store_true", help="overwrite lessons already in that folder")
     return top
@@ -134,13 +141,13 @@ def _run(args) -> int:
 
     import pandas as pd
 
-    from . import methods, results
+    from . import comparison, methods, results, runs
 
     if args.command == "claims":
         return _claims(args)
     _check_outputs(args)
     if args.command == "run":
-        result = methods.run(args.method, seed=args.seed, **_kwargs(args))
+        result = runs.run(args.method, seed=args.seed, **_kwargs(args))
         for key, value in result.row().items():
             print(f"{key:20s} {value}")
         if args.json:
@@ -149,7 +156,7 @@ def _run(args) -> int:
         return 0
     names = list(methods.METHODS) if args.methods == ["all"] else args.methods
     start = time.perf_counter()
-    table = methods.compare(names, seeds=args.seeds, workers=args.workers, **_kwargs(args))
+    table = comparison.compare(names, seeds=args.seeds, workers=args.workers, **_kwargs(args))
     setting = table.attrs["setting"]
     print(f"{setting['model']} on {setting['data']}, target weight sparsity {setting['sparsity']}, "
           f"seeds {setting['seeds']}, profile {setting['profile']} ({time.perf_counter() - start:.0f} s)")

@@ -152,7 +152,8 @@ def _mnist1d(batch_size, seed, limit, *, name, root, **_):
     x_test = torch.tensor(d["x_test"], dtype=torch.float32).unsqueeze(1)  # (1000, 1, 40)
     x_train, x_test = _standardise(x_train, x_test)
     x_train, y_train = _subset(x_train, torch.tensor(d["y"], dtype=torch.long), limit)
-    return _loaders(x_train, y_train, x_test, torch.tensor(d["y_test"], dtype=torch.long), batch_size, seed), (1, 40), 10
+    y_test = torch.tensor(d["y_test"], dtype=torch.long)
+    return _loaders(x_train, y_train, x_test, y_test, batch_size, seed), (1, 40), 10
 
 
 def _check_cifar_files(cls, folder: Path, name: str) -> None:
@@ -186,7 +187,8 @@ def _cifar(batch_size, seed, limit, *, name, root, download, **_):
     except Exception as err:  # RuntimeError "not found or corrupted", URLError, socket errors ...
         raise FileNotFoundError(
             f"{name} is not available under {folder} and could not be downloaded ({type(err).__name__}: {err}). "
-            f"On a machine with internet, run `python -c \"import cropkit; cropkit.data.load('{name}', root='{root}')\"` "
+            f"On a machine with internet, run "
+            f"`python -c \"import cropkit; cropkit.data.load('{name}', root='{root}')\"` "
             f"once, or download {cls.url} , extract it into {root}/ so that {folder}/ exists, and try again. "
             f"For an offline run use data='digits' or data='mnist1d' explicitly.") from err
     if limit is not None:
@@ -200,10 +202,12 @@ def _synthetic(batch_size, seed, limit, *, shape, num_classes, size, **_):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(size, *shape, generator=g)
     y = torch.randint(0, num_classes, (size,), generator=g)
-    return _loaders(x[:limit], y[:limit], x[: max(1, size // 4)], y[: max(1, size // 4)], batch_size, seed), tuple(shape), num_classes
+    test = max(1, size // 4)
+    return _loaders(x[:limit], y[:limit], x[:test], y[:test], batch_size, seed), tuple(shape), num_classes
 
 
-LOADERS = {"digits": _digits, "mnist1d": _mnist1d, "mnist1d-large": _mnist1d, "cifar10": _cifar, "cifar100": _cifar, "synthetic": _synthetic}
+LOADERS = {"digits": _digits, "mnist1d": _mnist1d, "mnist1d-large": _mnist1d, "cifar10": _cifar, "cifar100": _cifar,
+           "synthetic": _synthetic}
 
 
 def load(name: str, root: str | Path | None = None, batch_size: int = 128, seed: int = 0, *, limit: int | None = None,

@@ -26,7 +26,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from . import scores as S
+from . import derivatives as D
+from .plumbing import eval_mode
 
 
 class GateDecorator:
@@ -38,7 +39,7 @@ class GateDecorator:
             raise ValueError(f"penalty (λ of the L1 sparsity term on the gates) must be >= 0; got {penalty}")
         self.model, self.penalty = model, penalty
         modules = dict(model.named_modules())
-        self.norms = {layer: modules[norm] for layer, norm in S._norms_or_raise(model, batches).items()}
+        self.norms = {layer: modules[norm] for layer, norm in D.norms_or_raise(model, batches).items()}
         self._handles = []
         for norm in self.norms.values():
             gate = nn.Parameter(torch.ones_like(norm.weight.detach()))
@@ -57,7 +58,7 @@ class GateDecorator:
         accumulating Σ_b φ ⊙ ∂L_b/∂φ; returns Θ = |that sum| per node layer.
 
         Eval mode, as every criterion of `cropkit.scores` (BN uses its running statistics and keeps them)."""
-        loss_fn, data = S._loss_fn(loss_fn), S._batches(batches, self.model)
+        loss_fn, data = D._loss_fn(loss_fn), D._batches(batches, self.model)
         gates = list(self.gates.values())
         others = [p for p in self.model.parameters() if all(p is not g for g in gates)]
         frozen = [p.requires_grad for p in others]
@@ -66,7 +67,7 @@ class GateDecorator:
         total = [torch.zeros_like(g) for g in gates]
         optimizer = torch.optim.SGD(gates, lr=lr)
         try:
-            with S._eval_mode(self.model):
+            with eval_mode(self.model):
                 for inputs, targets in data:
                     optimizer.zero_grad(set_to_none=True)
                     loss_fn(self.model(inputs), targets).backward()  # the gates' hooks add λ·sign(φ)

@@ -15,9 +15,12 @@ R + 1 times, so ``epochs_trained = (R + 1) · E`` where an at-init method trains
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from . import methods as methods_lib
+
+if TYPE_CHECKING:  # annotations only: pandas loads when a table is made
+    import pandas
 
 # Named variants: entry → (method, options of cropkit.run)
 VARIANTS: dict[str, tuple[str, dict]] = {"ltr-reinit": ("ltr", {"reinit": True}),
@@ -54,17 +57,15 @@ def warm_up(**run_options) -> None:
 
 def is_cached(method: str, sparsity: float, seed: int, **run_options) -> bool:
     """True when `cropkit.run` would replay this run from its cache instead of training."""
-    import torch
-
     from .results import cache_path, default_cache_dir
 
     if run_options.get("cache", True) is False:
         return False
     keys = ("cache", "cache_dir", "device", "root", "progress")
     cfg = methods_lib.settings(method, **{k: v for k, v in run_options.items() if k not in keys})
-    device = torch.device(run_options.get("device") or methods_lib.train.default_device())
+    device = methods_lib.train.resolve_device(run_options.get("device"))
     sparsity = 0.0 if method == "dense" else float(sparsity)
-    # methods._config is the function cropkit.run keys its cache with
+    # runs._config is the function cropkit.run keys its cache with
     config = methods_lib._config(method, cfg, sparsity, seed, device)
     return cache_path(run_options.get("cache_dir") or default_cache_dir(), config).exists()
 

@@ -1,6 +1,8 @@
-"""What a pruned network costs: parameters, sparsity, FLOPs, batch time, peak memory, disk, emissions (SPEC §5).
+"""What a pruned network costs: parameters, sparsity, FLOPs, batch time, peak memory, disk, emissions — the
+columns of the paper's result tables (Rachwan et al. 2022, Tables 1–4). Disk is `cropkit.storage`; emissions and
+the hardware a number was measured on are `cropkit.hardware`; both stay importable from here.
 
-Definitions (SPEC §1):
+Definitions:
     weight sparsity = removed-or-zero prunable weights ÷ prunable weights of the dense reference
     node sparsity   = removed nodes ÷ nodes of the dense reference (a node is an output channel of a conv or an
                       output neuron of a hidden linear layer; classifier outputs are not nodes)
@@ -10,20 +12,16 @@ are measured the same way.
 """
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import math
-import os
 import statistics
-import tempfile
 import time
 
 import torch
 from torch import nn
 
+from .hardware import Emissions, device_name, hardware, quiet_stderr  # noqa: F401
 from .models import classifier_name, prunable_layers
-
+from .plumbing import device_of, eval_mode, plain_name
+from .storage import SPARSE_SHAPES, dense_state, disk_size, save, sparse_bits  # noqa: F401
 
 # ----------------------------------------------------------------------------- counts and sparsity
 
@@ -42,7 +40,7 @@ def nonzero_param_count(model: nn.Module) -> int:
         if isinstance(module, parametrize.ParametrizationList):
             continue  # θ_orig of a masked weight (torch parametrize): counted below, through its mask
         for name, p in module.named_parameters(recurse=False):
-            if id(module) in prunable and name in ("weight", "weight_orig"):
+            if id(module) in prunable and plain_name(name) == "weight":
                 continue
             total += p.numel()
     return total + sum(int(torch.count_nonzero(m.weight)) for _, m in prunable_layers(model))
@@ -99,11 +97,8 @@ def flops(model: nn.Module, example_inputs) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     inputs = _as_tuple(example_inputs)
-    was_training = model.training
-    model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    with eval_mode(model), torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(*inputs)
-    model.train(was_training)
     return counter.get_total_flops() / inputs[0].shape[0]
 
 
@@ -111,7 +106,8 @@ def nonzero_macs(model: nn.Module, example_inputs) -> float:
     """Multiply-accumulates per sample that involve a nonzero weight of a prunable layer.
 
     For a conv, every output position uses each nonzero weight once: MACs = nnz(W) × output positions.
-    For a linear layer, MACs = nnz(W) per sample, times the positions of any extra dims ((N, T, F) inputs: T). This is what an ideal sparse
+    For a linear layer, MACs = nnz(W) per sample, times the positions of any extra dims ((N, T, F) inputs: T).
+    This is what an ideal sparse
     kernel would execute; dense hardware still runs :func:`flops`.
     """
     inputs = _as_tuple(example_inputs)
@@ -126,44 +122,20 @@ def nonzero_macs(model: nn.Module, example_inputs) -> float:
 
     for _, m in prunable_layers(model):
         handles.append(m.register_forward_hook(hook))
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(inputs[0][:1], *inputs[1:])  # one sample: the hook counts per sample
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
     return total
 
 
 # ----------------------------------------------------------------------------- time and memory
 
-@contextlib.contextmanager
-def quiet_stderr():
-    """Silence C++-level chatter on file descriptor 2 (the profiler's start/stop lines) for the block."""
-    import sys
-
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
 
 
 def _training_step(model, optimizer, x, y, loss_fn):
@@ -181,7 +153,7 @@ def batch_time(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *,
     import copy
 
     model = copy.deepcopy(model).train()
-    device = _device_of(model)
+    device = device_of(model)
     x, y = inputs.to(device), targets.to(device)
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
@@ -198,12 +170,10 @@ def batch_time(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *,
 
 def inference_time(model: nn.Module, inputs: torch.Tensor, *, warmup: int = 3, repeats: int = 10) -> float:
     """Median milliseconds of one eval-mode forward pass without gradients."""
-    device = _device_of(model)
+    device = device_of(model)
     x = inputs.to(device)
-    was_training = model.training
-    model.eval()
     times = []
-    with torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         for i in range(warmup + repeats):
             _sync(device)
             start = time.perf_counter()
@@ -211,7 +181,6 @@ def inference_time(model: nn.Module, inputs: torch.Tensor, *, warmup: int = 3, r
             _sync(device)
             if i >= warmup:
                 times.append((time.perf_counter() - start) * 1e3)
-    model.train(was_training)
     return statistics.median(times)
 
 
@@ -225,7 +194,7 @@ def _state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
 def peak_memory(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *, loss_fn=None) -> dict:
     """Peak memory (bytes) of one training step of ``model`` with Adam, after a warm-up step.
 
-    GPU: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` (SPEC §5).
+    GPU: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``.
     CPU: the persistent state (parameters, buffers, Adam moments) plus the peak of the memory that the step itself
     allocates (activations, temporaries and the new gradients), read from the PyTorch profiler's raw allocation
     records (``profile_memory=True``, ``kineto_results``): each is an allocation (+) or a free (−) by the CPU
@@ -238,7 +207,7 @@ def peak_memory(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *
     import copy
 
     model = copy.deepcopy(model).train()
-    device = _device_of(model)
+    device = device_of(model)
     x, y = inputs.to(device), targets.to(device)
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
@@ -262,146 +231,3 @@ def peak_memory(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *
         running += e.nbytes()
         step_peak = max(step_peak, running)
     return {"bytes": int(persistent + step_peak), "method": "persistent state + profiler allocation peak (CPU)"}
-
-
-# ----------------------------------------------------------------------------- disk
-
-SPARSE_SHAPES = "__cropkit_sparse_shapes__"  # entry of a saved state: {weight key: its dense shape}
-
-
-def _csr(w: torch.Tensor) -> torch.Tensor:
-    """``w`` viewed as (out, rest) in CSR with int32 indices: nnz values, nnz column indices, out + 1 row pointers."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
-        csr = w.reshape(w.shape[0], -1).to_sparse_csr()
-        return torch.sparse_csr_tensor(csr.crow_indices().int(), csr.col_indices().int(), csr.values(), csr.shape)
-
-
-def _state_for_disk(model: nn.Module) -> dict:
-    """state_dict with masked weights folded in; a prunable weight is stored as CSR with int32 indices (of its
-    (out, rest) view) when that is smaller than dense, its dense shape under ``SPARSE_SHAPES``."""
-    state, shapes = {}, {}
-    for key, value in model.state_dict().items():
-        if key.endswith(("weight_orig", "weight_mask")) or ".parametrizations." in key:
-            continue
-        state[key] = value
-    for name, m in prunable_layers(model):
-        w = m.weight.detach()
-        key = f"{name}.weight" if name else "weight"
-        nnz = int(torch.count_nonzero(w))
-        csr_bytes = nnz * (w.element_size() + 4) + (w.shape[0] + 1) * 4
-        if csr_bytes < w.numel() * w.element_size():
-            state[key], shapes[key] = _csr(w), tuple(w.shape)
-        else:
-            state[key] = w.clone()
-    if shapes:
-        state[SPARSE_SHAPES] = shapes
-    return state
-
-
-def dense_state(state: dict) -> dict:
-    """The ordinary state_dict of a state saved by :func:`save` (CSR weights back to dense tensors)."""
-    shapes = state.get(SPARSE_SHAPES, {})
-    return {k: v.to_dense().reshape(shapes[k]) if k in shapes else v for k, v in state.items() if k != SPARSE_SHAPES}
-
-
-def save(model: nn.Module, f) -> None:
-    """``torch.save`` of the model's weights, masked (unstructured) weights as CSR with int32 indices.
-    Reload with ``model.load_state_dict(dense_state(torch.load(f)))``."""
-    torch.save(_state_for_disk(model), f)
-
-
-def disk_size(model: nn.Module) -> int:
-    """Bytes of :func:`save`: masked (unstructured) weights stored as CSR with int32 indices."""
-    buffer = io.BytesIO()
-    save(model, buffer)
-    return buffer.getbuffer().nbytes
-
-
-def sparse_bits(model: nn.Module, value_bits: int = 32) -> dict:
-    """An information estimate of the storage of a sparse model, independent of any file format:
-    each nonzero prunable weight costs ``value_bits`` plus a column index of ⌈log₂ row length⌉ bits (CSR of its
-    (out, rest) view; row pointers are negligible and left out), every other parameter ``value_bits``.
-    Returns ``{"bits": total, "bits_per_nonzero": value + mean index bits over the nonzero weights}``."""
-    index, nnz_total = 0.0, 0
-    for _, m in prunable_layers(model):
-        w = m.weight.detach()
-        nnz = int(torch.count_nonzero(w))
-        row = max(2, w[0].numel())
-        index += nnz * math.ceil(math.log2(row))
-        nnz_total += nnz
-    others = nonzero_param_count(model) - nnz_total  # biases, norm parameters: every entry counts
-    bits = nnz_total * value_bits + index + others * value_bits
-    return {"bits": bits, "bits_per_nonzero": value_bits + (index / nnz_total if nnz_total else 0.0)}
-
-
-# ----------------------------------------------------------------------------- emissions
-
-class Emissions(contextlib.AbstractContextManager):
-    """g CO₂eq of the enclosed block, from codecarbon's offline tracker (no network, quiet).
-
-    On a CPU-only machine codecarbon estimates power from the CPU's TDP (or a default) rather than reading a
-    meter: treat the number as an estimate. ``.grams`` holds the result after the block (``nan`` if codecarbon
-    could not run, with the reason in ``.error``).
-    """
-
-    def __init__(self, country_iso_code: str = "USA", enabled: bool = True):
-        self.country_iso_code, self.enabled = country_iso_code, enabled
-        self.grams, self.error, self._tracker = float("nan"), None, None
-
-    def __enter__(self):
-        if not self.enabled:
-            self.error = "disabled"
-            return self
-        try:
-            from codecarbon import OfflineEmissionsTracker
-
-            logging.getLogger("codecarbon").setLevel(logging.ERROR)  # after import: codecarbon sets its own level
-
-            self._dir = tempfile.mkdtemp(prefix="cropkit-codecarbon-")
-            self._tracker = OfflineEmissionsTracker(country_iso_code=self.country_iso_code, log_level="error",
-                                                    save_to_file=False, output_dir=self._dir,
-                                                    measure_power_secs=15, tracking_mode="process")
-            with quiet_stderr():
-                self._tracker.start()
-        except Exception as err:  # codecarbon is an estimate; never let it break a run
-            self.error, self._tracker = f"{type(err).__name__}: {err}", None
-        return self
-
-    def __exit__(self, *exc):
-        if self._tracker is not None:
-            try:
-                with quiet_stderr():
-                    kg = self._tracker.stop()
-                self.grams = float(kg) * 1000.0 if kg is not None else float("nan")
-            except Exception as err:
-                self.error = f"{type(err).__name__}: {err}"
-        return False
-
-
-def device_name(device: str | torch.device = "cpu") -> str:
-    """The model of the processor behind ``device``: the GPU's name, or the CPU's from ``/proc/cpuinfo``."""
-    import platform
-
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    if device.type != "cpu":
-        return device.type
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return cpu
-
-
-def hardware() -> str:
-    """A one-line description of where numbers were measured (timings always say where they ran)."""
-    if torch.cuda.is_available():
-        return f"GPU {device_name('cuda')} · torch {torch.__version__}"
-    return f"CPU {device_name('cpu')} · {torch.get_num_threads()} threads · torch {torch.__version__}"

@@ -20,7 +20,7 @@ Jacobian the NTK could be built from (vmapping single samples would even normali
 Gradient flow uses the same eval-mode network so that the identity above holds exactly.
 
 **Parameters.** θ is, by default, every trainable parameter (``params="all"``); ``params="prunable"``
-restricts θ to the prunable weights (SPEC §1). NTK and GF always use the same set. Differentiation is
+restricts θ to the prunable weights (the θ of `cropkit.scores`). NTK and GF always use the same set. Differentiation is
 with respect to the parameters that exist, through ``torch.func.functional_call``: for a network pruned
 with ``torch.nn.utils.prune`` that is ``weight_orig`` (the forward hook forms weight = weight_orig ⊙ mask),
 for ``torch.nn.utils.parametrize`` it is ``parametrizations.weight.original``. Masked entries therefore
@@ -40,11 +40,10 @@ from torch import Tensor, nn
 from torch.func import functional_call, jacrev, vmap
 
 from .models import prunable_layers
+from .plumbing import eval_mode, plain_name
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 PARAM_SETS = ("all", "prunable")
-# Local names under which a prunable layer's weight can live: plain, torch.nn.utils.prune, parametrize.
-_WEIGHT_NAMES = ("weight", "weight_orig", "parametrizations.weight.original")
 
 
 # ----------------------------------------------------------------------------- plumbing
@@ -56,14 +55,11 @@ def evaluation(model: nn.Module) -> Iterator[nn.Module]:
     Also restores plain tensor attributes (``module.weight`` written by a ``torch.nn.utils.prune`` hook):
     a forward under ``functional_call``/``vmap`` would otherwise leave a dead functorch wrapper there.
     """
-    modes = [(m, m.training) for m in model.modules()]
     attributes = [(m, k, v) for m in model.modules() for k, v in vars(m).items() if isinstance(v, Tensor)]
-    model.eval()
     try:
-        yield model
+        with eval_mode(model):
+            yield model
     finally:
-        for m, training in modes:
-            m.training = training
         for m, k, v in attributes:
             setattr(m, k, v)
 
@@ -82,7 +78,7 @@ def parameters(model: nn.Module, params: str = "all") -> dict[str, Tensor]:
         chosen = {}
         for module_name, module in prunable_layers(model):
             for local, p in module.named_parameters():
-                if local in _WEIGHT_NAMES and p.requires_grad:
+                if plain_name(local) == "weight" and p.requires_grad:  # plain, torch.nn.utils.prune, parametrize
                     chosen[f"{module_name}.{local}" if module_name else local] = p
     if not chosen:
         raise ValueError(f"{type(model).__name__} has no trainable parameters in the set {params!r}")

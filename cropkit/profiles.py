@@ -1,10 +1,11 @@
-"""Named profiles: how big a run or a notebook is (SPEC §7).
+"""Named profiles: how big a run or a notebook is.
 
 | profile | for              | budget                                                                     |
 |---------|------------------|----------------------------------------------------------------------------|
 | smoke   | tests and CI     | seconds per notebook on 2 CPU cores                                        |
 | cpu     | a learner laptop | ≤ 10 minutes per notebook on 2 CPU cores, on digits / mnist1d (default)   |
-| paper   | a GPU            | CIFAR-10/100, ResNet18/VGG16, Adam 2e-3, wd 5e-5, batch 256, 80 epochs after pruning, one-cycle |
+| paper   | a GPU            | CIFAR-10/100, ResNet18/VGG16, Adam 2e-3, wd 5e-5, batch 256, 80 epochs after    |
+|         |                  | pruning, one-cycle                                                         |
 
 A notebook's parameters cell holds plain literals; ``None`` means "the profile's value":
 

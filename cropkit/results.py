@@ -1,4 +1,4 @@
-"""What a run produced, where it is cached, and how runs become the paper's table (SPEC §5).
+"""What a run produced, where it is cached, and how runs become the paper's table (its Tables 1–4).
 
     result = cropkit.run("snap", sparsity=0.9)         # a Result
     result.row()                                       # one flat dict: a row of the per-run frame
@@ -23,6 +23,10 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: pandas loads when a table is made
+    import pandas
 
 # The modules whose code decides what a run computes; editing any of them changes code_version().
 RESULT_MODULES = ("data", "models", "train", "scores", "prune", "timing", "measure", "methods", "results")
@@ -30,7 +34,7 @@ RESULT_MODULES = ("data", "models", "train", "scores", "prune", "timing", "measu
 
 @dataclasses.dataclass
 class Result:
-    """One run: its configuration, the paper's columns (SPEC §5) and a few more.
+    """One run: its configuration, the paper's columns (Tables 1–4) and a few more.
 
     test_acc            final test accuracy (fraction); best_test_acc: best epoch once pruning had finished
     weight_sparsity     removed-or-zero prunable weights ÷ those of the dense model built with the same seed
@@ -197,25 +201,26 @@ def unwritable(path: str | Path, folder: bool = False) -> str | None:
 
 # ----------------------------------------------------------------------------- the paper's table
 
-# (column of the per-run frame, header, scale, decimals); the paper's order: accuracy, sparsities, then costs.
-PAPER_COLUMNS = (
-    ("test_acc", "Test accuracy ↑", 100, 1),
-    ("weight_sparsity", "Weight sparsity", 100, 1),
-    ("node_sparsity", "Node sparsity", 100, 1),
-    ("train_seconds", "Training time (s) ↓", 1, 1),
-    ("batch_time_ms", "Batch time (ms) ↓", 1, 2),
-    ("peak_memory_bytes", "Peak memory (MB) ↓", 1e-6, 2),
-    ("disk_bytes", "Disk (kB) ↓", 1e-3, 1),
-    ("emissions_g", "Emissions (mg) ↓", 1e3, 3),
+# (column of the per-run frame, header, scale, decimals, in the paper's tables?); the paper's order: accuracy,
+# sparsities, then costs; the kit's extra columns after them.
+COLUMNS = (
+    ("test_acc", "Test accuracy ↑", 100, 1, True),
+    ("weight_sparsity", "Weight sparsity", 100, 1, True),
+    ("node_sparsity", "Node sparsity", 100, 1, True),
+    ("train_seconds", "Training time (s) ↓", 1, 1, True),
+    ("batch_time_ms", "Batch time (ms) ↓", 1, 2, True),
+    ("peak_memory_bytes", "Peak memory (MB) ↓", 1e-6, 2, True),
+    ("disk_bytes", "Disk (kB) ↓", 1e-3, 1, True),
+    ("emissions_g", "Emissions (mg) ↓", 1e3, 3, True),
+    ("best_test_acc", "Best test accuracy", 100, 1, False),
+    ("epochs_trained", "Epochs", 1, 1, False),
+    ("prune_epoch", "Prune epoch", 1, 1, False),
+    ("params", "Params", 1, 0, False),
+    ("flops", "FLOPs", 1, 0, False),
+    ("nonzero_macs", "Nonzero MACs", 1, 0, False),
 )
-EXTRA_COLUMNS = (
-    ("best_test_acc", "Best test accuracy", 100, 1),
-    ("epochs_trained", "Epochs", 1, 1),
-    ("prune_epoch", "Prune epoch", 1, 1),
-    ("params", "Params", 1, 0),
-    ("flops", "FLOPs", 1, 0),
-    ("nonzero_macs", "Nonzero MACs", 1, 0),
-)
+PAPER_COLUMNS = tuple(c[:4] for c in COLUMNS if c[4])
+EXTRA_COLUMNS = tuple(c[:4] for c in COLUMNS if not c[4])
 PERCENT = {"test_acc", "weight_sparsity", "node_sparsity", "best_test_acc"}
 
 

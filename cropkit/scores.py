@@ -1,7 +1,7 @@
 r"""Pruning criteria: one number per weight, or one per node. Higher = more important = kept.
 
-Notation (SPEC §1): θ are the prunable weights (``weight`` of every Conv1d/Conv2d/Linear), L the mean
-training loss over the scoring batches, g = ∇_θ L, H = ∇²_θ L.
+Notation (the paper's, Rachwan et al. 2022, §3): θ are the prunable weights (``weight`` of every
+Conv1d/Conv2d/Linear), L the mean training loss over the scoring batches, g = ∇_θ L, H = ∇²_θ L.
 
 Per-weight scores ``fn(model, batches, loss_fn=None, seed=0) -> {"<module>.weight": tensor}``
 
@@ -21,7 +21,7 @@ computing Hg; pass ``loss_fn=lambda out, y: F.cross_entropy(out / 200, y)`` to r
 
 Why Hg. Removing a weight (θ → θ − θ_i e_i) changes the gradient flow GF = gᵀg to first order by
 ΔGF ≈ −2 θ_i (Hg)_i, so |θ ⊙ Hg| ranks weights by how much their removal would change GF (CroP keeps
-GF, and with it the NTK-weighted form g_L(Y)ᵀ·NTK·g_L(Y), SPEC §2).
+GF, and with it the NTK-weighted form g_L(Y)ᵀ·NTK·g_L(Y), `cropkit.ntk`; lesson 01).
 
 Several batches. With B scoring batches, L = (1/B) Σ_b L_b, so g = (1/B) Σ_b ∇L_b and
 Hg = (1/B) Σ_b H_b g: g is averaged first (one backward per batch), then held constant while one
@@ -47,157 +47,37 @@ weight θ_orig ⊙ m: the gradient and the Hessian-vector product are taken with
 weights are frozen at zero and carry no gradient flow, so re-scoring a masked network (CroPit, iterative
 EarlyCroP) uses H(g ⊙ m), not Hg: the gradient flow of the masked network is (g ⊙ m)ᵀ(g ⊙ m).
 
-Everything runs on the device and in the dtype of the model; batches are moved there.
+Everything runs on the device and in the dtype of the model; batches are moved there. The derivatives
+themselves (g, Hg, gate gradients) are `cropkit.derivatives`; this module holds the formulas.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
-from typing import Callable, Iterable
+from typing import Callable
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
-from cropkit.models import classifier_name, require_prunable
-
-Scores = dict[str, torch.Tensor]
-NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-
-
-# ----------------------------------------------------------------------------- plumbing
-
-def _layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    return require_prunable(model, "scoring")
-
-
-def _node_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Prunable layers whose outputs are nodes: all but the classifier."""
-    classifier = classifier_name(model)
-    return [(name, m) for name, m in _layers(model) if name != classifier]
-
-
-def _device(model: nn.Module) -> torch.device:
-    return next(iter(model.parameters()), torch.empty(0)).device
-
-
-def _batches(batches: Iterable, model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    weight = _layers(model)[0][1].weight  # validates the model first
-    device, dtype = weight.device, weight.dtype
-    out = []
-    for inputs, targets in batches:
-        inputs = inputs.to(device)
-        out.append((inputs.to(dtype) if inputs.is_floating_point() else inputs, targets.to(device)))
-    if not out:
-        raise ValueError("batches is empty; pass an iterable of at least one (inputs, targets) batch "
-                         "from the training set")
-    return out
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module):
-    """Score in eval mode, then give every submodule back its own mode."""
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, training in modes.items():
-            m.training = training
-
-
-def _effective_weights(model: nn.Module) -> Scores:
-    """{"<module>.weight": the tensor the forward pass uses}. Call inside ``parametrize.cached()`` so that a
-    masked weight (θ_orig ⊙ m) is computed once and reused by the forward: gradients w.r.t. it are
-    gradients w.r.t. the effective weight."""
-    return {f"{name}.weight": m.weight for name, m in _layers(model)}
-
-
-def _grad(out: torch.Tensor, inputs: list[torch.Tensor], **kwargs) -> list[torch.Tensor]:
-    """torch.autograd.grad with zeros (not None) for inputs the output does not depend on."""
-    if not out.requires_grad:
-        return [torch.zeros_like(t) for t in inputs]
-    grads = torch.autograd.grad(out, inputs, allow_unused=True, **kwargs)
-    return [torch.zeros_like(t) if g is None else g for t, g in zip(inputs, grads)]
-
-
-def _loss_fn(loss_fn: Callable | None) -> Callable:
-    return F.cross_entropy if loss_fn is None else loss_fn
-
-
-def _uniform(shape, seed: int, like: torch.Tensor) -> torch.Tensor:
-    # A CPU generator so that the same seed gives the same scores on every device.
-    generator = torch.Generator().manual_seed(seed)
-    return torch.rand(shape, generator=generator, dtype=torch.float64).to(like.device, like.dtype)
-
-
-# ----------------------------------------------------------------------------- gradients
-
-def _sum_over_batches(model: nn.Module, batches, loss_fn: Callable | None, per_batch) -> Scores:
-    """Σ_b per_batch(weights, L_b / B) over the scoring batches, in eval mode, with ``weights`` the effective
-    prunable weights of that forward pass (``parametrize.cached``: a masked weight is computed once)."""
-    loss_fn, data = _loss_fn(loss_fn), _batches(batches, model)
-    total = None
-    with _eval_mode(model):
-        for inputs, targets in data:
-            with parametrize.cached():
-                weights = _effective_weights(model)
-                loss = loss_fn(model(inputs), targets) / len(data)
-                values = per_batch(list(weights.values()), loss)
-            total = values if total is None else [t + v for t, v in zip(total, values)]
-    return {k: v.detach() for k, v in zip(weights, total)}
-
-
-def gradient(model: nn.Module, batches, loss_fn: Callable | None = None) -> Scores:
-    """g = ∇_θ L with L = (1/B) Σ_b L_b, w.r.t. the effective prunable weights (eval mode)."""
-    return _sum_over_batches(model, batches, loss_fn, lambda weights, loss: _grad(loss, weights))
-
-
-def _masks(model: nn.Module) -> Scores:
-    """{"<module>.weight": mask m} of every masked prunable layer (a parametrisation with a ``mask`` buffer, as
-    `cropkit.prune.unstructured` adds); unmasked layers are absent."""
-    out = {}
-    for name, m in _layers(model):
-        if parametrize.is_parametrized(m, "weight"):
-            for p in m.parametrizations.weight:
-                if isinstance(getattr(p, "mask", None), torch.Tensor):
-                    out[f"{name}.weight"] = p.mask
-    return out
-
-
-def _flowing(model: nn.Module, g: Scores) -> Scores:
-    """g ⊙ m: a pruned weight is frozen at zero, so its gradient carries no gradient flow."""
-    m = _masks(model)
-    return {k: v * m[k].to(v.dtype) if k in m else v for k, v in g.items()}
-
-
-def hessian_gradient(model: nn.Module, batches, loss_fn: Callable | None = None) -> tuple[Scores, Scores]:
-    """(g, Hg): g as in `gradient`, then Hg = (1/B) Σ_b ∇_θ(gᵀ ∇_θ L_b) with g held constant.
-
-    One Hessian-vector product (double backprop) per batch; H itself is never formed.
-
-    On a masked network g is first restricted to the kept weights, g ← g ⊙ m, and the product is H(g ⊙ m): a
-    pruned weight is frozen at zero and takes no part in the gradient flow gᵀg of the network being re-scored
-    (as the EarlyCroP code computes z = Σ g ⊙ ∇L_b ⊙ m, and as `cropkit.ntk.gradient_flow` counts a pruned net).
-    The returned g is g ⊙ m.
-    """
-    data = _batches(batches, model)
-    g = list(_flowing(model, gradient(model, data, loss_fn)).values())
-
-    def hvp(weights, loss):
-        grads = _grad(loss, weights, create_graph=True)
-        z = sum((gi * g_const).sum() for gi, g_const in zip(grads, g))  # gᵀ∇L_b, g constant
-        return _grad(z, weights)
-
-    hg = _sum_over_batches(model, data, loss_fn, hvp)
-    return dict(zip(hg, g)), hg
-
-
-def _weights_now(model: nn.Module) -> Scores:
-    with parametrize.cached():
-        return {k: w.detach() for k, w in _effective_weights(model).items()}
-
+from cropkit.derivatives import (  # noqa: F401
+    NORM_TYPES,
+    Scores,
+    _batches,
+    _effective_weights,
+    _grad,
+    _layers,
+    _node_layers,
+    _uniform,
+    _weights_now,
+    following_norms,
+    gate_gradient,
+    gate_hessian_gradient,
+    gates,
+    gradient,
+    hessian_gradient,
+    norms_or_raise,
+)
+from cropkit.plumbing import eval_mode
 
 # ----------------------------------------------------------------------------- per-weight criteria
 
@@ -243,53 +123,11 @@ def synflow(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scores:
             if tensor.is_floating_point():
                 tensor.abs_()
     ones = torch.ones((1, *inputs.shape[1:]), dtype=torch.float64, device=inputs.device)
-    with _eval_mode(linear), parametrize.cached():
+    with eval_mode(linear), parametrize.cached():
         weights = _effective_weights(linear)
         grads = _grad(linear(ones).sum(), list(weights.values()))
     dtype = next(iter(model.parameters())).dtype
     return {k: (w.detach() * g).abs().to(dtype) for (k, w), g in zip(weights.items(), grads)}
-
-
-# ----------------------------------------------------------------------------- gates
-
-def _gate_shape(module: nn.Module, output: torch.Tensor, channels: int) -> tuple[int, ...]:
-    """Broadcast shape of a gate over ``output``: conv channels sit on dim 1, linear features on the last dim."""
-    if isinstance(module, nn.Linear):
-        return (channels,)
-    return (1, channels) + (1,) * (output.dim() - 2)
-
-
-@contextlib.contextmanager
-def gates(modules: dict[str, nn.Module], like: torch.Tensor):
-    """Attach a gate c = 1 (requires grad) to the output of each module: out ← out ⊙ c. Yields {name: c}."""
-    cs, handles = {}, []
-    for name, module in modules.items():
-        channels = module.num_features if isinstance(module, NORM_TYPES) else module.weight.shape[0]
-        c = torch.ones(channels, dtype=like.dtype, device=like.device, requires_grad=True)
-
-        def hook(mod, inputs, output, c=c):
-            return output * c.view(_gate_shape(mod, output, c.numel()))
-
-        cs[name] = c
-        handles.append(module.register_forward_hook(hook))
-    try:
-        yield cs
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def _gate_gradient(model: nn.Module, batches, gated: dict[str, nn.Module], loss_fn) -> dict[str, torch.Tensor]:
-    """∂L/∂c at c = 1, L = (1/B) Σ_b L_b, for gates on the outputs of ``gated``."""
-    loss_fn, data = _loss_fn(loss_fn), _batches(batches, model)
-    like = next(iter(model.parameters()))
-    total = None
-    with _eval_mode(model), gates(gated, like) as cs:
-        for inputs, targets in data:
-            loss = loss_fn(model(inputs), targets) / len(data)
-            grads = _grad(loss, list(cs.values()))
-            total = grads if total is None else [t + g for t, g in zip(total, grads)]
-    return {name: g.detach() for name, g in zip(cs, total)}
 
 
 # ----------------------------------------------------------------------------- per-node criteria
@@ -302,7 +140,7 @@ def random_nodes(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scor
     per layer would give a residual stream of 3 members an Irwin–Hall(3) score: on ResNet18 at 0.9 it kept
     75–92 % of its channels and the block-internal convs 3–19 %.) ``batches``: one batch traces the groups.
     """
-    from cropkit.prune import coupled_outputs  # prune imports this module
+    from cropkit.dependencies import coupled_outputs  # it imports this module
 
     inputs, _ = _batches(batches, model)[0]
     out = {name: torch.zeros(m.weight.shape[0], dtype=torch.float64) for name, m in _node_layers(model)}
@@ -320,7 +158,7 @@ def random_nodes(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scor
 
 def snap_nodes(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scores:
     """|∂L/∂c| at c = 1 (SNAP: SNIP's sensitivity for whole nodes)."""
-    grads = _gate_gradient(model, batches, dict(_node_layers(model)), loss_fn)
+    grads = gate_gradient(model, batches, dict(_node_layers(model)), loss_fn)
     return {name: g.abs() for name, g in grads.items()}
 
 
@@ -330,66 +168,14 @@ def crop_nodes(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scores
     The gate-level Hessian-gradient product: how much the gradient flow moves when a node is scaled.
     Averaged like `hessian_gradient`: g over all batches first, then one double backprop per batch.
     """
-    loss_fn, data = _loss_fn(loss_fn), _batches(batches, model)
-    g = _flowing(model, gradient(model, data, loss_fn))  # g ⊙ m on a masked network, as in `hessian_gradient`
-    like = next(iter(model.parameters()))
-    total = None
-    with _eval_mode(model), gates(dict(_node_layers(model)), like) as cs:
-        for inputs, targets in data:
-            with parametrize.cached():
-                weights = _effective_weights(model)
-                loss = loss_fn(model(inputs), targets) / len(data)
-                grads = _grad(loss, list(weights.values()), create_graph=True)
-                z = sum((gi * g[k]).sum() for k, gi in zip(weights, grads))
-                dz = _grad(z, list(cs.values()))
-            total = dz if total is None else [t + d for t, d in zip(total, dz)]
-    return {name: d.detach().abs() for name, d in zip(cs, total)}
+    grads = gate_hessian_gradient(model, batches, dict(_node_layers(model)), loss_fn)
+    return {name: d.abs() for name, d in grads.items()}
 
 
 def l1_nodes(model: nn.Module, batches=None, loss_fn=None, seed: int = 0) -> Scores:
     """‖θ_j‖₁ = Σ |θ_j,...| over node j's filter or weight row (EfficientConvNets, Li et al. 2017)."""
     with parametrize.cached():
         return {name: m.weight.detach().abs().flatten(1).sum(1) for name, m in _node_layers(model)}
-
-
-def following_norms(model: nn.Module, batches) -> dict[str, str]:
-    """{prunable layer: the BatchNorm that reads its output directly}, found by one traced forward pass
-    (a norm counts when its input *is* the layer's output tensor, so no name heuristics). Layers whose output
-    reaches a norm only through an add or a concat (e.g. DenseNet's concatenated features) are absent."""
-    inputs, _ = _batches(batches, model)[0]
-    produced, found, handles = {}, {}, []
-    for name, m in _node_layers(model):
-        def record(mod, inputs, output, name=name):
-            produced[id(output)] = (name, output)  # keep the tensor alive so that its id is not reused this pass
-        handles.append(m.register_forward_hook(record))
-    for name, m in model.named_modules():
-        if isinstance(m, NORM_TYPES):
-            def pre(mod, args, name=name):
-                layer, _ = produced.get(id(args[0]), (None, None))
-                if layer is not None and layer not in found:
-                    found[layer] = name
-            handles.append(m.register_forward_pre_hook(pre))
-    try:
-        with _eval_mode(model), torch.no_grad():
-            model(inputs[:1])
-    finally:
-        for handle in handles:
-            handle.remove()
-    return found
-
-
-def _norms_or_raise(model: nn.Module, batches) -> dict[str, str]:
-    """{node layer: its BatchNorm} for *every* node layer, else a ValueError naming the layers without one.
-
-    A layer left unscored would stay whole in a structured prune and push the whole budget onto the others
-    (on a `cnn` whose hidden Linear had no norm, EarlyBird cut conv1–conv3 to one channel each)."""
-    norms = following_norms(model, batches)
-    missing = [name for name, _ in _node_layers(model) if name not in norms]
-    if missing:
-        raise ValueError(f"{type(model).__name__}: layer(s) {missing} are not followed directly by a BatchNorm; "
-                         f"bn_nodes and taylor_gate_nodes score a node by its norm layer, so every node layer "
-                         f"needs a conv/linear → BatchNorm pair (the zoo's cnn, cnn1d, resnet18 and vgg16 have them)")
-    return norms
 
 
 def bn_nodes(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scores:
@@ -399,7 +185,7 @@ def bn_nodes(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scores:
     ``batches`` is used for one forward pass that finds the layer → norm pairs.
     """
     modules = dict(model.named_modules())
-    return {layer: modules[norm].weight.detach().abs() for layer, norm in _norms_or_raise(model, batches).items()}
+    return {layer: modules[norm].weight.detach().abs() for layer, norm in norms_or_raise(model, batches).items()}
 
 
 def taylor_gate_nodes(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scores:
@@ -408,9 +194,9 @@ def taylor_gate_nodes(model: nn.Module, batches, loss_fn=None, seed: int = 0) ->
     At γ_g = 1 this is |∂L/∂γ_g|: the one-shot score of untrained gates. The method itself trains the gates
     with a sparsity penalty and accumulates the score over its tick phase (`cropkit.gates`). Every node layer
     needs a following BatchNorm, as in `bn_nodes`."""
-    norms = _norms_or_raise(model, batches)
+    norms = norms_or_raise(model, batches)
     modules = dict(model.named_modules())
-    grads = _gate_gradient(model, batches, {layer: modules[norm] for layer, norm in norms.items()}, loss_fn)
+    grads = gate_gradient(model, batches, {layer: modules[norm] for layer, norm in norms.items()}, loss_fn)
     return {layer: g.abs() for layer, g in grads.items()}  # γ_g = 1, so |γ_g · ∂L/∂γ_g| = |∂L/∂γ_g|
 
 

@@ -1,9 +1,9 @@
 """When to prune: the EarlyCroP detector (rich → lazy transition) and the EarlyBird mask-distance detector.
 
 Both are fed once per epoch with ``update(model)`` and answer True at the epoch they fire (once; later
-updates keep recording and answer False). :class:`DetectorCallback` plugs either into
-``cropkit.train.Trainer``; it records when the detector fired and calls an optional ``on_fire`` hook, but
-never prunes by itself — pruning is a method's business (``cropkit.methods``).
+updates keep recording and answer False). `cropkit.callbacks.DetectorCallback` (importable from here too) plugs
+either into ``cropkit.train.Trainer``; it records when the detector fired and calls an optional ``on_fire`` hook,
+but never prunes by itself — pruning is a method's business (``cropkit.methods``).
 
 EarlyCroP (Rachwan et al. 2022, §3.3): early in training the weights travel far (the *rich* regime); later
 the NTK settles and the weights move at a steady, slow pace (the *lazy* regime), so pruning then loses
@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import collections
 import math
-import re
 import warnings
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor, nn
+
+from .plumbing import plain_name
 
 DEFAULT_THRESHOLD = 0.1  # τ of the seed rule; notebook 02 shows how the detection epoch moves with it
 RULES = ("seed", "reference")
@@ -75,14 +76,8 @@ def detection_epoch(history: Sequence[float], threshold: float, rule: str = "see
 
 # ----------------------------------------------------------------------------- parameters and distances
 
-def _canonical(name: str) -> str:
-    """One name per parameter whatever pruning re-parametrisation wraps it (weight_orig, parametrizations)."""
-    name = re.sub(r"\.parametrizations\.(\w+)\.original$", r".\1", name)
-    return re.sub(r"_orig$", "", name)
-
-
 def _trainable(model: nn.Module) -> dict[str, Tensor]:
-    params = {_canonical(n): p for n, p in model.named_parameters() if p.requires_grad}
+    params = {plain_name(n): p for n, p in model.named_parameters() if p.requires_grad}
     if not params:
         raise ValueError(f"{type(model).__name__} has no trainable parameters to watch")
     return params
@@ -108,8 +103,9 @@ def reference_threshold(sparsity: float, structured: bool = False) -> float:
 class EarlyCroPDetector:
     """Detects the rich → lazy transition from the distance the weights travelled.
 
-    ``rule="seed"`` (default, SPEC §4): Δ_t = ‖θ_t − θ₀‖² with θ₀ snapshotted at construction; fires at the
-    first t ≥ 2 with |Δ_t − Δ_{t−1}| / |Δ_1| < τ, τ = ``threshold`` (default 0.1). ``history`` holds Δ_t.
+    ``rule="seed"`` (default; the paper's §3.3 in the seed's form): Δ_t = ‖θ_t − θ₀‖² with θ₀ snapshotted at
+    construction; fires at the first t ≥ 2 with |Δ_t − Δ_{t−1}| / |Δ_1| < τ, τ = ``threshold`` (default 0.1).
+    ``history`` holds Δ_t.
 
     ``rule="reference"`` (the EarlyCroP reference code's variant): θ_ref = θ_1 is snapshotted at the first
     update (end of epoch 1) and
@@ -119,9 +115,9 @@ class EarlyCroPDetector:
     We read the reference code's test as a test on the epoch-to-epoch change of d: it fires at the first
     t ≥ 3 with |d_t − d_{t−1}| < τ_ref, i.e. |d_t − d_{t−1}| / d_2 < 1 − p — the seed's test applied to the
     relative un-squared distance from θ_1, with τ = 1 − p for target sparsity p (``structured=True``: τ =
-    min(1 − p − 0.1, 0.99), the authors' rule for structured EarlyCroP, see `reference_threshold`). (d_t itself keeps growing,
-    so a test "d_t < τ_ref < d_2" would practically never fire.) Give ``sparsity=p``, or ``threshold`` to set
-    1 − p directly. ``history`` holds d_t.
+    min(1 − p − 0.1, 0.99), the authors' rule for structured EarlyCroP, see `reference_threshold`).
+    (d_t itself keeps growing, so a test "d_t < τ_ref < d_2" would practically never fire.) Give
+    ``sparsity=p``, or ``threshold`` to set 1 − p directly. ``history`` holds d_t.
 
     ``ratios`` holds the rule's ratio r_t for the epochs in ``ratio_epochs`` (t ≥ 2, resp. t ≥ 3).
     ``max_epochs``: the maximum dense phase; if the rule has not fired by then, the detector fires at
@@ -296,54 +292,4 @@ class EarlyBirdDetector:
         return False
 
 
-# ----------------------------------------------------------------------------- as a training callback
-
-def _callback_base():
-    from .train import Callback
-
-    return Callback
-
-
-class DetectorCallback(_callback_base()):
-    """Feeds a detector from ``cropkit.train.Trainer`` and records when it fired; it does not prune.
-
-        det = DetectorCallback(EarlyCroPDetector(model), on_fire=lambda trainer: ...)
-        Trainer(model, data, epochs, callbacks=[det]).fit();  det.fired_epoch
-
-    ``every_steps=N`` updates the detector every N optimizer steps instead of every epoch (its "epochs" are
-    then blocks of N steps). ``record_steps=True`` also records the squared distance from the detector's
-    anchor after every step into ``step_distances`` (EarlyCroP detector only; the anchor is θ₀ for the seed
-    rule, θ_ref after epoch 1 for the reference rule; one device sync per step, meant for plots).
-    ``on_fire(trainer)`` is called once, right after the detector fires.
-    """
-
-    def __init__(self, detector, every_steps: int | None = None, record_steps: bool = False,
-                 on_fire: Callable | None = None):
-        if every_steps is not None and every_steps < 1:
-            raise ValueError(f"every_steps must be >= 1 or None; got {every_steps}")
-        if record_steps and not hasattr(detector, "squared_distance"):
-            raise ValueError(f"record_steps needs an EarlyCroPDetector; got {type(detector).__name__}")
-        self.detector, self.every_steps, self.record_steps, self.on_fire = detector, every_steps, record_steps, on_fire
-        self.step_distances: list[float] = []
-        self.fired_epoch: int | None = None  # trainer epochs finished when it fired
-        self.fired_step: int | None = None   # trainer steps finished when it fired
-
-    @property
-    def forced(self) -> bool:
-        return self.detector.forced
-
-    def _update(self, trainer) -> None:
-        if self.detector.update(trainer.model):
-            self.fired_epoch, self.fired_step = trainer.epoch, trainer.step
-            if self.on_fire is not None:
-                self.on_fire(trainer)
-
-    def on_step_end(self, trainer) -> None:
-        if self.record_steps:
-            self.step_distances.append(self.detector.squared_distance(trainer.model))
-        if self.every_steps is not None and trainer.step % self.every_steps == 0:
-            self._update(trainer)
-
-    def on_epoch_end(self, trainer) -> None:
-        if self.every_steps is None:
-            self._update(trainer)
+from .callbacks import DetectorCallback  # noqa: E402,F401  (its home is cropkit.callbacks; kept importable here)

@@ -8,7 +8,7 @@ the EarlyCroP detector, logging — is a :class:`Callback` (open_lth's ``standar
 
 A callback may change the plan while training runs: ``trainer.epochs`` (planned total) can be raised,
 ``trainer.stop = True`` ends training after the current epoch, and after a structured prune, which replaces
-parameter tensors, ``trainer.reset_optimizer()`` builds a fresh optimizer and schedule (SPEC §3).
+parameter tensors, ``trainer.reset_optimizer()`` builds a fresh optimizer and schedule (`cropkit.structured`).
 
 A training loss that is not a finite number stops the loop at once with :class:`DivergedError` (epoch and step
 named): a diverged run is never reported as a result.
@@ -25,6 +25,8 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 from torch import nn
+
+from .plumbing import eval_mode
 
 
 class DivergedError(FloatingPointError):
@@ -202,16 +204,14 @@ class Trainer:
     def evaluate(self, loader=None) -> tuple[float, float]:
         """Mean loss and accuracy over ``loader`` (default: the test loader), in eval mode."""
         loader = self.test_loader if loader is None else loader
-        was_training = self.model.training
-        self.model.eval()
         total_loss, correct, count = 0.0, 0, 0
-        for x, y in loader:
-            x, y = x.to(self.device), y.to(self.device)
-            logits = self.model(x)
-            total_loss += self.loss_fn(logits, y).item() * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
-            count += len(y)
-        self.model.train(was_training)
+        with eval_mode(self.model):
+            for x, y in loader:
+                x, y = x.to(self.device), y.to(self.device)
+                logits = self.model(x)
+                total_loss += self.loss_fn(logits, y).item() * len(y)
+                correct += (logits.argmax(1) == y).sum().item()
+                count += len(y)
         if count == 0:
             raise ValueError("cannot evaluate on an empty loader")
         return total_loss / count, correct / count

@@ -2,31 +2,20 @@
 
 The widgets only *display*; the work is done by plain functions (:func:`pruned_copy`, :class:`NTKExplorer.figure`,
 :func:`detector_figure`) that tests and scripts can call without a browser. ipywidgets swallows exceptions raised
-in callbacks, so every callback here runs under :func:`_shown_errors`, which prints the traceback into the
-widget's output area instead.
+in callbacks, so every callback here is installed with `cropkit.widgets.safe_observe`: an exception is recorded,
+shown in the widget's output area and re-raised (the kit's one widget error policy).
 """
 from __future__ import annotations
 
-import contextlib
 import copy
-import traceback
-from typing import Callable, Sequence
+from typing import Sequence
 
 import matplotlib.pyplot as plt
 import torch
 from torch import Tensor, nn
 
 from . import ntk, timing
-
-
-@contextlib.contextmanager
-def _shown_errors(output):
-    """Run a widget callback so that an exception is shown in ``output`` instead of vanishing."""
-    try:
-        yield
-    except Exception:  # noqa: BLE001 — a callback must never fail silently
-        with output:
-            print(traceback.format_exc())
+from .widgets import safe_observe
 
 
 def pruned_copy(model: nn.Module, scores: dict[str, Tensor], sparsity: float) -> nn.Module:
@@ -109,14 +98,13 @@ class NTKExplorer:
 
         def draw(_=None):
             output.clear_output(wait=True)
-            with _shown_errors(output), output:
+            with output:
                 fig = self.figure(dropdown.value, slider.value)
                 display(fig)
                 plt.close(fig)
 
-        dropdown.observe(draw, names="value")
-        slider.observe(draw, names="value")
-        draw()
+        safe_observe(dropdown, draw, output=output)
+        safe_observe(slider, draw, output=output)(None)  # the first drawing, under the same policy
         return w.VBox([w.HBox([dropdown, slider]), output])
 
 
@@ -154,13 +142,12 @@ def tau_slider(history: Sequence[float], rule: str = "seed", values: Sequence[fl
 
     def draw(_=None):
         output.clear_output(wait=True)
-        with _shown_errors(output), output:
+        with output:
             fig = detector_figure(history, slider.value, rule)
             display(fig)
             plt.close(fig)
 
-    slider.observe(draw, names="value")
-    draw()
+    safe_observe(slider, draw, output=output)(None)  # installed, then the first drawing
     return w.VBox([slider, output])
 
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-
 ROOT = Path(__file__).resolve().parent.parent
 
 EXPECTED = {

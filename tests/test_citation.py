@@ -1,7 +1,7 @@
 """The licence pyproject.toml declares is the one shipped, and CITATION.cff cites the paper the kit reproduces."""
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent

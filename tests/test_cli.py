@@ -12,7 +12,6 @@ import pytest
 
 from cropkit import cli, methods, results
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -167,7 +167,8 @@ def test_main_job_reports_a_failed_lesson_and_goes_on(tiny_lessons, tmp_path, mo
 def test_the_kernel_is_not_ipykernel_7():
     import ipykernel
 
-    assert int(ipykernel.__version__.split(".")[0]) < 7, "ipykernel 7 can drop a cell's request and hang (pyproject.toml)"
+    assert int(ipykernel.__version__.split(".")[0]) < 7, \
+        "ipykernel 7 can drop a cell's request and hang (pyproject.toml)"
 
 
 def test_only_matching_nothing_is_an_error_and_keeps_the_summary(tiny_lessons, tmp_path, capsys):
@@ -265,7 +266,8 @@ def test_the_wheel_carries_the_lessons_and_runs_outside_the_checkout(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run(uv + ["venv", "--quiet", str(venv), "--python", sys.executable], check=True)
     (site,) = venv.glob("lib/python*/site-packages")
-    deps = next(p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir() and (Path(p) / "torch").is_dir())
+    deps = next(p for p in sys.path
+                if p.endswith("site-packages") and Path(p).is_dir() and (Path(p) / "torch").is_dir())
     (site / "kit_dependencies.pth").write_text(deps + "\n")
     subprocess.run(uv + ["pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), "--no-deps",
                          str(wheel)], check=True)
@@ -273,7 +275,8 @@ def test_the_wheel_carries_the_lessons_and_runs_outside_the_checkout(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     # nbconvert's HTML templates are data files of the kit venv, outside the borrowed site-packages
-    env = _clean_env(XDG_CACHE_HOME=str(tmp_path / "cache"), JUPYTER_PATH=str(Path(deps).parents[2] / "share" / "jupyter"))
+    env = _clean_env(XDG_CACHE_HOME=str(tmp_path / "cache"),
+                     JUPYTER_PATH=str(Path(deps).parents[2] / "share" / "jupyter"))
     python = str(venv / "bin" / "python")
     where = subprocess.run([python, "-c", "import cropkit, cropkit.paths as p; print(cropkit.__file__, p.checkout())"],
                            cwd=work, env=env, capture_output=True, text=True, check=True).stdout.split()

@@ -40,7 +40,8 @@ def test_committed_form(path):
     assert all(notebook.CELL_ID.match(i) for i in ids) and len(set(ids)) == len(ids), ids
     assert not notebook.normalise(nb), f"run `python -m cropkit.notebook --sync {path.relative_to(ROOT)}`"
     twin = jupytext.read(notebook.paired_text(path))
-    assert [c.metadata.get("tags") for c in twin.cells if c.metadata.get("tags")] == [["hosted-install"], ["parameters"]]
+    tags = [c.metadata.get("tags") for c in twin.cells if c.metadata.get("tags")]
+    assert tags == [["hosted-install"], ["parameters"]]
 
 
 # ----------------------------------------------------------------------------- a pair edited on one side
@@ -91,8 +92,8 @@ def test_sync_from_an_edited_py_keeps_ids_and_numbers_new_cells(pair):
     ipynb, text = pair
     before = nbformat.read(str(ipynb), as_version=4)
     last = max(int(notebook.CELL_ID.match(c.id).group(1)) for c in before.cells)
-    text.write_text(text.read_text().replace("# %% [markdown]\n# ## 2 · A model",
-                                             '# %%\nprint("a new cell")\n\n# %% [markdown]\n# ## 2 · A model, edited', 1))
+    edited = '# %%\nprint("a new cell")\n\n# %% [markdown]\n# ## 2 · A model, edited'
+    text.write_text(text.read_text().replace("# %% [markdown]\n# ## 2 · A model", edited, 1))
     _touch_newer(text)
     assert notebook.pair_differences(ipynb)
     assert notebook.sync(ipynb)

@@ -23,7 +23,8 @@ def test_round_targets_end_at_the_target_and_prune_a_constant_fraction():
 
 def _ltr_result(reinit: bool) -> Result:
     # two rounds after the first training, 3 epochs each; accuracy 0.5 + 0.1·training + 0.01·epoch-in-training
-    history = [dict(epoch=t * 3 + e, training=t, test_acc=0.5 + 0.1 * t + 0.01 * e) for t in range(3) for e in (1, 2, 3)]
+    history = [dict(epoch=t * 3 + e, training=t, test_acc=0.5 + 0.1 * t + 0.01 * e)
+               for t in range(3) for e in (1, 2, 3)]
     fields = dict(method="ltr", dataset="digits", model="cnn", width=1.0, seed=4, target_sparsity=0.75, profile="smoke",
                   epochs=3, test_acc=0.73, best_test_acc=0.73, weight_sparsity=0.75, node_sparsity=0.0, params=1,
                   flops=1.0, nonzero_macs=1.0, epochs_trained=9, prune_epoch=6, train_seconds=1.0, batch_time_ms=1.0,

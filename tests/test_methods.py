@@ -15,7 +15,7 @@ import torch
 import cropkit as ck
 from cropkit import methods, models, profiles, prune, results
 
-SPEC_METHODS = ("dense", "random-u", "snip", "grasp", "crop-u", "cropit-u", "earlycrop-u", "ltr",
+PAPER_METHODS = ("dense", "random-u", "snip", "grasp", "crop-u", "cropit-u", "earlycrop-u", "ltr",
                 "random-s", "snap", "crop-s", "cropit-s", "earlycrop-s", "earlybird",
                 "gatedecorators", "efficientconvnets")
 STRUCTURED = {"random-s", "snap", "crop-s", "cropit-s", "earlycrop-s", "earlybird", "gatedecorators",
@@ -39,15 +39,15 @@ def cache_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def smoke(cache_dir):
-    return {m: ck.run(m, sparsity=0.9, profile="smoke", cache_dir=cache_dir, progress=False) for m in SPEC_METHODS}
+    return {m: ck.run(m, sparsity=0.9, profile="smoke", cache_dir=cache_dir, progress=False) for m in PAPER_METHODS}
 
 
 def test_methods_are_the_spec_list_in_order():
-    assert ck.METHODS == SPEC_METHODS
-    assert set(methods.REGISTRY) == set(SPEC_METHODS)
+    assert ck.METHODS == PAPER_METHODS
+    assert set(methods.REGISTRY) == set(PAPER_METHODS)
 
 
-@pytest.mark.parametrize("method", SPEC_METHODS)
+@pytest.mark.parametrize("method", PAPER_METHODS)
 def test_smoke_run_reaches_the_target(smoke, method):
     r = smoke[method]
     assert (r.method, r.dataset, r.model, r.profile) == (method, "digits", "cnn", "smoke")
@@ -60,7 +60,7 @@ def test_smoke_run_reaches_the_target(smoke, method):
     assert len(r.history) == r.epochs_trained  # one record per epoch actually trained
 
 
-@pytest.mark.parametrize("method", SPEC_METHODS)
+@pytest.mark.parametrize("method", PAPER_METHODS)
 def test_epochs_trained_and_prune_epoch(smoke, method):
     r = smoke[method]
     expected = {  # epochs_trained as the methods module defines it
@@ -268,7 +268,8 @@ def test_earlycrop_scores_and_keeps_theta_t_not_theta0(method, criterion, monkey
     train_begin = []
     monkeypatch.setattr(methods.train.Trainer, "reset_optimizer",
                         lambda self, *a, real=methods.train.Trainer.reset_optimizer, **k:
-                        train_begin.append({n: m.weight.detach().clone() for n, m in models.prunable_layers(self.model)})
+                        train_begin.append({n: m.weight.detach().clone()
+                                            for n, m in models.prunable_layers(self.model)})
                         or real(self, *a, **k))
     r = ck.run(method, sparsity=0.9, profile="smoke", cache=False, progress=False)
     assert r.prune_epoch >= 1
@@ -293,7 +294,7 @@ MARGIN = {  # test accuracy must exceed chance by this much (seed 0; measured 0.
 }
 
 
-@pytest.mark.parametrize("method", SPEC_METHODS)
+@pytest.mark.parametrize("method", PAPER_METHODS)
 def test_every_method_beats_chance_when_trained_a_little(method, cache_dir):
     r = ck.run(method, cache_dir=cache_dir, **LEARNING)
     margin = MARGIN.get(method, 0.4)

@@ -210,7 +210,8 @@ def test_nodes_budget_removes_that_fraction_of_nodes():
     dense, model = build("resnet18"), build("resnet18")
     x = example(ZOO["resnet18"]["input_shape"])
     small = prune.structured(model, scores.random_nodes(model, batch(x)), 0.5, x[:1], budget="nodes")
-    nodes = lambda m: sum(l.weight.shape[0] for n, l in models.prunable_layers(m) if n != models.classifier_name(m))
+    nodes = lambda m: sum(layer.weight.shape[0] for n, layer in models.prunable_layers(m)
+                          if n != models.classifier_name(m))
     assert abs(1 - nodes(small) / nodes(dense) - 0.5) <= 0.01
 
 

@@ -1,6 +1,5 @@
 """Detectors against hand-made parameter trajectories (the epoch they must fire at is computed by hand)."""
 import math
-
 import warnings
 
 import pytest

@@ -8,8 +8,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from cropkit import models, scores, timing  # noqa: E402
-from cropkit.widgets_ntk import (NTKExplorer, _shown_errors, detector_figure,  # noqa: E402
-                                 rich_to_lazy_animation, tau_slider)
+from cropkit.widgets_ntk import NTKExplorer, detector_figure, rich_to_lazy_animation, tau_slider  # noqa: E402
 
 
 def test_explorer_draws_and_caches_kernels():
@@ -27,12 +26,26 @@ def test_explorer_draws_and_caches_kernels():
     plt.close("all")
 
 
-def test_callback_errors_are_shown_not_swallowed(capsys):
-    import ipywidgets as w
+def test_callback_errors_are_shown_not_swallowed(monkeypatch):
+    """The NTK views follow the kit's one widget policy (`cropkit.widgets.safe_observe`): recorded, shown, raised."""
+    from cropkit import widgets, widgets_ntk
 
-    with _shown_errors(w.Output()):
+    box = tau_slider([4, 8, 9, 9.25, 9.5])
+    slider, output = box.children
+
+    def broken(*args, **kwargs):
         raise RuntimeError("boom in a callback")
-    assert "RuntimeError: boom in a callback" in capsys.readouterr().out
+
+    monkeypatch.setattr(widgets_ntk, "detector_figure", broken)
+    before = len(widgets.ERRORS)
+    with pytest.raises(RuntimeError, match="boom in a callback"):
+        slider.value = 0.2
+    recorded = widgets.ERRORS[before:]
+    del widgets.ERRORS[before:]  # the module's record is shared; leave it as it was
+    assert [str(e) for e in recorded] == ["boom in a callback"]
+    shown = [o for o in output.outputs if o.get("output_type") == "error"]
+    assert shown and shown[-1]["ename"] == "RuntimeError" and "boom in a callback" in shown[-1]["evalue"]
+    plt.close("all")
 
 
 def test_tau_views_and_animation(tmp_path):

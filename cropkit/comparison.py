@@ -1,0 +1,138 @@
+"""Many methods over many seeds: the paper's table (one line per method, cells mean ± std over seeds).
+
+    table = cropkit.compare(["dense", "snap", "earlycrop-s"], sparsity=0.9, seeds=(0, 1, 2))
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from . import profiles, train
+from .methods import FAMILIES, LABELS, METHODS
+from .options import check_int, check_sparsity
+from .results import default_cache_dir, paper_table, unwritable
+from .runs import _check_method, run, settings
+
+
+def _start_worker(threads: int) -> None:
+    """A worker process of :func:`compare`: its share of the CPU threads; Ctrl+C is the parent's to handle."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(threads)
+
+
+def _row_in_worker(job: dict) -> dict:
+    """One run in a worker process of :func:`compare`; the run stores its own result in the cache."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a worker's warnings cannot reach the user; the result records them
+        return run(**job).row()
+
+
+def _rows_in_workers(jobs: list[dict], workers: int, bar) -> list[dict]:
+    """The rows of ``jobs`` run ``workers`` at a time in spawned processes. An error or Ctrl+C (KeyboardInterrupt)
+    ends every worker at once; the runs that finished are already in the cache."""
+    import multiprocessing
+    import os
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_start_worker, initargs=(threads,))
+    try:
+        rows = []
+        for row in pool.imap(_row_in_worker, jobs):
+            rows.append(row)
+            bar.update(1)
+        pool.close()
+        return rows
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
+
+
+def compare(methods: Sequence[str] = METHODS, data: str | None = None, model: str | None = None,
+            sparsity: float = 0.9, seeds: Sequence[int] | None = None, profile: str = "cpu",
+            epochs: int | None = None, width: float | None = None, cache: bool = True,
+            cache_dir: str | Path | None = None, progress: bool = True, aggregate: bool = True, workers: int = 1,
+            device: str | None = None, **options):
+    """Run every method over every seed; returns the paper's table (one line per method, in the order given,
+    cells 'mean ± std' over seeds, see `cropkit.results.paper_table`) with the per-run rows in
+    ``table.attrs["runs"]``, or with ``aggregate=False`` the per-run frame itself. ``seeds=None`` = the
+    profile's seeds; a seed given twice is an error. Other arguments as in :func:`run`; all are validated
+    before the first run starts.
+
+    ``workers > 1`` runs that many runs at once in separate processes, splitting the CPU threads among them
+    (small networks use two cores better as two one-thread runs than as one two-thread run). The results are
+    the same; the time columns are then measured with the other workers busy beside them. Ctrl+C stops every
+    worker at once; each finished run is already cached, so the same call resumes where it stopped.
+    """
+    import pandas as pd
+
+    methods = [methods] if isinstance(methods, str) else list(methods)
+    _check_methods(methods)
+    seeds = _check_seeds(profiles.settings("run", profile).seeds if seeds is None else seeds)
+    check_int("workers", workers, 1)
+    train.resolve_device(device)
+    for method in methods:  # fail on a typo before hours of training, not after
+        settings(method, data=data, model=model, epochs=epochs, width=width, profile=profile, **options)
+    check_sparsity(sparsity)
+    reason = unwritable(cache_dir or default_cache_dir(), folder=True) if cache else None
+    if reason:  # said once here: a worker's own warning would not reach the user
+        warnings.warn(f"results cannot be cached in {cache_dir or default_cache_dir()} ({reason}); every run is "
+                      f"returned, but will happen again next time", stacklevel=2)
+    jobs = [dict(method=method, data=data, model=model, sparsity=sparsity, epochs=epochs, seed=seed, profile=profile,
+                 width=width, cache=cache, cache_dir=cache_dir, progress=progress and workers == 1, device=device,
+                 **options)
+            for method in methods for seed in seeds]
+    start = time.perf_counter()
+    rows = _rows(jobs, workers, progress)
+    if not aggregate:
+        return pd.DataFrame(rows)
+    table = paper_table(rows, LABELS, FAMILIES)
+    table.attrs["setting"] = dict(data=rows[0]["dataset"], model=rows[0]["model"], sparsity=sparsity,
+                                  seeds=list(seeds), profile=profile, workers=workers,
+                                  wall_seconds=time.perf_counter() - start)
+    return table
+
+
+def _check_seeds(seeds) -> tuple[int, ...]:
+    seeds = tuple(seeds)
+    if not seeds:
+        raise ValueError("compare needs at least one seed")
+    for seed in seeds:
+        check_int("seed", seed, 0)
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise ValueError(f"seeds {list(seeds)} repeat {repeated}: a repeated seed is the same run again and would "
+                         f"count twice in the mean ± std; give distinct seeds")
+    return seeds
+
+
+def _check_methods(methods: list[str]) -> None:
+    if not methods:
+        raise ValueError(f"compare needs at least one method; choose from {list(METHODS)}")
+    repeated = sorted({m for m in methods if methods.count(m) > 1})
+    if repeated:
+        raise ValueError(f"methods {list(methods)} repeat {repeated}; give each method once")
+    for method in methods:
+        _check_method(method)
+
+
+def _rows(jobs: list[dict], workers: int, progress: bool) -> list[dict]:
+    """The row of every job, one after the other here, or ``workers`` at a time in worker processes."""
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(jobs), desc="runs", unit="run", disable=not progress) as bar:
+        if workers > 1:
+            return _rows_in_workers(jobs, workers, bar)
+        rows = []
+        for job in jobs:
+            bar.set_postfix_str(f"{job['method']} seed {job['seed']}")
+            rows.append(run(**job).row())
+            bar.update(1)
+        return rows

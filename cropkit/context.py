@@ -1,0 +1,81 @@
+"""What a method is handed: the run's data, settings, scoring batches and a trainer factory, and its bookkeeping."""
+from __future__ import annotations
+
+import functools
+import warnings
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from . import data as data_lib
+from . import models, prune, scores, train
+
+
+class Context:
+    """What a method needs (data, settings, scoring batches, a trainer factory) and the run's bookkeeping."""
+
+    def __init__(self, cfg, dataset: data_lib.Data, sparsity: float, seed: int, device: torch.device,
+                 progress: bool):
+        self.cfg, self.data, self.sparsity, self.seed = cfg, dataset, sparsity, seed
+        self.device, self.progress = device, progress
+        self.history: list[dict] = []   # one record per epoch over all trainings, epochs numbered globally
+        self.epochs_trained = 0
+        self.trainings = 0
+        self.prune_epoch: int | None = None
+
+    def build_model(self, seed: int | None = None) -> nn.Module:
+        shape, classes = self.data.input_shape, self.data.num_classes
+        model = models.build(self.cfg.model, shape, classes, width=self.cfg.width,
+                             seed=self.seed if seed is None else seed)
+        return model.to(self.device)
+
+    @functools.cached_property
+    def batches(self) -> list:
+        """The scoring batches: the first ``score_batches`` of a loader of their own over the training set."""
+        loader = DataLoader(self.data.train.dataset, batch_size=self.cfg.batch_size, shuffle=True,
+                            generator=torch.Generator().manual_seed(self.seed))
+        batches = data_lib.take(loader, self.cfg.score_batches)
+        if len(batches) < self.cfg.score_batches:
+            warnings.warn(f"score_batches={self.cfg.score_batches}, but the training set ({len(loader.dataset)} "
+                          f"samples, batch size {self.cfg.batch_size}) has only {len(batches)} batch(es): scoring "
+                          f"used {len(batches)}")
+        return batches
+
+    @property
+    def example_inputs(self) -> torch.Tensor:
+        """Two training inputs, for tracing channel dependencies and counting FLOPs."""
+        return self.batches[0][0][:2].to(self.device)
+
+    def trainer(self, model: nn.Module, epochs: int, schedule: str | None = None,
+                callbacks: Sequence[train.Callback] = ()) -> train.Trainer:
+        c = self.cfg
+        return train.Trainer(model, self.data, epochs, lr=c.lr, weight_decay=c.weight_decay,
+                             schedule=schedule or c.schedule, callbacks=callbacks, device=self.device,
+                             progress=self.progress, seed=self.seed)
+
+    def fit(self, trainer: train.Trainer) -> nn.Module:
+        """Run ``trainer`` to the end, append its epochs to the history; returns the trained model."""
+        trainer.fit()
+        for record in trainer.history.epochs:
+            self.history.append({**record, "epoch": self.epochs_trained + record["epoch"],
+                                 "training": self.trainings})
+        self.epochs_trained += trainer.epoch
+        self.trainings += 1
+        return trainer.model
+
+    def pruned(self, trainer: train.Trainer | None = None) -> None:
+        """Record that the (last) prune happens now: at init of the next training, or after the running
+        ``trainer``'s finished epochs."""
+        self.prune_epoch = self.epochs_trained + (trainer.epoch if trainer is not None else 0)
+
+    def prune(self, model: nn.Module, criterion: str, sparsity: float | None = None, **structured) -> nn.Module:
+        """Score ``model`` with ``criterion`` on the scoring batches and prune it to ``sparsity`` (default: the
+        run's target): masks for a per-weight criterion, physical removal for a per-node one."""
+        sparsity = self.sparsity if sparsity is None else sparsity
+        if criterion in scores.WEIGHT_SCORES:
+            return prune.unstructured(model, scores.WEIGHT_SCORES[criterion](model, self.batches, seed=self.seed),
+                                      sparsity)
+        node_scores = scores.NODE_SCORES[criterion](model, self.batches, seed=self.seed)
+        return prune.structured(model, node_scores, sparsity, self.example_inputs, **structured)
