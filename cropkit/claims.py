@@ -193,7 +193,7 @@ CLAIMS = (
           "LTR within 1 point of (or above) EarlyCroP-U and ≥ 2.5× its training time", _ltr_cost),
     Claim("structured saves, masks do not", "Structured pruning saves time and memory; masks do not",
           "ResNet18/CIFAR-10 @95 %: EarlyCroP-S 66 ms, 0.56 GB vs dense 109 ms, 2.38 GB; EarlyCroP-U 97 ms, 2.86 GB",
-          "structured (CroP-S) below 0.9× dense in batch time and peak memory; masked (CroP-U) at or above 0.9× in both",
+          "structured (CroP-S) below 0.9× dense in batch time and peak memory; masked (CroP-U) ≥ 0.9× in both",
           _structured_saves),
     Claim("pruned wide beats dense narrow", "A pruned wide model beats a dense narrow one of equal memory",
           "ResNeXt101 32×48d CroP-S @98.5 %: 92.5 % at 3.56 GB vs dense 32×16d: 92.1 % at 3.89 GB",
