@@ -28,8 +28,16 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # annotations only: pandas loads when a table is made
     import pandas
 
-# The modules whose code decides what a run computes; editing any of them changes code_version().
-RESULT_MODULES = ("data", "models", "train", "scores", "prune", "timing", "measure", "methods", "results")
+# The modules that only present, teach or drive runs; every other module of the package decides what a run computes,
+# so editing it changes code_version() (a new module counts until it is named here).
+PRESENTATION_MODULES = ("__init__", "__main__", "cli", "notebook", "pairs", "report", "widgets", "widgets_ntk",
+                        "explorer", "claims", "lottery", "paths")
+
+
+def result_modules() -> list[str]:
+    """The package's modules whose code enters :func:`code_version`: all but ``PRESENTATION_MODULES``."""
+    package = Path(__file__).resolve().parent
+    return sorted(p.stem for p in package.glob("*.py") if p.stem not in PRESENTATION_MODULES)
 
 
 @dataclasses.dataclass
@@ -119,7 +127,7 @@ def code_version() -> str:
 
     package = Path(__file__).resolve().parent
     digest = hashlib.sha256()
-    for name in RESULT_MODULES:
+    for name in result_modules():
         path = package / f"{name}.py"
         digest.update(_code(path.read_text(encoding="utf-8")).encode() if path.exists() else b"")
     return f"{__version__}+{digest.hexdigest()[:10]}"

@@ -420,3 +420,15 @@ def test_earlycrop_criterion_separates_when_from_how(tmp_path):
         ck.run("earlycrop-u", criterion="crop_nodes", **options)
     with pytest.raises(ValueError, match="not a node score"):
         ck.run("earlycrop-s", criterion="magnitude", **options)
+
+
+def test_every_module_a_run_imports_enters_the_code_version():
+    """A module that cropkit.run imports decides what a run computes: editing it must make cached results
+    unreachable, so none of them may be excluded from code_version() as presentation."""
+    code = "import sys, cropkit.runs; print(' '.join(m for m in sys.modules if m.startswith('cropkit.')))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    imported = {m.split(".", 1)[1] for m in done.stdout.split()}
+    assert imported - set(results.PRESENTATION_MODULES) <= set(results.result_modules())
+    assert not (imported & set(results.PRESENTATION_MODULES) - {"paths", "__init__"}), \
+        "a presentation module is imported by a run: it decides results, remove it from PRESENTATION_MODULES"
+    assert {"runs", "methods", "scores", "structured", "masks", "derivatives", "gates"} <= set(results.result_modules())
