@@ -51,16 +51,20 @@ NOTEBOOKS: dict[str, dict[str, dict]] = {
                       check_batches=3, check_batch_size=4, probe_size=12, score_batches=10, sweep_seeds=3,
                       sparsities=[0.5, 0.7, 0.8, 0.9, 0.95, 0.98], eigenvalues=40),
     },
+    # cpu: the setting where the premise holds (benchmarks/premise_search.py): mnist1d, cnn ×0.5, batch 128, the
+    # reference rule at τ = 0.7; the digits run of section 2 keeps the lessons' former setting for contrast.
     "02_rich_to_lazy": {
-        "smoke": dict(data="digits", model="cnn", width=0.25, limit=256, batch_size=64, epochs=3, lr=2e-3,
-                      probe_size=4, ntk_every=2, tau=0.1, sparsity=0.9, try_widths=[0.25, 0.5], try_lrs=[2e-3],
-                      try_epochs=3, frames=8),
-        "cpu": dict(data="digits", model="cnn", width=1.0, limit=None, batch_size=64, epochs=15, lr=2e-3,
-                    probe_size=16, ntk_every=8, tau=0.1, sparsity=0.9, try_widths=[0.25, 0.5, 1.0, 2.0],
-                    try_lrs=[5e-4, 2e-3, 8e-3], try_epochs=8, frames=40),
+        "smoke": dict(data="digits", model="cnn", width=0.25, limit=256, batch_size=64, epochs=4, lr=2e-3,
+                      probe_size=4, ntk_every=2, tau=0.1, ref_tau=0.7, try_widths=[0.25, 0.5], try_lrs=[2e-3],
+                      try_epochs=4, frames=8, threads=1, digits_width=0.25, digits_batch_size=64, digits_epochs=4),
+        "cpu": dict(data="mnist1d", model="cnn", width=0.5, limit=None, batch_size=128, epochs=16, lr=2e-3,
+                    probe_size=16, ntk_every=8, tau=0.1, ref_tau=0.7, try_widths=[0.25, 0.5, 1.0, 2.0],
+                    try_lrs=[5e-4, 2e-3, 8e-3], try_epochs=10, frames=40, threads=1, digits_width=1.0,
+                    digits_batch_size=64, digits_epochs=15),
         "paper": dict(data="cifar10", model="resnet18", width=1.0, limit=None, batch_size=256, epochs=20, lr=2e-3,
-                      probe_size=8, ntk_every=50, tau=0.1, sparsity=0.9, try_widths=[0.25, 0.5, 1.0],
-                      try_lrs=[5e-4, 2e-3, 8e-3], try_epochs=10, frames=60),
+                      probe_size=8, ntk_every=50, tau=0.1, ref_tau=0.7, try_widths=[0.25, 0.5, 1.0],
+                      try_lrs=[5e-4, 2e-3, 8e-3], try_epochs=10, frames=60, threads=None, digits_width=1.0,
+                      digits_batch_size=64, digits_epochs=15),
     },
     "03_lottery_vs_earlycrop": {
         "smoke": dict(data="digits", model="cnn", width=0.5, epochs=2, batch_size=128, limit=256, score_batches=1,
