@@ -66,16 +66,20 @@ NOTEBOOKS: dict[str, dict[str, dict]] = {
                       try_lrs=[5e-4, 2e-3, 8e-3], try_epochs=10, frames=60, threads=None, digits_width=1.0,
                       digits_batch_size=64, digits_epochs=15),
     },
+    # cpu: the setting where EarlyCroP's premise holds (lesson 02, benchmarks/premise_search.py); one torch thread
+    # (these small nets train several times faster on one thread than on two on a shared 2-core machine).
     "03_lottery_vs_earlycrop": {
         "smoke": dict(data="digits", model="cnn", width=0.5, epochs=2, batch_size=128, limit=256, score_batches=1,
-                      max_dense_epochs=2, ltr_rounds=2, rewind_epoch=0, measure_emissions=False,
-                      sparsities=[0.5, 0.9], seeds=[0], focus_sparsity=0.9),
-        "cpu": dict(data="digits", model="cnn", width=0.5, epochs=6, batch_size=64, limit=None, score_batches=4,
-                    max_dense_epochs=4, ltr_rounds=3, rewind_epoch=1, measure_emissions=False,
-                    sparsities=[0.5, 0.8, 0.9, 0.95, 0.98], seeds=[0, 1, 2], focus_sparsity=0.9),
+                      max_dense_epochs=2, rule="reference", threshold=0.7, ltr_rounds=2, rewind_epoch=0,
+                      measure_emissions=False, sparsities=[0.5, 0.9], seeds=[0], focus_sparsity=0.9, threads=1),
+        "cpu": dict(data="mnist1d", model="cnn", width=0.5, epochs=6, batch_size=128, limit=None, score_batches=4,
+                    max_dense_epochs=10, rule="reference", threshold=0.7, ltr_rounds=3, rewind_epoch=1,
+                    measure_emissions=False, sparsities=[0.5, 0.8, 0.9, 0.95], seeds=[0, 1, 2], focus_sparsity=0.9,
+                    threads=1),
         "paper": dict(data="cifar10", model="resnet18", width=1.0, epochs=80, batch_size=256, limit=None,
-                      score_batches=10, max_dense_epochs=20, ltr_rounds=5, rewind_epoch=1, measure_emissions=True,
-                      sparsities=[0.5, 0.8, 0.9, 0.95, 0.98], seeds=[0, 1, 2], focus_sparsity=0.95),
+                      score_batches=10, max_dense_epochs=20, rule="seed", threshold=None, ltr_rounds=5,
+                      rewind_epoch=1, measure_emissions=True, sparsities=[0.5, 0.8, 0.9, 0.95, 0.98],
+                      seeds=[0, 1, 2], focus_sparsity=0.95, threads=None),
     },
     "04_structured_pruning": {
         "smoke": dict(data="digits", width=0.5, epochs=2, seeds=[0], threads=1, tables=[["cnn", 0.9]],
