@@ -291,7 +291,7 @@ plt.show()
 #   hardware.
 # * Accuracy at 90 % on `mnist1d` (mean ± std over 3 seeds): GateDecorators, which prunes gradually during training,
 #   is the only pruned row near dense (81.4 % vs 87.1 %); the one-shot structured rows at initialisation land between
-#   43.9 % (CroP-S) and 55.5 % (Random-S), with seed spreads of 6–11 points, and CroP-U's freedom to choose single
+#   43.9 % (CroP-S) and 55.5 % (Random-S), with seed spreads of 5.7–10.7 points, and CroP-U's freedom to choose single
 #   weights does not lift it above them (45.7 %). EarlyCroP-S, pruning when the detector fires (after epoch 3 or 4),
 #   is among the lowest (32.0 %) and keeps more FLOPs (0.39×) and memory (0.65×) than the at-init rows: in this
 #   setting pruning the nodes of $\theta_t$ by CroP-S does not pay. Lesson 03, section 4, shows the unstructured
