@@ -96,6 +96,24 @@ class Callback:
     def on_train_end(self, trainer: "Trainer") -> None: ...
 
 
+class EvaluateOn(Callback):
+    """At every epoch end, the mean loss and accuracy on ``loader`` in eval mode, added to the epoch's record as
+    ``<name>_loss`` and ``<name>_acc``. The epoch's own ``train_acc`` is a running mean over batches taken in
+    train mode while the weights moved; this measures the weights at the epoch's end (lesson 02: the premise).
+
+        train_eval = EvaluateOn(DataLoader(data.train.dataset, batch_size=512), name="train_eval")
+
+    Give it a loader of its own (not the training loader): iterating a shuffling loader would draw from its
+    random generator and change the training's data order."""
+
+    def __init__(self, loader, name: str = "train_eval"):
+        self.loader, self.name = loader, name
+
+    def on_epoch_end(self, trainer: "Trainer") -> None:
+        loss, acc = trainer.evaluate(self.loader)
+        trainer.history.epochs[-1].update({f"{self.name}_loss": loss, f"{self.name}_acc": acc})
+
+
 @dataclasses.dataclass
 class History:
     """What happened: one dict per finished epoch, and the loss of every step."""

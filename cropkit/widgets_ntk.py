@@ -117,8 +117,7 @@ def detector_figure(history: Sequence[float], threshold: float, rule: str = "see
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5), constrained_layout=True)
     ax.semilogy(epochs, values, "o-", label="ratio r_t")
-    ax.axhline(threshold, color="tab:red", ls="--", label=f"τ = {threshold:g}" if rule == "seed" else
-               f"threshold 1 − p = {threshold:g}")
+    ax.axhline(threshold, color="tab:red", ls="--", label=f"τ = {threshold:g}")
     if fired is not None:
         ax.axvline(fired, color="tab:green", label=f"fires at epoch {fired}")
     ax.set_xlabel("epoch t")

@@ -80,7 +80,7 @@ def test_a_comment_with_equals_is_refused(tmp_path):
         notebook.parameters(path)
 
 
-@pytest.mark.parametrize("stem, given", [("02_rich_to_lazy", {"SPARSITY": "high"}), ("00_tour", {"SEED": "0"}),
+@pytest.mark.parametrize("stem, given", [("02_rich_to_lazy", {"REF_TAU": "high"}), ("00_tour", {"SEED": "0"}),
                                          ("00_tour", {"EPOCHS": 2.5}), ("03_lottery_vs_earlycrop", {"SEEDS": 3}),
                                          ("00_tour", {"SEED": True})])
 def test_a_value_of_the_wrong_type_is_rejected_before_a_kernel_starts(tmp_path, stem, given):
@@ -91,7 +91,7 @@ def test_a_value_of_the_wrong_type_is_rejected_before_a_kernel_starts(tmp_path, 
 
 def test_none_and_matching_types_are_accepted():
     path = ROOT / "notebooks" / "02_rich_to_lazy.ipynb"
-    notebook.check_parameters(path, {"SPARSITY": None, "TAU": 1, "TRY_LRS": (1e-3,), "DATA": "digits", "SEED": 3})
+    notebook.check_parameters(path, {"REF_TAU": None, "TAU": 1, "TRY_LRS": (1e-3,), "DATA": "digits", "SEED": 3})
 
 
 # ----------------------------------------------------------------------------- paths

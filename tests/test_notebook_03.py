@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 
 STEM = "03_lottery_vs_earlycrop"
-AT_INIT = ("crop-u", "cropit-u", "snip", "grasp", "random-u")
+AT_INIT = ("crop-u", "snip", "random-u")
+EARLY = ("earlycrop-u", "earlycrop-u-magnitude")  # the same detector; CroP or magnitude at θ_t
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +17,7 @@ def test_every_method_at_every_sparsity_and_seed(lesson):
     present = {(r["method"], r["target_sparsity"], r["seed"]) for r in lesson["rows"]}
     expected = {(m, s, seed) for m in lesson["methods"] for s in lesson["sparsities"] for seed in lesson["seeds"]}
     assert expected <= present, f"missing runs: {sorted(expected - present)}"
-    assert {"ltr", "ltr-reinit", "earlycrop-u", *AT_INIT} <= set(lesson["methods"])
+    assert {"ltr", "ltr-reinit", *EARLY, *AT_INIT} <= set(lesson["methods"])
     assert {(r["method"], r["seed"]) for r in lesson["rows"] if r["target_sparsity"] == 0} == \
         {("dense", seed) for seed in lesson["seeds"]}, "dense is the reference, once per seed"
 
@@ -35,7 +36,7 @@ def test_epochs_follow_each_methods_definition(lesson):
     for r in lesson["rows"]:
         if r["method"] in ("ltr", "ltr-reinit"):
             assert r["epochs_trained"] == ltr["trainings"] * ltr["epochs_per_round"], r
-        elif r["method"] == "earlycrop-u":  # a dense phase of t epochs (2 <= t <= the cap), then E sparse ones
+        elif r["method"] in EARLY:  # a dense phase of t epochs (2 <= t <= the cap), then E sparse ones
             t = r["epochs_trained"] - epochs
             assert r["prune_epoch"] == t and 2 <= t <= lesson["max_dense_epochs"], r
         else:
@@ -65,3 +66,28 @@ def test_table_figures_and_lesson(lesson, smoke_dir):
     assert lesson["pareto_front_epochs"] and set(lesson["pareto_front_seconds"]) <= set(lesson["methods"])
     assert lesson["ltr_epochs_over_earlycrop"] > 1, "LTR trains R + 1 times; EarlyCroP once plus a short dense phase"
     assert {g["target_sparsity"] for g in lesson["rewinding_gain"]} == set(lesson["sparsities"])
+
+
+def test_when_or_how(lesson):
+    """Section 4: CroP at init, CroP at θ_t and magnitude at θ_t side by side at the focus sparsity, with the
+    firing epoch; the per-layer kept fractions; LTR's cost against dense."""
+    rows = {row["method"]: row for row in lesson["when_how"]}
+    assert {"CroP-U", "EarlyCroP-U", "EarlyCroP timing, magnitude"} <= set(rows)
+    focus = [r for r in lesson["rows"] if r["target_sparsity"] == lesson["focus_sparsity"]]
+    for label, method in (("EarlyCroP-U", "earlycrop-u"), ("EarlyCroP timing, magnitude", "earlycrop-u-magnitude"),
+                          ("CroP-U", "crop-u")):
+        mine = [r for r in focus if r["method"] == method]
+        assert rows[label]["test acc"] == pytest.approx(sum(r["test_acc"] for r in mine) / len(mine))
+        assert rows[label]["prune epoch (mean)"] == pytest.approx(sum(r["prune_epoch"] for r in mine) / len(mine))
+    assert rows["CroP-U"]["prune epoch (mean)"] == 0 and rows["CroP-U"]["train acc at the prune"] is None
+    assert 0 <= rows["EarlyCroP-U"]["train acc at the prune"] <= 1
+    # the same detector decides both EarlyCroP variants' moment
+    assert rows["EarlyCroP-U"]["prune epochs"] == rows["EarlyCroP timing, magnitude"]["prune epochs"]
+    kept = lesson["kept_per_layer"]
+    assert kept["fire_epoch"] >= 1 and kept["largest"] in {layer["name"] for layer in kept["layers"]}
+    assert sum(layer["share of all weights"] for layer in kept["layers"]) == pytest.approx(1)
+    for column in ("CroP at θ₀", "CroP at θ_t", "SNIP at θ_t", "magnitude at θ_t"):
+        kept_share = sum(layer[column] * layer["share of all weights"] for layer in kept["layers"])
+        assert kept_share == pytest.approx(1 - lesson["focus_sparsity"], abs=0.01), column
+    assert lesson["ltr_epochs_over_dense"] == lesson["ltr"]["trainings"]
+    assert lesson["detector"]["rule"] == "reference" and lesson["detector"]["threshold"] == 0.7

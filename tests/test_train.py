@@ -101,3 +101,22 @@ def test_a_device_this_machine_lacks_is_an_error_saying_what_is_available(device
     with pytest.raises(ValueError, match=words) as err:
         ck.train.resolve_device(device)
     assert "available here: ['cpu'" in str(err.value)
+
+
+def test_evaluate_on_records_eval_mode_numbers_and_leaves_training_unchanged():
+    from torch.utils.data import DataLoader
+
+    from cropkit.train import EvaluateOn
+
+    weights = []
+    for callbacks in ((), "evaluate"):
+        data = ck.data.load("digits", batch_size=256, limit=512, seed=0)
+        model = ck.models.build("mlp", data.input_shape, 10, width=0.1, seed=0)
+        hooks = [EvaluateOn(DataLoader(data.train.dataset, batch_size=100))] if callbacks else []
+        trainer = Trainer(model, data, epochs=2, callbacks=hooks, progress=False, device="cpu")
+        history = trainer.fit()
+        weights.append([p.detach().clone() for p in model.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*weights)), "evaluating must not change the training"
+    last = history.epochs[-1]
+    assert (last["train_eval_loss"], last["train_eval_acc"]) == pytest.approx(
+        trainer.evaluate(DataLoader(data.train.dataset, batch_size=512)))
