@@ -124,10 +124,15 @@ def jupyter_lab(home: Path, log_path: Path, root_args: list[str], env: dict | No
         log.close()
 
 
+def shorten(text: str) -> str:
+    """A long traceback's start and its end (where the exception and its message are)."""
+    return text if len(text) <= 2500 else f"{text[:1000]}\n[…]\n{text[-1500:]}"
+
+
 def error_texts(page) -> list[str]:
     """The text of every output that shows a Python traceback."""
     errors = page.locator(".jp-OutputArea-output", has_text="Traceback")
-    return [errors.nth(i).inner_text()[:3000] for i in range(errors.count())]
+    return [shorten(errors.nth(i).inner_text()) for i in range(errors.count())]
 
 
 def run_all_cells(page, timeout_s: float = 90) -> None:

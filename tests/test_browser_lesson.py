@@ -19,7 +19,17 @@ import subprocess
 import time
 
 import pytest
-from browser import ARTIFACTS, CHROMIUM_ARGS, ROOT, chromium, error_texts, jupyter_lab, playwright, run_all_cells
+from browser import (
+    ARTIFACTS,
+    CHROMIUM_ARGS,
+    ROOT,
+    chromium,
+    error_texts,
+    jupyter_lab,
+    playwright,
+    run_all_cells,
+    shorten,
+)
 
 STEM = "00_tour"
 OUTPUTS = ROOT / "outputs"  # a relative OUTPUT_DIR in a checkout means the checkout root's outputs/
@@ -50,7 +60,8 @@ def stderr_errors(page) -> list[str]:
     texts = page.eval_on_selector_all(
         '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]',
         "nodes => nodes.map(n => n.innerText)")
-    return [t[:3000] for t in texts if ERROR.search(t)] + error_texts(page)
+    found = [shorten(t) for t in texts if ERROR.search(t)] + error_texts(page)
+    return list(dict.fromkeys(found))  # an error output is both stderr and a traceback: once each
 
 
 def close_without_saving(page, PlaywrightTimeout) -> None:
