@@ -10,39 +10,16 @@ Chromium comes from Debian (``./kit test`` installs it); Playwright's own browse
 from __future__ import annotations
 
 import json
-import os
 import re
-import secrets
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from browser import ARTIFACTS, CHROMIUM_ARGS, ROOT, chromium, error_texts, jupyter_lab, playwright, run_all_cells
 
-ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "outputs" / "test-artifacts"
 STEM = "04_structured_pruning"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
 RUN_TIMEOUT_S = 240  # the smoke profile takes about a minute on two idle cores
-
-
-def chromium() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        pytest.fail("the browser test needs Debian's Chromium, which is not installed. `./kit test` installs it; "
-                    "by hand: apt-get update && apt-get install -y chromium", pytrace=False)
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def smoke_copy(directory: Path) -> Path:
@@ -61,74 +38,15 @@ def smoke_copy(directory: Path) -> Path:
     return path
 
 
-def lab_settings(directory: Path) -> Path:
-    """User settings for the test's JupyterLab: no news toasts, no update checks, every cell kept in the DOM."""
-    overrides = {
-        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
-                                                                            "checkForUpdates": False},
-        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
-    }
-    for name, values in overrides.items():
-        path = directory / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(values))
-    return directory
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """A JupyterLab server on 127.0.0.1 with a token, rooted at the repository; stopped at teardown."""
-    chromium()  # fail before starting anything when the browser is missing
-    executable = Path(sys.executable).parent / "jupyter-lab"
-    if not executable.exists():
-        pytest.fail(f"{executable} not found: the browser test starts JupyterLab from the test's environment "
-                    f"(./kit test creates it)", pytrace=False)
-    home = tmp_path_factory.mktemp("jupyter")
     workdir = ARTIFACTS / "browser"
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    port, token = free_port(), secrets.token_hex(16)
-    # everything the server writes (config, runtime files, signing key, settings) stays in a temporary home;
-    # the kernel spec and the widget extension are found in the environment's own share/jupyter
-    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
-               JUPYTER_DATA_DIR=str(home / "data"),
-               JUPYTERLAB_SETTINGS_DIR=str(lab_settings(home / "settings")),
-               JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"))
-    log = open(workdir / "jupyterlab.log", "w")
-    server = subprocess.Popen(
-        [str(executable), "--no-browser", "--ip=127.0.0.1", f"--port={port}", "--ServerApp.port_retries=0",
-         f"--ServerApp.token={token}", f"--ServerApp.root_dir={ROOT}", "--LabApp.news_url=None"]
-        + (["--allow-root"] if os.geteuid() == 0 else []),  # CI containers run as root
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"JupyterLab exited with {server.returncode}:\n{(workdir / 'jupyterlab.log').read_text()}")
-            try:
-                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"JupyterLab did not answer within 90 s:\n{(workdir / 'jupyterlab.log').read_text()}")
-            time.sleep(0.5)
-        yield {"base": base, "token": token, "workdir": workdir, "pid": server.pid}
-    finally:
-        try:  # a graceful shutdown also stops the kernels the server started
-            request = urllib.request.Request(f"{base}/api/shutdown?token={token}", method="POST")
-            urllib.request.urlopen(request, timeout=5).close()
-            server.wait(timeout=20)
-        except Exception:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(timeout=10)
-        log.close()
+    with jupyter_lab(tmp_path_factory.mktemp("jupyter"), workdir / "jupyterlab.log",
+                     [f"--ServerApp.root_dir={ROOT}"]) as server:
+        yield dict(server, workdir=workdir)
 
 
 def params_ratio(text: str) -> float:
@@ -137,19 +55,9 @@ def params_ratio(text: str) -> float:
     return float(match.group(1))
 
 
-def error_texts(page) -> list[str]:
-    errors = page.locator(".jp-OutputArea-output", has_text="Traceback")
-    return [errors.nth(i).inner_text()[:3000] for i in range(errors.count())]
-
-
 def test_explorer_reacts_to_the_slider_in_jupyterlab(lab):
     executable = chromium()
-    try:
-        from playwright.sync_api import TimeoutError as PlaywrightTimeout
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("the browser test needs the playwright Python package (the [test] extra; ./kit test installs "
-                    "it)", pytrace=False)
+    sync_playwright, _ = playwright()
 
     notebook = smoke_copy(lab["workdir"])
     results = lab["workdir"] / f"{STEM}.json"
@@ -162,17 +70,7 @@ def test_explorer_reacts_to_the_slider_in_jupyterlab(lab):
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(url)
-            page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=90_000)
-            # the notebook names its kernel (python3); wait until it is up so that "Run All" does not ask for one
-            page.locator(".jp-StatusBar-TextItem", has_text="Idle").first.wait_for(timeout=90_000)
-            page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-            page.get_by_text("Run All Cells", exact=True).click()
-            dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
-            try:
-                dialog.wait_for(timeout=3_000)
-                dialog.get_by_role("button", name="Select").click()
-            except PlaywrightTimeout:
-                pass
+            run_all_cells(page)
 
             deadline = time.monotonic() + RUN_TIMEOUT_S
             while not results.exists():  # the last cell writes the JSON
