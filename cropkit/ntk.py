@@ -217,7 +217,9 @@ def pruning_effect(dense: nn.Module, pruned: nn.Module, x: Tensor, y: Tensor, pr
     """How far pruning moved the gradient flow (on the batch x, y) and the NTK (on ``probe``).
 
     Both models are evaluated as copies in ``dtype``. Returns gf_dense, gf_pruned, gf_change = (GF' − GF)/GF,
-    kernel_distance d(Θ, Θ'), trace_ratio tr Θ'/tr Θ and the top ``eigenvalues`` of Θ'. ``reference`` —
+    kernel_distance d(Θ, Θ'), trace_ratio tr Θ'/tr Θ and the top ``eigenvalues`` of Θ'. A pruned network with no
+    path left from input to output has Θ' = 0: ``disconnected`` is then True and the kernel distance, a cosine, is
+    undefined (NaN). ``reference`` —
     the dict :func:`dense_reference` returns — saves recomputing the dense side for every pruned model.
     """
     reference = reference or dense_reference(dense, x, y, probe, params, loss_fn, dtype)
@@ -225,8 +227,10 @@ def pruning_effect(dense: nn.Module, pruned: nn.Module, x: Tensor, y: Tensor, pr
     gf_pruned = gradient_flow(model, x.to(dtype), y, loss_fn, params)
     after = empirical_ntk(model, probe.to(dtype), params)
     before, gf_dense = reference["kernel"], reference["gf"]
+    disconnected = bool(torch.linalg.matrix_norm(after) == 0)
     return dict(gf_dense=gf_dense, gf_pruned=gf_pruned, gf_change=(gf_pruned - gf_dense) / gf_dense,
-                kernel_distance=kernel_distance(before, after), trace_ratio=float(after.trace() / before.trace()),
+                kernel_distance=float("nan") if disconnected else kernel_distance(before, after),
+                trace_ratio=float(after.trace() / before.trace()), disconnected=disconnected,
                 eigenvalues=top_eigenvalues(after, eigenvalues).tolist())
 
 

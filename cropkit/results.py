@@ -55,7 +55,9 @@ class Result:
     train_seconds       wall time of the whole method: scoring, detection, surgery and training
     batch_time_ms       median full training step of the final model after warm-up
     peak_memory_bytes   peak memory of a training step of the final model; peak_memory_method says how
-    disk_bytes          torch.save of the final model (masked weights stored sparse)
+    disk_bytes          torch.save of the final model (masked weights stored sparse: CSR, int32 indices)
+    bits_per_nonzero    a format-free estimate of sparse storage: 32 value bits + a ⌈log₂ row length⌉-bit column
+                        index per nonzero weight (`cropkit.measure.sparse_bits`; NaN in results cached before it)
     emissions_g         g CO₂eq of the training from codecarbon (an estimate on CPU; NaN when disabled)
     """
 
@@ -83,6 +85,7 @@ class Result:
     disk_bytes: int
     emissions_g: float
     device: str
+    bits_per_nonzero: float = float("nan")
     key: str = ""
     warnings: list[str] = dataclasses.field(default_factory=list)
     config: dict = dataclasses.field(default_factory=dict)
@@ -226,6 +229,7 @@ COLUMNS = (
     ("params", "Params", 1, 0, False),
     ("flops", "FLOPs", 1, 0, False),
     ("nonzero_macs", "Nonzero MACs", 1, 0, False),
+    ("bits_per_nonzero", "Bits per nonzero", 1, 1, False),
 )
 PAPER_COLUMNS = tuple(c[:4] for c in COLUMNS if c[4])
 EXTRA_COLUMNS = tuple(c[:4] for c in COLUMNS if not c[4])

@@ -113,7 +113,7 @@ def _measure(ctx: Context, final: nn.Module) -> dict:
         nonzero_macs=measure.nonzero_macs(final, x[:1]),
         batch_time_ms=measure.batch_time(final, x, y),
         peak_memory_bytes=memory["bytes"], peak_memory_method=memory["method"],
-        disk_bytes=measure.disk_size(final),
+        disk_bytes=measure.disk_size(final), bits_per_nonzero=measure.sparse_bits(final)["bits_per_nonzero"],
     )
 
 

@@ -177,6 +177,12 @@ sweep["gf_ratio"], sweep["gf_ratio_probe"] = 1 + sweep.gf_change, 1 + sweep.gf_c
 print(f"{len(sweep)} pruned networks ({cfg.sweep_seeds} initialisations x {len(CRITERIA)} criteria x "
       f"{len(cfg.sparsities)} sparsities); achieved weight sparsity within "
       f"{(sweep.weight_sparsity - sweep.sparsity).abs().max():.1e} of the target")
+# A network with no path left from input to output has an all-zero NTK: its kernel distance is undefined (NaN)
+# and stays out of the means below.
+cut = sweep[sweep.disconnected]
+print(f"{len(cut)} of {len(sweep)} pruned networks are disconnected (all-zero NTK)"
+      + (": " + ", ".join(f"{c} at {p:.0%} (init {i})" for c, p, i in zip(cut.criterion, cut.sparsity, cut.init))
+         if len(cut) else ""))
 summary = sweep.groupby(["criterion", "sparsity"])[["gf_change", "gf_change_probe", "kernel_distance", "trace_ratio"]].mean()
 with pd.option_context("display.float_format", "{:+.3f}".format, "display.width", 160):
     display(summary.unstack("criterion").T)
@@ -241,22 +247,23 @@ print("GraSP's GF change per sparsity:", {float(p): round(float(v), 2) for p, v 
 # **What to notice** (read the table and the printout above; the numbers depend on the profile and the seed —
 # this is what the `cpu` profile showed).
 #
-# * **GF on the scoring batches.** CroP keeps the most gradient flow over the moderate sparsities, as designed, but
-#   "keeps" is relative: at 90 % sparsity even CroP has lost a large part of it on this small network. At the highest
-#   sparsities every criterion loses almost all GF and the ranking changes — there the smallest |change| may belong
-#   to SNIP or to GraSP.
-# * **GraSP raises GF** by orders of magnitude at moderate sparsity (it removes the weights whose removal increases
-#   GF most) and inflates the NTK's scale with it (right panel of the second figure). Its GF curve then falls through
-#   1 at high sparsity; a "smallest |change|" there is a crossing, not preservation.
-# * **On a held-out batch** the ordering is the same but the gaps are smaller: what CroP keeps is the GF of the batches
-#   it scored.
+# * **GF on the scoring batches.** SNIP changes GF least at the lower sparsities of the sweep and CroP from 90 % up
+#   (the "smallest |gf_change|" line). "Keeps" is relative: at 90 % sparsity even CroP has lost a large part of the
+#   gradient flow on this small network (first panel).
+# * **GraSP raises GF** by orders of magnitude (the printed GF changes; it removes the weights whose removal increases
+#   GF most) and inflates the NTK's scale with it (right panel of the second figure); the rise shrinks as sparsity
+#   grows but GF stays above the dense value even at 98 %.
+# * **On a held-out batch** CroP changes GF least at every sparsity of the sweep (the "gf_change_probe" line): what it
+#   keeps carries over to samples the criteria never saw.
 # * **The NTK's shape.** The kernel distance is a different question from GF — GF reads the kernel along a single
-#   direction, $g_L(Y)$. CroP and SNIP move the shape about equally little at low sparsity (SNIP can edge ahead);
-#   CroP moves it least in the middle of the sweep; at the most extreme sparsity magnitude pruning can do better.
-#   Random pruning distorts the kernel most throughout.
-# * **The scale.** CroP keeps tr Θ closest to the dense one; random and magnitude pruning shrink the whole spectrum,
-#   the bulk of it (eigenvalues beyond the first C) by orders of magnitude. The first C eigenvalues — one per class —
+#   direction, $g_L(Y)$. No criterion wins it throughout: the "smallest |kernel_distance|" line names CroP at some
+#   sparsities and SNIP or magnitude at others.
+# * **The scale.** CroP keeps tr Θ closest to the dense one up to 90 % and GraSP above (the "trace ratio" line);
+#   random and magnitude pruning shrink the whole spectrum (second figure). The first C eigenvalues — one per class —
 #   stand apart from the rest in every kernel.
+# * **Disconnected networks.** At 98 %, random and magnitude pruning can leave no path from input to output (the count
+#   printed under the sweep): the NTK is then zero, the kernel distance undefined, and those networks stay out of the
+#   means. The gradient-based criteria never disconnected the network in this sweep.
 
 # %% [markdown]
 # ## 3 · Look at the kernels yourself
@@ -285,6 +292,7 @@ results = {
     "gf_change": gf_change,
     "gf_change_probe": {c: {str(p): float(summary.loc[(c, p), "gf_change_probe"]) for p in cfg.sparsities} for c in CRITERIA},
     "kernel_distance": {c: {str(p): float(summary.loc[(c, p), "kernel_distance"]) for p in cfg.sparsities} for c in CRITERIA},
+    "disconnected": [dict(criterion=c, sparsity=float(p), init=int(i)) for c, p, i in zip(cut.criterion, cut.sparsity, cut.init)],
     "trace_ratio": {c: {str(p): float(summary.loc[(c, p), "trace_ratio"]) for p in cfg.sparsities} for c in CRITERIA},
     "least_moved_by": best, "crop_wins": crop_wins,
     "figures": [str(ck.paths.output_file(OUTPUT_DIR, f)) for f in ("01_identity.png", "01_sweep.png", "01_spectrum.png", "01_kernels_random.png")],

@@ -281,13 +281,14 @@ plt.show()
 # (The numbers quoted are the `cpu` profile's; yours are printed above.)
 # * In the explorer and the sweep, the parameter ratio follows `1 − sparsity`, and FLOPs and peak memory fall
 #   with it: removed channels are gone from every tensor. At 95 % the batch time falls too, but far less than the
-#   FLOPs (the two printed lines above the table: 0.64× vs 0.099× for ResNet18): fixed per-layer overheads (kernel
+#   FLOPs (the two printed lines above the table: for ResNet18 at 95 % the FLOPs fall to 0.099× while the batch time
+#   only roughly halves): fixed per-layer overheads (kernel
 #   launches, the optimizer's loop over tensors) do not shrink. At low sparsity a single measured batch-time ratio
 #   can even come out above 1 on a busy machine. FLOP ratios and measured speed-ups are different things; both are
 #   printed above.
 # * In the table, CroP-U reaches the same weight sparsity as the structured rows but keeps the dense FLOPs and peak
-#   memory (ratios 1.000 and 1.011: its masks even add a little memory), and its batch time is no lower (1.69× in our
-#   run: the masks cost a multiplication per weight, and the measurement is noisy): masks alone save nothing on dense
+#   memory (a FLOP ratio of 1.000 and a peak-memory ratio of about 1: its masks even add a little memory), and its batch
+#   time is no lower (above 1× in our runs: the masks cost a multiplication per weight, and the measurement is noisy): masks alone save nothing on dense
 #   hardware.
 # * Accuracy at 90 % on `mnist1d` (mean ± std over 3 seeds): GateDecorators, which prunes gradually during training,
 #   is the only pruned row near dense (81.4 % vs 87.1 %); the one-shot structured rows at initialisation land between

@@ -432,3 +432,11 @@ def test_every_module_a_run_imports_enters_the_code_version():
     assert not (imported & set(results.PRESENTATION_MODULES) - {"paths", "__init__"}), \
         "a presentation module is imported by a run: it decides results, remove it from PRESENTATION_MODULES"
     assert {"runs", "methods", "scores", "structured", "masks", "derivatives", "gates"} <= set(results.result_modules())
+
+
+def test_a_run_reports_the_bits_per_nonzero_of_sparse_storage(tmp_path):
+    """The paper's disk column for masked models, format-free: 32 value bits and a column index per nonzero."""
+    result = ck.run("crop-u", profile="smoke", cache_dir=tmp_path, progress=False)
+    assert 32 < result.bits_per_nonzero < 32 + 16 and "bits_per_nonzero" in result.row()
+    older = {k: v for k, v in result.to_json().items() if k != "bits_per_nonzero"}  # cached before the column
+    assert math.isnan(ck.Result.from_json(older).bits_per_nonzero)

@@ -191,3 +191,21 @@ def test_pruning_effect_and_kernel_drift_callback():
     assert drift.steps == [0, 3, 6] and drift.distance[0] == pytest.approx(0, abs=1e-12)
     assert drift.trace_ratio[0] == 1 and drift.distance[-1] > 0
     assert all(m.training for m in model.modules())
+
+
+def test_a_disconnected_network_has_an_undefined_kernel_distance():
+    """No path from input to output: Θ' = 0, the kernel distance (a cosine) is NaN and the result says why."""
+    import math
+
+    from cropkit import models
+
+    torch.manual_seed(0)
+    dense = models.build("mlp", (1, 6), 3, width=0.05, seed=0)
+    cut = copy.deepcopy(dense)
+    with torch.no_grad():
+        for p in cut.parameters():
+            p.zero_()
+    x, y = torch.randn(4, 1, 6), torch.tensor([0, 1, 2, 0])
+    effect = ntk.pruning_effect(dense, cut, x, y, x[:2], "prunable", eigenvalues=2)
+    assert effect["disconnected"] and math.isnan(effect["kernel_distance"]) and effect["trace_ratio"] == 0
+    assert not ntk.pruning_effect(dense, dense, x, y, x[:2], "prunable", eigenvalues=2)["disconnected"]
