@@ -83,6 +83,8 @@ CANDIDATES = [
     Candidate("5k-cnn-w0.5", samples=5000, model="cnn", width=0.5),
     Candidate("5k-cnn1d-w0.5-b128", samples=5000, width=0.5, batch_size=128),
     Candidate("5k-cnn1d-w1-b128", samples=5000, width=1.0, batch_size=128),
+    Candidate("5k-cnn1d-w1-b256", samples=5000, width=1.0, batch_size=256),
+    Candidate("20k-cnn1d-w1-b512", samples=20000, width=1.0, batch_size=512),
     Candidate("5k-cnn1d-w0.25-b128", samples=5000, width=0.25, batch_size=128),
     Candidate("5k-cnn-w0.5-b128", samples=5000, model="cnn", width=0.5, batch_size=128),
     # larger generated mnist1d, narrower nets, bigger batches (cheaper epochs)
@@ -215,7 +217,8 @@ def measure(c: Candidate, seed: int, probe_size: int, verbose: bool) -> dict:
             print(f"    ep {r['epoch']:2d}  train {100 * r['train_acc']:5.1f}% loss {r['train_loss']:.3f}  "
                   f"scoring {100 * r['score_acc']:5.1f}% loss {r['score_loss']:.3f}  test {100 * r['test_acc']:5.1f}%  "
                   f"ratio {r['ratio']:.3f}  {r['seconds']:.2f}s")
-    return dict(name=c.name, seed=seed, fire_epoch=fired["epoch"], fire_step=fired["step"], forced=fired["forced"],
+    fire_epoch = fired["step"] / steps_per_epoch  # epochs of training at the firing point (fractional mid-epoch)
+    return dict(name=c.name, seed=seed, fire_epoch=round(fire_epoch, 2), fire_step=fired["step"], forced=fired["forced"],
                 steps_per_epoch=steps_per_epoch,
                 acc_fire=fired["train_acc"], acc_final=final["train_acc"],
                 loss_fire=fired["train_loss"], loss_final=final["train_loss"],
@@ -330,7 +333,7 @@ def table(rows: list[dict]) -> str:
         gap = 100 * (r["acc_final"] - r["acc_fire"])
         ratio = r["loss_fire"] / max(r["loss_final"], 1e-12)
         ok = gap >= 5 and ratio >= 1.5 and not r["forced"]
-        lines.append(f"{r['name']:44s} {r['seed']:4d} {r['fire_epoch']:5d}{'*' if r['forced'] else ' ':2s}"
+        lines.append(f"{r['name']:44s} {r['seed']:4d} {r['fire_epoch']:5.4g}{'*' if r['forced'] else ' ':2s}"
                      f"{r['fire_step']:5d} {100 * r['acc_fire']:7.1f}% {100 * r['acc_final']:5.1f}% {gap:5.1f} "
                      f"{r['loss_fire']:9.3f} {r['loss_final']:6.3f} {ratio:6.1f} {100 * r['score_acc_fire']:8.1f}% "
                      f"{100 * r['test_final']:7.1f}% {r['s_per_epoch']:5.2f} {'yes' if ok else 'no'}")
