@@ -113,3 +113,10 @@ def test_premise_search_runs_and_prints_its_table(capsys):
                                  "1e9", "--ref-sparsities", "0.5", "--train-probe", "200"])
     assert [r["fire_epoch"] for r in swept][1] == 2  # τ huge: the seed rule fires at its first chance
     assert "acc@fire" in capsys.readouterr().out
+
+
+def test_structured_earlycrop_prunes_mid_epoch_too(tmp_path):
+    r = ck.run("earlycrop-s", sparsity=0.9, profile="smoke", batch_size=64, cache_dir=tmp_path, progress=False,
+               detect_every_steps=1, threshold=1e9)
+    assert r.prune_epoch == 0 and r.epochs_trained == 1 + r.epochs and r.node_sparsity > 0
+    assert abs(r.weight_sparsity - 0.9) <= 0.02
