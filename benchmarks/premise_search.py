@@ -20,6 +20,10 @@ What it found (issue 11; 3 seeds, one thread on a shared 2-core machine):
 * the reference rule's un-squared, relative distance d_t = ‖θ_t − θ_1‖ / ‖θ_1‖ decays smoothly (its ratio falls
   ≈ 0.75, 0.6, 0.45, 0.38, 0.3 … from epoch 3); at τ = 0.5–0.7 it fires at epoch 4–6 while the net still learns.
   Its default τ = 1 − p (0.1 at p = 0.9) is as late as the seed rule's.
+* chosen for the cpu lessons: canonical ``mnist1d`` (4000 + 1000), the ``cnn`` at width 0.5 (with the BatchNorm1d
+  after its hidden Linear and the new init), batch 128, Adam 2e-3, reference rule with τ = 0.7 (threshold=0.7),
+  detector once per epoch, max_dense_epochs 10, 6 sparse epochs: it fires at epoch 3–4 at 88.7 / 91.6 / 93.9 %
+  train accuracy (final 99.4 / 99.4 / 99.9 %), loss 0.43 / 0.37 / 0.27 against 0.07 / 0.06 / 0.04 (seeds 0, 1, 2).
 
 For each candidate it trains the *dense* network exactly as EarlyCroP's dense phase does (constant LR, the seed
 rule's detector, cap ``max_dense`` epochs), and when the detector fires it goes on *without pruning* with a fresh
@@ -87,6 +91,7 @@ CANDIDATES = [
     Candidate("20k-cnn1d-w1-b512", samples=20000, width=1.0, batch_size=512),
     Candidate("5k-cnn1d-w0.25-b128", samples=5000, width=0.25, batch_size=128),
     Candidate("5k-cnn-w0.5-b128", samples=5000, model="cnn", width=0.5, batch_size=128),
+    Candidate("5k-cnn-w0.25-b128", samples=5000, model="cnn", width=0.25, batch_size=128),
     # larger generated mnist1d, narrower nets, bigger batches (cheaper epochs)
     Candidate("10k-cnn1d-w0.25-b128", samples=10000, width=0.25, batch_size=128),
     Candidate("20k-cnn1d-w0.25-b256", samples=20000, width=0.25, batch_size=256),
