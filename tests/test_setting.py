@@ -99,3 +99,24 @@ def test_reset_optimizer_mid_epoch_schedules_the_steps_left():
     trainer = train.Trainer(model, data, 3, callbacks=[cb], progress=False, evaluate_every_epoch=False)
     trainer.fit()  # OneCycleLR raises if stepped past its total: it must not
     assert cb.total == 2 * 4 - 2 and trainer.epoch == 2 and trainer.step == 8 and trainer.epoch_step == 0
+
+
+# ----------------------------------------------------------------------------- the search script runs
+
+def test_premise_search_runs_and_prints_its_table(capsys):
+    from benchmarks import premise_search
+
+    rows = premise_search.main(["--only", "digits-cnn-w0.5", "--set", "max_dense=2", "epochs=1",
+                                "--train-probe", "200"])
+    assert len(rows) == 1 and rows[0]["fire_epoch"] <= 2 and 0 <= rows[0]["acc_fire"] <= 1
+    swept = premise_search.main(["--only", "digits-cnn-w0.5", "--set", "max_dense=3", "epochs=1", "--taus", "0.1",
+                                 "1e9", "--ref-sparsities", "0.5", "--train-probe", "200"])
+    assert [r["fire_epoch"] for r in swept][1] == 2  # τ huge: the seed rule fires at its first chance
+    assert "acc@fire" in capsys.readouterr().out
+
+
+def test_structured_earlycrop_prunes_mid_epoch_too(tmp_path):
+    r = ck.run("earlycrop-s", sparsity=0.9, profile="smoke", batch_size=64, cache_dir=tmp_path, progress=False,
+               detect_every_steps=1, threshold=1e9)
+    assert r.prune_epoch == 0 and r.epochs_trained == 1 + r.epochs and r.node_sparsity > 0
+    assert abs(r.weight_sparsity - 0.9) <= 0.02
