@@ -222,7 +222,8 @@ def measure(c: Candidate, seed: int, probe_size: int, verbose: bool) -> dict:
                   f"scoring {100 * r['score_acc']:5.1f}% loss {r['score_loss']:.3f}  test {100 * r['test_acc']:5.1f}%  "
                   f"ratio {r['ratio']:.3f}  {r['seconds']:.2f}s")
     fire_epoch = fired["step"] / steps_per_epoch  # epochs of training at the firing point (fractional mid-epoch)
-    return dict(name=c.name, seed=seed, fire_epoch=round(fire_epoch, 2), fire_step=fired["step"], forced=fired["forced"],
+    return dict(name=c.name, seed=seed, fire_epoch=round(fire_epoch, 2), fire_step=fired["step"],
+                forced=fired["forced"],
                 steps_per_epoch=steps_per_epoch,
                 acc_fire=fired["train_acc"], acc_final=final["train_acc"],
                 loss_fire=fired["train_loss"], loss_final=final["train_loss"],
@@ -278,54 +279,43 @@ def sweep(c: Candidate, seed: int, probe_size: int, taus, sparsities) -> list[di
 
 # ----------------------------------------------------------------------------- what pruning θ_t gives there
 
-def _at_theta_t(criterion: str):
-    """EarlyCroP-U's schedule with another criterion at θ_t (magnitude, random): same detector, same θ_t."""
-    from cropkit import methods
-
-    def train_fn(ctx):
-        prune = ctx.prune
-        ctx.prune = lambda model, _criterion, sparsity=None, **kw: prune(model, criterion, sparsity, **kw)
-        return methods.earlycrop(False, ctx)
-
-    return train_fn
+# EarlyCroP's detector and θ_t with another score (`cropkit.run(..., criterion=...)`), beside the at-init methods
+ENTRIES = {"dense": ("dense", {}), "earlycrop-u": ("earlycrop-u", {}),
+           "magnitude-at-t": ("earlycrop-u", {"criterion": "magnitude"}),
+           "random-at-t": ("earlycrop-u", {"criterion": "random"}),
+           "crop-u": ("crop-u", {}), "random-u": ("random-u", {})}
 
 
 def compare_methods(data: str, model: str, width: float, seeds, sparsity: float, cache_dir: str, **options):
-    """EarlyCroP-U, CroP-U, magnitude and random at θ_t, random at init and dense, through `cropkit.run` (Kaiming
-    fan-out initialisation patched into `cropkit.models.build`). Returns the per-run rows."""
-    from cropkit import methods
+    """EarlyCroP-U, magnitude and random at θ_t, CroP-U and Random-U at init, and dense, through `cropkit.run`.
+    Returns the per-run rows."""
+    import cropkit as ck
 
-    extra = {"magnitude-at-t": "magnitude", "random-at-t": "random"}
-    models.build = build
-    for name, criterion in extra.items():
-        methods.REGISTRY[name] = methods.Method(_at_theta_t(criterion), name, "Unstructured", methods._EARLY)
     rows = []
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for method in ("dense", "earlycrop-u", "magnitude-at-t", "random-at-t", "crop-u", "random-u"):
-                for seed in seeds:
-                    r = ck.run(method, data=data, model=model, width=width, sparsity=sparsity, seed=seed,
-                               cache_dir=cache_dir, progress=False, **options)
-                    rows.append(dict(method=method, seed=seed, test_acc=r.test_acc, prune_epoch=r.prune_epoch,
-                                     epochs_trained=r.epochs_trained, forced=any("did not fire" in w for w in r.warnings),
-                                     seconds=r.train_seconds))
-    finally:
-        models.build = _zoo_build
-        for name in extra:
-            methods.REGISTRY.pop(name, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, (method, extra) in ENTRIES.items():
+            for seed in seeds:
+                r = ck.run(method, data=data, model=model, width=width, sparsity=sparsity, seed=seed,
+                           cache_dir=cache_dir, progress=False, **options, **extra)
+                forced = any("did not fire" in w for w in r.warnings)
+                rows.append(dict(method=name, seed=seed, test_acc=r.test_acc, prune_epoch=r.prune_epoch,
+                                 epochs_trained=r.epochs_trained, forced=forced, seconds=r.train_seconds))
     return rows
 
 
 def methods_table(rows: list[dict]) -> str:
-    out = [f"{'method':16s} {'test acc (mean ± std)':>22s}  {'prune epoch':>12s}  {'forced':>6s}  {'epochs':>6s}  {'s/run':>6s}"]
+    out = [f"{'method':16s} {'test acc (mean ± std)':>22s}  {'prune epoch':>12s}  {'forced':>6s}  {'epochs':>6s}  "
+           f"{'s/run':>6s}"]
     for method in dict.fromkeys(r["method"] for r in rows):
         rs = [r for r in rows if r["method"] == method]
         accs = [100 * r["test_acc"] for r in rs]
         sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
         pe = ",".join(str(r["prune_epoch"]) for r in rs)
-        out.append(f"{method:16s} {statistics.mean(accs):13.1f} ± {sd:4.1f}   {pe:>12s}  {sum(r['forced'] for r in rs):6d}  "
-                   f"{statistics.mean(r['epochs_trained'] for r in rs):6.1f}  {statistics.mean(r['seconds'] for r in rs):6.1f}")
+        forced = sum(r["forced"] for r in rs)
+        epochs, seconds = statistics.mean(r["epochs_trained"] for r in rs), statistics.mean(r["seconds"] for r in rs)
+        out.append(f"{method:16s} {statistics.mean(accs):13.1f} ± {sd:4.1f}   {pe:>12s}  {forced:6d}  "
+                   f"{epochs:6.1f}  {seconds:6.1f}")
     return "\n".join(out)
 
 
@@ -365,7 +355,8 @@ def main(argv=None) -> list[dict]:
                         help="instead: EarlyCroP-U / magnitude and random at θ_t / CroP-U / Random-U / dense at "
                              "--sparsity through cropkit.run on DATA MODEL WIDTH (other run options: --run k=v ...)")
     parser.add_argument("--sparsity", type=float, default=0.9)
-    parser.add_argument("--run", nargs="*", default=[], metavar="KEY=VALUE", help="cropkit.run options (numbers or words)")
+    parser.add_argument("--run", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="cropkit.run options (numbers or words)")
     parser.add_argument("--cache-dir", default="premise-cache")
     parser.add_argument("--verbose", action="store_true", help="print every epoch")
     parser.add_argument("--list", action="store_true")
@@ -389,7 +380,8 @@ def main(argv=None) -> list[dict]:
         options = {k: value(v) for k, v in (item.split("=", 1) for item in args.run)}
         data, model, width = args.methods
         rows = compare_methods(data, model, float(width), args.seeds, args.sparsity, args.cache_dir, **options)
-        print(f"{data} {model} width {width}, sparsity {args.sparsity}, seeds {args.seeds}, {options}, init {args.init}")
+        print(f"{data} {model} width {width}, sparsity {args.sparsity}, seeds {args.seeds}, {options}, "
+              f"init {args.init}")
         print(methods_table(rows))
         return rows
     chosen = [c for c in CANDIDATES if not args.only or c.name in args.only]
