@@ -39,9 +39,8 @@ The criterion (issue 11): at the firing point the train accuracy is at least 5 p
 the loss clearly above its final value. ``s/ep`` is the median training time of a dense epoch (steps only, one
 thread); ``gap`` = final train acc − train acc at firing (points); ``loss×`` = train loss at firing / final.
 
-The models are re-initialised as the zoo will be after the model-init change (convs Kaiming fan-out, Linear Kaiming
-fan-in, zero biases, BatchNorm γ = 1, β = 0; the ``cnn`` gets a BatchNorm1d after its hidden Linear), so that the
-conclusions hold for it (``--init default`` keeps the zoo as it is).
+The models are the zoo's (`cropkit.models.build`: Kaiming initialisation with zero biases, a BatchNorm1d after the
+``cnn``'s hidden Linear); the search was run with that initialisation patched in before the zoo adopted it.
 """
 from __future__ import annotations
 
@@ -106,40 +105,6 @@ CANDIDATES = [
 ]
 
 
-KAIMING = True  # --init default: keep the zoo's own initialisation instead
-
-
-def kaiming_(model: nn.Module) -> nn.Module:
-    """The zoo's initialisation after the model-init change: convs N(0, 2 / fan_out), Linear N(0, 2 / fan_in),
-    biases 0, BatchNorm γ = 1, β = 0."""
-    for m in model.modules():
-        if isinstance(m, (nn.Conv1d, nn.Conv2d)):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.Linear):
-            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
-            nn.init.ones_(m.weight)
-        else:
-            continue
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    return model
-
-
-def build(name: str, input_shape, num_classes: int, width: float = 1.0, seed=None) -> nn.Module:
-    """`cropkit.models.build`, plus the zoo change's BatchNorm1d after the ``cnn``'s hidden Linear (when the zoo
-    lacks it) and, with KAIMING, the new initialisation."""
-    model = _zoo_build(name, input_shape, num_classes, width=width, seed=seed)
-    if name == "cnn" and isinstance(model, nn.Sequential):
-        layers = list(model)
-        first = next(i for i, m in enumerate(layers) if isinstance(m, nn.Linear))
-        if not isinstance(layers[first + 1], nn.BatchNorm1d):
-            layers.insert(first + 1, nn.BatchNorm1d(layers[first].out_features))
-            model = nn.Sequential(*layers)
-    return kaiming_(model) if KAIMING else model
-
-
-_zoo_build = models.build
 
 
 def load(c: Candidate, seed: int) -> data_lib.Data:
@@ -194,7 +159,7 @@ def measure(c: Candidate, seed: int, probe_size: int, verbose: bool) -> dict:
     probe = list(DataLoader(TensorDataset(*(t[:probe_size] for t in ds.tensors)), batch_size=1024))
     scoring = data_lib.take(DataLoader(ds, batch_size=c.batch_size, shuffle=True,
                                        generator=torch.Generator().manual_seed(seed)), c.score_batches)
-    model = build(c.model, data.input_shape, data.num_classes, width=c.width, seed=seed)
+    model = models.build(c.model, data.input_shape, data.num_classes, width=c.width, seed=seed)
     steps_per_epoch = len(data.train)
     cap = c.max_dense if c.every_steps is None else max(1, c.max_dense * steps_per_epoch // c.every_steps)
     fired = {}
@@ -251,7 +216,7 @@ def sweep(c: Candidate, seed: int, probe_size: int, taus, sparsities) -> list[di
     probe = list(DataLoader(TensorDataset(*(t[:probe_size] for t in ds.tensors)), batch_size=1024))
     scoring = data_lib.take(DataLoader(ds, batch_size=c.batch_size, shuffle=True,
                                        generator=torch.Generator().manual_seed(seed)), c.score_batches)
-    model = build(c.model, data.input_shape, data.num_classes, width=c.width, seed=seed)
+    model = models.build(c.model, data.input_shape, data.num_classes, width=c.width, seed=seed)
     ratios = Ratios(model)
     det = timing.DetectorCallback(timing.EarlyCroPDetector(model, threshold=1e-12, max_epochs=c.max_dense),
                                   on_fire=lambda tr: tr.reset_optimizer(epochs=c.epochs, schedule="onecycle"))
@@ -345,8 +310,6 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--tau", type=float, help="override τ for every candidate")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="override candidate fields, e.g. --set lr=8e-3 batch_size=128 (names get a suffix)")
-    parser.add_argument("--init", choices=("kaiming", "default"), default="kaiming",
-                        help="kaiming: fan-out re-initialisation (the zoo's after the init change); default: as built")
     parser.add_argument("--taus", nargs="*", type=float,
                         help="sweep mode: one run to the cap per candidate, evaluated for these seed-rule τ ...")
     parser.add_argument("--ref-sparsities", nargs="*", type=float, default=[],
@@ -366,8 +329,6 @@ def main(argv=None) -> list[dict]:
             print(c)
         return []
     torch.set_num_threads(args.threads)
-    global KAIMING
-    KAIMING = args.init == "kaiming"
     if args.methods:
         def value(v):
             for kind in (int, float):
@@ -380,8 +341,7 @@ def main(argv=None) -> list[dict]:
         options = {k: value(v) for k, v in (item.split("=", 1) for item in args.run)}
         data, model, width = args.methods
         rows = compare_methods(data, model, float(width), args.seeds, args.sparsity, args.cache_dir, **options)
-        print(f"{data} {model} width {width}, sparsity {args.sparsity}, seeds {args.seeds}, {options}, "
-              f"init {args.init}")
+        print(f"{data} {model} width {width}, sparsity {args.sparsity}, seeds {args.seeds}, {options}")
         print(methods_table(rows))
         return rows
     chosen = [c for c in CANDIDATES if not args.only or c.name in args.only]
