@@ -485,7 +485,8 @@ phases.done("verdicts")
 #   most of the ticket's value.
 # * **The bill.** LTR's epochs are $(R+1)\times E$ by construction: here $(3+1) \times 6 = 24$ epochs, 4× a dense
 #   training, where the paper reports LTR at about 2.5× dense. At 90 % that is 2.6× the epochs of EarlyCroP-U; the
-#   wall-time ratio printed beside it is noisier (1.7× and 2.4× in two of our runs on a shared machine). On a Pareto plot LTR can only stay on the front by being the most accurate
+#   wall-time ratio printed beside it moves from run to run on a shared machine (read yours above). On a Pareto plot
+#   LTR can only stay on the front by being the most accurate
 #   point, because it is always the most expensive one — which it is at 90 %.
 # * **Where EarlyCroP stands.** EarlyCroP-U is ahead of LTR at 50 %, but LTR is ahead at 80 %, 90 % and 95 %, by up to
 #   34 points; against CroP-U (the same score at initialisation) EarlyCroP-U gains about 15 points at 50 % and 80 %,
