@@ -1,0 +1,360 @@
+"""Sweeps: one job per configuration (method × sparsity × seed) through submitit, all jobs sharing one cache, then
+the paper's table (Rachwan et al. 2022, Tables 1–4) from the cache.
+
+    table = cropkit.sweep(["dense", "snap", "earlycrop-s"], sparsity=(0.9, 0.95), seeds=(0, 1, 2), profile="paper",
+                          executor="slurm", slurm=dict(partition="gpu", gpus_per_job=1, time_min=600,
+                                                       array_parallelism=16), folder="outputs/sweep")
+
+``executor="slurm"`` submits one SLURM array job (submitit's ``SlurmExecutor``; the array runs at most
+``array_parallelism`` jobs at once); ``executor="local"`` runs the same jobs as processes on this machine
+(submitit's ``LocalExecutor``), ``array_parallelism`` at a time. Every job calls `cropkit.run` with the sweep's
+cache folder, so:
+
+- a configuration already in the cache is not submitted (the same sweep called again submits nothing and writes
+  the table, which is also how to collect a sweep submitted with ``wait=False``);
+- a job that is pre-empted or reaches its time limit is resubmitted by submitit (the job is a
+  ``submitit.helpers.Checkpointable``: its ``checkpoint`` resubmits the same call), and `cropkit.run` resumes from
+  the run's own per-epoch checkpoint.
+
+``dry_run=True`` submits nothing: it prints the jobs, cached or to run, the epochs each trains at most
+(:func:`planned_epochs`) and an estimate of the device-hours, epochs × the measured time of one dense epoch
+(:func:`epoch_seconds`; structured and masked networks train no slower than dense, so it is an upper bound per
+epoch, not counting the detector's and the scoring's small extra costs).
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Sequence
+
+import submitit
+
+from . import data as data_lib
+from . import models, train
+from .comparison import _check_callbacks, _check_methods, _check_seeds, table
+from .measure import device_name
+from .options import check_int, check_sparsity
+from .profiles import settings as profile_settings
+from .results import cache_path, default_cache_dir, load_cached, unwritable
+from .runs import configuration, run, settings
+
+EXECUTORS = ("local", "slurm")
+SLURM = dict(partition=None, gpus_per_job=1, time_min=24 * 60, array_parallelism=32)  # what `slurm=` may change
+
+# The most epochs a method trains, from its settings (the table of `cropkit.methods`): early methods stop their
+# dense phase when the detector fires, at the latest after max_dense_epochs.
+PLANNED_EPOCHS = {
+    "earlycrop-u": lambda c: c.max_dense_epochs + c.epochs,
+    "earlycrop-s": lambda c: c.max_dense_epochs + c.epochs,
+    "earlybird": lambda c: c.max_dense_epochs + c.epochs,
+    "ltr": lambda c: (c.ltr_rounds + 1) * c.epochs,
+    "gatedecorators": lambda c: c.ticks + c.epochs,
+    "efficientconvnets": lambda c: c.dense_epochs + c.epochs,
+}
+
+
+def planned_epochs(method: str, cfg) -> int:
+    """The most epochs ``method`` trains with the settings ``cfg`` (`cropkit.runs.settings`); the others: E."""
+    return PLANNED_EPOCHS.get(method, lambda c: c.epochs)(cfg)
+
+
+@dataclasses.dataclass
+class Job:
+    """One configuration of a sweep: its run's arguments, its cache entry and whether that already exists."""
+
+    method: str
+    sparsity: float
+    seed: int
+    epochs: int
+    path: Path | None   # the cached result, or where this machine would store it (None: the jobs' GPU decides)
+    cached: bool
+    kwargs: dict
+
+
+class Run(submitit.helpers.Checkpointable):
+    """A sweep's job: ``cropkit.run(**kwargs)``, returning the result's row. Pre-empted or timed out, submitit
+    calls :meth:`checkpoint`, which resubmits the same call: the run resumes from its own checkpoint."""
+
+    def __init__(self, threads: int | None = None):
+        self.threads = threads
+
+    def __call__(self, **kwargs) -> dict:
+        if self.threads:
+            import torch
+
+            torch.set_num_threads(self.threads)
+        return run(**kwargs).row()
+
+    def checkpoint(self, **kwargs) -> submitit.helpers.DelayedSubmission:
+        return submitit.helpers.DelayedSubmission(self, **kwargs)
+
+
+def _same_but_device_name(config: dict, path: Path) -> bool:
+    import json
+
+    result = load_cached(path)
+    strip = lambda c: json.loads(json.dumps({k: v for k, v in c.items() if k != "device_name"}, default=str))  # noqa
+    return result is not None and strip(result.config) == strip(config)
+
+
+def _cached(cache_dir: Path, config: dict, remote: bool) -> Path | None:
+    """The cached result of ``config``, or None. For jobs on other machines (SLURM) the GPU's name, part of the
+    key, is unknown here: any entry that matches in everything else counts."""
+    if not remote:
+        path = cache_path(cache_dir, config)
+        return path if load_cached(path) is not None else None
+    pattern = f"{config['method']}-{config['data']}-{config['model']}-s{config['seed']}-*.json"
+    return next((p for p in sorted(cache_dir.glob(pattern)) if _same_but_device_name(config, p)), None)
+
+
+def plan(methods: Sequence[str], sparsities: Sequence[float], seeds: Sequence[int], *, profile: str,
+         cache_dir: Path, remote_device: str | None = None, **run_kwargs) -> list[Job]:
+    """The jobs of a sweep, validated, each with its cache entry looked up. ``remote_device`` ("cuda"/"cpu"): the
+    jobs run elsewhere, on that kind of device; None: here, on ``run_kwargs["device"]``."""
+    device = None if remote_device else run_kwargs.get("device")
+    arguments = {k: v for k, v in run_kwargs.items() if k not in ("device", "callbacks", "pin_memory")}
+    jobs = []
+    for method in methods:
+        for sparsity in sparsities:
+            for seed in seeds:
+                cfg, config = configuration(method, sparsity=sparsity, seed=seed, profile=profile, device=device,
+                                            **arguments)
+                if remote_device:
+                    config = {**config, "device": remote_device}
+                found = _cached(cache_dir, config, remote=remote_device is not None)
+                path = found or (None if remote_device else cache_path(cache_dir, config))
+                jobs.append(Job(method, sparsity, seed, planned_epochs(method, cfg), path, found is not None,
+                                dict(method=method, sparsity=sparsity, seed=seed, profile=profile,
+                                     cache_dir=str(cache_dir), progress=False, **run_kwargs)))
+    return jobs
+
+
+def epoch_seconds(profile: str = "cpu", device: str | None = None, **options) -> tuple[float, str]:
+    """(seconds, device described) of one epoch of the dense model on the run's data, here: the training and the
+    test evaluation that follows it, after the process's one-time warm-up."""
+    cfg = settings("dense", profile=profile, **options)
+    dataset = data_lib.load(cfg.data, batch_size=cfg.batch_size, seed=0, limit=cfg.limit,
+                            num_workers=cfg.num_workers)
+    device = train.resolve_device(device)
+    train.warm_up(device)
+    model = models.build(cfg.model, dataset.input_shape, dataset.num_classes, width=cfg.width, seed=0)
+    trainer = train.Trainer(model, dataset, 1, lr=cfg.lr, weight_decay=cfg.weight_decay, schedule=cfg.schedule,
+                            device=device, progress=False)
+    start = time.perf_counter()
+    trainer.fit()
+    return time.perf_counter() - start, f"{device.type} ({device_name(device)})"
+
+
+# ----------------------------------------------------------------------------- executors
+
+def slurm_parameters(partition: str | None = None, gpus_per_job: int = 1, time_min: int = 24 * 60,
+                     array_parallelism: int = 32, **extra) -> dict:
+    """submitit ``SlurmExecutor`` parameters: the partition, GPUs per job, time limit (minutes) and the array's
+    parallelism; ``extra`` goes to sbatch as it is (cpus_per_task, mem, account, qos, constraint, setup, …)."""
+    if not partition:
+        raise ValueError("a SLURM sweep needs a partition (--partition NAME; `sinfo -s` lists them)")
+    check_int("gpus_per_job", gpus_per_job, 0)
+    check_int("time_min (the time limit in minutes)", time_min, 1)
+    check_int("array_parallelism", array_parallelism, 1)
+    return dict(partition=partition, gpus_per_node=gpus_per_job, time=time_min, array_parallelism=array_parallelism,
+                **extra)
+
+
+def sbatch_header(folder: Path, jobs: int, parameters: dict) -> str:
+    """The ``#SBATCH`` lines submitit writes for an array of ``jobs`` jobs (what a dry run shows)."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    text = _make_sbatch_string(command="...", folder=folder, map_count=jobs, **parameters)
+    return "\n".join(line for line in text.splitlines() if line.startswith("#SBATCH"))
+
+
+def make_executor(kind: str, folder: Path, parameters: dict, time_min: int):
+    """submitit's executor of ``kind``, its logs and pickles in ``folder/<job id>``. Only a SLURM cluster (where
+    ``srun`` exists) can build the SLURM one; nothing is submitted here."""
+    if kind == "slurm":
+        executor = submitit.SlurmExecutor(folder=folder / "%j")
+        executor.update_parameters(**parameters)
+    else:
+        executor = submitit.LocalExecutor(folder=folder / "%j")
+        executor.update_parameters(timeout_min=time_min, gpus_per_node=parameters.get("gpus_per_node", 0))
+    return executor
+
+
+def _submit(executor, kind: str, jobs: list[Job], parallel: int, wait: bool, progress: bool, poll_s: float) -> list:
+    """Submit ``jobs`` (SLURM: one array; local: ``parallel`` processes at a time) and, with ``wait``, wait for
+    them all; returns their rows (or the exception of a job that failed)."""
+    from tqdm.auto import tqdm
+
+    threads = None if kind == "slurm" else max(1, _cpus() // parallel)
+    calls = [(Run(threads), job.kwargs) for job in jobs]
+    if kind == "slurm":
+        with executor.batch():
+            submitted = [executor.submit(fn, **kwargs) for fn, kwargs in calls]
+        print(f"submitted SLURM array job {submitted[0].job_id.split('_')[0]} ({len(submitted)} jobs)")
+        if not wait:
+            return []
+        pending = []
+    else:
+        submitted, pending = [], list(calls)
+    with tqdm(total=len(jobs), desc="jobs", unit="job", disable=not progress) as bar:
+        while pending or any(not j.done() for j in submitted):
+            running = sum(not j.done() for j in submitted)
+            while pending and running < parallel:
+                fn, kwargs = pending.pop(0)
+                submitted.append(executor.submit(fn, **kwargs))
+                running += 1
+            bar.n = sum(j.done() for j in submitted)
+            bar.refresh()
+            time.sleep(poll_s)
+        bar.n = len(submitted)
+        bar.refresh()
+    return [_result(j) for j in submitted]
+
+
+def _result(job):
+    try:
+        return job.result()
+    except Exception as err:  # submitit's FailedJobError carries the job's traceback and the path of its log
+        return err
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+# ----------------------------------------------------------------------------- tables
+
+def markdown(frame) -> str:
+    """A frame as a Markdown table (index first)."""
+    frame = frame.reset_index()
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(jobs: list[Job], rows: list[dict], folder: Path, **setting):
+    """One paper table per sparsity (`cropkit.comparison.table`), each written as ``table-p<percent>.md``,
+    ``.csv`` and ``_runs.csv`` into ``folder`` (``table-p90.md`` for 0.9); returns them in one frame indexed by
+    (sparsity, method)."""
+    import pandas as pd
+
+    from .results import save_table
+
+    tables = {}
+    for sparsity in dict.fromkeys(job.sparsity for job in jobs):
+        mine = [row for job, row in zip(jobs, rows) if job.sparsity == sparsity]
+        tables[sparsity] = table(mine, sparsity=sparsity, **setting)
+        stem = folder / f"table-p{100 * sparsity:g}"  # table-p90: the sparsity in percent
+        save_table(tables[sparsity], f"{stem}.csv")
+        Path(f"{stem}.md").write_text(markdown(tables[sparsity].drop(columns=["Type"])))
+        print(f"wrote {stem}.md and {stem.name}.csv")
+    frame = pd.concat(tables, names=["sparsity"])
+    frame.attrs["runs"] = [r for t in tables.values() for r in t.attrs["runs"]]
+    return frame
+
+
+# ----------------------------------------------------------------------------- the sweep
+
+def _estimate(jobs: list[Job], epoch_time: float | None, profile: str, device, arguments: dict) -> str:
+    """The device-hours of the jobs to run: their epochs × the time of one dense epoch (measured here or given)."""
+    epochs = sum(job.epochs for job in jobs if not job.cached)
+    if epoch_time is None:
+        epoch_time, where = epoch_seconds(profile, device=device, **arguments)
+        unit = "GPU-hours" if where.startswith("cuda") else "CPU-hours of this machine"
+        source = f"measured here on {where}" + ("" if unit == "GPU-hours" else
+                                                 "; for GPU-hours give --epoch-seconds measured on the jobs' GPU")
+    else:
+        unit, source = "device-hours", "as given"
+    return (f"to run: {epochs} epochs at most; one dense epoch {epoch_time:.3g} s ({source}) → "
+            f"≈ {epochs * epoch_time / 3600:.3g} {unit}")
+
+
+def _resources(executor: str, slurm: dict | None) -> dict:
+    """The jobs' resources: `SLURM` updated by ``slurm``; locally only the time limit, GPUs and parallelism count
+    (one process at a time unless ``array_parallelism`` says more)."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; choose one of {list(EXECUTORS)}")
+    given = dict(slurm or {})
+    if executor == "local":
+        unknown = sorted(set(given) - set(SLURM) - {"partition"})
+        if unknown:
+            raise ValueError(f"a local sweep takes only {sorted(set(SLURM) - {'partition'})} of slurm=; got {unknown}")
+        given = {"array_parallelism": 1, **given, "partition": "local"}
+    return {**SLURM, **given}
+
+
+def sweep(methods: Sequence[str], data: str | None = None, model: str | None = None, sparsity=(0.9,),
+          seeds: Sequence[int] | None = None, profile: str = "cpu", executor: str = "local",
+          cache_dir: str | Path | None = None, folder: str | Path | None = None, slurm: dict | None = None,
+          dry_run: bool = False, callbacks: Sequence[train.Callback] = (), wait: bool = True,
+          epoch_time: float | None = None, device: str | None = None, pin_memory: bool | None = None,
+          progress: bool = True, poll_s: float | None = None, **options):
+    """Run every method × sparsity × seed as a submitit job, skipping those already cached; then write the paper
+    table of every sparsity into ``folder`` (Markdown and CSV) and return them, indexed by (sparsity, method).
+
+    executor   "local" (this machine's processes) or "slurm" (an array job; needs ``slurm["partition"]``)
+    slurm      the jobs' resources: partition, gpus_per_job (1), time_min (24 h), array_parallelism (SLURM: 32,
+               local: 1); more sbatch parameters pass through on SLURM (cpus_per_task, mem, account, qos, …)
+    folder     the tables and, in ``folder/jobs``, submitit's job folders (logs, pickles); None = beside the cache
+    cache_dir  the results, shared by every job (None = `cropkit.results.default_cache_dir`)
+    dry_run    print the jobs, their epochs and a device-hours estimate (``epoch_time`` seconds per dense epoch,
+               None = measure one here), submit nothing; returns the jobs as a frame
+    wait       False: submit and return None; the same call once the jobs finished writes the table
+    callbacks  go to every job's run (pickled: `cropkit.tracking.TensorBoard` works); other arguments as
+               `cropkit.compare`
+    """
+    import pandas as pd
+
+    methods = [methods] if isinstance(methods, str) else list(methods)
+    _check_methods(methods)
+    sparsities = tuple(check_sparsity(s) for s in ((sparsity,) if isinstance(sparsity, (int, float)) else sparsity))
+    if not sparsities or len(set(sparsities)) < len(sparsities):
+        raise ValueError(f"sparsity must be one or more distinct targets in [0, 1); got {list(sparsities)}")
+    seeds = _check_seeds(profile_settings("run", profile).seeds if seeds is None else seeds)
+    resources = _resources(executor, slurm)
+    parameters = slurm_parameters(**resources) if executor == "slurm" else {}
+    _check_callbacks(callbacks, workers=2)  # every job gets a pickled copy
+    cache_dir = Path(cache_dir or default_cache_dir()).expanduser()
+    folder = Path(folder).expanduser() if folder is not None else cache_dir.parent / "sweep"
+    for where, path in (("cache_dir", cache_dir), ("folder", folder)):
+        reason = None if dry_run else unwritable(path, folder=True)
+        if reason:
+            raise ValueError(f"cannot write the sweep's {where} {path}: {reason}")
+    arguments = dict(data=data, model=model, **options)
+    remote = ("cuda" if resources["gpus_per_job"] > 0 else "cpu") if executor == "slurm" else None
+    jobs = plan(methods, sparsities, seeds, profile=profile, cache_dir=cache_dir, remote_device=remote,
+                device=device, callbacks=list(callbacks), pin_memory=pin_memory, **arguments)
+    todo = [job for job in jobs if not job.cached]
+    print(f"{len(jobs)} jobs ({len(methods)} methods × {len(sparsities)} sparsities × {len(seeds)} seeds): "
+          f"{len(jobs) - len(todo)} cached, {len(todo)} to run ({executor}); cache {cache_dir}")
+    if dry_run:
+        frame = pd.DataFrame([dict(method=j.method, sparsity=j.sparsity, seed=j.seed, epochs=j.epochs,
+                                   status="cached" if j.cached else "to run") for j in jobs])
+        print(frame.to_string(index=False))
+        print(_estimate(jobs, epoch_time, profile, None if remote else device, arguments))
+        if executor == "slurm" and todo:
+            print(sbatch_header(folder / "jobs", len(todo), parameters))
+        print("dry run: submitted 0 jobs")
+        return frame
+    if todo:
+        pool = make_executor(executor, folder / "jobs", parameters, resources["time_min"])
+        rows = _submit(pool, executor, todo, resources["array_parallelism"], wait, progress,
+                       poll_s or (0.5 if executor == "local" else 60))
+        if not wait:
+            print(f"submitted {len(todo)} jobs; call the same sweep again when they have finished to write the table")
+            return None
+        failed = [(job, row) for job, row in zip(todo, rows) if isinstance(row, Exception)]
+        if failed:
+            raise RuntimeError(f"{len(failed)} of {len(todo)} jobs failed (the others are cached; the same sweep "
+                               f"retries the failed ones): " + "; ".join(
+                                   f"{j.method} p={j.sparsity:g} seed {j.seed}: {str(e).strip().splitlines()[-1]}"
+                                   for j, e in failed))
+    print(f"submitted {len(todo)} jobs")
+    ran = dict(zip(map(id, todo), rows if todo else []))  # the rows the jobs returned: what they stored
+    rows = [ran[id(job)] if id(job) in ran else load_cached(job.path).row() for job in jobs]
+    frame = write_tables(jobs, rows, folder, seeds=list(seeds), profile=profile, executor=executor)
+    frame.attrs.update(submitted=len(todo), cached=len(jobs) - len(todo))
+    return frame
