@@ -36,7 +36,7 @@ from .comparison import _check_callbacks, _check_methods, _check_seeds, table
 from .measure import device_name
 from .options import check_int, check_sparsity
 from .profiles import settings as profile_settings
-from .results import cache_path, default_cache_dir, load_cached, unwritable
+from .results import cache_path, config_key, default_cache_dir, load_cached, unwritable
 from .runs import configuration, run, settings
 
 EXECUTORS = ("local", "slurm")
@@ -61,12 +61,14 @@ def planned_epochs(method: str, cfg) -> int:
 
 @dataclasses.dataclass
 class Job:
-    """One configuration of a sweep: its run's arguments, its cache entry and whether that already exists."""
+    """One configuration of a sweep: its run's arguments, its cache entry and whether that already exists. ``key``
+    names the run: dense ignores the sparsity, so its jobs at several sparsities are one run."""
 
     method: str
     sparsity: float
     seed: int
     epochs: int
+    key: str
     path: Path | None   # the cached result, or where this machine would store it (None: the jobs' GPU decides)
     cached: bool
     kwargs: dict
@@ -90,12 +92,11 @@ class Run(submitit.helpers.Checkpointable):
         return submitit.helpers.DelayedSubmission(self, **kwargs)
 
 
-def _same_but_device_name(config: dict, path: Path) -> bool:
+def _portable(config: dict) -> dict:
+    """``config`` without the device's name (unknown where a SLURM sweep is submitted), as stored in JSON."""
     import json
 
-    result = load_cached(path)
-    strip = lambda c: json.loads(json.dumps({k: v for k, v in c.items() if k != "device_name"}, default=str))  # noqa
-    return result is not None and strip(result.config) == strip(config)
+    return json.loads(json.dumps({k: v for k, v in config.items() if k != "device_name"}, default=str))
 
 
 def _cached(cache_dir: Path, config: dict, remote: bool) -> Path | None:
@@ -105,7 +106,8 @@ def _cached(cache_dir: Path, config: dict, remote: bool) -> Path | None:
         path = cache_path(cache_dir, config)
         return path if load_cached(path) is not None else None
     pattern = f"{config['method']}-{config['data']}-{config['model']}-s{config['seed']}-*.json"
-    return next((p for p in sorted(cache_dir.glob(pattern)) if _same_but_device_name(config, p)), None)
+    entries = ((path, load_cached(path)) for path in sorted(cache_dir.glob(pattern)))
+    return next((path for path, r in entries if r is not None and _portable(r.config) == _portable(config)), None)
 
 
 def plan(methods: Sequence[str], sparsities: Sequence[float], seeds: Sequence[int], *, profile: str,
@@ -124,7 +126,8 @@ def plan(methods: Sequence[str], sparsities: Sequence[float], seeds: Sequence[in
                     config = {**config, "device": remote_device}
                 found = _cached(cache_dir, config, remote=remote_device is not None)
                 path = found or (None if remote_device else cache_path(cache_dir, config))
-                jobs.append(Job(method, sparsity, seed, planned_epochs(method, cfg), path, found is not None,
+                key = config_key(_portable(config) if remote_device else config)
+                jobs.append(Job(method, sparsity, seed, planned_epochs(method, cfg), key, path, found is not None,
                                 dict(method=method, sparsity=sparsity, seed=seed, profile=profile,
                                      cache_dir=str(cache_dir), progress=False, **run_kwargs)))
     return jobs
@@ -258,9 +261,9 @@ def write_tables(jobs: list[Job], rows: list[dict], folder: Path, **setting):
 
 # ----------------------------------------------------------------------------- the sweep
 
-def _estimate(jobs: list[Job], epoch_time: float | None, profile: str, device, arguments: dict) -> str:
+def _estimate(todo: list[Job], epoch_time: float | None, profile: str, device, arguments: dict) -> str:
     """The device-hours of the jobs to run: their epochs × the time of one dense epoch (measured here or given)."""
-    epochs = sum(job.epochs for job in jobs if not job.cached)
+    epochs = sum(job.epochs for job in todo)
     if epoch_time is None:
         epoch_time, where = epoch_seconds(profile, device=device, **arguments)
         unit = "GPU-hours" if where.startswith("cuda") else "CPU-hours of this machine"
@@ -327,14 +330,19 @@ def sweep(methods: Sequence[str], data: str | None = None, model: str | None = N
     remote = ("cuda" if resources["gpus_per_job"] > 0 else "cpu") if executor == "slurm" else None
     jobs = plan(methods, sparsities, seeds, profile=profile, cache_dir=cache_dir, remote_device=remote,
                 device=device, callbacks=list(callbacks), pin_memory=pin_memory, **arguments)
-    todo = [job for job in jobs if not job.cached]
-    print(f"{len(jobs)} jobs ({len(methods)} methods × {len(sparsities)} sparsities × {len(seeds)} seeds): "
-          f"{len(jobs) - len(todo)} cached, {len(todo)} to run ({executor}); cache {cache_dir}")
+    unique: dict[str, Job] = {}
+    for job in jobs:
+        if not job.cached:
+            unique.setdefault(job.key, job)
+    todo = list(unique.values())
+    print(f"{len(jobs)} configurations ({len(methods)} methods × {len(sparsities)} sparsities × {len(seeds)} seeds): "
+          f"{sum(j.cached for j in jobs)} cached, {len(todo)} to run ({executor}); cache {cache_dir}")
     if dry_run:
+        status = lambda j: "cached" if j.cached else "to run" if unique[j.key] is j else "same run as above"  # noqa
         frame = pd.DataFrame([dict(method=j.method, sparsity=j.sparsity, seed=j.seed, epochs=j.epochs,
-                                   status="cached" if j.cached else "to run") for j in jobs])
+                                   status=status(j)) for j in jobs])
         print(frame.to_string(index=False))
-        print(_estimate(jobs, epoch_time, profile, None if remote else device, arguments))
+        print(_estimate(todo, epoch_time, profile, None if remote else device, arguments))
         if executor == "slurm" and todo:
             print(sbatch_header(folder / "jobs", len(todo), parameters))
         print("dry run: submitted 0 jobs")
@@ -353,8 +361,8 @@ def sweep(methods: Sequence[str], data: str | None = None, model: str | None = N
                                    f"{j.method} p={j.sparsity:g} seed {j.seed}: {str(e).strip().splitlines()[-1]}"
                                    for j, e in failed))
     print(f"submitted {len(todo)} jobs")
-    ran = dict(zip(map(id, todo), rows if todo else []))  # the rows the jobs returned: what they stored
-    rows = [ran[id(job)] if id(job) in ran else load_cached(job.path).row() for job in jobs]
+    ran = {job.key: row for job, row in zip(todo, rows)} if todo else {}  # the rows the jobs stored
+    rows = [ran[job.key] if job.key in ran else load_cached(job.path).row() for job in jobs]
     frame = write_tables(jobs, rows, folder, seeds=list(seeds), profile=profile, executor=executor)
     frame.attrs.update(submitted=len(todo), cached=len(jobs) - len(todo))
     return frame

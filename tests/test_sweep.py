@@ -89,7 +89,9 @@ def test_a_slurm_sweep_finds_results_of_any_gpu_and_a_preempted_job_resubmits_it
     stored.write_text(json.dumps(data))
     jobs = sweeps.plan(["dense"], [0.9], [0], profile="smoke", cache_dir=tmp_path, remote_device="cuda")
     assert jobs[0].cached and jobs[0].path == stored and jobs[0].epochs == result.epochs_trained
-    assert not sweeps.plan(["dense"], [0.9], [1], profile="smoke", cache_dir=tmp_path, remote_device="cuda")[0].cached
+    at_half, at_ninety = sweeps.plan(["dense"], [0.5, 0.9], [1], profile="smoke", cache_dir=tmp_path,
+                                     remote_device="cuda")
+    assert not at_half.cached and at_half.key == at_ninety.key  # dense ignores the sparsity: one run, not two
     job = sweeps.Run(threads=1)
     again = job.checkpoint(method="dense", seed=3)
     assert again.function is job and again.kwargs == dict(method="dense", seed=3) and not again.args
