@@ -110,7 +110,7 @@ def table(rows: list[dict], **setting):
     return table
 
 
-def _check_callbacks(callbacks, workers: int) -> None:
+def _check_callbacks(callbacks, workers: int, remedy: str = "run them with workers=1, or ") -> None:
     """Worker processes get pickled copies of the callbacks: one that does not pickle is refused before any run."""
     import pickle
 
@@ -119,9 +119,9 @@ def _check_callbacks(callbacks, workers: int) -> None:
     try:
         pickle.dumps(list(callbacks))
     except Exception as err:  # PicklingError, AttributeError (a local class), TypeError (an open file) ...
-        raise ValueError(f"callbacks cannot be sent to worker processes ({type(err).__name__}: {err}); run them "
-                         f"with workers=1, or give callbacks that pickle (defined at a module's top level, "
-                         f"holding no open files)") from None
+        raise ValueError(f"callbacks cannot be sent to worker processes ({type(err).__name__}: {err}); {remedy}"
+                         f"give callbacks that pickle (defined at a module's top level, holding no open "
+                         f"files)") from None
 
 
 def _check_seeds(seeds) -> tuple[int, ...]:

@@ -319,7 +319,7 @@ def sweep(methods: Sequence[str], data: str | None = None, model: str | None = N
     seeds = _check_seeds(profile_settings("run", profile).seeds if seeds is None else seeds)
     resources = _resources(executor, slurm)
     parameters = slurm_parameters(**resources) if executor == "slurm" else {}
-    _check_callbacks(callbacks, workers=2)  # every job gets a pickled copy
+    _check_callbacks(callbacks, workers=2, remedy="every job of a sweep gets a copy: ")
     cache_dir = Path(cache_dir or default_cache_dir()).expanduser()
     folder = Path(folder).expanduser() if folder is not None else cache_dir.parent / "sweep"
     for where, path in (("cache_dir", cache_dir), ("folder", folder)):
@@ -328,6 +328,8 @@ def sweep(methods: Sequence[str], data: str | None = None, model: str | None = N
             raise ValueError(f"cannot write the sweep's {where} {path}: {reason}")
     arguments = dict(data=data, model=model, **options)
     remote = ("cuda" if resources["gpus_per_job"] > 0 else "cpu") if executor == "slurm" else None
+    if executor == "local" and device is None and resources["gpus_per_job"] == 0:
+        device = "cpu"  # the local jobs see no GPU (submitit empties CUDA_VISIBLE_DEVICES): their keys say cpu
     jobs = plan(methods, sparsities, seeds, profile=profile, cache_dir=cache_dir, remote_device=remote,
                 device=device, callbacks=list(callbacks), pin_memory=pin_memory, **arguments)
     unique: dict[str, Job] = {}
@@ -344,7 +346,7 @@ def sweep(methods: Sequence[str], data: str | None = None, model: str | None = N
         print(frame.to_string(index=False))
         print(_estimate(todo, epoch_time, profile, None if remote else device, arguments))
         if executor == "slurm" and todo:
-            print(sbatch_header(folder / "jobs", len(todo), parameters))
+            print(sbatch_header(folder / "jobs" / "%j", len(todo), parameters))
         print("dry run: submitted 0 jobs")
         return frame
     if todo:

@@ -52,7 +52,7 @@ class TensorBoard(Callback):
     no open file between runs, so it can be sent to compare's worker processes and to sweep jobs."""
 
     def __init__(self, log_dir: str | Path):
-        self.log_dir = Path(log_dir)
+        self.log_dir = Path(log_dir).expanduser().absolute()  # a sweep's job may start in another folder
         self.writer = None
         self.reference = None     # the run's dense model, on the CPU: what the sparsities are measured against
         self.epochs_before = 0    # epochs of the run's finished trainings: the global step's offset

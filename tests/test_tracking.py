@@ -11,6 +11,7 @@ from cropkit.train import Callback
 
 torch.set_num_threads(1)
 SMOKE = dict(profile="smoke", progress=False, max_dense_epochs=3, limit=128)
+pytestmark = pytest.mark.filterwarnings("ignore:EarlyCroP detector.*did not fire")  # smoke: too short to fire
 
 
 class Spy(Callback):
@@ -38,7 +39,8 @@ def test_tensorboard_logs_what_the_run_did(tmp_path):
     spy = Spy()
     logged = ck.run("earlycrop-u", cache_dir=tmp_path / "cache", callbacks=[spy, TensorBoard(tmp_path / "tb")],
                     **SMOKE)
-    assert len(spy.trainers) == 1 and spy.trainers[0].callbacks[-2:][0] is spy  # after the method's own
+    assert len(spy.trainers) == 1 and spy.trainers[0].callbacks[1] is spy  # after the method's own detector
+    assert isinstance(spy.trainers[0].callbacks[0], DetectorCallback)
     folders = list((tmp_path / "tb").iterdir())
     assert [f.name for f in folders] == [run_name(logged.config)]
     scalars = _scalars(folders[0])
@@ -71,6 +73,15 @@ def test_global_steps_run_across_trainings_and_node_sparsity(tmp_path):
     crop_s = ck.run("crop-s", cache=False, callbacks=[TensorBoard(tmp_path)], **SMOKE)
     node = [v for _, v in _scalars(tmp_path / run_name(crop_s.config))["sparsity/node"]]
     assert node == pytest.approx([crop_s.node_sparsity] * crop_s.epochs_trained) and node[0] > 0
+
+
+def test_the_command_line_logs_with_tensorboard(tmp_path, capsys):
+    from cropkit import cli
+
+    argv = ["run", "dense", "--profile", "smoke", "--quiet", "--no-cache", "--set", "limit=64"]
+    assert cli.main([*argv, "--tensorboard", str(tmp_path / "tb")]) == 0
+    folder, = (tmp_path / "tb").iterdir()
+    assert folder.name.startswith("dense-digits-cnn-p0-s0") and len(_scalars(folder)["test/acc"]) == 2
 
 
 def test_compare_hands_callbacks_to_workers_only_if_they_pickle(tmp_path):
