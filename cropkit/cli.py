@@ -138,7 +138,7 @@ def _kwargs(args) -> dict:
 
 
 def _sweep(args) -> int:
-    from . import methods, sweeps
+    from . import comparison, methods, sweeps
 
     resources = dict(gpus_per_job=args.gpus_per_job, time_min=args.time_limit)
     if args.partition:
@@ -150,7 +150,7 @@ def _sweep(args) -> int:
                          dry_run=args.dry_run, wait=not args.no_wait, epoch_time=args.epoch_seconds,
                          **_kwargs(args))
     if table is not None and not args.dry_run:
-        print(sweeps.markdown(table.drop(columns=["Type"])))
+        print(comparison.markdown(table.drop(columns=["Type"])))
     return 0
 
 

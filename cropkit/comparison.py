@@ -160,3 +160,32 @@ def _rows(jobs: list[dict], workers: int, progress: bool) -> list[dict]:
             rows.append(run(**job).row())
             bar.update(1)
         return rows
+
+
+def markdown(frame) -> str:
+    """A frame as a Markdown table (index first)."""
+    frame = frame.reset_index()
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(jobs, rows: list[dict], folder: Path, **setting):
+    """The paper's table (:func:`table`) of every sparsity of ``jobs`` (`cropkit.sweeps.Job`; ``rows`` are their
+    rows, in their order), each written into ``folder`` as ``table-p<percent>.md``, ``.csv`` and ``_runs.csv``
+    (``table-p90.md`` for 0.9); returns them in one frame indexed by (sparsity, method)."""
+    import pandas as pd
+
+    from .results import save_table
+
+    tables = {}
+    for sparsity in dict.fromkeys(job.sparsity for job in jobs):
+        mine = [row for job, row in zip(jobs, rows) if job.sparsity == sparsity]
+        tables[sparsity] = table(mine, sparsity=sparsity, **setting)
+        stem = folder / f"table-p{100 * sparsity:g}"  # table-p90: the sparsity in percent
+        save_table(tables[sparsity], f"{stem}.csv")
+        Path(f"{stem}.md").write_text(markdown(tables[sparsity].drop(columns=["Type"])))
+        print(f"wrote {stem}.md and {stem.name}.csv")
+    frame = pd.concat(tables, names=["sparsity"])
+    frame.attrs["runs"] = [r for t in tables.values() for r in t.attrs["runs"]]
+    return frame

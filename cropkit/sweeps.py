@@ -24,6 +24,7 @@ epoch, not counting the detector's and the scoring's small extra costs).
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from pathlib import Path
 from typing import Sequence
@@ -32,7 +33,7 @@ import submitit
 
 from . import data as data_lib
 from . import models, train
-from .comparison import _check_callbacks, _check_methods, _check_seeds, table
+from .comparison import _check_callbacks, _check_methods, _check_seeds, write_tables
 from .measure import device_name
 from .options import check_int, check_sparsity
 from .profiles import settings as profile_settings
@@ -189,74 +190,39 @@ def _submit(executor, kind: str, jobs: list[Job], parallel: int, wait: bool, pro
     them all; returns their rows (or the exception of a job that failed)."""
     from tqdm.auto import tqdm
 
-    threads = None if kind == "slurm" else max(1, _cpus() // parallel)
-    calls = [(Run(threads), job.kwargs) for job in jobs]
+    threads = None if kind == "slurm" else max(1, (os.cpu_count() or 1) // parallel)  # share this machine's CPUs
+    pending, submitted = [(Run(threads), job.kwargs) for job in jobs], []
     if kind == "slurm":
         with executor.batch():
-            submitted = [executor.submit(fn, **kwargs) for fn, kwargs in calls]
+            submitted, pending = [executor.submit(fn, **kwargs) for fn, kwargs in pending], []
         print(f"submitted SLURM array job {submitted[0].job_id.split('_')[0]} ({len(submitted)} jobs)")
         if not wait:
             return []
-        pending = []
-    else:
-        submitted, pending = [], list(calls)
-    with tqdm(total=len(jobs), desc="jobs", unit="job", disable=not progress) as bar:
-        while pending or any(not j.done() for j in submitted):
-            running = sum(not j.done() for j in submitted)
-            while pending and running < parallel:
-                fn, kwargs = pending.pop(0)
-                submitted.append(executor.submit(fn, **kwargs))
-                running += 1
-            bar.n = sum(j.done() for j in submitted)
-            bar.refresh()
-            time.sleep(poll_s)
-        bar.n = len(submitted)
-        bar.refresh()
+    try:
+        with tqdm(total=len(jobs), desc="jobs", unit="job", disable=not progress) as bar:
+            while pending or not all(j.done() for j in submitted):
+                running = sum(not j.done() for j in submitted)
+                for fn, kwargs in pending[:max(0, parallel - running)]:
+                    submitted.append(executor.submit(fn, **kwargs))
+                pending = pending[max(0, parallel - running):]
+                bar.update(sum(j.done() for j in submitted) - bar.n)
+                time.sleep(poll_s)
+            bar.update(len(jobs) - bar.n)
+    except KeyboardInterrupt:  # local jobs end with the sweep (SLURM's keep running: scancel them if need be)
+        for job in submitted if kind == "local" else []:
+            job.cancel(check=False)
+        raise
     return [_result(j) for j in submitted]
 
 
 def _result(job):
+    """The job's row, or a RuntimeError with the last line of its traceback and the path of its log."""
     try:
         return job.result()
-    except Exception as err:  # submitit's FailedJobError carries the job's traceback and the path of its log
-        return err
-
-
-def _cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-# ----------------------------------------------------------------------------- tables
-
-def markdown(frame) -> str:
-    """A frame as a Markdown table (index first)."""
-    frame = frame.reset_index()
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(map(str, row)) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join(lines) + "\n"
-
-
-def write_tables(jobs: list[Job], rows: list[dict], folder: Path, **setting):
-    """One paper table per sparsity (`cropkit.comparison.table`), each written as ``table-p<percent>.md``,
-    ``.csv`` and ``_runs.csv`` into ``folder`` (``table-p90.md`` for 0.9); returns them in one frame indexed by
-    (sparsity, method)."""
-    import pandas as pd
-
-    from .results import save_table
-
-    tables = {}
-    for sparsity in dict.fromkeys(job.sparsity for job in jobs):
-        mine = [row for job, row in zip(jobs, rows) if job.sparsity == sparsity]
-        tables[sparsity] = table(mine, sparsity=sparsity, **setting)
-        stem = folder / f"table-p{100 * sparsity:g}"  # table-p90: the sparsity in percent
-        save_table(tables[sparsity], f"{stem}.csv")
-        Path(f"{stem}.md").write_text(markdown(tables[sparsity].drop(columns=["Type"])))
-        print(f"wrote {stem}.md and {stem.name}.csv")
-    frame = pd.concat(tables, names=["sparsity"])
-    frame.attrs["runs"] = [r for t in tables.values() for r in t.attrs["runs"]]
-    return frame
+    except Exception as err:  # submitit's FailedJobError: the traceback between two lines of dashes, then paths
+        parts = str(err).split("-" * 22)
+        trace = (parts[1] if len(parts) > 2 else str(err)).strip().splitlines() or [type(err).__name__]
+        return RuntimeError(f"{trace[-1]} (log: {job.paths.stderr})")
 
 
 # ----------------------------------------------------------------------------- the sweep
@@ -273,6 +239,15 @@ def _estimate(todo: list[Job], epoch_time: float | None, profile: str, device, a
         unit, source = "device-hours", "as given"
     return (f"to run: {epochs} epochs at most; one dense epoch {epoch_time:.3g} s ({source}) → "
             f"≈ {epochs * epoch_time / 3600:.3g} {unit}")
+
+
+def _listing(jobs: list[Job], unique: dict[str, Job]):
+    """The jobs as a frame: method, sparsity, seed, epochs (at most) and status."""
+    import pandas as pd
+
+    status = lambda j: "cached" if j.cached else "to run" if unique[j.key] is j else "same run as above"  # noqa
+    return pd.DataFrame([dict(method=j.method, sparsity=j.sparsity, seed=j.seed, epochs=j.epochs, status=status(j))
+                         for j in jobs])
 
 
 def _resources(executor: str, slurm: dict | None) -> dict:
@@ -305,12 +280,10 @@ def sweep(methods: Sequence[str], data: str | None = None, model: str | None = N
     cache_dir  the results, shared by every job (None = `cropkit.results.default_cache_dir`)
     dry_run    print the jobs, their epochs and a device-hours estimate (``epoch_time`` seconds per dense epoch,
                None = measure one here), submit nothing; returns the jobs as a frame
-    wait       False: submit and return None; the same call once the jobs finished writes the table
+    wait       SLURM only: False = submit and return None; the same call once the jobs finished writes the table
     callbacks  go to every job's run (pickled: `cropkit.tracking.TensorBoard` works); other arguments as
                `cropkit.compare`
     """
-    import pandas as pd
-
     methods = [methods] if isinstance(methods, str) else list(methods)
     _check_methods(methods)
     sparsities = tuple(check_sparsity(s) for s in ((sparsity,) if isinstance(sparsity, (int, float)) else sparsity))
@@ -318,6 +291,9 @@ def sweep(methods: Sequence[str], data: str | None = None, model: str | None = N
         raise ValueError(f"sparsity must be one or more distinct targets in [0, 1); got {list(sparsities)}")
     seeds = _check_seeds(profile_settings("run", profile).seeds if seeds is None else seeds)
     resources = _resources(executor, slurm)
+    if not wait and executor == "local":
+        raise ValueError("wait=False (--no-wait) is for SLURM sweeps; a local sweep runs its jobs as this process's "
+                         "children and waits for them")
     parameters = slurm_parameters(**resources) if executor == "slurm" else {}
     _check_callbacks(callbacks, workers=2, remedy="every job of a sweep gets a copy: ")
     cache_dir = Path(cache_dir or default_cache_dir()).expanduser()
@@ -340,15 +316,13 @@ def sweep(methods: Sequence[str], data: str | None = None, model: str | None = N
     print(f"{len(jobs)} configurations ({len(methods)} methods × {len(sparsities)} sparsities × {len(seeds)} seeds): "
           f"{sum(j.cached for j in jobs)} cached, {len(todo)} to run ({executor}); cache {cache_dir}")
     if dry_run:
-        status = lambda j: "cached" if j.cached else "to run" if unique[j.key] is j else "same run as above"  # noqa
-        frame = pd.DataFrame([dict(method=j.method, sparsity=j.sparsity, seed=j.seed, epochs=j.epochs,
-                                   status=status(j)) for j in jobs])
-        print(frame.to_string(index=False))
+        print(_listing(jobs, unique).to_string(index=False))
+    if dry_run:
         print(_estimate(todo, epoch_time, profile, None if remote else device, arguments))
         if executor == "slurm" and todo:
             print(sbatch_header(folder / "jobs" / "%j", len(todo), parameters))
         print("dry run: submitted 0 jobs")
-        return frame
+        return _listing(jobs, unique)
     if todo:
         pool = make_executor(executor, folder / "jobs", parameters, resources["time_min"])
         rows = _submit(pool, executor, todo, resources["array_parallelism"], wait, progress,
@@ -356,12 +330,11 @@ def sweep(methods: Sequence[str], data: str | None = None, model: str | None = N
         if not wait:
             print(f"submitted {len(todo)} jobs; call the same sweep again when they have finished to write the table")
             return None
-        failed = [(job, row) for job, row in zip(todo, rows) if isinstance(row, Exception)]
+        failed = [f"{j.method} p={j.sparsity:g} seed {j.seed}: {e}" for j, e in zip(todo, rows)
+                  if isinstance(e, Exception)]
         if failed:
             raise RuntimeError(f"{len(failed)} of {len(todo)} jobs failed (the others are cached; the same sweep "
-                               f"retries the failed ones): " + "; ".join(
-                                   f"{j.method} p={j.sparsity:g} seed {j.seed}: {str(e).strip().splitlines()[-1]}"
-                                   for j, e in failed))
+                               f"retries the failed ones): " + "; ".join(failed))
     print(f"submitted {len(todo)} jobs")
     ran = {job.key: row for job, row in zip(todo, rows)} if todo else {}  # the rows the jobs stored
     rows = [ran[job.key] if job.key in ran else load_cached(job.path).row() for job in jobs]
