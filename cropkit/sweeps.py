@@ -158,11 +158,15 @@ def slurm_parameters(partition: str | None = None, gpus_per_job: int = 1, time_m
     parallelism; ``extra`` goes to sbatch as it is (cpus_per_task, mem, account, qos, constraint, setup, …)."""
     if not partition:
         raise ValueError("a SLURM sweep needs a partition (--partition NAME; `sinfo -s` lists them)")
+    _check_resources(gpus_per_job, time_min, array_parallelism)
+    return dict(partition=partition, gpus_per_node=gpus_per_job, time=time_min, array_parallelism=array_parallelism,
+                **extra)
+
+
+def _check_resources(gpus_per_job, time_min, array_parallelism, **_) -> None:
     check_int("gpus_per_job", gpus_per_job, 0)
     check_int("time_min (the time limit in minutes)", time_min, 1)
     check_int("array_parallelism", array_parallelism, 1)
-    return dict(partition=partition, gpus_per_node=gpus_per_job, time=time_min, array_parallelism=array_parallelism,
-                **extra)
 
 
 def sbatch_header(folder: Path, jobs: int, parameters: dict) -> str:
@@ -261,6 +265,7 @@ def _resources(executor: str, slurm: dict | None) -> dict:
         if unknown:
             raise ValueError(f"a local sweep takes only {sorted(set(SLURM) - {'partition'})} of slurm=; got {unknown}")
         given = {"array_parallelism": 1, **given, "partition": "local"}
+    _check_resources(**{**SLURM, **given})
     return {**SLURM, **given}
 
 
@@ -295,6 +300,9 @@ def sweep(methods: Sequence[str], data: str | None = None, model: str | None = N
         raise ValueError("wait=False (--no-wait) is for SLURM sweeps; a local sweep runs its jobs as this process's "
                          "children and waits for them")
     parameters = slurm_parameters(**resources) if executor == "slurm" else {}
+    if epoch_time is not None and (isinstance(epoch_time, bool) or not isinstance(epoch_time, (int, float))
+                                   or not epoch_time > 0):
+        raise ValueError(f"epoch_time (--epoch-seconds) must be a number of seconds > 0; got {epoch_time!r}")
     _check_callbacks(callbacks, workers=2, remedy="every job of a sweep gets a copy: ")
     cache_dir = Path(cache_dir or default_cache_dir()).expanduser()
     folder = Path(folder).expanduser() if folder is not None else cache_dir.parent / "sweep"

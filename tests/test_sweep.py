@@ -99,7 +99,10 @@ def test_a_slurm_sweep_finds_results_of_any_gpu_and_a_preempted_job_resubmits_it
 
 @pytest.mark.parametrize("wrong, message", [(dict(sparsity=(0.9, 0.9)), "distinct"),
                                             (dict(executor="pbs"), "unknown executor"),
-                                            (dict(slurm=dict(mem="4G")), "a local sweep takes only")])
+                                            (dict(slurm=dict(mem="4G")), "a local sweep takes only"),
+                                            (dict(slurm=dict(array_parallelism=0)), "array_parallelism must be"),
+                                            (dict(dry_run=True, epoch_time=-1), "epoch_time"),
+                                            (dict(wait=False), "for SLURM sweeps")])
 def test_a_wrong_sweep_is_refused_before_anything_runs(tmp_path, wrong, message):
     with pytest.raises(ValueError, match=message):
         ck.sweep(["dense"], profile="smoke", cache_dir=tmp_path, **wrong)
