@@ -54,8 +54,7 @@ class Context:
         c = self.cfg
         return train.Trainer(model, self.data, epochs, lr=c.lr, weight_decay=c.weight_decay,
                              schedule=schedule or c.schedule, callbacks=[*callbacks, *self.callbacks],
-                             device=self.device,
-                             progress=self.progress, seed=self.seed)
+                             device=self.device, progress=self.progress, seed=self.seed)
 
     def fit(self, trainer: train.Trainer) -> nn.Module:
         """Run ``trainer`` to the end, append its epochs to the history; returns the trained model."""

@@ -53,22 +53,21 @@ class TensorBoard(Callback):
 
     def __init__(self, log_dir: str | Path):
         self.log_dir = Path(log_dir).expanduser().absolute()  # a sweep's job may start in another folder
-        self.writer = None
-        self.reference = None     # the run's dense model, on the CPU: what the sparsities are measured against
-        self.epochs_before = 0    # epochs of the run's finished trainings: the global step's offset
+        self.writer = self.ctx = None
+        self.reference = None      # the run's dense model, on the CPU: what the sparsities are measured against
         self._detector_epochs = 0  # detector updates already logged
 
     def on_run_begin(self, config: dict, ctx) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(str(self.log_dir / run_name(config)))
+        self.ctx = ctx  # its epochs_trained: the epochs of the run's finished trainings, the global step's offset
         self.reference = ctx.build_model().cpu()  # rebuilt with the run's seed, as the result's columns are
-        self.epochs_before = 0
 
     def on_run_end(self) -> None:
         if self.writer is not None:
             self.writer.close()
-        self.writer = self.reference = None
+        self.writer = self.ctx = self.reference = None
 
     def __getstate__(self) -> dict:  # what goes to a worker process: the folder, never an open writer
         return {"log_dir": self.log_dir}
@@ -83,7 +82,7 @@ class TensorBoard(Callback):
         self._detector_epochs = 0
 
     def on_epoch_end(self, trainer) -> None:
-        step = self.epochs_before + trainer.epoch
+        step = self.ctx.epochs_trained + trainer.epoch  # as the run's history numbers its epochs
         record = trainer.history.epochs[-1]
         scalars = {"train/loss": record["train_loss"], "train/acc": record["train_acc"], "lr": record["lr"],
                    "test/loss": record.get("test_loss"), "test/acc": record.get("test_acc")}
@@ -100,5 +99,4 @@ class TensorBoard(Callback):
                 self.writer.add_scalar(tag, value, global_step=step)
 
     def on_train_end(self, trainer) -> None:
-        self.epochs_before += trainer.epoch
         self.writer.flush()
