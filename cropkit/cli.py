@@ -96,7 +96,8 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("--seeds", type=int, nargs="+", help="default: the profile's seeds")
     sweep.add_argument("--executor", default="local", choices=("local", "slurm"), help="default: local")
     sweep.add_argument("--partition", help="SLURM partition (required with --executor slurm)")
-    sweep.add_argument("--gpus-per-job", type=int, default=1, help="GPUs per SLURM job (default 1)")
+    sweep.add_argument("--gpus-per-job", type=int, default=1, help="GPUs per job (default 1; a local job sees that "
+                       "many of this machine's GPUs, 0: none)")
     sweep.add_argument("--time-limit", type=_positive_int, default=24 * 60, metavar="MIN",
                        help="time limit per job in minutes (default 1440); a job that reaches it is resubmitted "
                        "and resumes")
@@ -107,8 +108,8 @@ def parser() -> argparse.ArgumentParser:
                        "estimate; submit nothing")
     sweep.add_argument("--epoch-seconds", type=float, help="seconds of one dense epoch for the dry run's estimate "
                        "(default: measured here)")
-    sweep.add_argument("--no-wait", action="store_true", help="submit and return; the same command again later "
-                       "writes the table")
+    sweep.add_argument("--no-wait", action="store_true", help="SLURM: submit and return; the same command again "
+                       "later writes the table")
     _common(sweep, sweep=True)
     sub.add_parser("methods", help="list the methods")
     claims = sub.add_parser("claims", help="check the paper's claims: one row per claim, the paper's number, "
