@@ -18,8 +18,8 @@ cache folder, so:
 
 ``dry_run=True`` submits nothing: it prints the jobs, cached or to run, the epochs each trains at most
 (:func:`planned_epochs`) and an estimate of the device-hours, epochs × the measured time of one dense epoch
-(:func:`epoch_seconds`; structured and masked networks train no slower than dense, so it is an upper bound per
-epoch, not counting the detector's and the scoring's small extra costs).
+(:func:`epoch_seconds`; a structured network's epoch is shorter, a masked one's about as long (docs/performance.md);
+the detector's and the scoring's small extra costs are not counted).
 """
 from __future__ import annotations
 
@@ -138,9 +138,9 @@ def epoch_seconds(profile: str = "cpu", device: str | None = None, **options) ->
     """(seconds, device described) of one epoch of the dense model on the run's data, here: the training and the
     test evaluation that follows it, after the process's one-time warm-up."""
     cfg = settings("dense", profile=profile, **options)
-    dataset = data_lib.load(cfg.data, batch_size=cfg.batch_size, seed=0, limit=cfg.limit,
-                            num_workers=cfg.num_workers)
     device = train.resolve_device(device)
+    dataset = data_lib.load(cfg.data, batch_size=cfg.batch_size, seed=0, limit=cfg.limit,
+                            num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
     train.warm_up(device)
     model = models.build(cfg.model, dataset.input_shape, dataset.num_classes, width=cfg.width, seed=0)
     trainer = train.Trainer(model, dataset, 1, lr=cfg.lr, weight_decay=cfg.weight_decay, schedule=cfg.schedule,
