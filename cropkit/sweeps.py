@@ -304,8 +304,8 @@ def sweep(methods: Sequence[str], data: str | None = None, model: str | None = N
                                    or not epoch_time > 0):
         raise ValueError(f"epoch_time (--epoch-seconds) must be a number of seconds > 0; got {epoch_time!r}")
     _check_callbacks(callbacks, workers=2, remedy="every job of a sweep gets a copy: ")
-    cache_dir = Path(cache_dir or default_cache_dir()).expanduser()
-    folder = Path(folder).expanduser() if folder is not None else cache_dir.parent / "sweep"
+    cache_dir = Path(cache_dir or default_cache_dir()).expanduser().absolute()  # jobs may start elsewhere
+    folder = Path(folder).expanduser().absolute() if folder is not None else cache_dir.parent / "sweep"
     for where, path in (("cache_dir", cache_dir), ("folder", folder)):
         reason = None if dry_run else unwritable(path, folder=True)
         if reason:
