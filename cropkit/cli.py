@@ -3,6 +3,7 @@
     python -m cropkit run earlycrop-s --data digits --model cnn --sparsity 0.9 --epochs 10 --seed 0 --profile cpu
     python -m cropkit compare dense snap earlycrop-s --seeds 0 1 2 --csv outputs/table.csv
     python -m cropkit compare all --profile cpu --json outputs/table.json
+    python -m cropkit sweep dense snap earlycrop-s --sparsity 0.9 0.95 --seeds 0 1 2 --executor local --dry-run
     python -m cropkit methods
     python -m cropkit lessons my-lessons          # copy the lessons (notebooks) out of an installed cropkit
 
@@ -37,7 +38,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _common(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
+    """The run options every subcommand that runs takes; a sweep takes several sparsities and always caches."""
     from . import options, runs
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -45,15 +47,26 @@ def _common(parser: argparse.ArgumentParser) -> None:
                      "cropkit.methods):\n" + options.help_text(runs.options()))
     parser.add_argument("--data", help="dataset (default: the profile's)")
     parser.add_argument("--model", help="model name (default: the profile's)")
-    parser.add_argument("--sparsity", type=float, default=0.9, help="target weight sparsity in [0, 1) (default 0.9)")
+    if sweep:
+        parser.add_argument("--sparsity", type=float, nargs="+", default=[0.9], metavar="S",
+                            help="target weight sparsities in [0, 1) (default 0.9)")
+    else:
+        parser.add_argument("--sparsity", type=float, default=0.9,
+                            help="target weight sparsity in [0, 1) (default 0.9)")
     parser.add_argument("--epochs", type=int, help="epochs of the sparse phase (default: the profile's)")
     parser.add_argument("--width", type=float, help="width multiplier of the model (default: the profile's)")
     parser.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "paper"), help="default: cpu")
     parser.add_argument("--device", help="torch device: cpu, cuda, cuda:N, mps (default: cuda if available, else cpu)")
     parser.add_argument("--set", dest="options", type=_option, action="append", default=[], metavar="KEY=VALUE",
                         help="any other run option, e.g. --set threshold=0.05 (repeatable; listed below)")
-    parser.add_argument("--no-cache", action="store_true", help="neither replay nor store cached results")
+    if not sweep:
+        parser.add_argument("--no-cache", action="store_true", help="neither replay nor store cached results")
     parser.add_argument("--cache-dir", help="where results are cached (default: outputs/cache or $CROPKIT_CACHE)")
+    parser.add_argument("--tensorboard", metavar="DIR", help="log every run's epochs for TensorBoard into DIR "
+                        "(cropkit.tracking; open with: tensorboard --logdir DIR); a cached run logs nothing")
+    parser.add_argument("--pin-memory", action=argparse.BooleanOptionalAction, default=None,
+                        help="page-locked batches for fast copies to a GPU (default: on when the device is CUDA); "
+                        "loader workers: --set num_workers=N")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--threads", type=_positive_int, help="torch CPU threads (default: torch's; 1 is often "
                         "faster for these small networks, and steadier on a busy machine)")
@@ -77,6 +90,27 @@ def parser() -> argparse.ArgumentParser:
     many.add_argument("--csv", help="save the table here (and the per-run rows beside it)")
     many.add_argument("--json", help="save the table and the per-run rows here")
     _common(many)
+    sweep = sub.add_parser("sweep", help="one job per method × sparsity × seed through submitit (local processes "
+                           "or a SLURM array), skipping cached ones; then the paper's table")
+    sweep.add_argument("methods", nargs="+", metavar="method", help=f"'all' or any of: {' '.join(METHODS)}")
+    sweep.add_argument("--seeds", type=int, nargs="+", help="default: the profile's seeds")
+    sweep.add_argument("--executor", default="local", choices=("local", "slurm"), help="default: local")
+    sweep.add_argument("--partition", help="SLURM partition (required with --executor slurm)")
+    sweep.add_argument("--gpus-per-job", type=int, default=1, help="GPUs per job (default 1; a local job sees that "
+                       "many of this machine's GPUs, 0: none)")
+    sweep.add_argument("--time-limit", type=_positive_int, default=24 * 60, metavar="MIN",
+                       help="time limit per job in minutes (default 1440); a job that reaches it is resubmitted "
+                       "and resumes")
+    sweep.add_argument("--array-parallelism", type=_positive_int, metavar="N",
+                       help="jobs at once (default: SLURM 32, local 1)")
+    sweep.add_argument("--folder", help="where the tables and the jobs' logs go (default: beside the cache)")
+    sweep.add_argument("--dry-run", action="store_true", help="print the jobs, their epochs and a device-hours "
+                       "estimate; submit nothing")
+    sweep.add_argument("--epoch-seconds", type=float, help="seconds of one dense epoch for the dry run's estimate "
+                       "(default: measured here)")
+    sweep.add_argument("--no-wait", action="store_true", help="SLURM: submit and return; the same command again "
+                       "later writes the table")
+    _common(sweep, sweep=True)
     sub.add_parser("methods", help="list the methods")
     claims = sub.add_parser("claims", help="check the paper's claims: one row per claim, the paper's number, "
                                            "the kit's, "
@@ -96,9 +130,29 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _kwargs(args) -> dict:
+    from .tracking import TensorBoard
+
     return dict(data=args.data, model=args.model, sparsity=args.sparsity, epochs=args.epochs, width=args.width,
-                profile=args.profile, device=args.device, cache=not args.no_cache, cache_dir=args.cache_dir,
-                progress=not args.quiet, **dict(args.options))
+                profile=args.profile, device=args.device, cache_dir=args.cache_dir, progress=not args.quiet,
+                callbacks=[TensorBoard(args.tensorboard)] if args.tensorboard else [], pin_memory=args.pin_memory,
+                **({} if args.command == "sweep" else {"cache": not args.no_cache}), **dict(args.options))
+
+
+def _sweep(args) -> int:
+    from . import comparison, methods, sweeps
+
+    resources = dict(gpus_per_job=args.gpus_per_job, time_min=args.time_limit)
+    if args.partition:
+        resources["partition"] = args.partition
+    if args.array_parallelism:
+        resources["array_parallelism"] = args.array_parallelism
+    names = list(methods.METHODS) if args.methods == ["all"] else args.methods
+    table = sweeps.sweep(names, seeds=args.seeds, executor=args.executor, folder=args.folder, slurm=resources,
+                         dry_run=args.dry_run, wait=not args.no_wait, epoch_time=args.epoch_seconds,
+                         **_kwargs(args))
+    if table is not None and not args.dry_run:
+        print(comparison.markdown(table.drop(columns=["Type"])))
+    return 0
 
 
 def _check_outputs(args) -> None:
@@ -145,6 +199,8 @@ def _run(args) -> int:
 
     if args.command == "claims":
         return _claims(args)
+    if args.command == "sweep":
+        return _sweep(args)
     _check_outputs(args)
     if args.command == "run":
         result = runs.run(args.method, seed=args.seed, **_kwargs(args))
@@ -198,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, train.DivergedError) as err:  # a user's mistake, said in one line
         print(f"cropkit: error: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:  # a sweep's jobs failed, or submitit could not submit them
+        print(f"cropkit: error: {err}", file=sys.stderr)
+        return 1
     except OSError as err:  # writing an output failed after the runs (they are cached)
         print(f"cropkit: error: {err}", file=sys.stderr)
         return 1

@@ -59,7 +59,8 @@ def compare(methods: Sequence[str] = METHODS, data: str | None = None, model: st
             sparsity: float = 0.9, seeds: Sequence[int] | None = None, profile: str = "cpu",
             epochs: int | None = None, width: float | None = None, cache: bool = True,
             cache_dir: str | Path | None = None, progress: bool = True, aggregate: bool = True, workers: int = 1,
-            device: str | None = None, **options):
+            device: str | None = None, callbacks: Sequence[train.Callback] = (), pin_memory: bool | None = None,
+            **options):
     """Run every method over every seed; returns the paper's table (one line per method, in the order given,
     cells 'mean ± std' over seeds, see `cropkit.results.paper_table`) with the per-run rows in
     ``table.attrs["runs"]``, or with ``aggregate=False`` the per-run frame itself. ``seeds=None`` = the
@@ -70,6 +71,9 @@ def compare(methods: Sequence[str] = METHODS, data: str | None = None, model: st
     (small networks use two cores better as two one-thread runs than as one two-thread run). The results are
     the same; the time columns are then measured with the other workers busy beside them. Ctrl+C stops every
     worker at once; each finished run is already cached, so the same call resumes where it stopped.
+
+    ``callbacks`` go to every run (`cropkit.run`: they observe, and a cached run replays without them); with
+    ``workers > 1`` each worker gets a pickled copy, so they must pickle (`cropkit.tracking.TensorBoard` does).
     """
     import pandas as pd
 
@@ -81,23 +85,43 @@ def compare(methods: Sequence[str] = METHODS, data: str | None = None, model: st
     for method in methods:  # fail on a typo before hours of training, not after
         settings(method, data=data, model=model, epochs=epochs, width=width, profile=profile, **options)
     check_sparsity(sparsity)
+    _check_callbacks(callbacks, workers)
     reason = unwritable(cache_dir or default_cache_dir(), folder=True) if cache else None
     if reason:  # said once here: a worker's own warning would not reach the user
         warnings.warn(f"results cannot be cached in {cache_dir or default_cache_dir()} ({reason}); every run is "
                       f"returned, but will happen again next time", stacklevel=2)
     jobs = [dict(method=method, data=data, model=model, sparsity=sparsity, epochs=epochs, seed=seed, profile=profile,
                  width=width, cache=cache, cache_dir=cache_dir, progress=progress and workers == 1, device=device,
-                 **options)
+                 callbacks=list(callbacks), pin_memory=pin_memory, **options)
             for method in methods for seed in seeds]
     start = time.perf_counter()
     rows = _rows(jobs, workers, progress)
     if not aggregate:
         return pd.DataFrame(rows)
+    return table(rows, sparsity=sparsity, seeds=list(seeds), profile=profile, workers=workers,
+                 wall_seconds=time.perf_counter() - start)
+
+
+def table(rows: list[dict], **setting):
+    """The paper's table of ``rows`` (one per run, `cropkit.Result.row`; one sparsity) with its setting in
+    ``table.attrs["setting"]``: what :func:`compare` returns, and `cropkit.sweep` writes."""
     table = paper_table(rows, LABELS, FAMILIES)
-    table.attrs["setting"] = dict(data=rows[0]["dataset"], model=rows[0]["model"], sparsity=sparsity,
-                                  seeds=list(seeds), profile=profile, workers=workers,
-                                  wall_seconds=time.perf_counter() - start)
+    table.attrs["setting"] = dict(data=rows[0]["dataset"], model=rows[0]["model"], **setting)
     return table
+
+
+def _check_callbacks(callbacks, workers: int, remedy: str = "run them with workers=1, or ") -> None:
+    """Worker processes get pickled copies of the callbacks: one that does not pickle is refused before any run."""
+    import pickle
+
+    if workers == 1:
+        return
+    try:
+        pickle.dumps(list(callbacks))
+    except Exception as err:  # PicklingError, AttributeError (a local class), TypeError (an open file) ...
+        raise ValueError(f"callbacks cannot be sent to worker processes ({type(err).__name__}: {err}); {remedy}"
+                         f"give callbacks that pickle (defined at a module's top level, holding no open "
+                         f"files)") from None
 
 
 def _check_seeds(seeds) -> tuple[int, ...]:
@@ -136,3 +160,32 @@ def _rows(jobs: list[dict], workers: int, progress: bool) -> list[dict]:
             rows.append(run(**job).row())
             bar.update(1)
         return rows
+
+
+def markdown(frame) -> str:
+    """A frame as a Markdown table (index first)."""
+    frame = frame.reset_index()
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(jobs, rows: list[dict], folder: Path, **setting):
+    """The paper's table (:func:`table`) of every sparsity of ``jobs`` (`cropkit.sweeps.Job`; ``rows`` are their
+    rows, in their order), each written into ``folder`` as ``table-p<percent>.md``, ``.csv`` and ``_runs.csv``
+    (``table-p90.md`` for 0.9); returns them in one frame indexed by (sparsity, method)."""
+    import pandas as pd
+
+    from .results import save_table
+
+    tables = {}
+    for sparsity in dict.fromkeys(job.sparsity for job in jobs):
+        mine = [row for job, row in zip(jobs, rows) if job.sparsity == sparsity]
+        tables[sparsity] = table(mine, sparsity=sparsity, **setting)
+        stem = folder / f"table-p{100 * sparsity:g}"  # table-p90: the sparsity in percent
+        save_table(tables[sparsity], f"{stem}.csv")
+        Path(f"{stem}.md").write_text(markdown(tables[sparsity].drop(columns=["Type"])))
+        print(f"wrote {stem}.md and {stem.name}.csv")
+    frame = pd.concat(tables, names=["sparsity"])
+    frame.attrs["runs"] = [r for t in tables.values() for r in t.attrs["runs"]]
+    return frame

@@ -17,9 +17,10 @@ class Context:
     """What a method needs (data, settings, scoring batches, a trainer factory) and the run's bookkeeping."""
 
     def __init__(self, cfg, dataset: data_lib.Data, sparsity: float, seed: int, device: torch.device,
-                 progress: bool):
+                 progress: bool, callbacks: Sequence[train.Callback] = ()):
         self.cfg, self.data, self.sparsity, self.seed = cfg, dataset, sparsity, seed
         self.device, self.progress = device, progress
+        self.callbacks = list(callbacks)  # the caller's (logging, tracking): after the method's own in every trainer
         self.history: list[dict] = []   # one record per epoch over all trainings, epochs numbered globally
         self.epochs_trained = 0
         self.trainings = 0
@@ -52,8 +53,8 @@ class Context:
                 callbacks: Sequence[train.Callback] = ()) -> train.Trainer:
         c = self.cfg
         return train.Trainer(model, self.data, epochs, lr=c.lr, weight_decay=c.weight_decay,
-                             schedule=schedule or c.schedule, callbacks=callbacks, device=self.device,
-                             progress=self.progress, seed=self.seed)
+                             schedule=schedule or c.schedule, callbacks=[*callbacks, *self.callbacks],
+                             device=self.device, progress=self.progress, seed=self.seed)
 
     def fit(self, trainer: train.Trainer) -> nn.Module:
         """Run ``trainer`` to the end, append its epochs to the history; returns the trained model."""

@@ -8,6 +8,13 @@
 | cifar10/100 | torchvision, stored under ``root``                  | (3, 32, 32) |
 | synthetic   | random tensors of any shape, for timing only        | as asked    |
 
+**Feeding a GPU.** ``num_workers`` worker processes load (and augment) batches beside the training process, and
+``pin_memory`` page-locks them so that the trainer's ``.to(device, non_blocking=True)`` copies asynchronously.
+The defaults (0 workers, no pinning) suit the small CPU datasets; workers persist across epochs and are seeded
+from the loader's seeded generator, so a run repeats. With random augmentation (CIFAR) the workers draw their own
+random streams: the batches, hence the results, differ between worker counts (``num_workers`` is in the cache key).
+The order of the samples never depends on the workers (the sampler runs in the training process).
+
 The train/test split of ``digits`` is fixed (split seed 0) whatever ``seed`` is, so runs with different seeds
 are evaluated on the same test set; ``seed`` drives the shuffling of the training loader.
 Nothing is ever substituted: a CIFAR set that cannot be found or downloaded raises an error that says how to
@@ -21,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 SPLIT_SEED = 0  # fixed: the test set does not move with the run's seed
 
@@ -58,11 +65,41 @@ def take(loader, n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return batches
 
 
-def _loaders(x_train, y_train, x_test, y_test, batch_size, seed) -> tuple[DataLoader, DataLoader]:
-    generator = torch.Generator().manual_seed(seed)
-    train = DataLoader(TensorDataset(x_train, y_train), batch_size=batch_size, shuffle=True, generator=generator)
-    test = DataLoader(TensorDataset(x_test, y_test), batch_size=max(batch_size, 256), shuffle=False)
-    return train, test
+def _seed_worker(worker_id: int) -> None:
+    """Seed a loader worker's Python and NumPy generators from its torch seed, which the DataLoader derives from
+    the loader's seeded generator (PyTorch's reproducibility recipe): augmentation repeats from run to run."""
+    import random
+
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+class _Shuffle(RandomSampler):
+    """A new order every epoch from a seeded generator. Each epoch first draws from it what a shuffling DataLoader
+    draws (its workers' base seed) before the permutation, so the order is the one a ``DataLoader(shuffle=True,
+    generator=g)`` without workers gives, whatever the number of workers and whether they persist (a persistent
+    pool draws that seed once, not every epoch, which would shift every later epoch's order)."""
+
+    def __iter__(self):
+        torch.empty((), dtype=torch.int64).random_(generator=self.generator)
+        yield from super().__iter__()
+
+
+def _loader_pair(train, test, batch_size, seed, *, num_workers=0, pin_memory=False) -> tuple[DataLoader, DataLoader]:
+    """The training loader (shuffled by a generator seeded with ``seed``) and the test loader, with
+    ``num_workers`` persistent worker processes each, seeded from a generator of their own, and pinned batches if
+    asked."""
+    loading = dict(num_workers=num_workers, pin_memory=pin_memory, persistent_workers=num_workers > 0,
+                   worker_init_fn=_seed_worker if num_workers > 0 else None)
+    order = _Shuffle(train, generator=torch.Generator().manual_seed(seed))
+    workers = torch.Generator().manual_seed(seed)  # the workers' seeds: never drawn from the order's generator
+    return (DataLoader(train, batch_size=batch_size, sampler=order, generator=workers, **loading),
+            DataLoader(test, batch_size=max(batch_size, 256), shuffle=False, **loading))
+
+
+def _loaders(x_train, y_train, x_test, y_test, batch_size, seed, **loading) -> tuple[DataLoader, DataLoader]:
+    return _loader_pair(TensorDataset(x_train, y_train), TensorDataset(x_test, y_test), batch_size, seed, **loading)
 
 
 def _standardise(x_train: torch.Tensor, x_test: torch.Tensor):
@@ -74,7 +111,7 @@ def _subset(x, y, n):
     return (x, y) if n is None else (x[:n], y[:n])
 
 
-def _digits(batch_size, seed, limit, **_):
+def _digits(batch_size, seed, limit, *, loading, **_):
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -85,7 +122,7 @@ def _digits(batch_size, seed, limit, **_):
     train, test = order[:n_train], order[n_train:]
     x_train, x_test = _standardise(x[train], x[test])
     x_train, y_train = _subset(x_train, y[train], limit)
-    return _loaders(x_train, y_train, x_test, y[test], batch_size, seed), (1, 8, 8), 10
+    return _loaders(x_train, y_train, x_test, y[test], batch_size, seed, **loading), (1, 8, 8), 10
 
 
 # Samples generated for each MNIST-1D variant (80 % train, 20 % test, mnist1d's own fixed split). "mnist1d" is the
@@ -146,14 +183,14 @@ def _mnist1d_arrays(root, num_samples: int = 5000) -> dict:
     return d
 
 
-def _mnist1d(batch_size, seed, limit, *, name, root, **_):
+def _mnist1d(batch_size, seed, limit, *, name, root, loading, **_):
     d = _mnist1d_arrays(root, MNIST1D_SIZES[name])
     x_train = torch.tensor(d["x"], dtype=torch.float32).unsqueeze(1)  # (4000, 1, 40) for "mnist1d"
     x_test = torch.tensor(d["x_test"], dtype=torch.float32).unsqueeze(1)  # (1000, 1, 40)
     x_train, x_test = _standardise(x_train, x_test)
     x_train, y_train = _subset(x_train, torch.tensor(d["y"], dtype=torch.long), limit)
     y_test = torch.tensor(d["y_test"], dtype=torch.long)
-    return _loaders(x_train, y_train, x_test, y_test, batch_size, seed), (1, 40), 10
+    return _loaders(x_train, y_train, x_test, y_test, batch_size, seed, **loading), (1, 40), 10
 
 
 def _check_cifar_files(cls, folder: Path, name: str) -> None:
@@ -169,7 +206,7 @@ def _check_cifar_files(cls, folder: Path, name: str) -> None:
                          f"afresh, or extract {cls.filename} into {folder.parent}/ again.")
 
 
-def _cifar(batch_size, seed, limit, *, name, root, download, **_):
+def _cifar(batch_size, seed, limit, *, name, root, download, loading, **_):
     import torchvision
     from torchvision import transforms
 
@@ -193,17 +230,15 @@ def _cifar(batch_size, seed, limit, *, name, root, download, **_):
             f"For an offline run use data='digits' or data='mnist1d' explicitly.") from err
     if limit is not None:
         train = torch.utils.data.Subset(train, range(min(limit, len(train))))
-    generator = torch.Generator().manual_seed(seed)
-    return (DataLoader(train, batch_size=batch_size, shuffle=True, generator=generator),
-            DataLoader(test, batch_size=max(batch_size, 256), shuffle=False)), (3, 32, 32), len(test.classes)
+    return _loader_pair(train, test, batch_size, seed, **loading), (3, 32, 32), len(test.classes)
 
 
-def _synthetic(batch_size, seed, limit, *, shape, num_classes, size, **_):
+def _synthetic(batch_size, seed, limit, *, shape, num_classes, size, loading, **_):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(size, *shape, generator=g)
     y = torch.randint(0, num_classes, (size,), generator=g)
     test = max(1, size // 4)
-    return _loaders(x[:limit], y[:limit], x[:test], y[:test], batch_size, seed), tuple(shape), num_classes
+    return _loaders(x[:limit], y[:limit], x[:test], y[:test], batch_size, seed, **loading), tuple(shape), num_classes
 
 
 LOADERS = {"digits": _digits, "mnist1d": _mnist1d, "mnist1d-large": _mnist1d, "cifar10": _cifar, "cifar100": _cifar,
@@ -212,7 +247,7 @@ LOADERS = {"digits": _digits, "mnist1d": _mnist1d, "mnist1d-large": _mnist1d, "c
 
 def load(name: str, root: str | Path | None = None, batch_size: int = 128, seed: int = 0, *, limit: int | None = None,
          download: bool = True, shape: tuple[int, ...] = (3, 32, 32), num_classes: int = 10,
-         size: int = 512) -> Data:
+         size: int = 512, num_workers: int = 0, pin_memory: bool | None = False) -> Data:
     """Load a dataset by name.
 
     root       where datasets are stored; None = `cropkit.paths.data_root()` (``$CROPKIT_DATA``, the checkout's
@@ -220,6 +255,8 @@ def load(name: str, root: str | Path | None = None, batch_size: int = 128, seed:
     limit      keep only the first ``limit`` training samples (smoke runs); the test set is never cut
     download   CIFAR only: try to download into ``root`` when the files are missing
     shape, num_classes, size   synthetic only
+    num_workers  loader worker processes (persistent, seeded); 0 = load in this process
+    pin_memory   page-locked batches for fast copies to a GPU; None = when CUDA is available
     """
     if name not in LOADERS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {list(LOADERS)}")
@@ -227,11 +264,15 @@ def load(name: str, root: str | Path | None = None, batch_size: int = 128, seed:
         raise ValueError(f"batch_size must be >= 1; got {batch_size}")
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be None or >= 1; got {limit}")
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise ValueError(f"num_workers must be an integer >= 0 (0: load in this process); got {num_workers!r}")
+    if pin_memory is None:
+        pin_memory = torch.cuda.is_available()
     if root is None:
         from .paths import data_root
 
         root = data_root()
     (train, test), input_shape, classes = LOADERS[name](
         batch_size, seed, limit, name=name, root=root, download=download, shape=shape, num_classes=num_classes,
-        size=size)
+        size=size, loading=dict(num_workers=num_workers, pin_memory=bool(pin_memory)))
     return Data(name, train, test, input_shape, classes)

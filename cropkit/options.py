@@ -87,6 +87,9 @@ COMMON: tuple[Option, ...] = (
     Option("schedule", str, "learning-rate schedule of every sparse phase (cropkit.train)"),
     Option("score_batches", int, "training batches a pruning criterion is scored on", minimum=1),
     Option("measure_emissions", bool, "measure CO₂ emissions with codecarbon"),
+    # in the key: with random augmentation (CIFAR) each worker draws its own random stream, so the batches differ
+    Option("num_workers", int, "DataLoader worker processes (0: load in the training process)", default=0,
+           minimum=0),
 )
 
 

@@ -5,9 +5,11 @@ training and the cost columns of the paper's result tables (Rachwan et al. 2022,
 """
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -117,10 +119,36 @@ def _measure(ctx: Context, final: nn.Module) -> dict:
     )
 
 
+def configuration(method: str, data: str | None = None, model: str | None = None, sparsity: float = 0.9,
+                  epochs: int | None = None, seed: int = 0, profile: str = "cpu", width: float | None = None,
+                  device: str | None = None, **options) -> tuple:
+    """``(settings, configuration)`` of a run, validated as :func:`run` validates them: the configuration is
+    everything that decides the result, and its hash the cache key (``cropkit.results.cache_path(dir, config)``
+    is where :func:`run` stores it; `cropkit.sweep` looks there before submitting a job)."""
+    _check_method(method)
+    sparsity = 0.0 if method == "dense" else check_sparsity(sparsity)
+    check_int("seed", seed, 0)
+    cfg = settings(method, data=data, model=model, epochs=epochs, width=width, profile=profile, **options)
+    return cfg, _config(method, cfg, sparsity, seed, train.resolve_device(device))
+
+
+@contextlib.contextmanager
+def _observed(callbacks, config: dict, ctx: Context):
+    """Tell the callbacks that listen (``on_run_begin`` / ``on_run_end``) that the run starts and ends."""
+    for callback in callbacks:
+        getattr(callback, "on_run_begin", lambda *_: None)(config, ctx)
+    try:
+        yield
+    finally:
+        for callback in callbacks:
+            getattr(callback, "on_run_end", lambda: None)()
+
+
 def run(method: str, data: str | None = None, model: str | None = None, sparsity: float = 0.9,
         epochs: int | None = None, seed: int = 0, profile: str = "cpu", width: float | None = None,
         cache: bool = True, cache_dir: str | Path | None = None, progress: bool = True,
-        device: str | None = None, root: str | Path | None = None, **options) -> Result:
+        device: str | None = None, root: str | Path | None = None, callbacks: Sequence[train.Callback] = (),
+        pin_memory: bool | None = None, **options) -> Result:
     """Run one method once and measure it. ``None`` = the profile's value (`cropkit.profiles.RUN`),
     except ``limit=None`` given explicitly, which means the whole training set (omit ``limit`` for the profile's).
 
@@ -129,25 +157,31 @@ def run(method: str, data: str | None = None, model: str | None = None, sparsity
     cache      replay a stored result of the identical configuration, else run and store it; False: neither.
                A cache that cannot be written costs nothing but a warning: the result is still returned.
     device     a torch device this machine has ("cpu", "cuda", "cuda:1", ...); None = CUDA if present, else CPU
-    options    any declared option (`cropkit.runs.options()`: batch_size, lr, score_batches, limit, …, and the
-               methods' own: max_dense_epochs, threshold, rule, ltr_rounds, ticks, …); see ``cropkit run --help``
+    callbacks  extra `cropkit.train.Callback`s handed to every Trainer the method builds, after its own (e.g.
+               `cropkit.tracking.TensorBoard`); one with ``on_run_begin(config, ctx)`` / ``on_run_end()`` also
+               hears when the run starts and ends. They observe: not in the cache key, and a cached result
+               replays without calling them.
+    pin_memory page-locked loader batches, for faster host → GPU copies; None = on when ``device`` is CUDA.
+               Not in the cache key (it cannot change a result); ``num_workers`` (an option) is.
+    options    any declared option (`cropkit.runs.options()`: batch_size, lr, score_batches, limit, num_workers, …,
+               and the methods' own: max_dense_epochs, threshold, rule, ltr_rounds, ticks, …); see
+               ``cropkit run --help``
     """
-    spec = _check_method(method)
-    sparsity = 0.0 if method == "dense" else check_sparsity(sparsity)
-    check_int("seed", seed, 0)
-    cfg = settings(method, data=data, model=model, epochs=epochs, width=width, profile=profile, **options)
-    device = train.resolve_device(device)
-    config = _config(method, cfg, sparsity, seed, device)
+    cfg, config = configuration(method, data=data, model=model, sparsity=sparsity, epochs=epochs, seed=seed,
+                                profile=profile, width=width, device=device, **options)
+    spec, sparsity, device = REGISTRY[method], config["sparsity"], train.resolve_device(device)
     path = cache_path(cache_dir or default_cache_dir(), config)
     if cache:
         cached = load_cached(path)
         if cached is not None:
             return cached
 
-    dataset = data_lib.load(cfg.data, root=root, batch_size=cfg.batch_size, seed=seed, limit=cfg.limit)
-    ctx = Context(cfg, dataset, sparsity, seed, device, progress)
+    dataset = data_lib.load(cfg.data, root=root, batch_size=cfg.batch_size, seed=seed, limit=cfg.limit,
+                            num_workers=cfg.num_workers,
+                            pin_memory=device.type == "cuda" if pin_memory is None else pin_memory)
+    ctx = Context(cfg, dataset, sparsity, seed, device, progress, callbacks=callbacks)
     train.warm_up(device)  # the process's one-time imports and kernel set-up stay out of train_seconds
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, _observed(callbacks, config, ctx):
         warnings.simplefilter("always")
         with measure.Emissions(enabled=cfg.measure_emissions) as emissions:
             start = time.perf_counter()
