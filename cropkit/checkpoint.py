@@ -89,18 +89,19 @@ def conform(model: nn.Module, state: dict[str, torch.Tensor], parameters: list[s
     masks of `cropkit.masks` added or removed, tensors resized (structured removal), tensors the saved model had
     and this one lacks added (``parameters`` names the saved parameters), tensors it has and the saved lacks removed
     (the gates of `cropkit.gates`). Size attributes (``out_channels``, ``num_features``, …) follow the tensors."""
-    modules = dict(model.named_modules())
-    for name, module in list(modules.items()):
-        saved_mask = state.get(f"{name}{_MASK}" if name else _MASK[1:])
+    depthwise = {m: _depthwise(m) for m in model.modules()}  # before any resize changes the channel counts
+    touched = set()
+    for name, module in list(model.named_modules()):
+        saved_mask = state.get(f"{name}{_MASK}")
         if parametrize.is_parametrized(module, "weight") and saved_mask is None:
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
         elif saved_mask is not None and not parametrize.is_parametrized(module, "weight"):
-            _resize(module, "weight", saved_mask.shape)
+            if _resize(module, "weight", saved_mask.shape):
+                touched.add(module)
             _set_mask(module, saved_mask.to(module.weight.device))
     modules = dict(model.named_modules())
     current = model.state_dict(keep_vars=True)
     device = next(iter(current.values()), torch.empty(0)).device
-    touched = {}
     for key, value in state.items():
         owner, _, attr = key.rpartition(".")
         module = modules.get(owner)
@@ -112,11 +113,10 @@ def conform(model: nn.Module, state: dict[str, torch.Tensor], parameters: list[s
                 module.register_parameter(attr, nn.Parameter(fresh))
             else:
                 module.register_buffer(attr, fresh)
-        elif current[key].shape != value.shape:
-            touched[module] = touched.get(module, _depthwise(module))
-            _resize(module, attr, value.shape)
-    for module, depthwise in touched.items():
-        _sync_shape_attributes(module, depthwise)
+        elif _resize(module, attr, value.shape):
+            touched.add(module)
+    for module in touched:
+        _sync_shape_attributes(module, depthwise[module])
     for key in set(current) - set(state):
         owner, _, attr = key.rpartition(".")
         delattr(modules[owner], attr)
@@ -129,12 +129,14 @@ def _depthwise(module: nn.Module) -> bool:
         == module.out_channels
 
 
-def _resize(module: nn.Module, attr: str, shape: torch.Size) -> None:
+def _resize(module: nn.Module, attr: str, shape: torch.Size) -> bool:
+    """Give ``module.attr`` the shape ``shape`` (values undefined until loaded); True if it changed."""
     current = getattr(module, attr)
     if current.shape == shape:
-        return
+        return False
     fresh = torch.empty(shape, dtype=current.dtype, device=current.device)
     setattr(module, attr, nn.Parameter(fresh, current.requires_grad) if isinstance(current, nn.Parameter) else fresh)
+    return True
 
 
 # ----------------------------------------------------------------------------- one run's checkpoint
