@@ -213,3 +213,26 @@ def test_conform_refuses_a_state_of_another_architecture():
     model = models.build("cnn", (1, 8, 8), 10, width=0.25, seed=0)
     with pytest.raises(checkpoint.CheckpointError, match="no module"):
         checkpoint.conform(model, {"nowhere.weight": torch.zeros(1)}, ["nowhere.weight"])
+
+
+def test_batchnorm_penalty_is_on_after_a_restore_exactly_when_it_was_on_before():
+    """The penalty is a gradient hook on γ: restored into a model whose γ may be new tensors, it must act once when
+    it was on and not at all when a prune had ended it."""
+    from types import SimpleNamespace
+
+    from cropkit.callbacks import BatchNormL1
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.BatchNorm2d(3))
+    penalty = BatchNormL1(model, 0.5)
+    gamma = model[1].weight
+
+    def penalty_gradient():
+        gamma.grad = None
+        (0 * model(torch.randn(2, 1, 4, 4)).sum()).backward()
+        return gamma.grad
+
+    assert torch.equal(penalty_gradient(), torch.full((3,), 0.5))
+    penalty.load_state_dict(dict(active=True), SimpleNamespace(model=model))
+    assert torch.equal(penalty_gradient(), torch.full((3,), 0.5))  # once, not twice
+    penalty.load_state_dict(dict(active=False), SimpleNamespace(model=model))
+    assert torch.equal(penalty_gradient(), torch.zeros(3)) and penalty.state_dict() == dict(active=False)
