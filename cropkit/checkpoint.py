@@ -32,7 +32,9 @@ from .structured import _sync_shape_attributes
 from .train import Callback
 
 FORMAT = 1
-_MASK, _ORIGINAL = ".parametrizations.weight.0.mask", ".parametrizations.weight.original"
+_MASK = ".parametrizations.weight.0.mask"  # the buffer of a cropkit.masks.Mask
+_KEYS = {"format", "config", "training", "epoch", "seconds", "warnings", "context", "model", "parameters", "trainer",
+         "callbacks"}
 
 
 class CheckpointError(ValueError):
@@ -66,7 +68,8 @@ def load(path: Path, config: str) -> dict | None:
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-        why = None if isinstance(state, dict) and state.get("format") == FORMAT else "not a cropkit checkpoint"
+        why = None if isinstance(state, dict) and state.get("format") == FORMAT and _KEYS <= state.keys() \
+            else "not a cropkit checkpoint"
         why = why or (None if state.get("config") == config else "it belongs to another configuration")
     except Exception as err:  # truncated, corrupt, or not a torch file: all mean the same here
         why = f"it cannot be read ({type(err).__name__}: {err})"
@@ -178,13 +181,11 @@ class CheckpointFile:
     def write(self, ctx, trainer, training: int) -> None:
         if self.failed:
             return
-        callbacks = [c for c in trainer.callbacks if not isinstance(c, Checkpoint)]
         state = dict(format=FORMAT, config=self.config, training=training, epoch=trainer.epoch,
                      seconds=self.seconds(), warnings=self.warnings(), context=ctx.bookkeeping(),
                      model=trainer.model.state_dict(), parameters=[n for n, _ in trainer.model.named_parameters()],
                      trainer=trainer.state_dict(),
-                     callbacks=[dict(kind=type(c).__name__, state=c.state_dict() if hasattr(c, "state_dict") else None)
-                                for c in callbacks])
+                     callbacks=[dict(kind=type(c).__name__, state=c.state_dict()) for c in _stateful(trainer)])
         try:
             save(self.path, state)
         except OSError as err:
@@ -195,7 +196,7 @@ class CheckpointFile:
     def restore(self, ctx, trainer) -> None:
         """Load the saved training into ``trainer`` (called from its ``on_train_begin``, after the seeding)."""
         saved, self.saved = self.saved, None
-        callbacks = [c for c in trainer.callbacks if not isinstance(c, Checkpoint)]
+        callbacks = _stateful(trainer)
         kinds = [c["kind"] for c in saved["callbacks"]]
         try:
             if kinds != [type(c).__name__ for c in callbacks]:
@@ -203,13 +204,17 @@ class CheckpointFile:
                                       f"{[type(c).__name__ for c in callbacks]}")
             conform(trainer.model, saved["model"], saved["parameters"])
             for callback, entry in zip(callbacks, saved["callbacks"]):
-                if entry["state"] is not None:
-                    callback.load_state_dict(entry["state"], trainer)
+                callback.load_state_dict(entry["state"], trainer)
             trainer.load_state_dict(saved["trainer"])
+            ctx.restore(saved["context"])
         except (KeyError, ValueError, RuntimeError, TypeError, AttributeError) as err:
-            raise CheckpointError(f"the checkpoint {self.path} does not fit this run: {err}") from err
-        ctx.restore(saved["context"])
+            raise CheckpointError(f"the checkpoint {self.path} does not fit this run: {err!r}") from err
         self.caught_from = len(self.caught)
+
+
+def _stateful(trainer) -> list:
+    """The trainer's callbacks that keep state (a stateless one, e.g. a logger, may come and go between runs)."""
+    return [c for c in trainer.callbacks if hasattr(c, "state_dict") and not isinstance(c, Checkpoint)]
 
 
 def _index(trainer) -> int:

@@ -250,7 +250,7 @@ def bn_channel_mask(model: nn.Module, ratio: float) -> Tensor:
 
 def hamming(a: Tensor, b: Tensor) -> float:
     """Normalised Hamming distance between two masks: the fraction of positions where they differ."""
-    return (a != b).float().mean().item()
+    return (a != b.to(a.device)).float().mean().item()  # a resumed run's window comes back on the CPU
 
 
 class EarlyBirdDetector:
