@@ -60,17 +60,22 @@ print(json.dumps(ended))
 
 
 @pytest.fixture(scope="module")
-def killed(tmp_path_factory) -> dict:
-    """Every case run in a process of its own and killed with SIGKILL: {case: (cache dir, signal, stderr)}."""
+def killed(tmp_path_factory, one_thread) -> dict:
+    """Every case run in a process of its own and killed with SIGKILL, and (meanwhile, in this process) run
+    uninterrupted without a cache: {case: (cache dir, signal, stderr, reference result, its final tensors)}."""
     base = tmp_path_factory.mktemp("killed")
     cases = {case: (method, {**SMALL, **options}, target, str(base / case.replace(" ", "_")))
              for case, method, options, target in CASES}
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-c", KILLER, json.dumps(cases)], env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    ended = json.loads(done.stdout.strip().splitlines()[-1])
-    return {case: (Path(cases[case][3]), ended[case], done.stderr[-2000:]) for case in cases}
+    child = subprocess.Popen([sys.executable, "-c", KILLER, json.dumps(cases)], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        references = {case: run_keeping_model(monkeypatch, method, cache=False, **options)
+                      for case, (method, options, _, _) in cases.items()}
+    out, err = child.communicate(timeout=300)
+    assert child.returncode == 0, err[-3000:]
+    ended = json.loads(out.strip().splitlines()[-1])
+    return {case: (Path(cases[case][3]), ended[case], err[-2000:], *references[case]) for case in cases}
 
 
 def run_keeping_model(monkeypatch, method: str, **kw) -> tuple[cropkit.Result, dict[str, torch.Tensor]]:
@@ -109,7 +114,7 @@ def assert_same_run(resumed: cropkit.Result, model: dict, reference: cropkit.Res
 @pytest.mark.parametrize("case, method, options, target", CASES, ids=[c[0] for c in CASES])
 def test_a_run_killed_after_any_epoch_resumes_to_the_uninterrupted_result(killed, monkeypatch, one_thread, case,
                                                                           method, options, target):
-    cache_dir, ended_by, stderr = killed[case]
+    cache_dir, ended_by, stderr, reference, reference_model = killed[case]
     assert ended_by == signal.SIGKILL, f"the run was not killed (signal or -exit code {ended_by}):\n{stderr}"
     [ckpt] = list(cache_dir.glob("*.ckpt.pt"))
     assert not list(cache_dir.glob("*.json")) and not list(cache_dir.glob(".*.tmp"))
@@ -121,7 +126,6 @@ def test_a_run_killed_after_any_epoch_resumes_to_the_uninterrupted_result(killed
     assert not resumed.from_cache
     assert not ckpt.exists() and ckpt.with_name(ckpt.name.replace(".ckpt.pt", ".json")).exists()
     assert resumed.epochs_trained > target[1]
-    reference, reference_model = run_keeping_model(monkeypatch, method, cache=False, **kw)
     assert_same_run(resumed, model, reference, reference_model)
     if method == "earlycrop-u" and target[1] > options["max_dense_epochs"]:
         assert any(k.endswith(".mask") for k in model)      # the masks came back from the checkpoint
