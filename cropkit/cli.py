@@ -52,7 +52,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="torch device: cpu, cuda, cuda:N, mps (default: cuda if available, else cpu)")
     parser.add_argument("--set", dest="options", type=_option, action="append", default=[], metavar="KEY=VALUE",
                         help="any other run option, e.g. --set threshold=0.05 (repeatable; listed below)")
-    parser.add_argument("--no-cache", action="store_true", help="neither replay nor store cached results")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="neither replay nor store cached results, nor checkpoint (with the cache, a run started "
+                             "again resumes from its last finished epoch)")
     parser.add_argument("--cache-dir", help="where results are cached (default: outputs/cache or $CROPKIT_CACHE)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--threads", type=_positive_int, help="torch CPU threads (default: torch's; 1 is often "
