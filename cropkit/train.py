@@ -247,7 +247,7 @@ class Trainer:
     def state_dict(self) -> dict:
         """Everything of the loop a resumed run needs, but the model: counters, plan, history, optimizer,
         schedule, the names of the optimized parameters (in the optimizer's order) and the RNG states."""
-        history = dict(epochs=self.history.epochs, step_loss=self.history.step_loss)
+        history = dict(epochs=self.history.epochs, step_loss=torch.tensor(self.history.step_loss, dtype=torch.float64))
         return dict(epoch=self.epoch, step=self.step, epochs=self.epochs, stop=self.stop, schedule=self.schedule_name,
                     last_loss=self.last_loss, history=history,
                     parameters=self._optimized(), optimizer=self.optimizer.state_dict(),
@@ -257,7 +257,7 @@ class Trainer:
         """Continue from :meth:`state_dict`; ``self.model`` must already have the saved tensors (names, shapes)."""
         self.epoch, self.step, self.epochs, self.stop = state["epoch"], state["step"], state["epochs"], state["stop"]
         self.epoch_step, self.last_loss = 0, state["last_loss"]
-        self.history = History([dict(e) for e in state["history"]["epochs"]], list(state["history"]["step_loss"]))
+        self.history = History([dict(e) for e in state["history"]["epochs"]], state["history"]["step_loss"].tolist())
         self.reset_optimizer(schedule=state["schedule"])
         if self._optimized() != state["parameters"]:
             raise ValueError(f"the model's parameters {self._optimized()} are not those of the saved optimizer "

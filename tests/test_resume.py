@@ -240,3 +240,42 @@ def test_batchnorm_penalty_is_on_after_a_restore_exactly_when_it_was_on_before()
     assert torch.equal(penalty_gradient(), torch.full((3,), 0.5))  # once, not twice
     penalty.load_state_dict(dict(active=False), SimpleNamespace(model=model))
     assert torch.equal(penalty_gradient(), torch.zeros(3)) and penalty.state_dict() == dict(active=False)
+
+
+def test_a_trainer_continued_from_its_state_dict_ends_where_the_uninterrupted_one_ends(tmp_path):
+    """The loop alone: shuffled batches (the loader's generator), dropout (torch's generator) and a one-cycle
+    schedule, stopped after epoch 2 of 4, saved, loaded with weights_only into a fresh trainer and model."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from cropkit.train import Trainer
+
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(64, 6, generator=g), torch.randint(0, 3, (64,), generator=g))
+
+    def trainer(epochs):
+        loaders = (DataLoader(data, batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(1)),
+                   DataLoader(data, batch_size=64))
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 3))
+        return Trainer(model, loaders, epochs, schedule="onecycle", progress=False, device="cpu")
+
+    whole = trainer(4)
+    whole.fit()
+    first = trainer(4)
+    first.epochs = 2  # stops after epoch 2, with the schedule of 4 epochs
+    first.fit()
+    first.epochs = 4
+    torch.save(dict(model=first.model.state_dict(), trainer=first.state_dict()), tmp_path / "state.pt")
+    saved = torch.load(tmp_path / "state.pt", weights_only=True)
+    second = trainer(4)
+    second.model.load_state_dict(saved["model"])
+
+    class Resume(cropkit.train.Callback):
+        def on_train_begin(self, t):
+            t.load_state_dict(saved["trainer"])
+
+    second.callbacks.append(Resume())
+    second.fit()
+    assert all(torch.equal(a, b) for a, b in zip(second.model.state_dict().values(), whole.model.state_dict().values()))
+    assert second.history.step_loss == whole.history.step_loss and second.epoch == 4
+    assert [e["train_loss"] for e in second.history.epochs] == [e["train_loss"] for e in whole.history.epochs]
