@@ -154,6 +154,10 @@ def run(method: str, data: str | None = None, model: str | None = None, sparsity
     ckpt = checkpoint.CheckpointFile(checkpoint.path_for(path), config_text) if cache else None
     try:
         result = _execute(spec, cfg, sparsity, seed, device, progress, root, config, path, ckpt)
+    except train.DivergedError:  # it would diverge again from its checkpoint
+        if ckpt is not None:
+            checkpoint.discard(ckpt.path)
+        raise
     except checkpoint.CheckpointError as err:  # never a silent wrong resume: start over
         warnings.warn(f"{err}; it is deleted and the run starts over", stacklevel=2)
         checkpoint.discard(ckpt.path)

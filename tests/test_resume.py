@@ -279,3 +279,16 @@ def test_a_trainer_continued_from_its_state_dict_ends_where_the_uninterrupted_on
     assert all(torch.equal(a, b) for a, b in zip(second.model.state_dict().values(), whole.model.state_dict().values()))
     assert second.history.step_loss == whole.history.step_loss and second.epoch == 4
     assert [e["train_loss"] for e in second.history.epochs] == [e["train_loss"] for e in whole.history.epochs]
+
+
+def test_a_run_that_diverges_leaves_no_checkpoint(tmp_path, monkeypatch, one_thread):
+    write = checkpoint.save
+
+    def save(path, state):  # the loss becomes NaN right after epoch 1's checkpoint
+        write(path, state)
+        raise cropkit.train.DivergedError("the training loss became nan")
+
+    monkeypatch.setattr(checkpoint, "save", save)
+    with pytest.raises(cropkit.train.DivergedError):
+        cropkit.run("dense", cache_dir=tmp_path, **SMALL)
+    assert not list(tmp_path.iterdir())
