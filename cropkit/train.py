@@ -47,9 +47,9 @@ def seed_everything(seed: int) -> None:
 
 def rng_state(loader=None) -> dict:
     """Every random number generator a CPU training draws from (Python, NumPy, torch, CUDA if present, and the
-    shuffling generator of ``loader``), as tensors, lists and numbers (loadable with ``weights_only=True``)."""
+    shuffling generator of ``loader``), as tensors, tuples and numbers (loadable with ``weights_only=True``)."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    state = dict(python=_listed(random.getstate()), torch=torch.get_rng_state(),
+    state = dict(python=random.getstate(), torch=torch.get_rng_state(),
                  numpy=dict(kind=kind, keys=torch.from_numpy(keys.astype(np.int64)), pos=pos, has_gauss=has_gauss,
                             gauss=gauss))
     if torch.cuda.is_available():
@@ -61,7 +61,7 @@ def rng_state(loader=None) -> dict:
 
 def set_rng_state(state: dict, loader=None) -> None:
     """Put back what :func:`rng_state` took."""
-    random.setstate(_tupled(state["python"]))
+    random.setstate(state["python"])
     n = state["numpy"]
     np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
     torch.set_rng_state(state["torch"])
@@ -69,14 +69,6 @@ def set_rng_state(state: dict, loader=None) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
     if "loader" in state and getattr(loader, "generator", None) is not None:
         loader.generator.set_state(state["loader"])
-
-
-def _listed(value):
-    return [_listed(v) for v in value] if isinstance(value, (tuple, list)) else value
-
-
-def _tupled(value):
-    return tuple(_tupled(v) for v in value) if isinstance(value, (tuple, list)) else value
 
 
 def default_device() -> torch.device:
