@@ -57,6 +57,17 @@ class DetectorCallback(Callback):
     def forced(self) -> bool:
         return self.detector.forced
 
+    def state_dict(self) -> dict:
+        return dict(detector=self.detector.state_dict(), step_distances=self.step_distances,
+                    fired_epoch=self.fired_epoch, fired_step=self.fired_step, replaced=self._replaced,
+                    watched=None if self._watched is None else [[n, list(shape)] for n, shape in self._watched])
+
+    def load_state_dict(self, state: dict, trainer) -> None:
+        self.detector.load_state_dict(state["detector"])
+        self.step_distances = list(state["step_distances"])
+        self.fired_epoch, self.fired_step, self._replaced = state["fired_epoch"], state["fired_step"], state["replaced"]
+        self._watched = None if state["watched"] is None else [(n, tuple(shape)) for n, shape in state["watched"]]
+
     def watching(self, trainer) -> bool:
         """Whether the detector can still be fed: before it fired, or while the network is the one it watched."""
         if self._watched is not None and not self._replaced:
@@ -111,6 +122,12 @@ class Snapshot(Callback):
         if trainer.epoch == self.epoch:
             self.state = state_of(trainer.model)
 
+    def state_dict(self) -> dict:
+        return dict(state=self.state)
+
+    def load_state_dict(self, state: dict, trainer) -> None:
+        self.state = state["state"]
+
 
 def state_of(model: nn.Module) -> dict[str, torch.Tensor]:
     """{plain name: copy} of every parameter and buffer (masks excluded)."""
@@ -127,15 +144,33 @@ def rewind(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
             tensor.copy_(state[plain_name(name)])
 
 
-class BatchNormL1:
+class BatchNormL1(Callback):
     """Adds the subgradient λ·sign(γ) of λ‖γ‖₁ to the gradient of every BatchNorm γ (network slimming, as used by
-    EarlyBird), through gradient hooks, so the training loop stays unaware of it. ``remove()`` ends it."""
+    EarlyBird), through gradient hooks, so the training loop stays unaware of it. ``remove()`` ends it.
+
+    A callback only for its state: a resumed run re-registers the hooks on the restored model exactly when the
+    penalty was still on (the hooks live on parameter tensors, which a restore may replace)."""
 
     def __init__(self, model: nn.Module, strength: float):
-        self.handles = [m.weight.register_hook(lambda g, w=m.weight: g + strength * torch.sign(w.detach()))
+        self.strength = strength
+        self.handles = []
+        self._register(model)
+
+    def _register(self, model: nn.Module) -> None:
+        self.handles = [m.weight.register_hook(lambda g, w=m.weight: g + self.strength * torch.sign(w.detach()))
                         for m in model.modules()
                         if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None]
+        self.active = True
 
     def remove(self) -> None:
         for handle in self.handles:
             handle.remove()
+        self.handles, self.active = [], False
+
+    def state_dict(self) -> dict:
+        return dict(active=self.active)
+
+    def load_state_dict(self, state: dict, trainer) -> None:
+        self.remove()
+        if state["active"]:
+            self._register(trainer.model)

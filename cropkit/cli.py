@@ -60,7 +60,9 @@ def _common(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
     parser.add_argument("--set", dest="options", type=_option, action="append", default=[], metavar="KEY=VALUE",
                         help="any other run option, e.g. --set threshold=0.05 (repeatable; listed below)")
     if not sweep:
-        parser.add_argument("--no-cache", action="store_true", help="neither replay nor store cached results")
+        parser.add_argument("--no-cache", action="store_true",
+                            help="neither replay nor store cached results, nor checkpoint (with the cache, a run "
+                                 "started again resumes from its last finished epoch)")
     parser.add_argument("--cache-dir", help="where results are cached (default: outputs/cache or $CROPKIT_CACHE)")
     parser.add_argument("--tensorboard", metavar="DIR", help="log every run's epochs for TensorBoard into DIR "
                         "(cropkit.tracking; open with: tensorboard --logdir DIR); a cached run logs nothing")

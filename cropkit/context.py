@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from . import checkpoint as checkpoint_lib
 from . import data as data_lib
 from . import models, prune, scores, train
 
@@ -17,7 +18,8 @@ class Context:
     """What a method needs (data, settings, scoring batches, a trainer factory) and the run's bookkeeping."""
 
     def __init__(self, cfg, dataset: data_lib.Data, sparsity: float, seed: int, device: torch.device,
-                 progress: bool, callbacks: Sequence[train.Callback] = ()):
+                 progress: bool, callbacks: Sequence[train.Callback] = (),
+                 checkpoint: checkpoint_lib.CheckpointFile | None = None):
         self.cfg, self.data, self.sparsity, self.seed = cfg, dataset, sparsity, seed
         self.device, self.progress = device, progress
         self.callbacks = list(callbacks)  # the caller's (logging, tracking): after the method's own in every trainer
@@ -25,6 +27,20 @@ class Context:
         self.epochs_trained = 0
         self.trainings = 0
         self.prune_epoch: int | None = None
+        self.checkpoint = checkpoint    # None: no checkpoints (cache=False)
+        # what a method computes between trainings and needs later (LTR's θ_k): saved with every checkpoint
+        self.state: dict = checkpoint.context_state if checkpoint is not None else {}
+        self._trainers = 0              # trainers made so far: the number of the next training
+
+    def bookkeeping(self) -> dict:
+        """The run's bookkeeping and ``state``, for a checkpoint."""
+        return dict(history=self.history, epochs_trained=self.epochs_trained, trainings=self.trainings,
+                    prune_epoch=self.prune_epoch, state=self.state)
+
+    def restore(self, saved: dict) -> None:
+        self.history = [dict(e) for e in saved["history"]]
+        self.epochs_trained, self.trainings = saved["epochs_trained"], saved["trainings"]
+        self.prune_epoch, self.state = saved["prune_epoch"], dict(saved["state"])
 
     def build_model(self, seed: int | None = None) -> nn.Module:
         shape, classes = self.data.input_shape, self.data.num_classes
@@ -51,13 +67,21 @@ class Context:
 
     def trainer(self, model: nn.Module, epochs: int, schedule: str | None = None,
                 callbacks: Sequence[train.Callback] = ()) -> train.Trainer:
+        """A trainer with the run's settings; with checkpoints on, a `cropkit.checkpoint.Checkpoint` comes last."""
         c = self.cfg
+        callbacks = [*callbacks, *self.callbacks]  # the caller's after the method's own
+        if self.checkpoint is not None:  # last: a prune in another callback's on_epoch_end is in the saved state
+            callbacks.append(checkpoint_lib.Checkpoint(self.checkpoint, self, self._trainers))
+        self._trainers += 1
         return train.Trainer(model, self.data, epochs, lr=c.lr, weight_decay=c.weight_decay,
-                             schedule=schedule or c.schedule, callbacks=[*callbacks, *self.callbacks],
+                             schedule=schedule or c.schedule, callbacks=callbacks,
                              device=self.device, progress=self.progress, seed=self.seed)
 
     def fit(self, trainer: train.Trainer) -> nn.Module:
-        """Run ``trainer`` to the end, append its epochs to the history; returns the trained model."""
+        """Run ``trainer`` to the end, append its epochs to the history; returns the trained model. A resumed run
+        skips the trainings that had finished before its checkpoint was written (their model is not trained)."""
+        if self.checkpoint is not None and self.checkpoint.skips(trainer):
+            return trainer.model
         trainer.fit()
         for record in trainer.history.epochs:
             self.history.append({**record, "epoch": self.epochs_trained + record["epoch"],

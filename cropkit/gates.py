@@ -42,8 +42,10 @@ class GateDecorator:
         self.norms = {layer: modules[norm] for layer, norm in D.norms_or_raise(model, batches).items()}
         self._handles = []
         for norm in self.norms.values():
-            gate = nn.Parameter(torch.ones_like(norm.weight.detach()))
-            norm.register_parameter("gate", gate)
+            gate = getattr(norm, "gate", None)  # a gate already there (a resumed run's) is adopted
+            if not isinstance(gate, nn.Parameter):
+                gate = nn.Parameter(torch.ones_like(norm.weight.detach()))
+                norm.register_parameter("gate", gate)
             self._handles.append(norm.register_forward_hook(_apply_gate))
             if penalty:
                 self._handles.append(gate.register_hook(lambda g, gate=gate: g + penalty * torch.sign(gate.detach())))
@@ -79,12 +81,16 @@ class GateDecorator:
                 p.requires_grad_(requires)
         return {layer: t.abs() for layer, t in zip(self.gates, total)}
 
-    @torch.no_grad()
-    def fold(self) -> nn.Module:
-        """γ ← γ·φ, β ← β·φ in every gated norm, then remove the gates and hooks. Returns the model."""
+    def unhook(self) -> None:
+        """Remove the forward and penalty hooks, leaving the gates' tensors in place."""
         for handle in self._handles:
             handle.remove()
         self._handles = []
+
+    @torch.no_grad()
+    def fold(self) -> nn.Module:
+        """γ ← γ·φ, β ← β·φ in every gated norm, then remove the gates and hooks. Returns the model."""
+        self.unhook()
         for norm in self.norms.values():
             phi = norm.gate.detach()
             norm.weight.mul_(phi)

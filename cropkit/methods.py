@@ -172,7 +172,9 @@ def ltr(ctx: Context) -> nn.Module:
     model = ctx.build_model()
     snapshot = Snapshot(c.rewind_epoch)
     ctx.fit(ctx.trainer(model, c.epochs, callbacks=[snapshot]))
-    start = state_of(ctx.build_model(seed=ctx.seed + 10_000)) if c.reinit else snapshot.state
+    if "start" not in ctx.state:  # in ctx.state: a resumed run skips the training that took it
+        ctx.state["start"] = state_of(ctx.build_model(seed=ctx.seed + 10_000)) if c.reinit else snapshot.state
+    start = ctx.state["start"]
     for r in range(1, c.ltr_rounds + 1):
         ctx.prune(model, "magnitude", sparsity=1 - (1 - ctx.sparsity) ** (r / c.ltr_rounds))
         rewind(model, start)
@@ -207,7 +209,7 @@ def earlybird(ctx: Context) -> nn.Module:
         trainer.reset_optimizer(epochs=c.epochs, schedule=c.schedule)
 
     trainer = ctx.trainer(model, c.max_dense_epochs, schedule="constant",
-                          callbacks=[DetectorCallback(detector, on_fire=prune_now)])
+                          callbacks=[penalty, DetectorCallback(detector, on_fire=prune_now)])
     return ctx.fit(trainer)
 
 
@@ -225,26 +227,44 @@ def gatedecorators(ctx: Context) -> nn.Module:
     norms (γφ, βφ) and the lowest-Θ nodes removed to the cumulative weight sparsity 1 − (1 − p)^(i/ticks) of the
     dense model (the same fraction of the remaining weights each tick; the last tick lands on p), and fresh gates
     go on. Then train without gates."""
-    c = ctx.cfg
     model = ctx.build_model()
-    dense_weights = measure.prunable_count(model)
-    state = {"gates": gates_lib.GateDecorator(model, ctx.batches, penalty=c.gate_l1)}  # before the optimizer exists
+    tick_tock = _TickTock(ctx, model)  # the gates come before the optimizer exists
+    return ctx.fit(ctx.trainer(model, ctx.cfg.ticks, schedule="constant", callbacks=[tick_tock]))
 
-    def tick(trainer):
-        i = trainer.epoch
+
+class _TickTock(train.Callback):
+    """GateDecorators' schedule: the gates of the running tock, and a tick at the end of epochs 1..``ticks``. Its
+    state (gates on or off) lets a resumed run hook the gates of the restored model (`cropkit.checkpoint`)."""
+
+    def __init__(self, ctx: Context, model: nn.Module):
+        self.ctx, self.dense_weights = ctx, measure.prunable_count(model)
+        self.gates = gates_lib.GateDecorator(model, ctx.batches, penalty=ctx.cfg.gate_l1)
+
+    def on_epoch_end(self, trainer) -> None:
+        c, ctx, i = self.ctx.cfg, self.ctx, trainer.epoch
+        if i > c.ticks:
+            return
+        theta = self.gates.tick(ctx.batches, lr=c.lr)
+        self.gates.fold()
         target = 1 - (1 - ctx.sparsity) ** (i / c.ticks)
-        gates = state["gates"]
-        theta = gates.tick(ctx.batches, lr=c.lr)
-        gates.fold()
-        trainer.model = prune.structured(trainer.model, theta, target, ctx.example_inputs, dense_weights=dense_weights)
+        trainer.model = prune.structured(trainer.model, theta, target, ctx.example_inputs,
+                                         dense_weights=self.dense_weights)
         if i < c.ticks:  # tensors changed: fresh gates and a fresh optimizer for the next tock
-            state["gates"] = gates_lib.GateDecorator(trainer.model, ctx.batches, penalty=c.gate_l1)
+            self.gates = gates_lib.GateDecorator(trainer.model, ctx.batches, penalty=c.gate_l1)
             trainer.reset_optimizer(epochs=c.ticks - i, schedule="constant")
         else:
+            self.gates = None
             ctx.pruned(trainer)
             trainer.reset_optimizer(epochs=c.epochs, schedule=c.schedule)
 
-    return ctx.fit(ctx.trainer(model, c.ticks, schedule="constant", callbacks=[EveryEpoch(c.ticks, tick)]))
+    def state_dict(self) -> dict:
+        return dict(gated=self.gates is not None)
+
+    def load_state_dict(self, state: dict, trainer) -> None:
+        if self.gates is not None:
+            self.gates.unhook()
+        self.gates = gates_lib.GateDecorator(trainer.model, self.ctx.batches, penalty=self.ctx.cfg.gate_l1) \
+            if state["gated"] else None
 
 
 EFFICIENTCONVNETS_OPTIONS = (

@@ -52,7 +52,8 @@ class Result:
     nonzero_macs        multiply-accumulates per sample with a nonzero weight (what a sparse kernel would run)
     epochs_trained      every epoch spent: dense phases, all LTR trainings, tick-tock epochs
     prune_epoch         epochs_trained when the last prune happened (0 = at init; None for dense)
-    train_seconds       wall time of the whole method: scoring, detection, surgery and training
+    train_seconds       wall time of the whole method: scoring, detection, surgery and training (a resumed run:
+                        the sum of its segments, `cropkit.checkpoint`)
     batch_time_ms       median full training step of the final model after warm-up
     peak_memory_bytes   peak memory of a training step of the final model; peak_memory_method says how
     disk_bytes          torch.save of the final model (masked weights stored sparse: CSR, int32 indices)

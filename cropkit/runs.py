@@ -6,6 +6,7 @@ training and the cost columns of the paper's result tables (Rachwan et al. 2022,
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 import warnings
 from pathlib import Path
@@ -14,8 +15,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from . import checkpoint, measure, models, profiles, train
 from . import data as data_lib
-from . import measure, models, profiles, train
 from .context import Context
 from .methods import METHODS, REGISTRY, Method
 from .options import COMMON, PROFILE, check_int, check_sparsity, declared
@@ -156,6 +157,12 @@ def run(method: str, data: str | None = None, model: str | None = None, sparsity
     epochs     epochs of the sparse phase (dense phases come on top, see the module docstring)
     cache      replay a stored result of the identical configuration, else run and store it; False: neither.
                A cache that cannot be written costs nothing but a warning: the result is still returned.
+               With ``cache=True`` the run also checkpoints at the end of every epoch, to ``<key>.ckpt.pt`` beside
+               the cache entry (`cropkit.checkpoint`): running the same configuration again after a crash, a kill
+               or a pre-emption continues from the last finished epoch (on the CPU with the very result of an
+               uninterrupted run), and the checkpoint is deleted once the result is cached; delete it by hand to
+               start over. ``train_seconds`` of a resumed run is the sum of its segments (the replay of the
+               method up to the checkpoint included), ``emissions_g`` covers the last segment only.
     device     a torch device this machine has ("cpu", "cuda", "cuda:1", ...); None = CUDA if present, else CPU
     callbacks  extra `cropkit.train.Callback`s handed to every Trainer the method builds, after its own (e.g.
                `cropkit.tracking.TensorBoard`); one with ``on_run_begin(config, ctx)`` / ``on_run_end()`` also
@@ -175,31 +182,54 @@ def run(method: str, data: str | None = None, model: str | None = None, sparsity
         cached = load_cached(path)
         if cached is not None:
             return cached
+    config_text = json.dumps(config, sort_keys=True, default=str)
+    ckpt = checkpoint.CheckpointFile(checkpoint.path_for(path), config_text) if cache else None
+    try:
+        result = _execute(spec, cfg, sparsity, seed, device, progress, root, config, path, ckpt, callbacks,
+                          pin_memory)
+    except train.DivergedError:  # it would diverge again from its checkpoint
+        if ckpt is not None:
+            checkpoint.discard(ckpt.path)
+        raise
+    except checkpoint.CheckpointError as err:  # never a silent wrong resume: start over
+        warnings.warn(f"{err}; it is deleted and the run starts over", stacklevel=2)
+        checkpoint.discard(ckpt.path)
+        ckpt = checkpoint.CheckpointFile(ckpt.path, config_text)
+        result = _execute(spec, cfg, sparsity, seed, device, progress, root, config, path, ckpt, callbacks,
+                          pin_memory)
+    if cache:
+        try:
+            store(path, result)
+            checkpoint.discard(ckpt.path)
+        except OSError as err:
+            warnings.warn(f"the result could not be cached at {path} ({err}); it is returned, but the run will "
+                          f"happen again next time. Choose a writable cache_dir (or $CROPKIT_CACHE)", stacklevel=2)
+    return result
 
+
+def _execute(spec: Method, cfg, sparsity: float, seed: int, device: torch.device, progress: bool, root,
+             config: dict, path: Path, ckpt: checkpoint.CheckpointFile | None, callbacks, pin_memory) -> Result:
+    """Train (resuming from ``ckpt`` when it holds a checkpoint) and measure."""
     dataset = data_lib.load(cfg.data, root=root, batch_size=cfg.batch_size, seed=seed, limit=cfg.limit,
                             num_workers=cfg.num_workers,
                             pin_memory=device.type == "cuda" if pin_memory is None else pin_memory)
-    ctx = Context(cfg, dataset, sparsity, seed, device, progress, callbacks=callbacks)
+    ctx = Context(cfg, dataset, sparsity, seed, device, progress, callbacks=callbacks, checkpoint=ckpt)
     train.warm_up(device)  # the process's one-time imports and kernel set-up stay out of train_seconds
     with warnings.catch_warnings(record=True) as caught, _observed(callbacks, config, ctx):
         warnings.simplefilter("always")
         with measure.Emissions(enabled=cfg.measure_emissions) as emissions:
             start = time.perf_counter()
+            if ckpt is not None:
+                ckpt.started, ckpt.caught = start, caught
             final = spec.train(ctx)
-            seconds = time.perf_counter() - start
+            seconds = time.perf_counter() - start if ckpt is None else ckpt.seconds()
         columns = _measure(ctx, final)
-    for w in caught:  # recorded in the result, and still shown to the user
+    fresh = caught[ckpt.caught_from:] if ckpt is not None else caught  # a replay's warnings are not the run's
+    for w in fresh:  # recorded in the result, and still shown to the user
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    result = Result(
-        method=method, dataset=cfg.data, model=cfg.model, width=cfg.width, seed=seed, target_sparsity=sparsity,
-        profile=cfg.profile, epochs=cfg.epochs, epochs_trained=ctx.epochs_trained, prune_epoch=ctx.prune_epoch,
-        train_seconds=seconds, emissions_g=emissions.grams, device=str(device), key=path.stem,
-        warnings=list(dict.fromkeys(str(w.message) for w in caught if _cropkit_warning(w))),
-        config=config, history=ctx.history, **columns)
-    if cache:
-        try:
-            store(path, result)
-        except OSError as err:
-            warnings.warn(f"the result could not be cached at {path} ({err}); it is returned, but the run will "
-                          f"happen again next time. Choose a writable cache_dir (or $CROPKIT_CACHE)", stacklevel=2)
-    return result
+    recorded = ckpt.warnings() if ckpt is not None else [str(w.message) for w in caught if _cropkit_warning(w)]
+    return Result(
+        method=config["method"], dataset=cfg.data, model=cfg.model, width=cfg.width, seed=seed,
+        target_sparsity=sparsity, profile=cfg.profile, epochs=cfg.epochs, epochs_trained=ctx.epochs_trained,
+        prune_epoch=ctx.prune_epoch, train_seconds=seconds, emissions_g=emissions.grams, device=str(device),
+        key=path.stem, warnings=list(dict.fromkeys(recorded)), config=config, history=ctx.history, **columns)

@@ -194,6 +194,18 @@ class EarlyCroPDetector:
         distance = _squared_distance(params, list(self.anchor.values())).sqrt().item()
         return distance / self._anchor_norm if self._anchor_norm > 0 else math.inf
 
+    _STATE = ("anchor", "history", "ratios", "ratio_epochs", "fired_at", "forced", "_anchor_norm")
+
+    def state_dict(self) -> dict:
+        """θ₀ (or θ_ref), the trajectory and the verdict: what a resumed run needs (`cropkit.checkpoint`)."""
+        return {k: getattr(self, k) for k in self._STATE}
+
+    def load_state_dict(self, state: dict) -> None:
+        device = next(iter(self.anchor.values())).device
+        for k in self._STATE:
+            setattr(self, k, state[k])
+        self.anchor = {n: a.to(device) for n, a in state["anchor"].items()}
+
     def update(self, model: nn.Module) -> bool:
         """Record this epoch's distance; True exactly once, at the epoch the detector fires."""
         self.history.append(self._measure(model))
@@ -238,7 +250,7 @@ def bn_channel_mask(model: nn.Module, ratio: float) -> Tensor:
 
 def hamming(a: Tensor, b: Tensor) -> float:
     """Normalised Hamming distance between two masks: the fraction of positions where they differ."""
-    return (a != b).float().mean().item()
+    return (a != b.to(a.device)).float().mean().item()  # a resumed run's window comes back on the CPU
 
 
 class EarlyBirdDetector:
@@ -273,6 +285,14 @@ class EarlyBirdDetector:
     def mask(self) -> Tensor | None:
         """The newest channel mask (True = kept)."""
         return self.masks[-1] if self.masks else None
+
+    def state_dict(self) -> dict:
+        """The mask window, the distances and the verdict (`cropkit.checkpoint`)."""
+        return dict(masks=list(self.masks), distances=self.distances, fired_at=self.fired_at, forced=self.forced)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.masks = collections.deque(state["masks"], maxlen=self.window)
+        self.distances, self.fired_at, self.forced = list(state["distances"]), state["fired_at"], state["forced"]
 
     def update(self, model: nn.Module) -> bool:
         self.masks.append(bn_channel_mask(model, self.ratio))

@@ -12,6 +12,11 @@ parameter tensors, ``trainer.reset_optimizer()`` builds a fresh optimizer and sc
 
 A training loss that is not a finite number stops the loop at once with :class:`DivergedError` (epoch and step
 named): a diverged run is never reported as a result.
+
+Between epochs a trainer's whole state — counters, plan, history, optimizer, schedule and every random number
+generator — is ``trainer.state_dict()``, plain tensors and numbers, and a callback may keep state of its own
+(``state_dict()`` / ``load_state_dict(state, trainer)``): `cropkit.checkpoint` saves both after every epoch, so
+that a killed run goes on where it stopped.
 """
 from __future__ import annotations
 
@@ -38,6 +43,41 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def rng_state(loader=None) -> dict:
+    """Every random number generator a CPU training draws from (Python, NumPy, torch, CUDA if present, and the
+    shuffling generator of ``loader``), as tensors, tuples and numbers (loadable with ``weights_only=True``)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = dict(python=random.getstate(), torch=torch.get_rng_state(),
+                 numpy=dict(kind=kind, keys=torch.from_numpy(keys.astype(np.int64)), pos=pos, has_gauss=has_gauss,
+                            gauss=gauss))
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    for name, generator in _loader_generators(loader).items():
+        state[name] = generator.get_state()
+    return state
+
+
+def _loader_generators(loader) -> dict:
+    """The generators a loader draws its order from: its own, and its sampler's (`cropkit.data`'s shuffling
+    sampler holds the order's generator; the loader's seeds the workers)."""
+    found = {"loader": getattr(loader, "generator", None),
+             "sampler": getattr(getattr(loader, "sampler", None), "generator", None)}
+    return {name: g for name, g in found.items() if g is not None}
+
+
+def set_rng_state(state: dict, loader=None) -> None:
+    """Put back what :func:`rng_state` took."""
+    random.setstate(state["python"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    for name, generator in _loader_generators(loader).items():
+        if name in state:
+            generator.set_state(state[name])
 
 
 def default_device() -> torch.device:
@@ -87,7 +127,10 @@ def warm_up(device: torch.device) -> None:
 
 
 class Callback:
-    """Hooks called by :class:`Trainer`; override the ones you need. Each receives the trainer."""
+    """Hooks called by :class:`Trainer`; override the ones you need. Each receives the trainer.
+
+    A callback with state a resumed run needs defines ``state_dict() -> dict`` (tensors, lists, numbers, strings)
+    and ``load_state_dict(state, trainer)``, called on resume once the model has the saved structure."""
 
     def on_train_begin(self, trainer: "Trainer") -> None: ...
     def on_epoch_begin(self, trainer: "Trainer") -> None: ...
@@ -201,6 +244,32 @@ class Trainer:
         steps = remaining * len(self.train_loader) - self.epoch_step
         self.scheduler = make_schedule(self.schedule_name, self.optimizer, self.lr, steps)
 
+    # -- state, between epochs ----------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything of the loop a resumed run needs, but the model: counters, plan, history, optimizer,
+        schedule, the names of the optimized parameters (in the optimizer's order) and the RNG states."""
+        history = dict(epochs=self.history.epochs, step_loss=torch.tensor(self.history.step_loss, dtype=torch.float64))
+        return dict(epoch=self.epoch, step=self.step, epochs=self.epochs, stop=self.stop, schedule=self.schedule_name,
+                    last_loss=self.last_loss, history=history,
+                    parameters=self._optimized(), optimizer=self.optimizer.state_dict(),
+                    scheduler=self.scheduler.state_dict(), rng=rng_state(self.train_loader))
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from :meth:`state_dict`; ``self.model`` must already have the saved tensors (names, shapes)."""
+        self.epoch, self.step, self.epochs, self.stop = state["epoch"], state["step"], state["epochs"], state["stop"]
+        self.epoch_step, self.last_loss = 0, state["last_loss"]
+        self.history = History([dict(e) for e in state["history"]["epochs"]], state["history"]["step_loss"].tolist())
+        self.reset_optimizer(schedule=state["schedule"])
+        if self._optimized() != state["parameters"]:
+            raise ValueError(f"the model's parameters {self._optimized()} are not those of the saved optimizer "
+                             f"{state['parameters']}")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"], self.train_loader)
+
+    def _optimized(self) -> list[str]:
+        return [n for n, p in self.model.named_parameters() if p.requires_grad]
+
     # -- running ----------------------------------------------------------------------------------------------
     def _call(self, hook: str) -> None:
         for callback in self.callbacks:
@@ -240,8 +309,9 @@ class Trainer:
 
         if self.seed is not None:
             seed_everything(self.seed)
-        self._call("on_train_begin")
-        bar = tqdm(total=self.epochs, desc="epochs", unit="epoch", disable=not self.progress, leave=False)
+        self._call("on_train_begin")  # a resuming checkpoint (the last callback) loads the saved state here
+        bar = tqdm(total=self.epochs, initial=self.epoch, desc="epochs", unit="epoch", disable=not self.progress,
+                   leave=False)
         while self.epoch < self.epochs and not self.stop:
             self._call("on_epoch_begin")
             start = time.perf_counter()

@@ -1,0 +1,237 @@
+"""Runs that resume: a checkpoint after every epoch, next to the run's cache entry, and how a run goes on from it.
+
+A paper-scale run trains for hours and cluster jobs get pre-empted. With ``cache=True``, `cropkit.run` writes
+``<cache key>.ckpt.pt`` beside ``<cache key>.json`` at the end of every epoch (a temporary file in the same folder,
+then ``os.replace``: a kill never leaves half a checkpoint) and deletes it once the result is cached. Running the
+same configuration again replays the method and continues from the last finished epoch:
+
+    the method (a plain function) runs again from the top; every ``ctx.fit`` of a training that had finished
+    before the checkpoint's returns at once; the training the checkpoint was written in loads, right after its
+    seeding, the model (masks re-applied and shapes restored, `conform`), the callbacks' state (detectors, θ_k,
+    penalties, gates), the loop (optimizer, schedule, history, every random number generator) and the run's
+    bookkeeping, and goes on — on the CPU exactly as if it had never stopped.
+
+What a method computes between trainings and needs later (LTR's rewind point θ_k) lives in ``ctx.state``, which
+is saved too, so a replay never depends on a training it skipped. A checkpoint holds tensors, lists, numbers and
+strings only: it loads with ``torch.load(path, weights_only=True)``. One that cannot be read, or that belongs to
+another configuration, is set aside with a warning and the run starts over; never resumed silently.
+"""
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from .masks import _set_mask
+from .structured import _sync_shape_attributes
+from .train import Callback
+
+FORMAT = 1
+_MASK = ".parametrizations.weight.0.mask"  # the buffer of a cropkit.masks.Mask
+_KEYS = {"format", "config", "training", "epoch", "seconds", "warnings", "context", "model", "parameters", "trainer",
+         "callbacks"}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that does not fit the run it was meant to resume."""
+
+
+def path_for(cache_entry: str | Path) -> Path:
+    """The checkpoint of the run cached at ``cache_entry`` (``<key>.json`` → ``<key>.ckpt.pt``)."""
+    cache_entry = Path(cache_entry)
+    return cache_entry.with_name(f"{cache_entry.stem}.ckpt.pt")
+
+
+def save(path: Path, state: dict) -> None:
+    """``torch.save`` to a temporary file in the same folder, flushed to disk, then renamed over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load(path: Path, config: str) -> dict | None:
+    """The checkpoint at ``path`` if it is one of the run whose configuration (JSON text) is ``config``; None when
+    there is none. An unreadable one, or one of another configuration, is deleted with a warning."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        why = None if isinstance(state, dict) and state.get("format") == FORMAT and _KEYS <= state.keys() \
+            else "not a cropkit checkpoint"
+        why = why or (None if state.get("config") == config else "it belongs to another configuration")
+    except Exception as err:  # truncated, corrupt, or not a torch file: all mean the same here
+        why = f"it cannot be read ({type(err).__name__}: {err})"
+    if why is None:
+        return state
+    warnings.warn(f"ignoring the checkpoint {path}: {why}; the run starts over", stacklevel=3)
+    discard(path)
+    return None
+
+
+def discard(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------- the model's structure
+
+@torch.no_grad()
+def conform(model: nn.Module, state: dict[str, torch.Tensor], parameters: list[str]) -> nn.Module:
+    """Give ``model`` (freshly built by the method) the saved structure, then load ``state`` (its ``state_dict``):
+    masks of `cropkit.masks` added or removed, tensors resized (structured removal), tensors the saved model had
+    and this one lacks added (``parameters`` names the saved parameters), tensors it has and the saved lacks removed
+    (the gates of `cropkit.gates`). Size attributes (``out_channels``, ``num_features``, …) follow the tensors."""
+    depthwise = {m: _depthwise(m) for m in model.modules()}  # before any resize changes the channel counts
+    touched = set()
+    for name, module in list(model.named_modules()):
+        saved_mask = state.get(f"{name}{_MASK}")
+        if parametrize.is_parametrized(module, "weight") and saved_mask is None:
+            parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
+        elif saved_mask is not None and not parametrize.is_parametrized(module, "weight"):
+            if _resize(module, "weight", saved_mask.shape):
+                touched.add(module)
+            _set_mask(module, saved_mask.to(module.weight.device))
+    modules = dict(model.named_modules())
+    current = model.state_dict(keep_vars=True)
+    device = next(iter(current.values()), torch.empty(0)).device
+    for key, value in state.items():
+        owner, _, attr = key.rpartition(".")
+        module = modules.get(owner)
+        if module is None:
+            raise CheckpointError(f"the saved model has {key!r}, but the model has no module {owner!r}")
+        if key not in current:
+            fresh = torch.empty(value.shape, dtype=value.dtype, device=device)
+            if key in parameters:
+                module.register_parameter(attr, nn.Parameter(fresh))
+            else:
+                module.register_buffer(attr, fresh)
+        elif _resize(module, attr, value.shape):
+            touched.add(module)
+    for module in touched:
+        _sync_shape_attributes(module, depthwise[module])
+    for key in set(current) - set(state):
+        owner, _, attr = key.rpartition(".")
+        delattr(modules[owner], attr)
+    model.load_state_dict(state)
+    return model
+
+
+def _depthwise(module: nn.Module) -> bool:
+    return isinstance(module, nn.modules.conv._ConvNd) and 1 < module.groups == module.in_channels \
+        == module.out_channels
+
+
+def _resize(module: nn.Module, attr: str, shape: torch.Size) -> bool:
+    """Give ``module.attr`` the shape ``shape`` (values undefined until loaded); True if it changed."""
+    current = getattr(module, attr)
+    if current.shape == shape:
+        return False
+    fresh = torch.empty(shape, dtype=current.dtype, device=current.device)
+    setattr(module, attr, nn.Parameter(fresh, current.requires_grad) if isinstance(current, nn.Parameter) else fresh)
+    return True
+
+
+# ----------------------------------------------------------------------------- one run's checkpoint
+
+class CheckpointFile:
+    """The checkpoint of one run: where it lives, what it held when the run started (``saved``), the clock and
+    the warnings of the earlier segments. `cropkit.run` makes one; `cropkit.context.Context.trainer` hands each
+    trainer a :class:`Checkpoint` callback bound to it."""
+
+    def __init__(self, path: Path, config: str):
+        self.path, self.config = Path(path), config
+        self.saved = load(self.path, config)
+        self.resume_training = self.saved["training"] if self.saved is not None else -1
+        self.prior_seconds = self.saved["seconds"] if self.saved is not None else 0.0
+        self.prior_warnings: list[str] = list(self.saved["warnings"]) if self.saved is not None else []
+        self.started = time.perf_counter()
+        self.caught: list = []      # the run's recorded warnings (cropkit.run's catch_warnings list)
+        self.caught_from = 0        # warnings before this index came from the replay, not from the run
+        self.failed = False
+
+    @property
+    def context_state(self) -> dict:
+        """``ctx.state`` as saved (empty for a fresh run): what the method needs before any training resumes."""
+        return dict(self.saved["context"]["state"]) if self.saved is not None else {}
+
+    def seconds(self) -> float:
+        """Wall time of the run: the earlier segments plus this one."""
+        return self.prior_seconds + time.perf_counter() - self.started
+
+    def warnings(self) -> list[str]:
+        from .runs import _cropkit_warning
+
+        return self.prior_warnings + [str(w.message) for w in self.caught[self.caught_from:] if _cropkit_warning(w)]
+
+    def skips(self, trainer) -> bool:
+        """True for a training that finished before the checkpoint's: ``ctx.fit`` returns at once."""
+        return _index(trainer) < self.resume_training
+
+    def write(self, ctx, trainer, training: int) -> None:
+        if self.failed:
+            return
+        state = dict(format=FORMAT, config=self.config, training=training, epoch=trainer.epoch,
+                     seconds=self.seconds(), warnings=self.warnings(), context=ctx.bookkeeping(),
+                     model=trainer.model.state_dict(), parameters=[n for n, _ in trainer.model.named_parameters()],
+                     trainer=trainer.state_dict(),
+                     callbacks=[dict(kind=type(c).__name__, state=c.state_dict()) for c in _stateful(trainer)])
+        try:
+            save(self.path, state)
+        except OSError as err:
+            self.failed = True
+            warnings.warn(f"the checkpoint {self.path} could not be written ({err}); the run goes on without "
+                          f"checkpoints and cannot resume", stacklevel=2)
+
+    def restore(self, ctx, trainer) -> None:
+        """Load the saved training into ``trainer`` (called from its ``on_train_begin``, after the seeding)."""
+        saved, self.saved = self.saved, None
+        callbacks = _stateful(trainer)
+        kinds = [c["kind"] for c in saved["callbacks"]]
+        try:
+            if kinds != [type(c).__name__ for c in callbacks]:
+                raise CheckpointError(f"it was written with the callbacks {kinds}, this training has "
+                                      f"{[type(c).__name__ for c in callbacks]}")
+            conform(trainer.model, saved["model"], saved["parameters"])
+            for callback, entry in zip(callbacks, saved["callbacks"]):
+                callback.load_state_dict(entry["state"], trainer)
+            trainer.load_state_dict(saved["trainer"])
+            ctx.restore(saved["context"])
+        except (KeyError, ValueError, RuntimeError, TypeError, AttributeError) as err:
+            raise CheckpointError(f"the checkpoint {self.path} does not fit this run: {err!r}") from err
+        self.caught_from = len(self.caught)
+
+
+def _stateful(trainer) -> list:
+    """The trainer's callbacks that keep state (a stateless one, e.g. a logger, may come and go between runs)."""
+    return [c for c in trainer.callbacks if hasattr(c, "state_dict") and not isinstance(c, Checkpoint)]
+
+
+def _index(trainer) -> int:
+    return next(c.training for c in trainer.callbacks if isinstance(c, Checkpoint))
+
+
+class Checkpoint(Callback):
+    """Writes the run's checkpoint at the end of every epoch of training number ``training`` of the run, and
+    loads it at the start of that training when the run resumes. Keep it the last callback, so that a prune in
+    another callback's ``on_epoch_end`` is in the saved state."""
+
+    def __init__(self, file: CheckpointFile, ctx, training: int):
+        self.file, self.ctx, self.training = file, ctx, training
+
+    def on_train_begin(self, trainer) -> None:
+        if self.file.saved is not None and self.file.resume_training == self.training:
+            self.file.restore(self.ctx, trainer)
+
+    def on_epoch_end(self, trainer) -> None:
+        self.file.write(self.ctx, trainer, self.training)
