@@ -54,6 +54,7 @@ BATCH_SIZE = None  # type: int  training batch size of every run; None means the
 LIMIT = None  # type: int  training samples kept, the first ones; None means the profile value
 SCORE_BATCHES = None  # type: int  training batches the pruning scores see; None means the profile value
 MAX_DENSE_EPOCHS = None  # type: int  longest dense phase of EarlyCroP before the prune is forced; None means the profile value
+MEASURE_EMISSIONS = None  # type: bool  estimate each run with codecarbon; None means the profile value (on under paper)
 SPARSITIES = None  # type: list  target weight sparsities of the sweep, a list; None means the profile value
 SEEDS = None  # type: list  seeds of every configuration, a list; None means the profile value
 LTR_ROUNDS = None  # type: int  prune-rewind-retrain rounds R of LTR; None means the profile value
@@ -82,7 +83,7 @@ cfg = ck.profiles.settings("03_lottery_vs_earlycrop", PROFILE, DATA=DATA, MODEL=
                            SPARSITIES=SPARSITIES, SEEDS=SEEDS, LTR_ROUNDS=LTR_ROUNDS, REWIND_EPOCH=REWIND_EPOCH,
                            FOCUS_SPARSITY=FOCUS_SPARSITY, THREADS=THREADS,
                            BATCH_SIZE=BATCH_SIZE, LIMIT=LIMIT, SCORE_BATCHES=SCORE_BATCHES,
-                           MAX_DENSE_EPOCHS=MAX_DENSE_EPOCHS)
+                           MAX_DENSE_EPOCHS=MAX_DENSE_EPOCHS, MEASURE_EMISSIONS=MEASURE_EMISSIONS)
 if cfg.threads:
     torch.set_num_threads(cfg.threads)
 if cfg.focus_sparsity not in cfg.sparsities:

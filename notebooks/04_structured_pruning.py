@@ -50,7 +50,7 @@ WIDE_WIDTH = None  # type: float  width of the wide model pruned in section 4; N
 NARROW_WIDTHS = None  # type: list  dense widths measured against the pruned wide model; None: the profile value
 EXPLORER_BATCH = None  # type: int  samples in the batch the explorer scores and times; None: the profile value
 SWEEP = None  # type: list  target weight sparsities of the explorer sweep; None: the profile value
-RUN_OPTIONS = None  # type: dict  options of every cropkit.run below, e.g. batch_size or limit; None: the profile value
+OPTIONS = None  # type: dict  options of every cropkit.run below, e.g. batch_size or limit; None: the profile value
 THREADS = None  # type: int  torch CPU threads; None: the profile value (1 on smoke and cpu; paper: torch chooses)
 
 # %%
@@ -67,7 +67,7 @@ cfg = ck.profiles.settings("04_structured_pruning", PROFILE, DATA=DATA, TABLES=T
                            SEEDS=SEEDS, EXPLORER_WIDTH=EXPLORER_WIDTH, EXPLORER_CRITERION=EXPLORER_CRITERION,
                            WIDE_WIDTH=WIDE_WIDTH, THREADS=THREADS,
                            NARROW_WIDTHS=NARROW_WIDTHS, EXPLORER_BATCH=EXPLORER_BATCH, SWEEP=SWEEP,
-                           RUN_OPTIONS=RUN_OPTIONS)
+                           RUN_OPTIONS=OPTIONS)
 run_cfg = ck.profiles.settings("run", PROFILE)
 # Options of every cropkit.run below: under cpu, lesson 02's batch size and EarlyCroP-S's detector (reference rule, τ 0.7)
 RUN_OPTIONS = dict(profile=PROFILE, epochs=cfg.epochs, **cfg.run_options)

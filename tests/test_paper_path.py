@@ -84,6 +84,7 @@ def _check_common(result, spies, cifar_root, method):
         value = getattr(result, column)
         assert value == value and abs(value) != float("inf") and value >= 0, (column, value)
     assert 0.0 <= result.test_acc <= 1.0 and result.peak_memory_bytes > 0 and result.disk_bytes > 0
+    assert result.emissions_g >= 0  # the paper profile measures emissions (codecarbon, offline); NaN if it failed
     # the CIFAR path: the tiny files under the data root, with the paper's training augmentation, which ran
     data = spies["data"][0]
     assert data.name == "cifar10" and data.input_shape == (3, 32, 32) and data.num_classes == 10
@@ -96,7 +97,7 @@ def _check_common(result, spies, cifar_root, method):
     assert spies["schedules"][-1] == "onecycle"  # the sparse phase (train.warm_up may build one before)
 
 
-def test_crop_s_on_the_paper_path(cifar_root, spies, tmp_path):
+def test_crop_s_on_the_paper_path(cifar_root, spies, one_thread):
     result = ck.run("crop-s", profile="paper", sparsity=0.5, cache=False, progress=False, **SHRUNK)
     _check_common(result, spies, cifar_root, "crop-s")
     assert result.model == "resnet18" and result.prune_epoch == 0 and result.epochs_trained == 1
@@ -109,7 +110,7 @@ def test_crop_s_on_the_paper_path(cifar_root, spies, tmp_path):
     assert abs(result.weight_sparsity - 0.5) <= 0.01
 
 
-def test_earlycrop_u_on_the_paper_path_with_vgg16(cifar_root, spies):
+def test_earlycrop_u_on_the_paper_path_with_vgg16(cifar_root, spies, one_thread):
     result = ck.run("earlycrop-u", profile="paper", model="vgg16", sparsity=0.9, cache=False, progress=False,
                     **SHRUNK)
     _check_common(result, spies, cifar_root, "earlycrop-u")
@@ -142,8 +143,10 @@ def test_cifar100_files_load_with_the_paper_transform(cifar_root):
 
 # Size parameters a lesson may declare, and their value here; a lesson gets each one it declares (lesson 05 and any
 # later lesson included). Sizes only: data, models, methods, criteria and measurements stay the paper profile's.
+# codecarbon's tracker takes seconds to start, once per run: the two cropkit.run tests above measure emissions as the
+# paper profile does; the lessons, which make many runs, skip it (MEASURE_EMISSIONS; lesson 04's OPTIONS).
 SIZES = dict(EPOCHS=1, BATCH_SIZE=4, LIMIT=8, SEEDS=[0], SCORE_BATCHES=1, MAX_DENSE_EPOCHS=2, SPARSITIES=[0.9],
-             LTR_ROUNDS=1, REWIND_EPOCH=0, FOCUS_SPARSITY=0.9, CACHE=False)
+             LTR_ROUNDS=1, REWIND_EPOCH=0, FOCUS_SPARSITY=0.9, CACHE=False, MEASURE_EMISSIONS=False)
 # What a lesson needs beyond SIZES. Widths: lesson 00 trains ResNet18 at full width; the NTK lessons (01, 02)
 # build per-sample Jacobians of every weight (10 × 11 M floats per sample at full width), and lessons 03 and 04
 # train 6 and 21 networks, so these run the paper's networks at a fraction of their width on a 2-core CPU.
@@ -157,7 +160,7 @@ LESSON_SIZES = {
     "04_structured_pruning": dict(
         WIDTH=0.125, TABLES=[["resnet18", 0.9], ["vgg16", 0.9]], EXPLORER_WIDTH=0.125, EXPLORER_BATCH=4,
         SWEEP=[0.9], WIDE_WIDTH=0.25, NARROW_WIDTHS=[0.125],
-        RUN_OPTIONS=dict(batch_size=4, limit=8, score_batches=1, max_dense_epochs=2, ticks=1,
+        OPTIONS=dict(batch_size=4, limit=8, score_batches=1, max_dense_epochs=2, ticks=1,
                          measure_emissions=False)),
 }
 LESSONS = notebook.notebooks()
@@ -176,7 +179,7 @@ def test_every_lesson_has_its_sizes_shrunk():
         declared = notebook.declared_parameters(path)
         given = lesson_parameters(path)
         assert not set(LESSON_SIZES.get(path.stem, {})) - set(declared), path.name
-        for size in ("EPOCHS", "BATCH_SIZE", "LIMIT", "RUN_OPTIONS"):
+        for size in ("EPOCHS", "BATCH_SIZE", "LIMIT", "OPTIONS"):
             if size not in declared:
                 continue
             assert size in given, f"{path.name} declares {size}, which the paper-path test must shrink"
@@ -186,6 +189,9 @@ def test_every_lesson_has_its_sizes_shrunk():
 @pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
 def test_lesson_runs_under_paper(path, cifar_root, tmp_path, monkeypatch):
     monkeypatch.setenv("CROPKIT_CACHE", str(tmp_path / "cache"))
+    # one torch thread in the kernel: on a shared 2-core machine two OpenMP threads wait on each other (a training
+    # step of ResNet18 ×0.25 took 18× longer with two than with one while other jobs ran)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     start = time.perf_counter()
     results = notebook.execute(path, profile="paper", output_dir=tmp_path / "out", parameters=lesson_parameters(path),
                                budget_s=None)
