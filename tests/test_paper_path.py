@@ -7,6 +7,7 @@ Per-lesson seconds of the lesson tests are printed (``pytest -s``) so that their
 """
 from __future__ import annotations
 
+import functools
 import time
 
 import pytest
@@ -164,11 +165,12 @@ LESSON_SIZES = {
                          measure_emissions=False)),
 }
 LESSONS = notebook.notebooks()
+declared_parameters = functools.cache(notebook.declared_parameters)  # papermill reads a notebook in about a second
 
 
 def lesson_parameters(path) -> dict:
     """The shrunk sizes for a lesson: every SIZES entry it declares, then its own entries."""
-    declared = notebook.declared_parameters(path)
+    declared = declared_parameters(path)
     return {**{k: v for k, v in SIZES.items() if k in declared}, **LESSON_SIZES.get(path.stem, {})}
 
 
@@ -176,7 +178,7 @@ def test_every_lesson_has_its_sizes_shrunk():
     """A lesson without a size parameter the shrunk run needs would train the paper's full sizes here."""
     assert len(LESSONS) >= 5
     for path in LESSONS:
-        declared = notebook.declared_parameters(path)
+        declared = declared_parameters(path)
         given = lesson_parameters(path)
         assert not set(LESSON_SIZES.get(path.stem, {})) - set(declared), path.name
         for size in ("EPOCHS", "BATCH_SIZE", "LIMIT", "OPTIONS"):
