@@ -1,7 +1,8 @@
-"""The ``paper`` profile, executed on CPU (issue 13): CIFAR-format files written by the test, the paper's networks at
-full width, its batch pipeline, schedule, detector, surgery and measurements — only the sizes shrunk by overrides
-(epochs, training images, batch size, scoring batches, dense-phase cap). No GPU run of this path has been made;
-tests/test_gpu_branches.py covers the CUDA-only branches with fakes.
+"""The ``paper`` profile, executed on CPU (issue 13): CIFAR-format files written by the test (tests/cifar_files.py),
+the paper's networks (at full width in the two `cropkit.run` tests), its augmentation, schedule, detector, surgery and
+measurements — only the sizes shrunk by overrides (epochs, training images, batch size, scoring batches, dense-phase
+cap; widths in some lessons). No GPU run of this path has been made; tests/test_gpu_branches.py covers the CUDA-only
+branches with fakes.
 
 Per-lesson seconds of the lesson tests are printed (``pytest -s``) so that their share of the suite stays visible.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import time
+import warnings
 
 import pytest
 import torch
@@ -17,9 +19,9 @@ from torchvision import transforms
 import cropkit as ck
 from cropkit import notebook
 
-# Only sizes change. On this path ResNet18 at full width trains about 30 images/s on 2 CPU cores, so a run sees a
-# handful of images: 8 training images in batches of 4, one scoring batch, at most two dense epochs. (The cost
-# columns time 13 training steps and profile 2 more on the scoring batch, so the batch size sets most of the cost.)
+# Only sizes change. A full-width ResNet18 or VGG16 step is costly on a CPU, so a run sees a handful of images:
+# 8 training images in batches of 4, one scoring batch, at most two dense epochs. (The cost columns time 13
+# training steps and profile 2 more on the scoring batch, so the batch size sets most of a run's cost.)
 SHRUNK = dict(epochs=1, limit=8, batch_size=4, score_batches=1, max_dense_epochs=2)
 RESNET18_CIFAR_PARAMS = 11_173_962  # the CIFAR ResNet18 (3×3 stem, no max-pool) for 10 classes
 # FLOPs per 32×32 sample, 2 per multiply-accumulate: the 3×3 stem at 32×32, four 64-channel convs at 32×32, then per
@@ -112,12 +114,17 @@ def test_crop_s_on_the_paper_path(cifar_root, spies, one_thread):
 
 
 def test_earlycrop_u_on_the_paper_path_with_vgg16(cifar_root, spies, one_thread):
-    result = ck.run("earlycrop-u", profile="paper", model="vgg16", sparsity=0.9, cache=False, progress=False,
-                    **SHRUNK)
+    with warnings.catch_warnings():  # a forced prune is recorded in result.warnings; no need to print it
+        warnings.simplefilter("ignore")
+        result = ck.run("earlycrop-u", profile="paper", model="vgg16", sparsity=0.9, cache=False, progress=False,
+                        **SHRUNK)
     _check_common(result, spies, cifar_root, "earlycrop-u")
     assert result.model == "vgg16"
-    # the detector watched a dense phase of at most two epochs (constant LR), then one one-cycle sparse epoch
-    assert result.prune_epoch in (1, 2) and result.epochs_trained == result.prune_epoch + 1
+    # the detector watched a dense phase of at most two epochs (constant LR), then one one-cycle sparse epoch; the
+    # paper's seed rule rarely fires that early, and then the prune is forced at the cap, with a warning
+    forced = [w for w in result.warnings if "did not fire within the maximum dense phase of 2 epochs" in w]
+    assert result.prune_epoch == 2 if forced else result.prune_epoch in (1, 2)
+    assert result.epochs_trained == result.prune_epoch + 1
     assert "constant" in spies["schedules"]
     assert len(result.history) == result.epochs_trained
     # unstructured: the full-size network keeps every node and its dense FLOPs; 90 % of its weights are zero
@@ -161,8 +168,7 @@ LESSON_SIZES = {
     "04_structured_pruning": dict(
         WIDTH=0.125, TABLES=[["resnet18", 0.9], ["vgg16", 0.9]], EXPLORER_WIDTH=0.125, EXPLORER_BATCH=4,
         SWEEP=[0.9], WIDE_WIDTH=0.25, NARROW_WIDTHS=[0.125],
-        OPTIONS=dict(batch_size=4, limit=8, score_batches=1, max_dense_epochs=2, ticks=1,
-                         measure_emissions=False)),
+        OPTIONS=dict(batch_size=4, limit=8, score_batches=1, max_dense_epochs=2, ticks=1, measure_emissions=False)),
 }
 LESSONS = notebook.notebooks()
 declared_parameters = functools.cache(notebook.declared_parameters)  # papermill reads a notebook in about a second
