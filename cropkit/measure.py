@@ -133,8 +133,14 @@ def nonzero_macs(model: nn.Module, example_inputs) -> float:
 
 # ----------------------------------------------------------------------------- time and memory
 
+def _on_cuda(device: torch.device) -> bool:
+    """Whether timings and memory on ``device`` go through CUDA's clock and allocator (one predicate, so that the
+    CUDA branches can be exercised on a CPU by faking it and ``torch.cuda``: tests/test_gpu_branches.py)."""
+    return device.type == "cuda"
+
+
 def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
+    if _on_cuda(device):
         torch.cuda.synchronize(device)
 
 
@@ -212,7 +218,7 @@ def peak_memory(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, *
     loss_fn = loss_fn or nn.CrossEntropyLoss()
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     _training_step(model, optimizer, x, y, loss_fn)  # warm-up: gradients and Adam state now exist
-    if device.type == "cuda":
+    if _on_cuda(device):
         _sync(device)
         torch.cuda.reset_peak_memory_stats(device)
         _training_step(model, optimizer, x, y, loss_fn)

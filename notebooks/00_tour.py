@@ -39,6 +39,8 @@ DATA = None  # type: str  dataset name; None means the profile value (digits)
 MODEL = None  # type: str  model name; None means the profile value (cnn)
 WIDTH = None  # type: float  width multiplier; None means the profile value
 EPOCHS = None  # type: int  training epochs; None means the profile value
+BATCH_SIZE = None  # type: int  training batch size; None means the profile value
+LIMIT = None  # type: int  training samples kept, the first ones; None means the profile value (all on cpu and paper)
 SEED = 0  # type: int  seeds the initialisation and the shuffling
 
 # %%
@@ -47,7 +49,8 @@ import torch
 
 import cropkit as ck
 
-cfg = ck.profiles.settings("00_tour", PROFILE, DATA=DATA, MODEL=MODEL, WIDTH=WIDTH, EPOCHS=EPOCHS)
+cfg = ck.profiles.settings("00_tour", PROFILE, DATA=DATA, MODEL=MODEL, WIDTH=WIDTH, EPOCHS=EPOCHS,
+                           BATCH_SIZE=BATCH_SIZE, LIMIT=LIMIT)
 print(cfg)
 print("measured on:", ck.measure.hardware())
 

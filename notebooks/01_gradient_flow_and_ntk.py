@@ -52,6 +52,8 @@ OUTPUT_DIR = "outputs"  # type: str  where the JSON results and figures are writ
 DATA = None  # type: str  dataset name; None means the profile value (digits)
 MODEL = None  # type: str  model name; None means the profile value (cnn)
 WIDTH = None  # type: float  width multiplier; None means the profile value
+BATCH_SIZE = None  # type: int  batch size of the scoring and probe batches; None means the profile value
+LIMIT = None  # type: int  training samples kept, the first ones; None means the profile value
 CHECK_SEEDS = None  # type: int  initialisations in the identity check; None means the profile value
 CHECK_BATCHES = None  # type: int  batches per initialisation in the identity check; None means the profile value
 CHECK_BATCH_SIZE = None  # type: int  samples per batch in the identity check; None means the profile value
@@ -59,6 +61,7 @@ PROBE_SIZE = None  # type: int  samples in the probe batch whose NTK is compared
 SCORE_BATCHES = None  # type: int  training batches the criteria score on; None means the profile value
 SWEEP_SEEDS = None  # type: int  initialisations averaged in the pruning sweep; None means the profile value
 SPARSITIES = None  # type: list  weight sparsities of the sweep, a list; None means the profile value
+EIGENVALUES = None  # type: int  largest NTK eigenvalues kept for the spectrum plot; None means the profile value
 SEED = 0  # type: int  seeds the initialisations and the shuffling
 
 # %%
@@ -77,7 +80,7 @@ from cropkit.widgets_ntk import NTKExplorer, pruned_copy
 cfg = ck.profiles.settings("01_gradient_flow_and_ntk", PROFILE, DATA=DATA, MODEL=MODEL, WIDTH=WIDTH,
                            CHECK_SEEDS=CHECK_SEEDS, CHECK_BATCHES=CHECK_BATCHES, CHECK_BATCH_SIZE=CHECK_BATCH_SIZE,
                            PROBE_SIZE=PROBE_SIZE, SCORE_BATCHES=SCORE_BATCHES, SWEEP_SEEDS=SWEEP_SEEDS,
-                           SPARSITIES=SPARSITIES)
+                           SPARSITIES=SPARSITIES, BATCH_SIZE=BATCH_SIZE, LIMIT=LIMIT, EIGENVALUES=EIGENVALUES)
 print(cfg)
 device = ck.train.default_device()
 print("measured on:", ck.measure.hardware(), "| device:", device)

@@ -55,6 +55,8 @@ OUTPUT_DIR = "outputs"  # type: str  where the JSON results, figures and the ani
 DATA = None  # type: str  dataset name; None means the profile value (mnist1d)
 MODEL = None  # type: str  model name; None means the profile value (cnn)
 WIDTH = None  # type: float  width multiplier; None means the profile value
+BATCH_SIZE = None  # type: int  training batch size; None means the profile value
+LIMIT = None  # type: int  training samples kept, the first ones; None means the profile value
 EPOCHS = None  # type: int  epochs of the watched dense training run; None means the profile value
 LR = None  # type: float  Adam learning rate; None means the profile value
 PROBE_SIZE = None  # type: int  training samples in the fixed probe batch of the NTK; None means the profile value
@@ -65,6 +67,7 @@ TRY_WIDTHS = None  # type: list  widths compared in the try-this section, a list
 TRY_LRS = None  # type: list  learning rates compared in the try-this section, a list; None means the profile value
 TRY_EPOCHS = None  # type: int  epochs of each try-this run; None means the profile value
 DIGITS_EPOCHS = None  # type: int  epochs of the digits run of section 2; None means the profile value
+FRAMES = None  # type: int  frames of the rich-to-lazy animation; None means the profile value
 THREADS = None  # type: int  torch CPU threads; None means the profile value (1 on cpu, small nets run fastest so)
 SEED = 0  # type: int  seeds the initialisation and the shuffling
 
@@ -84,7 +87,8 @@ from cropkit.widgets_ntk import detector_figure, rich_to_lazy_animation, tau_sli
 cfg = ck.profiles.settings("02_rich_to_lazy", PROFILE, DATA=DATA, MODEL=MODEL, WIDTH=WIDTH, EPOCHS=EPOCHS, LR=LR,
                            PROBE_SIZE=PROBE_SIZE, NTK_EVERY=NTK_EVERY, TAU=TAU, REF_TAU=REF_TAU,
                            TRY_WIDTHS=TRY_WIDTHS, TRY_LRS=TRY_LRS, TRY_EPOCHS=TRY_EPOCHS, DIGITS_EPOCHS=DIGITS_EPOCHS,
-                           THREADS=THREADS)
+                           THREADS=THREADS,
+                           BATCH_SIZE=BATCH_SIZE, LIMIT=LIMIT, FRAMES=FRAMES)
 if cfg.threads:
     torch.set_num_threads(cfg.threads)
 print(cfg)

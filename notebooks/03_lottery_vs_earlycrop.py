@@ -50,6 +50,11 @@ DATA = None  # type: str  dataset name; None means the profile value (mnist1d)
 MODEL = None  # type: str  model name; None means the profile value (cnn)
 WIDTH = None  # type: float  width multiplier; None means the profile value
 EPOCHS = None  # type: int  epochs E of the sparse phase, and of each LTR training; None means the profile value
+BATCH_SIZE = None  # type: int  training batch size of every run; None means the profile value
+LIMIT = None  # type: int  training samples kept, the first ones; None means the profile value
+SCORE_BATCHES = None  # type: int  training batches the pruning scores see; None means the profile value
+MAX_DENSE_EPOCHS = None  # type: int  longest dense phase of EarlyCroP before the prune is forced; None means the profile value
+MEASURE_EMISSIONS = None  # type: bool  estimate each run with codecarbon; None means the profile value (on under paper)
 SPARSITIES = None  # type: list  target weight sparsities of the sweep, a list; None means the profile value
 SEEDS = None  # type: list  seeds of every configuration, a list; None means the profile value
 LTR_ROUNDS = None  # type: int  prune-rewind-retrain rounds R of LTR; None means the profile value
@@ -76,7 +81,9 @@ from cropkit import lottery
 phases = ck.notebook.Phases()  # wall seconds of each phase, printed as it ends and saved in the JSON
 cfg = ck.profiles.settings("03_lottery_vs_earlycrop", PROFILE, DATA=DATA, MODEL=MODEL, WIDTH=WIDTH, EPOCHS=EPOCHS,
                            SPARSITIES=SPARSITIES, SEEDS=SEEDS, LTR_ROUNDS=LTR_ROUNDS, REWIND_EPOCH=REWIND_EPOCH,
-                           FOCUS_SPARSITY=FOCUS_SPARSITY, THREADS=THREADS)
+                           FOCUS_SPARSITY=FOCUS_SPARSITY, THREADS=THREADS,
+                           BATCH_SIZE=BATCH_SIZE, LIMIT=LIMIT, SCORE_BATCHES=SCORE_BATCHES,
+                           MAX_DENSE_EPOCHS=MAX_DENSE_EPOCHS, MEASURE_EMISSIONS=MEASURE_EMISSIONS)
 if cfg.threads:
     torch.set_num_threads(cfg.threads)
 if cfg.focus_sparsity not in cfg.sparsities:

@@ -47,6 +47,10 @@ SEEDS = None  # type: list  seeds per method, e.g. [0] for a quick table; None: 
 EXPLORER_WIDTH = None  # type: float  width of the explorer ResNet18 / VGG16; None: the profile value (0.25 on a CPU)
 EXPLORER_CRITERION = None  # type: str  criterion the explorer starts with (a key of cropkit.scores.NODE_SCORES); None: the profile value
 WIDE_WIDTH = None  # type: float  width of the wide model pruned in section 4; None: the profile value
+NARROW_WIDTHS = None  # type: list  dense widths measured against the pruned wide model; None: the profile value
+EXPLORER_BATCH = None  # type: int  samples in the batch the explorer scores and times; None: the profile value
+SWEEP = None  # type: list  target weight sparsities of the explorer sweep; None: the profile value
+OPTIONS = None  # type: dict  options of every cropkit.run below, e.g. batch_size or limit; None: the profile value
 THREADS = None  # type: int  torch CPU threads; None: the profile value (1 on smoke and cpu; paper: torch chooses)
 
 # %%
@@ -61,7 +65,9 @@ from cropkit.results import PAPER_COLUMNS, runs_frame
 
 cfg = ck.profiles.settings("04_structured_pruning", PROFILE, DATA=DATA, TABLES=TABLES, WIDTH=WIDTH, EPOCHS=EPOCHS,
                            SEEDS=SEEDS, EXPLORER_WIDTH=EXPLORER_WIDTH, EXPLORER_CRITERION=EXPLORER_CRITERION,
-                           WIDE_WIDTH=WIDE_WIDTH, THREADS=THREADS)
+                           WIDE_WIDTH=WIDE_WIDTH, THREADS=THREADS,
+                           NARROW_WIDTHS=NARROW_WIDTHS, EXPLORER_BATCH=EXPLORER_BATCH, SWEEP=SWEEP,
+                           RUN_OPTIONS=OPTIONS)
 run_cfg = ck.profiles.settings("run", PROFILE)
 # Options of every cropkit.run below: under cpu, lesson 02's batch size and EarlyCroP-S's detector (reference rule, τ 0.7)
 RUN_OPTIONS = dict(profile=PROFILE, epochs=cfg.epochs, **cfg.run_options)

@@ -46,3 +46,26 @@ def run_notebook(smoke_dir):
         return cache[stem]
 
     return run
+
+
+@pytest.fixture(scope="session")
+def cifar_files(tmp_path_factory) -> tuple[Path, dict]:
+    """A data root holding tiny CIFAR-10 and CIFAR-100 sets in torchvision's on-disk format (`cifar_files.py`),
+    written once per session, and the checksums torchvision must be given to accept them."""
+    from cifar_files import write_cifar
+
+    root = tmp_path_factory.mktemp("cifar-data")
+    return root, {"cifar10": write_cifar(root, "cifar10"),
+                  "cifar100": write_cifar(root, "cifar100", train_per_class=2, test_per_class=1)}
+
+
+@pytest.fixture
+def cifar_root(cifar_files, monkeypatch, tmp_path) -> Path:
+    """The tiny CIFAR data root, accepted by torchvision in this process and in the kernels and processes it
+    starts, and made the default data root (``$CROPKIT_DATA``) for the test."""
+    from cifar_files import use_checksums
+
+    root, checksums = cifar_files
+    use_checksums(monkeypatch, checksums, tmp_path / "sitecustomize")
+    monkeypatch.setenv("CROPKIT_DATA", str(root))
+    return root

@@ -1,6 +1,3 @@
-import hashlib
-import pickle
-
 import numpy as np
 import pytest
 import torch
@@ -65,29 +62,12 @@ def test_missing_cifar_says_how_to_get_it(tmp_path):
         ck.data.load("cifar100", root=tmp_path, download=False)
 
 
-def _write_tiny_cifar(root, monkeypatch, n=20):
-    """A few images in CIFAR-10's on-disk format (pickled dicts of uint8 rows), with matching checksums."""
-    import torchvision
+def _write_tiny_cifar(root, monkeypatch):
+    """Ten training images per class and two test images per class in CIFAR-10's on-disk format, accepted by
+    torchvision (tests/cifar_files.py)."""
+    from cifar_files import use_checksums, write_cifar
 
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    lists = {}
-    for attr, files in (("train_list", [f"data_batch_{i}" for i in range(1, 6)]), ("test_list", ["test_batch"])):
-        entries = []
-        for fname in files:
-            batch = {"data": rng.integers(0, 256, (n, 3 * 32 * 32), dtype=np.uint8),
-                     "labels": rng.integers(0, 10, n).tolist()}
-            (folder / fname).write_bytes(pickle.dumps(batch))
-            entries.append([fname, hashlib.md5((folder / fname).read_bytes()).hexdigest()])
-        lists[attr] = entries
-    meta = {"label_names": [f"class{i}" for i in range(10)]}
-    (folder / "batches.meta").write_bytes(pickle.dumps(meta))
-    monkeypatch.setattr(torchvision.datasets.CIFAR10, "train_list", lists["train_list"])
-    monkeypatch.setattr(torchvision.datasets.CIFAR10, "test_list", lists["test_list"])
-    monkeypatch.setattr(torchvision.datasets.CIFAR10, "meta", {
-        "filename": "batches.meta", "key": "label_names",
-        "md5": hashlib.md5((folder / "batches.meta").read_bytes()).hexdigest()})
+    use_checksums(monkeypatch, {"cifar10": write_cifar(root, "cifar10", train_per_class=10)}, root / "hook")
 
 
 def test_cifar_path_reads_real_on_disk_format(tmp_path, monkeypatch):
