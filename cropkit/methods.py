@@ -76,7 +76,7 @@ def once(criterion: str) -> Callable[[Context, nn.Module], nn.Module]:
 def cropit(structured: bool) -> Callable[[Context, nn.Module], nn.Module]:
     """CroPit's iterative at-init schedule, re-scoring before each step (`cropkit.prune.cropit`)."""
     return lambda ctx, model: prune.cropit(model, ctx.batches, ctx.sparsity, structured=structured,
-                                           example_inputs=ctx.example_inputs)
+                                           example_inputs=ctx.example_inputs, loss_fn=ctx.loss_fn)
 
 
 MAX_DENSE_EPOCHS = Option("max_dense_epochs", int, "the longest dense phase in epochs; the prune is forced then",
@@ -131,7 +131,7 @@ def earlycrop(structured: bool, ctx: Context) -> nn.Module:
     def prune_now(trainer):
         if c.iterative:  # the reference code's EarlyCROP re-scores θ_t in CroPit's cumulative steps
             trainer.model = prune.cropit(trainer.model, ctx.batches, ctx.sparsity, structured=structured,
-                                         example_inputs=ctx.example_inputs)
+                                         example_inputs=ctx.example_inputs, loss_fn=ctx.loss_fn)
         else:            # the paper (§3.3): one CroP / CroP-S prune at the firing epoch
             trainer.model = ctx.prune(trainer.model, criterion)
         ctx.pruned(trainer)
@@ -234,7 +234,7 @@ def gatedecorators(ctx: Context) -> nn.Module:
         i = trainer.epoch
         target = 1 - (1 - ctx.sparsity) ** (i / c.ticks)
         gates = state["gates"]
-        theta = gates.tick(ctx.batches, lr=c.lr)
+        theta = gates.tick(ctx.batches, lr=c.lr, loss_fn=ctx.loss_fn)
         gates.fold()
         trainer.model = prune.structured(trainer.model, theta, target, ctx.example_inputs, dense_weights=dense_weights)
         if i < c.ticks:  # tensors changed: fresh gates and a fresh optimizer for the next tock

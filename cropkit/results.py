@@ -45,6 +45,11 @@ class Result:
     """One run: its configuration, the paper's columns (Tables 1–4) and a few more.
 
     test_acc            final test accuracy (fraction); best_test_acc: best epoch once pruning had finished
+                        (classification; NaN for the other tasks)
+    metric              the task's metric (`cropkit.tasks`): "acc", "rmse", "log_ppl", "return"
+    test_metric         its final test value; best_test_metric: the best epoch's (max or min by the task) once
+                        pruning had finished. For classification equal to test_acc / best_test_acc (also when
+                        loaded from a result cached before these columns existed)
     weight_sparsity     removed-or-zero prunable weights ÷ those of the dense model built with the same seed
     node_sparsity       removed nodes ÷ nodes of that dense model (0 for unstructured methods)
     params              nonzero parameters of the final model (masked weights do not count)
@@ -87,10 +92,17 @@ class Result:
     device: str
     bits_per_nonzero: float = float("nan")
     key: str = ""
+    metric: str = "acc"
+    test_metric: float = float("nan")
+    best_test_metric: float = float("nan")
     warnings: list[str] = dataclasses.field(default_factory=list)
     config: dict = dataclasses.field(default_factory=dict)
     history: list[dict] = dataclasses.field(default_factory=list)
     from_cache: bool = dataclasses.field(default=False, compare=False)
+
+    def __post_init__(self):
+        if self.metric == "acc" and math.isnan(self.test_metric):  # cached before the task columns existed
+            self.test_metric, self.best_test_metric = self.test_acc, self.best_test_acc
 
     def row(self) -> dict:
         """The flat row of the per-run frame: every scalar column; warnings joined by " | "."""
