@@ -5,17 +5,24 @@ import math
 
 import pytest
 import torch
+from torch import nn
 from torch.func import functional_call
 
-from cropkit import data, domains, models, prune, runs, scores, tasks, train
+from cropkit import data, domains, models, prune, runs, scores, task_models, tasks, train
 from cropkit.context import Context
 from cropkit.results import Result
 
 
-def oracle(model, batches, loss_fn):
+def oracle(model, batches, loss_fn, plain):
     """(θ, g, H(g ⊙ m)): H from torch.autograd.functional.hessian of L = (1/B) Σ_b loss_fn(f(x_b), y_b) over the
-    flattened prunable weights (through functional_call, so any architecture), formed densely; m the masks."""
-    model.eval()
+    flattened prunable weights (through functional_call, so any architecture), formed densely; m the masks.
+    ``plain``: an unmasked twin of ``model`` that gets its effective weights θ ⊙ m (functional_call needs plain
+    weights)."""
+    masks = prune.masks(model)
+    with torch.no_grad():
+        for name, layer in models.prunable_layers(plain):
+            layer.weight.copy_(model.get_submodule(name).weight)
+    model = plain.eval()
     names = [f"{n}.weight" for n, _ in models.prunable_layers(model)]
     theta = {k: model.get_submodule(k[:-7]).weight.detach().clone() for k in names}
     shapes = [theta[k].shape for k in names]
@@ -28,8 +35,7 @@ def oracle(model, batches, loss_fn):
     flat = torch.cat([theta[k].flatten() for k in names])
     g = torch.autograd.functional.jacobian(loss, flat, vectorize=True)
     H = torch.autograd.functional.hessian(loss, flat, vectorize=True)
-    m = torch.cat([prune.masks(model)[k].flatten() if k in prune.masks(model) else torch.ones(theta[k].numel())
-                   for k in names]).to(g.dtype)
+    m = torch.cat([masks[k].flatten() if k in masks else torch.ones(theta[k].numel()) for k in names]).to(g.dtype)
     return theta, unflat(g), unflat(H @ (g * m))
 
 
@@ -39,7 +45,12 @@ def rel_err(got, want):
 
 
 def tiny_fcn():
-    return models.build("fcn", (1, 4, 4), 1, width=1 / 16, seed=0).double()
+    """The fcn's parts, smaller (112 weights, so that the dense Hessian stays cheap): stem, a strided residual
+    block, an up-projection back to full resolution, a 1-map head."""
+    torch.manual_seed(0)
+    return models.signal_preserving_init(nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2), nn.Tanh(), task_models.Residual(2, 2, stride=2),
+        nn.Upsample(scale_factor=2), nn.Conv2d(2, 1, 3, padding=1))).double()
 
 
 def tiny_lstm():
@@ -68,7 +79,7 @@ def test_crop_hg_matches_dense_hessian_for_the_new_losses(case, masked):
     model, batches = build(), make_batches()
     if masked:  # a re-scored (CroPit, iterative EarlyCroP) network: H(g ⊙ m) at the effective weights
         prune.unstructured(model, scores.magnitude(model), 0.3)
-    theta, g, hg = oracle(model, batches, task.loss_fn)
+    theta, g, hg = oracle(model, batches, task.loss_fn, plain=build())
     assert all(v.abs().sum() > 0 for v in hg.values())  # every layer takes part: the oracle is not vacuous
     got = scores.crop(model, batches, loss_fn=task.loss_fn)
     assert rel_err(got, {k: (theta[k] * hg[k]).abs() for k in theta}) < 1e-8
