@@ -33,7 +33,7 @@ class Context:
 
     @property
     def loss_fn(self):
-        """The loss every score differentiates: the data's task's (`cropkit.tasks`; cross-entropy for classification)."""
+        """The loss every score differentiates: the data's task's (`cropkit.tasks`; classification: cross-entropy)."""
         return self.data.task.loss_fn
 
     @functools.cached_property

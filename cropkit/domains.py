@@ -9,11 +9,12 @@ distance fog and pixel noise. The input is the RGB image (standardised with the 
 target the per-pixel depth map, standardised too: (depth − mean) / std with the training set's depth mean and std
 (≈ 7.3 and 3.3 scene units, "metres"; `depth_data` returns both). So the RMSE is in units of the depth's standard
 deviation and the constant predictor that outputs the mean scores ≈ 1.0 — the reference a network must beat
-(standardising also spares a sparse output layer from first having to learn a large mean). Depth cues a network can learn: where the floor meets an
-object, the perspective of the checkerboard, an object's apparent size (radii and box sizes have a narrow range),
-shading and fog. 2000 training and 500 test scenes of 32×32 (rendered in about a second and kept in memory, never
-on disk); the split is fixed (its own seed), whatever the run's seed. Loss: L2 (mean squared error over all
-pixels); metric: RMSE over all test pixels, in the standardised units (`cropkit.tasks.REGRESSION`).
+(standardising also spares a sparse output layer from first having to learn a large mean). Depth cues a network
+can learn: where the floor meets an object, the perspective of the checkerboard, an object's apparent size (radii
+and box sizes have a narrow range), shading and fog. 2000 training and 500 test scenes of 32×32 (rendered in about
+a second and kept in memory, never on disk); the split is fixed (its own seed), whatever the run's seed. Loss: L2
+(mean squared error over all pixels); metric: RMSE over all test pixels, in the standardised units
+(`cropkit.tasks.REGRESSION`).
 
 **pydoc** — word-level language modelling on the help texts that ship with Python (``pydoc_data.topics``: 79
 topics, ~120 000 tokens). Text is lower-cased and split into words, numbers and single punctuation marks; each

@@ -104,8 +104,9 @@ class Callback:
 
 class EvaluateOn(Callback):
     """At every epoch end, the mean loss and the task's metric on ``loader`` in eval mode, added to the epoch's
-    record as ``<name>_loss`` and ``<name>_<metric>`` (``<name>_acc`` for classification). The epoch's own ``train_acc`` is a running mean over batches taken in
-    train mode while the weights moved; this measures the weights at the epoch's end (lesson 02: the premise).
+    record as ``<name>_loss`` and ``<name>_<metric>`` (``<name>_acc`` for classification). The epoch's own
+    ``train_acc`` is a running mean over batches taken in train mode while the weights moved; this measures the
+    weights at the epoch's end (lesson 02: the premise).
 
         train_eval = EvaluateOn(DataLoader(data.train.dataset, batch_size=512), name="train_eval")
 
