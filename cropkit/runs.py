@@ -37,6 +37,7 @@ def options() -> dict:
 def settings(method: str, *, data=None, model=None, epochs=None, width=None, profile="cpu", **given):
     """The resolved settings of a run: the profile's ``RUN`` values, the declared defaults, then what was given.
 
+    ``model=None`` with a regression or language dataset is that task's model (`cropkit.tasks.default_model`).
     ``None`` means the default, except for an option whose ``None`` has a meaning of its own (``limit=None`` given
     explicitly: the whole training set; omit ``limit`` for the profile's). Unknown option names and invalid
     values raise ``ValueError`` saying what is allowed.
@@ -52,6 +53,7 @@ def settings(method: str, *, data=None, model=None, epochs=None, width=None, pro
     explicit_none = {k for k, v in given.items() if v is None and table[k].none is not None and table[k].default
                      is PROFILE}
     given = {k: v for k, v in given.items() if v is not None}  # None = the default, as everywhere
+    model = model or tasks.default_model(data)  # data="depth" alone means the fcn, not the profile's classifier
     cfg = profiles.settings("run", profile, data=data, model=model, epochs=epochs, width=width,
                             **{k: v for k, v in given.items() if table[k].default is PROFILE})
     for option in table.values():

@@ -1,12 +1,12 @@
 r"""Networks for the regression and language tasks (`cropkit.tasks`), registered in the zoo (`cropkit.models.ZOO`).
 
 ``fcn`` — a fully convolutional residual encoder–decoder for dense prediction: the FCRN of Laina et al. (2016,
-"Deeper depth prediction with fully convolutional residual networks", the paper's NYU-depth network), scaled down.
-A conv-BN-ReLU stem, two residual blocks with stride 2 (32 → 8 pixels), two up-projections back to full resolution
-(Laina et al.'s up-projection: 2× upsampling, then a residual block whose shortcut is a projection conv), and a
-3×3 conv to ``num_classes`` output maps (1: depth). Every conv is followed by a BatchNorm except the last, so every
-criterion, structured ones included (`cropkit.structured`, EarlyBird's |γ|), applies; the last conv is the
-"classifier" (its outputs are not nodes).
+"Deeper depth prediction with fully convolutional residual networks", the paper's NYU-depth network), scaled down. A
+conv-BN-ReLU stem, two residual blocks with stride 2 (32 → 8 pixels), two up-projections back to full resolution
+(Laina et al.'s up-projection: 2× upsampling, then a residual block whose shortcut is a projection conv), and a 3×3
+conv to ``num_classes`` output maps (1: depth), initialised with Kaiming fan-in (the hidden convs: fan-out). Every
+conv is followed by a BatchNorm except the last, so every criterion, structured ones included (`cropkit.structured`,
+EarlyBird's |γ|), applies; the last conv is the "classifier" (its outputs are not nodes).
 
 ``lstm`` — an LSTM language model: embedding → one LSTM layer → linear decoder over the vocabulary. The LSTM cell
 is written with two ``nn.Linear`` layers (input → 4 gates, hidden → 4 gates; gates i, f, g, o) instead of
@@ -52,14 +52,23 @@ def fcn(input_shape, num_classes=1, width=1.0) -> nn.Module:
     """FCRN-style encoder–decoder: (C, H, W) → (num_classes, H, W); H and W divisible by 4."""
     if len(input_shape) != 3 or input_shape[1] % 4 or input_shape[2] % 4:
         raise ValueError(f"fcn takes an image input (C, H, W) with H and W divisible by 4; got {tuple(input_shape)}")
+    from .models import signal_preserving_init  # it imports this module
+
     c0, c1, c2 = _w(16, width), _w(32, width), _w(64, width)
-    return nn.Sequential(
+    model = nn.Sequential(
         nn.Conv2d(input_shape[0], c0, 3, padding=1, bias=False), nn.BatchNorm2d(c0), nn.ReLU(),
         Residual(c0, c1, stride=2), Residual(c1, c2, stride=2),                     # encoder: H → H/4
         nn.Upsample(scale_factor=2), Residual(c2, c1),                              # up-projections: H/4 → H
         nn.Upsample(scale_factor=2), Residual(c1, c0),
         nn.Conv2d(c0, num_classes, 3, padding=1),                                   # one map per output
     )
+    signal_preserving_init(model)
+    # The head as the zoo's linear classifiers: Kaiming fan-in, so the first output has about unit variance, as the
+    # standardised targets (fan-out, right for the hidden convs, gives a 1-map head an output std of ≈ 4: the first
+    # epochs then only shrink it).
+    nn.init.kaiming_normal_(model[-1].weight, mode="fan_in", nonlinearity="relu")
+    model.own_init = True  # `cropkit.models.build` leaves this initialisation alone
+    return model
 
 
 class LSTMLanguageModel(nn.Module):

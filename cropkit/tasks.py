@@ -126,6 +126,13 @@ def of_model(name: str) -> str:
     return MODEL_TASKS.get(name, "classification")
 
 
+def default_model(data: str | None) -> str | None:
+    """The zoo model built for ``data``'s task when it is not classification (the one model of that task), else
+    None (the profile's model)."""
+    fit = sorted(m for m, t in MODEL_TASKS.items() if data is not None and t == of_data(data).name != "classification")
+    return fit[0] if len(fit) == 1 else None
+
+
 def check_pair(data: str, model: str) -> None:
     """A ``ValueError`` when ``model`` is built for another task than ``data`` is, naming the models that fit."""
     want, have = of_data(data).name, of_model(model)

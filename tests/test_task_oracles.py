@@ -186,6 +186,8 @@ def test_settings_reject_a_model_of_another_task_and_structured_lstm():
     with pytest.raises(ValueError, match="crop-u"):
         runs.settings("crop-s", data="pydoc", model="lstm")
     runs.settings("crop-s", data="depth", model="fcn")  # the fcn has channels to remove
+    assert runs.settings("dense", data="pydoc").model == "lstm"  # the task's model, not the profile's classifier
+    assert runs.settings("dense", data="digits").model == "cnn"
 
 
 def test_results_cached_before_the_metric_columns_still_load():
