@@ -220,3 +220,32 @@ def test_run_on_the_new_tasks(setting, method):
     assert r.flops > 0 and r.peak_memory_bytes > 0 and r.batch_time_ms > 0
     if method == "crop-s":
         assert r.node_sparsity > 0
+
+
+# ----------------------------------------------------------------------------- the models
+
+def test_lstm_cell_from_linear_layers_equals_torch_lstm():
+    model = models.build("lstm", (5,), 11, width=1 / 16, seed=0)
+    H = model.hidden_size
+    reference = nn.LSTM(model.embedding.embedding_dim, H, batch_first=True)
+    with torch.no_grad():  # torch's gate order is i, f, g, o, as ours; its two biases add up to our one
+        reference.weight_ih_l0.copy_(model.input_gates.weight)
+        reference.weight_hh_l0.copy_(model.hidden_gates.weight)
+        reference.bias_ih_l0.copy_(model.input_gates.bias)
+        reference.bias_hh_l0.zero_()
+    tokens = torch.randint(0, 11, (3, 5), generator=torch.Generator().manual_seed(0))
+    hidden, _ = reference(model.embedding(tokens))
+    assert torch.allclose(model(tokens), model.decoder(hidden), atol=1e-6)
+    assert [name for name, _ in models.prunable_layers(model)] == ["input_gates", "hidden_gates", "decoder"]
+
+
+def test_fcn_maps_an_image_to_a_full_resolution_map_and_rejects_other_inputs():
+    model = models.build("fcn", (3, 32, 32), 1, width=0.25, seed=0)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 1, 32, 32)
+    assert models.classifier_name(model) == str(len(model) - 1)  # the 1-map head: its outputs are not nodes
+    with pytest.raises(ValueError, match="divisible by 4"):
+        models.build("fcn", (3, 30, 30), 1)
+    with pytest.raises(ValueError, match="token sequences"):
+        models.build("lstm", (3, 8, 8), 10)
+    with pytest.raises(ValueError, match=">= 2"):
+        models.build("cnn", (1, 8, 8), 1)  # a classifier still needs two classes
