@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from cropkit import data, domains, models, prune, runs, scores, task_models, tasks, train
+from cropkit import data, domains, models, profiles, prune, runs, scores, task_models, tasks, train
 from cropkit.context import Context
 from cropkit.results import Result
 
@@ -202,8 +202,12 @@ def test_results_cached_before_the_metric_columns_still_load():
 
 # ----------------------------------------------------------------------------- cropkit.run on the new tasks
 
-TINY = dict(epochs=1, width=0.25, limit=64, batch_size=32, score_batches=1, max_dense_epochs=1, cache=False,
-            progress=False, profile="smoke", device="cpu")
+def test_the_domain_profiles_are_valid_run_settings():
+    for profile, domains_ in profiles.DOMAINS.items():
+        for dataset, options in domains_.items():
+            for method in ("dense", "crop-u", "earlycrop-u"):
+                cfg = runs.settings(method, data=dataset, profile=profile, **options)
+                assert tasks.of_model(cfg.model) == tasks.of_data(dataset).name
 
 
 @pytest.mark.parametrize("setting, method", [(("depth", "fcn"), m) for m in ("dense", "crop-u", "earlycrop-u",
@@ -212,7 +216,9 @@ TINY = dict(epochs=1, width=0.25, limit=64, batch_size=32, score_batches=1, max_
 def test_run_on_the_new_tasks(setting, method):
     torch.set_num_threads(1)
     dataset, model = setting
-    r = runs.run(method, data=dataset, model=model, sparsity=0.8, **TINY)
+    options = {**profiles.DOMAINS["smoke"][dataset], "model": model}
+    r = runs.run(method, data=dataset, sparsity=0.8, cache=False, progress=False, profile="smoke", device="cpu",
+                 **options)
     task = tasks.of_data(dataset)
     assert r.metric == task.metric and math.isfinite(r.test_metric) and math.isfinite(r.best_test_metric)
     assert r.test_metric == r.history[-1][f"test_{task.metric}"] and math.isnan(r.test_acc)
