@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from . import data as data_lib
 from . import models, prune, scores, train
+from .tasks import CLASSIFICATION
 
 
 class Context:
@@ -34,13 +35,13 @@ class Context:
     @property
     def loss_fn(self):
         """The loss every score differentiates: the data's task's (`cropkit.tasks`; classification: cross-entropy)."""
-        return self.data.task.loss_fn
+        return getattr(self.data, "task", CLASSIFICATION).loss_fn
 
     @functools.cached_property
     def batches(self) -> list:
         """The scoring batches: the first ``score_batches`` of a loader of their own over the training set, or what
         the data's own ``scoring_batches(n, batch_size, seed)`` hook gives (data without a training Dataset)."""
-        if self.data.scoring_batches is not None:
+        if getattr(self.data, "scoring_batches", None) is not None:
             return self.data.scoring_batches(self.cfg.score_batches, self.cfg.batch_size, self.seed)
         loader = DataLoader(self.data.train.dataset, batch_size=self.cfg.batch_size, shuffle=True,
                             generator=torch.Generator().manual_seed(self.seed))

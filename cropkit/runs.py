@@ -108,7 +108,7 @@ def _measure(ctx: Context, final: nn.Module) -> dict:
     reference = ctx.build_model()
     x, y = ctx.batches[0]
     x, y = x.to(ctx.device), y.to(ctx.device)
-    task = ctx.data.task
+    task = getattr(ctx.data, "task", tasks.CLASSIFICATION)
     memory = measure.peak_memory(final, x, y, loss_fn=task.loss_fn)
     after = [e for e in ctx.history if ctx.prune_epoch is None or e["epoch"] > ctx.prune_epoch]
     key = f"test_{task.metric}"
