@@ -4,29 +4,28 @@ fully convolutional residual network, PTB with a recurrent language model). Noth
 **depth** — dense regression. Each sample is a scene rendered here by ray casting: a pinhole camera (y up, looking
 along +z, rays d = (u, v, 1), so a ray's parameter t *is* the depth z of what it hits) sees a checkered floor at a
 random height, a back wall at a random distance, and up to three spheres and two boxes resting on the floor at
-random depths, lit by one random directional light (Lambertian, with ambient light), with random colours, a little
-distance fog and pixel noise. The input is the RGB image (standardised with the training set's statistics), the
-target the per-pixel depth map, standardised too: (depth − mean) / std with the training set's depth mean and std
-(≈ 7.3 and 3.3 scene units, "metres"; `depth_data` returns both). So the RMSE is in units of the depth's standard
-deviation and the constant predictor that outputs the mean scores ≈ 1.0 — the reference a network must beat
-(standardising also spares a sparse output layer from first having to learn a large mean). Depth cues a network
-can learn: where the floor meets an object, the perspective of the checkerboard, an object's apparent size (radii
-and box sizes have a narrow range), shading and fog. 2000 training and 500 test scenes of 32×32 (rendered in about
-a second and kept in memory, never on disk); the split is fixed (its own seed), whatever the run's seed. Loss: L2
-(mean squared error over all pixels); metric: RMSE over all test pixels, in the standardised units
-(`cropkit.tasks.REGRESSION`).
+random depths, seen with a random pitch of up to 10° (so the horizon moves), lit by one random directional light
+(Lambertian, with ambient light), with random colours, a little distance fog and pixel noise. The input is the RGB
+image (standardised with the training set's statistics), the target the per-pixel depth map, standardised too:
+(depth − mean) / std with the training set's depth mean and std (≈ 7.3 and 3.3 scene units, "metres"; `depth_data`
+returns both). So the RMSE is in units of the depth's standard deviation and the constant predictor that outputs the
+mean scores ≈ 1.0 — the reference a network must beat (standardising also spares a sparse output layer from first
+having to learn a large mean). Depth cues a network can learn: where the floor meets an object, the perspective of
+the checkerboard, an object's apparent size (radii and box sizes have a narrow range), shading and fog. 2000
+training and 500 test scenes of 32×32 (rendered in about two seconds of CPU and kept in memory, never on disk); the
+split is fixed (its own seed), whatever the run's seed. Loss: L2 (mean squared error over all pixels); metric: RMSE
+over all test pixels, in the standardised units (`cropkit.tasks.REGRESSION`).
 
-**pydoc** — word-level language modelling on the help texts that ship with Python (``pydoc_data.topics``: 79
-topics, ~120 000 tokens). Text is lower-cased and split into words, numbers and single punctuation marks; each
-topic ends with ``<eos>``. The topics, taken in sorted key order, each go to the split (train / validation / test)
-furthest below its share of the tokens so far (80 / 10 / 10): a split by topic, so a test topic is never seen in
-training. The vocabulary is the ``vocab`` most
-frequent training tokens (ties alphabetical) plus ``<unk>``; other tokens become ``<unk>``. Each split's token
-stream is cut into windows of T + 1 tokens (stride T): input = the first T, target = the next token at every
-position (truncated backpropagation through time at T; the hidden state starts at zero in every window).
-Loss: mean token cross-entropy; metric: log-perplexity = the mean test cross-entropy per token in nats
-(`cropkit.tasks.LANGUAGE`; perplexity = e^log_ppl). The validation split is `pydoc_corpus`'s, for notebooks that
-tune on it; runs report the test split.
+**pydoc** — word-level language modelling on the help texts that ship with Python (``pydoc_data.topics``: 79 topics,
+~120 000 tokens). Text is lower-cased and split into words, numbers and single punctuation marks; each topic ends
+with ``<eos>``. The topics, taken in sorted key order, each go to the split (train / validation / test) furthest
+below its share of the tokens so far (80 / 10 / 10): a split by topic, so a test topic is never seen in training.
+The vocabulary is the ``vocab`` most frequent training tokens (ties alphabetical) plus ``<unk>``; other tokens
+become ``<unk>``. Each split's token stream is cut into windows of T + 1 tokens (stride T): input = the first T,
+target = the next token at every position (truncated backpropagation through time at T; the hidden state starts at
+zero in every window). Loss: mean token cross-entropy; metric: log-perplexity = the mean test cross-entropy per
+token in nats (`cropkit.tasks.LANGUAGE`; perplexity = e^log_ppl). The validation split is `pydoc_corpus`'s, for
+notebooks that tune on it; runs report the test split.
 """
 from __future__ import annotations
 
@@ -55,20 +54,23 @@ def _loaders(x_train, y_train, x_test, y_test, batch_size, seed):
 # ----------------------------------------------------------------------------- depth: a tiny ray caster
 
 def _spheres(rays, c, r):
-    """Depth t of the nearest hit of every ray with spheres (centres c (N, K, 3), radii r (N, K)): (N, K, P)."""
-    a = (rays ** 2).sum(-1)                                   # (P,)
-    b = np.einsum("nkd,pd->nkp", c, rays)                     # d·c
+    """Ray parameter t of the nearest hit of every ray (N, P, 3) with spheres (centres c (N, K, 3), radii r (N, K)):
+    (N, K, P)."""
+    a = (rays ** 2).sum(-1)[:, None]                          # (N, 1, P)
+    b = np.einsum("nkd,npd->nkp", c, rays)                    # d·c
     disc = b ** 2 - a * ((c ** 2).sum(-1) - r ** 2)[..., None]
     t = (b - np.sqrt(np.maximum(disc, 0))) / a
     return np.where((disc > 0) & (t > 0), t, np.inf)
 
 
 def _boxes(rays, lo, hi):
-    """Depth of every ray's hit with axis-aligned boxes [lo, hi] (N, K, 3) (slab test), and the axis of the face
-    hit: both (N, K, P)."""
+    """Ray parameter of every ray's (N, P, 3) hit with axis-aligned boxes [lo, hi] (N, K, 3) (slab test), and the
+    axis of the face hit: both (N, K, P)."""
     near, far = [], []
-    for axis in range(3):  # rays never run parallel to a face: u, v ≠ 0 on the pixel grid, and d_z = 1
-        t1, t2 = lo[..., axis, None] / rays[:, axis], hi[..., axis, None] / rays[:, axis]
+    for axis in range(3):
+        with np.errstate(divide="ignore"):  # a ray parallel to a face: ±inf, which the slab test handles
+            inv = 1 / rays[:, None, :, axis]                  # (N, 1, P)
+        t1, t2 = lo[..., axis, None] * inv, hi[..., axis, None] * inv
         near.append(np.minimum(t1, t2))
         far.append(np.maximum(t1, t2))
     t_near = np.maximum(np.maximum(near[0], near[1]), near[2])
@@ -98,10 +100,16 @@ def render_depth(n: int, seed: int = DEPTH_SEED, size: int = IMAGE_SIZE) -> tupl
     middle = np.stack([rng.uniform(-0.45, 0.45, (n, 2)) * bz, half[..., 1] - floor_h, bz], -1)
     middle[rng.random((n, 2)) < 0.5, 2] = -100
     lo, hi = (middle - half).astype(f32), (middle + half).astype(f32)
+    # the camera looks up or down by up to 10°, so the horizon moves and the layout alone does not give the depth
+    pitch = rng.uniform(-0.17, 0.17, n)
+    cos, sin = np.cos(pitch)[:, None], np.sin(pitch)[:, None]
+    camera = rays                                             # (P, 3): (u, v, 1) in the camera's frame
+    rays = np.stack([np.broadcast_to(camera[:, 0], (n, P)), camera[:, 1] * cos - sin,
+                     camera[:, 1] * sin + cos], -1).astype(f32)  # (n, P, 3) in the world: t is still the depth
 
     with np.errstate(divide="ignore"):
-        t_floor = np.where(rays[:, 1] < 0, -floor_h / rays[:, 1], np.inf)  # (n, P)
-    t_wall = np.broadcast_to(wall, (n, P))
+        t_floor = np.where(rays[..., 1] < 0, -floor_h / rays[..., 1], np.inf)  # (n, P)
+    t_wall = wall / rays[..., 2]
     t_sph = _spheres(rays, centre, radius)                    # (n, 3, P)
     t_box, box_axis = _boxes(rays, lo, hi)                    # (n, 2, P)
     candidates = np.concatenate([t_floor[:, None], t_wall[:, None], t_sph, t_box], 1)  # (n, 7, P)
@@ -114,8 +122,8 @@ def render_depth(n: int, seed: int = DEPTH_SEED, size: int = IMAGE_SIZE) -> tupl
     box = np.clip(which - 5, 0, 1)
     sphere_normal = (point - centre[rows, sphere]) / radius[rows, sphere][..., None]
     axis = np.take_along_axis(box_axis, box[:, None], 1)[:, 0]  # (n, P): x, y or z face
-    facing = -np.sign(rays)                                   # (P, 3): a face's normal points at the camera
-    box_normal = np.stack([(axis == a) * facing[:, a] for a in range(3)], -1).astype(f32)
+    facing = -np.sign(rays)                                   # (n, P, 3): a face's normal points at the camera
+    box_normal = np.stack([(axis == a) * facing[..., a] for a in range(3)], -1).astype(f32)
     plane_normal = np.where((which == 0)[..., None], np.array([0, 1, 0], f32), np.array([0, 0, -1], f32))
     kind = which[..., None]
     normal = np.where(kind >= 5, box_normal, np.where(kind >= 2, sphere_normal, plane_normal))
