@@ -20,6 +20,11 @@ The contract (what `cropkit.train.Trainer`, `cropkit.context.Context` and `cropk
     step_metric       (outputs, targets) -> float for one training batch; ``train_<metric>`` is
                       ``finish(mean over the epoch's batches)``. None: no ``train_<metric>`` column
 
+Data hooks for a task whose training set is not a Dataset (control): a `cropkit.data.Data` may carry
+``scoring_batches(n, batch_size, seed) -> [(inputs, targets), ...]`` (`cropkit.context.Context.batches` then uses it),
+and a training loader with ``bind(model)`` is bound to the current, possibly just pruned, model at every epoch begin
+(`cropkit.train.Trainer.fit`). A dataset loader may return a ready ``Data`` (`cropkit.data.load`).
+
 Which task a dataset and a model belong to: :data:`DATA_TASKS` and :data:`MODEL_TASKS` (absent = classification);
 `check_pair` rejects a model built for another task with a message that names the ones that fit.
 """
