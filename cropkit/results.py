@@ -266,7 +266,9 @@ def paper_table(rows: list[dict], labels: dict[str, str], families: dict[str, st
     """One line per method (in the order they first appear), the paper's columns, 'mean ± std' over seeds.
 
     As in the paper, node sparsity reads '-' for dense and unstructured methods and weight sparsity '-' for
-    dense. The numbers behind every cell stay in ``table.attrs["runs"]`` (one dict per run).
+    dense. Runs of another task than classification (`cropkit.tasks`) get their metric's column first, e.g.
+    "Test rmse ↓" (their accuracy columns read '-'). The numbers behind every cell stay in ``table.attrs["runs"]``
+    (one dict per run).
     """
     import pandas as pd
 
@@ -275,6 +277,10 @@ def paper_table(rows: list[dict], labels: dict[str, str], families: dict[str, st
     for method in methods:
         runs = [r for r in rows if r["method"] == method]
         line = {"method": method, "Type": families[method], "Method": labels[method], "Seeds": len(runs)}
+        for metric in dict.fromkeys(r.get("metric", "acc") for r in runs if r.get("metric", "acc") != "acc"):
+            arrow = "↑" if metric == "return" else "↓"  # rmse and log-perplexity: lower is better
+            line[f"Test {metric} {arrow}"] = _cell([r["test_metric"] for r in runs if r["metric"] == metric], 1, 3,
+                                                   False)
         for column, header, scale, decimals in PAPER_COLUMNS + EXTRA_COLUMNS:
             line[header] = _cell([r[column] for r in runs], scale, decimals, column in PERCENT)
         if families[method] != "Structured":

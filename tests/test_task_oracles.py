@@ -10,7 +10,7 @@ from torch.func import functional_call
 
 from cropkit import data, domains, models, profiles, prune, runs, scores, task_models, tasks, train
 from cropkit.context import Context
-from cropkit.results import Result
+from cropkit.results import Result, paper_table
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: one thread is faster on a shared, busy machine
 
@@ -200,6 +200,12 @@ def test_results_cached_before_the_metric_columns_still_load():
                   device="cpu")
     old = Result.from_json(fields)
     assert (old.metric, old.test_metric, old.best_test_metric) == ("acc", 0.5, 0.6)
+    classification = paper_table([old.row()], {"dense": "Dense"}, {"dense": "Dense"})
+    assert not any(c.startswith("Test acc ") for c in classification.columns)  # the paper's table, as before
+    depth = Result.from_json({**fields, "test_acc": math.nan, "best_test_acc": math.nan, "metric": "rmse",
+                              "test_metric": 0.5, "best_test_metric": 0.4})
+    table = paper_table([depth.row(), {**depth.row(), "test_metric": 0.7}], {"dense": "Dense"}, {"dense": "Dense"})
+    assert table.loc["dense", "Test rmse ↓"] == "0.600 ± 0.141" and table.loc["dense", "Test accuracy ↑"] == "-"
 
 
 # ----------------------------------------------------------------------------- cropkit.run on the new tasks
