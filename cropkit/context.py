@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from . import checkpoint as checkpoint_lib
 from . import data as data_lib
 from . import models, prune, scores, train
+from .tasks import CLASSIFICATION
 
 
 class Context:
@@ -48,9 +49,17 @@ class Context:
                              seed=self.seed if seed is None else seed)
         return model.to(self.device)
 
+    @property
+    def loss_fn(self):
+        """The loss every score differentiates: the data's task's (`cropkit.tasks`; classification: cross-entropy)."""
+        return getattr(self.data, "task", CLASSIFICATION).loss_fn
+
     @functools.cached_property
     def batches(self) -> list:
-        """The scoring batches: the first ``score_batches`` of a loader of their own over the training set."""
+        """The scoring batches: the first ``score_batches`` of a loader of their own over the training set, or what
+        the data's own ``scoring_batches(n, batch_size, seed)`` hook gives (data without a training Dataset)."""
+        if getattr(self.data, "scoring_batches", None) is not None:
+            return self.data.scoring_batches(self.cfg.score_batches, self.cfg.batch_size, self.seed)
         loader = DataLoader(self.data.train.dataset, batch_size=self.cfg.batch_size, shuffle=True,
                             generator=torch.Generator().manual_seed(self.seed))
         batches = data_lib.take(loader, self.cfg.score_batches)
@@ -100,7 +109,7 @@ class Context:
         run's target): masks for a per-weight criterion, physical removal for a per-node one."""
         sparsity = self.sparsity if sparsity is None else sparsity
         if criterion in scores.WEIGHT_SCORES:
-            return prune.unstructured(model, scores.WEIGHT_SCORES[criterion](model, self.batches, seed=self.seed),
-                                      sparsity)
-        node_scores = scores.NODE_SCORES[criterion](model, self.batches, seed=self.seed)
+            weight_scores = scores.WEIGHT_SCORES[criterion](model, self.batches, loss_fn=self.loss_fn, seed=self.seed)
+            return prune.unstructured(model, weight_scores, sparsity)
+        node_scores = scores.NODE_SCORES[criterion](model, self.batches, loss_fn=self.loss_fn, seed=self.seed)
         return prune.structured(model, node_scores, sparsity, self.example_inputs, **structured)

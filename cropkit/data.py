@@ -7,6 +7,12 @@
 | mnist1d-large | the same generator, 20 000 samples (16000 + 4000) | (1, 40)     |
 | cifar10/100 | torchvision, stored under ``root``                  | (3, 32, 32) |
 | synthetic   | random tensors of any shape, for timing only        | as asked    |
+| depth       | rendered scenes → per-pixel depth (regression), `cropkit.domains` | (3, 32, 32) |
+| pydoc       | Python's own help texts, next-word prediction (language), `cropkit.domains` | (T,) tokens |
+
+Every dataset carries its task (`cropkit.tasks`: the loss and the metric): classification unless the loader says
+otherwise. A loader may return a ready :class:`Data` (with its task and, when the training set is no Dataset, a
+``scoring_batches`` hook); the others return their loaders and shapes and `load` builds the ``Data``.
 
 **Feeding a GPU.** ``num_workers`` worker processes load (and augment) batches beside the training process, and
 ``pin_memory`` page-locks them so that the trainer's ``.to(device, non_blocking=True)`` copies asynchronously.
@@ -25,10 +31,14 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
+
+from . import domains
+from .tasks import CLASSIFICATION, Task, of_data
 
 SPLIT_SEED = 0  # fixed: the test set does not move with the run's seed
 
@@ -41,13 +51,21 @@ CIFAR_STATS = {
 
 @dataclasses.dataclass
 class Data:
-    """A dataset ready for training: loaders plus what a model needs to be built for it."""
+    """A dataset ready for training: loaders plus what a model needs to be built for it.
+
+    num_classes      the model's output size: classes, vocabulary (language) or output channels (regression)
+    task             the loss and the metric (`cropkit.tasks`)
+    scoring_batches  optional ``(n, batch_size, seed) -> [(inputs, targets), ...]``: the scoring batches, for data
+                     whose training set is not a Dataset (on-policy control); None: drawn from ``train.dataset``
+    """
 
     name: str
     train: DataLoader
     test: DataLoader
     input_shape: tuple[int, ...]
     num_classes: int
+    task: Task = CLASSIFICATION
+    scoring_batches: Callable | None = None
 
     def example_inputs(self, n: int = 2) -> torch.Tensor:
         """A small batch of real training inputs, for FLOP counting and structured surgery."""
@@ -242,7 +260,7 @@ def _synthetic(batch_size, seed, limit, *, shape, num_classes, size, loading, **
 
 
 LOADERS = {"digits": _digits, "mnist1d": _mnist1d, "mnist1d-large": _mnist1d, "cifar10": _cifar, "cifar100": _cifar,
-           "synthetic": _synthetic}
+           "synthetic": _synthetic, **domains.LOADERS}
 
 
 def load(name: str, root: str | Path | None = None, batch_size: int = 128, seed: int = 0, *, limit: int | None = None,
@@ -272,7 +290,10 @@ def load(name: str, root: str | Path | None = None, batch_size: int = 128, seed:
         from .paths import data_root
 
         root = data_root()
-    (train, test), input_shape, classes = LOADERS[name](
-        batch_size, seed, limit, name=name, root=root, download=download, shape=shape, num_classes=num_classes,
-        size=size, loading=dict(num_workers=num_workers, pin_memory=bool(pin_memory)))
-    return Data(name, train, test, input_shape, classes)
+    loaded = LOADERS[name](batch_size, seed, limit, name=name, root=root, download=download, shape=shape,
+                           num_classes=num_classes, size=size,
+                           loading=dict(num_workers=num_workers, pin_memory=bool(pin_memory)))
+    if isinstance(loaded, Data):
+        return loaded
+    (train, test), input_shape, classes = loaded
+    return Data(name, train, test, input_shape, classes, task=of_data(name))

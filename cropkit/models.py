@@ -1,4 +1,5 @@
-"""The model zoo: small nets for the offline data, CIFAR-form ResNet18/VGG16, and any torchvision classifier.
+"""The model zoo: small nets for the offline data, CIFAR-form ResNet18/VGG16, any torchvision classifier, and the
+regression and language networks of `cropkit.task_models` (``fcn``, ``lstm``).
 
 Every zoo model is dimension-generic: a 1-D input shape ``(C, L)`` builds Conv1d layers, a 2-D shape
 ``(C, H, W)`` builds Conv2d layers, so the same name runs on MNIST-1D (1×40), digits (1×8×8) and CIFAR (3×32×32).
@@ -13,6 +14,9 @@ from typing import Callable, Iterator
 
 import torch
 from torch import nn
+
+from .task_models import TASK_MODELS
+from .tasks import of_model
 
 PRUNABLE_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear)
 
@@ -202,6 +206,7 @@ ZOO: dict[str, Callable[..., nn.Module]] = {
     "cnn": cnn,
     "resnet18": ResNet18,
     "vgg16": vgg16,
+    **TASK_MODELS,
 }
 
 
@@ -240,12 +245,14 @@ def build(name: str, input_shape, num_classes: int, width: float = 1.0, seed: in
     input_shape = tuple(int(s) for s in input_shape)
     if not width > 0:
         raise ValueError(f"width must be > 0; got {width}")
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be >= 2; got {num_classes}")
+    least = 2 if of_model(name) == "classification" else 1  # a regression net may have a single output map
+    if num_classes < least:
+        raise ValueError(f"num_classes must be >= {least}; got {num_classes}")
     if seed is not None:
         torch.manual_seed(seed)
     if name in ZOO:  # torchvision's models keep their own (already signal-preserving) initialisation
-        return signal_preserving_init(ZOO[name](input_shape, num_classes, width=width))
+        model = ZOO[name](input_shape, num_classes, width=width)
+        return model if getattr(model, "own_init", False) else signal_preserving_init(model)
     if name in torchvision_names():
         if width != 1.0:
             raise ValueError(f"width is only available for the zoo models {list(ZOO)}; {name!r} is torchvision's")

@@ -103,6 +103,31 @@ NOTEBOOKS: dict[str, dict[str, dict]] = {
 }
 
 
+# `cropkit.run` settings for the regression and language stand-ins (issue 14, `cropkit.domains`): {profile: {data:
+# options}}; the lesson on them reads these. Sizes: smoke runs take seconds; cpu keeps an epoch to a few seconds on
+# one thread (fcn ×0.5 on 2000 scenes, lstm ×1 on ~2900 sequences of 32 tokens).
+DOMAINS = {
+    "smoke": {
+        "depth": dict(model="fcn", width=0.25, epochs=1, batch_size=32, limit=64, score_batches=1,
+                      max_dense_epochs=1, measure_emissions=False),
+        "pydoc": dict(model="lstm", width=0.5, epochs=1, batch_size=32, limit=64, score_batches=1,
+                      max_dense_epochs=1, measure_emissions=False),
+    },
+    "cpu": {
+        "depth": dict(model="fcn", width=0.5, epochs=6, batch_size=64, limit=None, score_batches=4,
+                      max_dense_epochs=6, measure_emissions=False),
+        "pydoc": dict(model="lstm", width=1.0, epochs=4, batch_size=64, limit=None, score_batches=4,
+                      max_dense_epochs=4, measure_emissions=False),
+    },
+    "paper": {
+        "depth": dict(model="fcn", width=1.0, epochs=30, batch_size=64, limit=None, score_batches=10,
+                      max_dense_epochs=15, measure_emissions=True),
+        "pydoc": dict(model="lstm", width=2.0, epochs=20, batch_size=64, limit=None, score_batches=10,
+                      max_dense_epochs=10, measure_emissions=True),
+    },
+}
+
+
 # The setting of `cropkit.claims` (the paper's claims, checked): ``sparsity`` is where methods are ranked,
 # ``high_sparsities`` where EarlyCroP-S is compared with dense; ``run_options`` go to every `cropkit.run`.
 CLAIMS = {
@@ -124,8 +149,8 @@ CLAIMS = {
 
 
 def table(key: str) -> dict[str, dict]:
-    """The per-profile table for ``key`` ("run", "claims" or a notebook stem)."""
-    tables = {"run": RUN, "claims": CLAIMS, **NOTEBOOKS}
+    """The per-profile table for ``key`` ("run", "claims", "domains" or a notebook stem)."""
+    tables = {"run": RUN, "claims": CLAIMS, "domains": DOMAINS, **NOTEBOOKS}
     if key not in tables:
         raise ValueError(f"no profile table for {key!r}; known: {sorted(tables)}")
     return tables[key]

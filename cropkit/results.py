@@ -45,6 +45,11 @@ class Result:
     """One run: its configuration, the paper's columns (Tables 1–4) and a few more.
 
     test_acc            final test accuracy (fraction); best_test_acc: best epoch once pruning had finished
+                        (classification; NaN for the other tasks)
+    metric              the task's metric (`cropkit.tasks`): "acc", "rmse", "log_ppl", "return"
+    test_metric         its final test value; best_test_metric: the best epoch's (max or min by the task) once
+                        pruning had finished. For classification equal to test_acc / best_test_acc (also when
+                        loaded from a result cached before these columns existed)
     weight_sparsity     removed-or-zero prunable weights ÷ those of the dense model built with the same seed
     node_sparsity       removed nodes ÷ nodes of that dense model (0 for unstructured methods)
     params              nonzero parameters of the final model (masked weights do not count)
@@ -88,10 +93,17 @@ class Result:
     device: str
     bits_per_nonzero: float = float("nan")
     key: str = ""
+    metric: str = "acc"
+    test_metric: float = float("nan")
+    best_test_metric: float = float("nan")
     warnings: list[str] = dataclasses.field(default_factory=list)
     config: dict = dataclasses.field(default_factory=dict)
     history: list[dict] = dataclasses.field(default_factory=list)
     from_cache: bool = dataclasses.field(default=False, compare=False)
+
+    def __post_init__(self):
+        if self.metric == "acc" and math.isnan(self.test_metric):  # cached before the task columns existed
+            self.test_metric, self.best_test_metric = self.test_acc, self.best_test_acc
 
     def row(self) -> dict:
         """The flat row of the per-run frame: every scalar column; warnings joined by " | "."""
@@ -255,7 +267,9 @@ def paper_table(rows: list[dict], labels: dict[str, str], families: dict[str, st
     """One line per method (in the order they first appear), the paper's columns, 'mean ± std' over seeds.
 
     As in the paper, node sparsity reads '-' for dense and unstructured methods and weight sparsity '-' for
-    dense. The numbers behind every cell stay in ``table.attrs["runs"]`` (one dict per run).
+    dense. Runs of another task than classification (`cropkit.tasks`) get their metric's column first, e.g.
+    "Test rmse ↓" (their accuracy columns read '-'). The numbers behind every cell stay in ``table.attrs["runs"]``
+    (one dict per run).
     """
     import pandas as pd
 
@@ -264,6 +278,10 @@ def paper_table(rows: list[dict], labels: dict[str, str], families: dict[str, st
     for method in methods:
         runs = [r for r in rows if r["method"] == method]
         line = {"method": method, "Type": families[method], "Method": labels[method], "Seeds": len(runs)}
+        for metric in dict.fromkeys(r.get("metric", "acc") for r in runs if r.get("metric", "acc") != "acc"):
+            arrow = "↑" if metric == "return" else "↓"  # rmse and log-perplexity: lower is better
+            line[f"Test {metric} {arrow}"] = _cell([r["test_metric"] for r in runs if r["metric"] == metric], 1, 3,
+                                                   False)
         for column, header, scale, decimals in PAPER_COLUMNS + EXTRA_COLUMNS:
             line[header] = _cell([r[column] for r in runs], scale, decimals, column in PERCENT)
         if families[method] != "Structured":

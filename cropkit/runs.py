@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time
 import warnings
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from . import checkpoint, measure, models, profiles, train
+from . import checkpoint, measure, models, profiles, tasks, train
 from . import data as data_lib
 from .context import Context
 from .methods import METHODS, REGISTRY, Method
@@ -39,6 +40,7 @@ def options() -> dict:
 def settings(method: str, *, data=None, model=None, epochs=None, width=None, profile="cpu", **given):
     """The resolved settings of a run: the profile's ``RUN`` values, the declared defaults, then what was given.
 
+    ``model=None`` with a regression or language dataset is that task's model (`cropkit.tasks.default_model`).
     ``None`` means the default, except for an option whose ``None`` has a meaning of its own (``limit=None`` given
     explicitly: the whole training set; omit ``limit`` for the profile's). Unknown option names and invalid
     values raise ``ValueError`` saying what is allowed.
@@ -54,6 +56,7 @@ def settings(method: str, *, data=None, model=None, epochs=None, width=None, pro
     explicit_none = {k for k, v in given.items() if v is None and table[k].none is not None and table[k].default
                      is PROFILE}
     given = {k: v for k, v in given.items() if v is not None}  # None = the default, as everywhere
+    model = model or tasks.default_model(data)  # data="depth" alone means the fcn, not the profile's classifier
     cfg = profiles.settings("run", profile, data=data, model=model, epochs=epochs, width=width,
                             **{k: v for k, v in given.items() if table[k].default is PROFILE})
     for option in table.values():
@@ -62,6 +65,7 @@ def settings(method: str, *, data=None, model=None, epochs=None, width=None, pro
     for name in explicit_none:
         setattr(cfg, name, None)
     _check_setting(cfg, table)
+    tasks.check_structured(cfg.model, method, REGISTRY[method].family)
     if REGISTRY[method].check is not None:
         REGISTRY[method].check(cfg)
     return cfg
@@ -76,6 +80,7 @@ def _check_setting(cfg, table: dict) -> None:
     if cfg.model not in models.ZOO and cfg.model not in models.torchvision_names():
         raise ValueError(f"unknown model {cfg.model!r}; choose one of the zoo {list(models.ZOO)} "
                          f"or a torchvision classification model (cropkit.models.torchvision_names())")
+    tasks.check_pair(cfg.data, cfg.model)
     for option in table.values():
         option.check(getattr(cfg, option.name))
     if cfg.rewind_epoch > cfg.epochs:
@@ -100,21 +105,27 @@ def _cropkit_warning(w: warnings.WarningMessage) -> bool:
 
 
 def _measure(ctx: Context, final: nn.Module) -> dict:
-    """The cost columns of the paper's tables for the final model, against the dense model built with the same seed."""
+    """The cost columns of the paper's tables for the final model, against the dense model built with the same seed,
+    and the task's metric (`cropkit.tasks`): ``test_metric``, ``best_test_metric`` (max or min by the task), and for
+    classification also ``test_acc``/``best_test_acc`` (NaN for the other tasks)."""
     reference = ctx.build_model()
     x, y = ctx.batches[0]
     x, y = x.to(ctx.device), y.to(ctx.device)
-    memory = measure.peak_memory(final, x, y)
+    task = getattr(ctx.data, "task", tasks.CLASSIFICATION)
+    memory = measure.peak_memory(final, x, y, loss_fn=task.loss_fn)
     after = [e for e in ctx.history if ctx.prune_epoch is None or e["epoch"] > ctx.prune_epoch]
+    key = f"test_{task.metric}"
+    metric = dict(metric=task.metric, test_metric=ctx.history[-1][key],
+                  best_test_metric=task.best(e[key] for e in after))
+    accuracy = (metric["test_metric"], metric["best_test_metric"]) if key == "test_acc" else (math.nan, math.nan)
     return dict(
-        test_acc=ctx.history[-1]["test_acc"],
-        best_test_acc=max(e["test_acc"] for e in after),
+        **metric, test_acc=accuracy[0], best_test_acc=accuracy[1],
         weight_sparsity=measure.weight_sparsity(final, reference=reference),
         node_sparsity=measure.node_sparsity(final, reference=reference),
         params=measure.nonzero_param_count(final),
         flops=measure.flops(final, x[:2]),
         nonzero_macs=measure.nonzero_macs(final, x[:1]),
-        batch_time_ms=measure.batch_time(final, x, y),
+        batch_time_ms=measure.batch_time(final, x, y, loss_fn=task.loss_fn),
         peak_memory_bytes=memory["bytes"], peak_memory_method=memory["method"],
         disk_bytes=measure.disk_size(final), bits_per_nonzero=measure.sparse_bits(final)["bits_per_nonzero"],
     )

@@ -10,6 +10,11 @@ A callback may change the plan while training runs: ``trainer.epochs`` (planned 
 ``trainer.stop = True`` ends training after the current epoch, and after a structured prune, which replaces
 parameter tensors, ``trainer.reset_optimizer()`` builds a fresh optimizer and schedule (`cropkit.structured`).
 
+The loss and the metric come from the data's task (`cropkit.tasks`: cross-entropy and accuracy for classification,
+the history's ``train_acc``/``test_acc``; other tasks write ``train_<metric>``/``test_<metric>``, e.g. ``test_rmse``);
+an explicit ``loss_fn=`` still wins. A training loader with a ``bind(model)`` method is bound to the current model
+at every epoch begin (on-policy data is collected with the network being trained, pruned or not).
+
 A training loss that is not a finite number stops the loop at once with :class:`DivergedError` (epoch and step
 named): a diverged run is never reported as a result.
 
@@ -32,6 +37,7 @@ import torch
 from torch import nn
 
 from .plumbing import eval_mode
+from .tasks import CLASSIFICATION, accuracy  # noqa: F401  (accuracy: importable from here as before)
 
 
 class DivergedError(FloatingPointError):
@@ -140,9 +146,10 @@ class Callback:
 
 
 class EvaluateOn(Callback):
-    """At every epoch end, the mean loss and accuracy on ``loader`` in eval mode, added to the epoch's record as
-    ``<name>_loss`` and ``<name>_acc``. The epoch's own ``train_acc`` is a running mean over batches taken in
-    train mode while the weights moved; this measures the weights at the epoch's end (lesson 02: the premise).
+    """At every epoch end, the mean loss and the task's metric on ``loader`` in eval mode, added to the epoch's
+    record as ``<name>_loss`` and ``<name>_<metric>`` (``<name>_acc`` for classification). The epoch's own
+    ``train_acc`` is a running mean over batches taken in train mode while the weights moved; this measures the
+    weights at the epoch's end (lesson 02: the premise).
 
         train_eval = EvaluateOn(DataLoader(data.train.dataset, batch_size=512), name="train_eval")
 
@@ -153,8 +160,8 @@ class EvaluateOn(Callback):
         self.loader, self.name = loader, name
 
     def on_epoch_end(self, trainer: "Trainer") -> None:
-        loss, acc = trainer.evaluate(self.loader)
-        trainer.history.epochs[-1].update({f"{self.name}_loss": loss, f"{self.name}_acc": acc})
+        loss, metric = trainer.evaluate(self.loader)
+        trainer.history.epochs[-1].update({f"{self.name}_loss": loss, f"{self.name}_{trainer.task.metric}": metric})
 
 
 @dataclasses.dataclass
@@ -193,17 +200,15 @@ def make_schedule(name: str, optimizer, lr: float, total_steps: int):
     return schedules[name]()
 
 
-def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
-    return (logits.argmax(dim=1) == targets).float().mean().item()
-
-
 class Trainer:
-    """Train ``model`` on ``data`` (a :class:`cropkit.data.Data` or a pair of loaders (train, test))."""
+    """Train ``model`` on ``data`` (a :class:`cropkit.data.Data` or a pair of loaders (train, test)).
+
+    ``task``: the `cropkit.tasks.Task` (default: the data's, else classification); ``loss_fn`` overrides its loss."""
 
     def __init__(self, model: nn.Module, data, epochs: int, *, lr: float = 2e-3, weight_decay: float = 5e-5,
                  optimizer: str = "adam", schedule: str = "constant", callbacks: Iterable[Callback] = (),
                  device: str | torch.device | None = None, progress: bool = True, seed: int | None = 0,
-                 loss_fn: Callable | None = None, evaluate_every_epoch: bool = True):
+                 loss_fn: Callable | None = None, evaluate_every_epoch: bool = True, task=None):
         if epochs < 0:
             raise ValueError(f"epochs must be >= 0; got {epochs}")
         self.train_loader, self.test_loader = (data.train, data.test) if hasattr(data, "train") else data
@@ -215,7 +220,8 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.progress = progress
         self.seed = seed
-        self.loss_fn = loss_fn or nn.CrossEntropyLoss()
+        self.task = task or getattr(data, "task", None) or CLASSIFICATION
+        self.loss_fn = loss_fn or (nn.CrossEntropyLoss() if self.task is CLASSIFICATION else self.task.loss_fn)
         self.evaluate_every_epoch = evaluate_every_epoch
         self.history = History()
         self.epoch = 0  # finished epochs
@@ -276,7 +282,8 @@ class Trainer:
             getattr(callback, hook)(self)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-        """One full step: forward, backward, optimizer step, schedule step."""
+        """One full step: forward, backward, optimizer step, schedule step. Returns the loss and the task's
+        ``step_metric`` of the batch (NaN when the task has none)."""
         self.model.train()
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         self.optimizer.zero_grad(set_to_none=True)
@@ -285,23 +292,28 @@ class Trainer:
         loss.backward()
         self.optimizer.step()
         self.scheduler.step()
-        return loss.item(), accuracy(logits.detach(), y)
+        step_metric = self.task.step_metric
+        return loss.item(), float("nan") if step_metric is None else step_metric(logits.detach(), y)
 
     @torch.no_grad()
     def evaluate(self, loader=None) -> tuple[float, float]:
-        """Mean loss and accuracy over ``loader`` (default: the test loader), in eval mode."""
+        """Mean loss and the task's metric over ``loader`` (default: the test loader), in eval mode: accuracy for
+        classification; a task with its own ``evaluate`` (control: episodes) is handed the model and loader."""
         loader = self.test_loader if loader is None else loader
-        total_loss, correct, count = 0.0, 0, 0
+        if self.task.evaluate is not None:
+            return self.task.evaluate(self.model, loader, self.device)
+        total_loss, total, count, metric_count = 0.0, 0, 0, 0
         with eval_mode(self.model):
             for x, y in loader:
                 x, y = x.to(self.device), y.to(self.device)
                 logits = self.model(x)
                 total_loss += self.loss_fn(logits, y).item() * len(y)
-                correct += (logits.argmax(1) == y).sum().item()
+                batch_sum, batch_count = self.task.batch_metric(logits, y)
+                total, metric_count = total + batch_sum, metric_count + batch_count
                 count += len(y)
         if count == 0:
             raise ValueError("cannot evaluate on an empty loader")
-        return total_loss / count, correct / count
+        return total_loss / count, self.task.value(total / metric_count)
 
     def fit(self) -> History:
         """Train until ``self.epochs`` epochs are done (callbacks may move that target) or ``self.stop``."""
@@ -314,6 +326,8 @@ class Trainer:
                    leave=False)
         while self.epoch < self.epochs and not self.stop:
             self._call("on_epoch_begin")
+            if hasattr(self.train_loader, "bind"):  # on-policy data: collected with the current (maybe pruned) model
+                self.train_loader.bind(self.model)
             start = time.perf_counter()
             losses, accs = [], []
             for x, y in self.train_loader:
@@ -334,14 +348,18 @@ class Trainer:
                 raise ValueError("the training loader yielded no batches")
             self.epoch += 1
             self.epoch_step = 0
-            record = dict(epoch=self.epoch, train_loss=float(np.mean(losses)), train_acc=float(np.mean(accs)),
-                          lr=self.optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - start)
+            metric = self.task.metric
+            record = dict(epoch=self.epoch, train_loss=float(np.mean(losses)))
+            if self.task.step_metric is not None:
+                record[f"train_{metric}"] = self.task.value(float(np.mean(accs)))
+            record.update(lr=self.optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - start)
             if self.evaluate_every_epoch and self.test_loader is not None:
-                record["test_loss"], record["test_acc"] = self.evaluate()
+                record["test_loss"], record[f"test_{metric}"] = self.evaluate()
             self.history.epochs.append(record)
             self._call("on_epoch_end")  # may prune, raise self.epochs, or set self.stop
             bar.total = self.epochs
-            bar.set_postfix(loss=f"{record['train_loss']:.3f}", acc=f"{record.get('test_acc', float('nan')):.3f}")
+            bar.set_postfix({"loss": f"{record['train_loss']:.3f}",
+                             metric: f"{record.get(f'test_{metric}', float('nan')):.3f}"})
             bar.update(1)
         bar.close()
         self._call("on_train_end")
