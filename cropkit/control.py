@@ -7,14 +7,21 @@ The algorithm: REINFORCE with a baseline (Williams 1992). The policy π_θ(a|s) 
 ``num_classes`` is the number of actions. Each epoch collects ``batch_size`` whole episodes with the current
 policy (actions sampled from π_θ) and takes one gradient step on the loss
 
-    L(θ) = −(1/N) Σ_t log π_θ(a_t | s_t) · Â_t,     Â_t = (G_t − b) / σ,     G_t = Σ_{k≥t} γ^{k−t} r_k
+    L(θ) = −(1/N) Σ_t log π_θ(a_t | s_t) · Â_t,     Â_t = (G_t − b_t) / σ,     G_t = Σ_{k≥t} γ^{k−t} r_k
 
-over the N transitions of the batch, with b and σ the mean and standard deviation of the returns-to-go G_t over
-the batch (the batch mean is the baseline; dividing by σ fixes the step size across games whose returns differ by
-orders of magnitude). Why REINFORCE rather than A2C (Mnih et al. 2016): the network stays the policy alone, with
-no value head to share or prune; the loss is a plain function of logits and per-transition targets, so training
-and every score use the kit's ``loss_fn(outputs, targets)`` unchanged; and on 2 CPU cores, whole episodes collected
-by a batched forward over parallel environments cost milliseconds per gradient step.
+over the N transitions of the batch (γ = 0.99). The baseline b_t is the mean return-to-go at step t over the
+batch's episodes still running at t, and σ the standard deviation of G_t − b_t over the batch (it fixes the step
+size across games whose returns differ by orders of magnitude). Why a time-indexed baseline: both games end at a
+time limit of 500 steps, which cuts every G_t short near the limit. Against a single batch mean, the late steps of
+every truncated episode would look better than the early ones whatever the actions were — a spurious signal that
+made Acrobot policies collapse to −500 in our runs; at a fixed t the cut is the same for every episode, so
+episodes are only compared with each other. (A batch whose episodes all run to the limit with the same rewards
+gives Â = 0: nothing to learn from, as on Acrobot when no episode reaches the goal.)
+
+Why REINFORCE rather than A2C (Mnih et al. 2016): the network stays the policy alone, with no value head to share
+or prune; the loss is a plain function of logits and per-transition targets, so training and every score use the
+kit's ``loss_fn(outputs, targets)`` unchanged; and on 2 CPU cores, whole episodes collected by one batched forward
+per time step over parallel environments cost milliseconds per gradient step.
 
 What "gradient flow" means here. CroP scores a network by how much removing a weight would change the gradient
 flow gᵀg, g = ∇_θ L, of its training loss on data (`cropkit.scores`). In reinforcement learning the data are not a
@@ -26,10 +33,12 @@ direction and strength in which the policy is about to improve its expected retu
 Targets pack what the loss and the training metric need into one float tensor, one row per transition:
 columns (action, advantage Â, undiscounted return of its episode, 1 on the episode's first step else 0).
 
-The metric: the mean undiscounted return of the *greedy* policy (argmax of the logits) over fixed evaluation
-episodes, seeds 10 000 … 10 009 (`EVAL_SEEDS`), the same for every run, epoch and sparsity. Greedy evaluation is
-deterministic given the seeds and measures the policy learned, not the luck of its samples. A random policy scores
-about 20 on CartPole (maximum 500) and −500 on Acrobot (best about −60).
+The metric: the mean undiscounted return of the policy over fixed evaluation episodes, environment seeds
+10 000 … 10 009 (`EVAL_SEEDS`), the same for every run, epoch and sparsity. The policy is evaluated as it is trained,
+with actions sampled from softmax(logits), drawn by a generator seeded from the evaluation seeds, so an evaluation
+repeats exactly. Sampled, not greedy: REINFORCE maximises the expected return of the stochastic policy, and the
+argmax of a half-trained Acrobot policy can loop forever (−500) where its samples reach the goal in ~110 steps.
+A random policy scores about 20 on CartPole (maximum 500) and −500 on Acrobot (solved: better than about −100).
 
 Seeds. A training episode's environment seed derives from (run seed, epoch, episode), a scoring episode's from
 (seed, batch, episode), and action sampling uses a generator seeded the same way, so a run repeats exactly on one
@@ -123,17 +132,27 @@ def returns_to_go(rewards: np.ndarray, gamma: float = GAMMA) -> np.ndarray:
     return out
 
 
+def advantages(episodes: list[dict], gamma: float = GAMMA) -> np.ndarray:
+    """Â for every transition of a batch of whole episodes, concatenated: G_t − b_t with the time-indexed baseline
+    b_t = the mean of G_t over the batch's episodes still running at step t, then divided by the batch's std."""
+    returns = [returns_to_go(ep["rewards"], gamma) for ep in episodes]
+    padded = np.full((len(returns), max(len(g) for g in returns)), np.nan)  # (episodes, longest)
+    for i, g in enumerate(returns):
+        padded[i, :len(g)] = g
+    baseline = np.nanmean(padded, axis=0)  # b_t over the episodes alive at t
+    centred = np.concatenate([g - baseline[:len(g)] for g in returns])
+    return centred / (centred.std() + 1e-8)
+
+
 def transitions(episodes: list[dict], gamma: float = GAMMA) -> tuple[torch.Tensor, torch.Tensor]:
     """(inputs (N, obs_dim), targets (N, 4)) for a batch of whole episodes: targets columns (action, Â, episode
-    return, first-step flag), Â the returns-to-go standardised over the batch (the baseline b = their mean)."""
-    g = np.concatenate([returns_to_go(ep["rewards"], gamma) for ep in episodes])
-    advantages = (g - g.mean()) / (g.std() + 1e-8)
+    return, first-step flag)."""
     episode_return = np.concatenate([np.full(len(ep["rewards"]), ep["rewards"].sum()) for ep in episodes])
     first = np.concatenate([np.eye(1, len(ep["rewards"]))[0] for ep in episodes])
     actions = np.concatenate([ep["actions"] for ep in episodes])
     inputs = torch.as_tensor(np.concatenate([ep["obs"] for ep in episodes]))
-    targets = torch.as_tensor(np.stack([actions, advantages, episode_return, first], 1), dtype=torch.float32)
-    return inputs, targets
+    targets = np.stack([actions, advantages(episodes, gamma), episode_return, first], 1)
+    return inputs, torch.as_tensor(targets, dtype=torch.float32)
 
 
 # ----------------------------------------------------------------------------- the task
@@ -167,11 +186,13 @@ class Evaluation:
 
 
 def evaluate(model: nn.Module, loader: Evaluation, device=None) -> tuple[float, float]:
-    """(nan, mean return of the greedy policy over ``loader.seeds``). No loss: the policy-gradient loss is a
-    surrogate whose value (≈ 0 with standardised advantages) says nothing about how good the policy is."""
+    """(nan, mean return of the sampling policy over ``loader.seeds``). No loss: the policy-gradient loss is a
+    surrogate whose value (≈ 0 with standardised advantages) says nothing about how good the policy is.
+    ``device`` is unused: the policy plays on the device it is on."""
     if not isinstance(loader, Evaluation):
         raise ValueError(f"a control task evaluates on a cropkit.control.Evaluation; got {type(loader).__name__}")
-    episodes = play(model, loader.env, loader.seeds, greedy=True)
+    generator = torch.Generator().manual_seed(_seed(*loader.seeds))
+    episodes = play(model, loader.env, loader.seeds, greedy=False, generator=generator)
     return float("nan"), float(np.mean([ep["rewards"].sum() for ep in episodes]))
 
 

@@ -28,8 +28,9 @@ def hand_batch():
 def test_returns_to_go_and_targets_by_hand():
     assert np.allclose(control.returns_to_go(np.array([1.0, 1.0, 1.0]), gamma=0.5), [1.75, 1.5, 1.0])
     _, targets = hand_batch()
-    g = np.array([2.9701, 1.99, 1.0, 1.99, 1.0])  # γ = 0.99
-    assert torch.allclose(targets[:, 1].double(), torch.tensor((g - g.mean()) / g.std()), atol=1e-5)
+    # γ = 0.99: G = (2.9701, 1.99, 1) and (1.99, 1); the baseline at t = 0, 1, 2 is 2.48005, 1.495, 1
+    centred = np.array([0.49005, 0.495, 0.0, -0.49005, -0.495])
+    assert torch.allclose(targets[:, 1].double(), torch.tensor(centred / centred.std()), atol=1e-5)
     assert targets[:, 0].tolist() == [0, 1, 1, 1, 0]
     assert targets[:, 2].tolist() == [3, 3, 3, 2, 2] and targets[:, 3].tolist() == [1, 0, 0, 1, 0]
     assert control.batch_return(torch.zeros(5, 2), targets) == 2.5
