@@ -60,7 +60,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .data import Data
-from .plumbing import device_of, eval_mode
+from .plumbing import eval_mode
 
 try:
     from .tasks import Task
@@ -93,21 +93,20 @@ def _make(env: str, max_steps: int | None):
     return gymnasium.make(env, max_episode_steps=max_steps, disable_env_checker=True)
 
 
-def play(model: nn.Module, env: str, seeds, *, greedy: bool, generator: torch.Generator | None = None,
-         max_steps: int | None = None) -> list[dict]:
+def play(model: nn.Module, env: str, seeds, generator: torch.Generator, max_steps: int | None = None) -> list[dict]:
     """Run one episode per seed with ``model`` as the policy, all in parallel (one forward per time step for the
-    environments still running), in eval mode without gradients. Actions are the argmax (``greedy``) or sampled
-    from softmax(logits) with ``generator`` (on the CPU: the same draws on every device). Returns one dict per
-    episode: ``obs`` (T, obs_dim) float32, ``actions`` (T,), ``rewards`` (T,)."""
+    environments still running), in eval mode without gradients, actions sampled from softmax(logits) with
+    ``generator`` (a CPU generator: the same draws whatever the model's device). Returns one dict per episode:
+    ``obs`` (T, obs_dim) float32, ``actions`` (T,), ``rewards`` (T,)."""
     envs = [_make(env, max_steps) for _ in seeds]
     obs = [e.reset(seed=int(s))[0] for e, s in zip(envs, seeds)]
     episodes = [dict(obs=[], actions=[], rewards=[]) for _ in seeds]
-    running, device = list(range(len(envs))), device_of(model)
+    running, weight = list(range(len(envs))), next(model.parameters())
     with torch.no_grad(), eval_mode(model):
         while running:
             x = torch.as_tensor(np.stack([obs[i] for i in running]), dtype=torch.float32)  # (running, obs_dim)
-            logits = model(x.to(device)).float().cpu()
-            actions = logits.argmax(1) if greedy else torch.multinomial(logits.softmax(1), 1, generator=generator)
+            logits = model(x.to(weight.device, weight.dtype)).float().cpu()
+            actions = torch.multinomial(logits.softmax(1), 1, generator=generator)
             still = []
             for i, a in zip(running, actions.view(-1).tolist()):
                 episodes[i]["obs"].append(obs[i])
@@ -192,7 +191,7 @@ def evaluate(model: nn.Module, loader: Evaluation, device=None) -> tuple[float, 
     if not isinstance(loader, Evaluation):
         raise ValueError(f"a control task evaluates on a cropkit.control.Evaluation; got {type(loader).__name__}")
     generator = torch.Generator().manual_seed(_seed(*loader.seeds))
-    episodes = play(model, loader.env, loader.seeds, greedy=False, generator=generator)
+    episodes = play(model, loader.env, loader.seeds, generator)
     return float("nan"), float(np.mean([ep["rewards"].sum() for ep in episodes]))
 
 
@@ -232,8 +231,8 @@ def collect(model: nn.Module, env: str, episodes: int, key: tuple[int, ...], max
             gamma: float = GAMMA) -> tuple[torch.Tensor, torch.Tensor]:
     """One on-policy batch of ``episodes`` sampled episodes; environment seeds and action draws derive from ``key``."""
     seeds = [_seed(*key, i) for i in range(episodes)]
-    generator = torch.Generator().manual_seed(_seed(*key, -1 % 2**32))
-    return transitions(play(model, env, seeds, greedy=False, generator=generator, max_steps=max_steps), gamma)
+    generator = torch.Generator().manual_seed(_seed(*key))
+    return transitions(play(model, env, seeds, generator, max_steps), gamma)
 
 
 @dataclasses.dataclass
@@ -241,7 +240,6 @@ class ControlData(Data):
     """A control set: ``train`` a `Rollouts`, ``test`` an `Evaluation`, ``task`` the REINFORCE task."""
 
     task: Task | None = None  # the task-general core's Data gains this field (issue 14, item 1)
-    max_steps: int | None = None
 
     def scoring_batches(self, n: int, batch_size: int, seed: int, model: nn.Module | None = None) -> list:
         """``n`` on-policy batches of ``batch_size`` episodes each, collected with ``model`` (the network about to
@@ -251,13 +249,15 @@ class ControlData(Data):
                              f"policy itself; pass model=")
         if n < 1 or batch_size < 1:
             raise ValueError(f"scoring_batches needs n >= 1 and batch_size >= 1 episodes; got {n}, {batch_size}")
-        return [collect(model, self.train.env, batch_size, (seed, SCORE, b), self.max_steps, self.train.gamma)
+        return [collect(model, self.train.env, batch_size, (seed, SCORE, b), self.train.max_steps, self.train.gamma)
                 for b in range(n)]
 
     def example_inputs(self, n: int = 2) -> torch.Tensor:
         """``n`` initial observations (seeds 0 … n−1): no policy needed."""
-        envs = [_make(self.train.env, None) for _ in range(n)]
-        return torch.as_tensor(np.stack([e.reset(seed=i)[0] for i, e in enumerate(envs)]), dtype=torch.float32)
+        env = _make(self.train.env, None)
+        obs = np.stack([env.reset(seed=i)[0] for i in range(n)])  # (n, obs_dim)
+        env.close()
+        return torch.as_tensor(obs, dtype=torch.float32)
 
 
 def load_control(name: str, batch_size: int = 8, seed: int = 0, limit: int | None = None, **_) -> ControlData:
@@ -277,4 +277,4 @@ def load_control(name: str, batch_size: int = 8, seed: int = 0, limit: int | Non
     shape, actions = env.observation_space.shape, getattr(env.action_space, "n", None)
     env.close()
     return ControlData(name, Rollouts(ENVS[name], batch_size, seed, limit), Evaluation(ENVS[name]), tuple(shape),
-                       int(actions), task=TASK, max_steps=limit)
+                       int(actions), task=TASK)

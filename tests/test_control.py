@@ -21,7 +21,8 @@ def hand_batch():
     g = torch.Generator().manual_seed(3)
     episodes = [dict(obs=torch.randn(3, 4, generator=g).numpy(), actions=np.array([0, 1, 1]),
                      rewards=np.array([1.0, 1.0, 1.0])),
-                dict(obs=torch.randn(2, 4, generator=g).numpy(), actions=np.array([1, 0]), rewards=np.array([1.0, 1.0]))]
+                dict(obs=torch.randn(2, 4, generator=g).numpy(), actions=np.array([1, 0]),
+                     rewards=np.array([1.0, 1.0]))]
     return control.transitions(episodes)
 
 
