@@ -40,6 +40,13 @@ repeats exactly. Sampled, not greedy: REINFORCE maximises the expected return of
 argmax of a half-trained Acrobot policy can loop forever (−500) where its samples reach the goal in ~110 steps.
 A random policy scores about 20 on CartPole (maximum 500) and −500 on Acrobot (solved: better than about −100).
 
+Sizes (measured on one CPU core of a shared 2-core machine, process CPU time after a warm-up): with the zoo's
+``mlp`` at width 0.5 (hidden 128, 128), 16 episodes per epoch and Adam at lr 5e-3, CartPole reaches a return of 500
+within 30 epochs in about 2.5 s for seeds 0, 1, 2, and Acrobot −87 … −194 for seeds 0 … 3 in 4–8 s. Acrobot is the
+fragile one: its reward says nothing until an episode reaches the goal, which a uniformly random policy never did
+in 32 tries, so a policy that stops swinging (an unlucky initialisation, or too large a first step: at lr 1e-2
+seed 1 collapsed to −500 within 5 epochs) finds nothing to learn from. Expect a wide spread over seeds.
+
 Seeds. A training episode's environment seed derives from (run seed, epoch, episode), a scoring episode's from
 (seed, batch, episode), and action sampling uses a generator seeded the same way, so a run repeats exactly on one
 device. The train loader counts its epochs itself (``loader.epoch``, one per iteration).

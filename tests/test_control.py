@@ -118,18 +118,18 @@ def test_same_seed_same_transitions_and_returns(policy):
 
 def test_short_training_learns_cartpole(one_thread):
     """A plain loop doing what the Trainer does: bind at epoch begin, iterate, loss_fn(model(x), y), Adam step."""
-    data = control.load_control("cartpole", batch_size=8, seed=0)
+    data = control.load_control("cartpole", batch_size=8, seed=0, limit=200)  # training episodes cut at 200 steps
     model = models.build("mlp", data.input_shape, data.num_classes, width=0.25, seed=0)
     _, before = data.task.evaluate(model, data.test, None)
     optimizer = train.make_optimizer("adam", model.parameters(), lr=1e-2, weight_decay=5e-5)
-    for _ in range(30):
+    for _ in range(20):
         data.train.bind(model)
         for x, y in data.train:
             optimizer.zero_grad()
             data.task.loss_fn(model(x), y).backward()
             optimizer.step()
     _, after = data.task.evaluate(model, data.test, None)
-    assert before < 60 and after > 150, (before, after)  # random play scores about 20, the maximum is 500
+    assert before < 60 and after > 100, (before, after)  # random play scores about 20, the maximum is 500
 
 
 def test_crop_scores_prune_to_90_percent_and_the_policy_still_plays(policy):
