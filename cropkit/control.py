@@ -51,8 +51,8 @@ Seeds. A training episode's environment seed derives from (run seed, epoch, epis
 (seed, batch, episode), and action sampling uses a generator seeded the same way, so a run repeats exactly on one
 device. The train loader counts its epochs itself (``loader.epoch``, one per iteration).
 
-    data = load_control("cartpole", batch_size=8, seed=0)
-    model = cropkit.models.build("mlp", data.input_shape, data.num_classes, width=0.25, seed=0)
+    data = load_control("cartpole", batch_size=16, seed=0)
+    model = cropkit.models.build("mlp", data.input_shape, data.num_classes, width=0.5, seed=0)
     data.train.bind(model); inputs, targets = next(iter(data.train))
     loss = TASK.loss_fn(model(inputs), targets)
 """
@@ -267,12 +267,14 @@ class ControlData(Data):
         return torch.as_tensor(obs, dtype=torch.float32)
 
 
-def load_control(name: str, batch_size: int = 8, seed: int = 0, limit: int | None = None, **_) -> ControlData:
+def load_control(name: str, batch_size: int = 16, seed: int = 0, limit: int | None = None, *, eval_episodes: int = 10,
+                 **_) -> ControlData:
     """A control set by name (``cartpole`` or ``acrobot``).
 
     batch_size  episodes collected per epoch (one gradient step each)
     limit       None, or a cap on the length of training and scoring episodes (smoke runs); evaluation always
                 plays the environment's own time limit (500 steps for both)
+    eval_episodes  evaluation episodes, seeds 10 000 … 10 000 + eval_episodes − 1 (fewer for smoke runs)
     """
     if name not in ENVS:
         raise ValueError(f"unknown control set {name!r}; choose one of {list(ENVS)}")
@@ -280,8 +282,10 @@ def load_control(name: str, batch_size: int = 8, seed: int = 0, limit: int | Non
         raise ValueError(f"batch_size is the number of episodes per epoch and must be >= 1; got {batch_size}")
     if limit is not None and limit < 1:
         raise ValueError(f"limit caps a training episode's steps and must be None or >= 1; got {limit}")
+    if isinstance(eval_episodes, bool) or not isinstance(eval_episodes, int) or eval_episodes < 1:
+        raise ValueError(f"eval_episodes must be an integer >= 1; got {eval_episodes!r}")
     env = _make(ENVS[name], None)
     shape, actions = env.observation_space.shape, getattr(env.action_space, "n", None)
     env.close()
-    return ControlData(name, Rollouts(ENVS[name], batch_size, seed, limit), Evaluation(ENVS[name]), tuple(shape),
-                       int(actions), task=TASK)
+    test = Evaluation(ENVS[name], tuple(range(EVAL_SEEDS[0], EVAL_SEEDS[0] + eval_episodes)))
+    return ControlData(name, Rollouts(ENVS[name], batch_size, seed, limit), test, tuple(shape), int(actions), task=TASK)

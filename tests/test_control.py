@@ -95,6 +95,7 @@ def test_shapes_and_the_zoo_mlp_is_a_three_layer_policy(policy):
     assert control.load_control("acrobot").input_shape == (6,) and control.load_control("acrobot").num_classes == 3
     assert [tuple(m.weight.shape) for _, m in models.prunable_layers(model)] == [(64, 4), (64, 64), (2, 64)]
     assert data.example_inputs(3).shape == (3, 4)
+    assert control.load_control("cartpole", eval_episodes=3).test.seeds == (10_000, 10_001, 10_002)
 
 
 def test_same_seed_same_transitions_and_returns(policy):
@@ -161,3 +162,5 @@ def test_bad_input_says_what_is_allowed(policy):
         control.reinforce_loss(torch.zeros(3, 2), torch.zeros(3))
     with pytest.raises(ValueError, match="batch_size"):
         control.load_control("acrobot", batch_size=0)
+    with pytest.raises(ValueError, match="eval_episodes"):
+        control.load_control("acrobot", eval_episodes=0)
