@@ -172,9 +172,9 @@ def _check_targets(logits: torch.Tensor, targets: torch.Tensor) -> None:
 def reinforce_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """L = −mean_t log π(a_t|s_t) · Â_t, π = softmax(logits) (REINFORCE with a baseline, Williams 1992)."""
     _check_targets(logits, targets)
-    actions, advantages = targets[:, 0].long(), targets[:, 1].to(logits.dtype)
+    actions, advantage = targets[:, 0].long(), targets[:, 1].to(logits.dtype)
     log_pi = F.log_softmax(logits, dim=1).gather(1, actions[:, None]).squeeze(1)  # (N,)
-    return -(log_pi * advantages).mean()
+    return -(log_pi * advantage).mean()
 
 
 def batch_return(logits: torch.Tensor, targets: torch.Tensor) -> float:
