@@ -54,10 +54,25 @@ class Context:
         """The loss every score differentiates: the data's task's (`cropkit.tasks`; classification: cross-entropy)."""
         return getattr(self.data, "task", CLASSIFICATION).loss_fn
 
+    @property
+    def on_policy(self) -> bool:
+        """Whether the data are what the network itself collects (control): scoring batches depend on the network."""
+        return getattr(self.data, "on_policy", False)
+
+    def batches_for(self, model: nn.Module) -> list:
+        """The scoring batches to score ``model`` on: :attr:`batches`, except for on-policy data (control), where
+        they are transitions ``model`` collects now (the same episode seeds every time)."""
+        if self.on_policy:
+            return self.data.scoring_batches(self.cfg.score_batches, self.cfg.batch_size, self.seed, model)
+        return self.batches
+
     @functools.cached_property
     def batches(self) -> list:
         """The scoring batches: the first ``score_batches`` of a loader of their own over the training set, or what
-        the data's own ``scoring_batches(n, batch_size, seed)`` hook gives (data without a training Dataset)."""
+        the data's own ``scoring_batches(n, batch_size, seed)`` hook gives (data without a training Dataset); for
+        on-policy data, those the initial network (built with the run's seed) collects."""
+        if self.on_policy:
+            return self.batches_for(self.build_model())
         if getattr(self.data, "scoring_batches", None) is not None:
             return self.data.scoring_batches(self.cfg.score_batches, self.cfg.batch_size, self.seed)
         loader = DataLoader(self.data.train.dataset, batch_size=self.cfg.batch_size, shuffle=True,
@@ -72,6 +87,8 @@ class Context:
     @property
     def example_inputs(self) -> torch.Tensor:
         """Two training inputs, for tracing channel dependencies and counting FLOPs."""
+        if self.on_policy:  # no scoring episode needed to trace a network
+            return self.data.example_inputs(2).to(self.device)
         return self.batches[0][0][:2].to(self.device)
 
     def trainer(self, model: nn.Module, epochs: int, schedule: str | None = None,
@@ -109,7 +126,9 @@ class Context:
         run's target): masks for a per-weight criterion, physical removal for a per-node one."""
         sparsity = self.sparsity if sparsity is None else sparsity
         if criterion in scores.WEIGHT_SCORES:
-            weight_scores = scores.WEIGHT_SCORES[criterion](model, self.batches, loss_fn=self.loss_fn, seed=self.seed)
+            weight_scores = scores.WEIGHT_SCORES[criterion](model, self.batches_for(model), loss_fn=self.loss_fn,
+                                                            seed=self.seed)
             return prune.unstructured(model, weight_scores, sparsity)
-        node_scores = scores.NODE_SCORES[criterion](model, self.batches, loss_fn=self.loss_fn, seed=self.seed)
+        node_scores = scores.NODE_SCORES[criterion](model, self.batches_for(model), loss_fn=self.loss_fn,
+                                                    seed=self.seed)
         return prune.structured(model, node_scores, sparsity, self.example_inputs, **structured)

@@ -59,7 +59,6 @@ device. The train loader counts its epochs itself (``loader.epoch``, one per ite
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
 
 import numpy as np
 import torch
@@ -68,18 +67,7 @@ from torch.nn import functional as F
 
 from .data import Data
 from .plumbing import eval_mode
-
-try:
-    from .tasks import Task
-except ImportError:  # until the task-general core (issue 14, item 1) is merged: the same fields
-    @dataclasses.dataclass(frozen=True)
-    class Task:
-        name: str
-        metric: str
-        higher_is_better: bool
-        loss_fn: Callable
-        batch_metric: Callable | None = None
-        evaluate: Callable | None = None
+from .tasks import Task
 
 ENVS = {"cartpole": "CartPole-v1", "acrobot": "Acrobot-v1"}
 EVAL_SEEDS = tuple(range(10_000, 10_010))
@@ -202,8 +190,10 @@ def evaluate(model: nn.Module, loader: Evaluation, device=None) -> tuple[float, 
     return float("nan"), float(np.mean([ep["rewards"].sum() for ep in episodes]))
 
 
-TASK = Task("control", metric="return", higher_is_better=True, loss_fn=reinforce_loss, batch_metric=batch_return,
-            evaluate=evaluate)
+# the training metric (``train_return``) is the mean return of the episodes an epoch collected; the test metric
+# (``test_return``) comes from the fixed evaluation episodes
+TASK = Task("control", metric="return", higher_is_better=True, loss_fn=reinforce_loss, batch_metric=None,
+            evaluate=evaluate, step_metric=batch_return)
 
 
 # ----------------------------------------------------------------------------- the data
@@ -220,6 +210,13 @@ class Rollouts:
 
     def bind(self, model: nn.Module) -> None:
         self.model = model
+
+    def state_dict(self) -> dict:
+        """Where the stream of training episodes stands (a resumed run continues it: `cropkit.checkpoint`)."""
+        return dict(epoch=self.epoch)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch = int(state["epoch"])
 
     def __len__(self) -> int:
         return 1
@@ -246,9 +243,12 @@ def collect(model: nn.Module, env: str, episodes: int, key: tuple[int, ...], max
 class ControlData(Data):
     """A control set: ``train`` a `Rollouts`, ``test`` an `Evaluation`, ``task`` the REINFORCE task."""
 
-    task: Task | None = None  # the task-general core's Data gains this field (issue 14, item 1)
+    on_policy = True  # scoring batches are collected by the network being scored (`cropkit.context.Context`)
 
-    def scoring_batches(self, n: int, batch_size: int, seed: int, model: nn.Module | None = None) -> list:
+    def __post_init__(self):
+        self.scoring_batches = self.collect_scoring  # Data's hook, here with the network that collects
+
+    def collect_scoring(self, n: int, batch_size: int, seed: int, model: nn.Module | None = None) -> list:
         """``n`` on-policy batches of ``batch_size`` episodes each, collected with ``model`` (the network about to
         be scored): seeds from (seed, batch, episode), a stream of their own, never a training epoch's."""
         if model is None:

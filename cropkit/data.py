@@ -9,6 +9,7 @@
 | synthetic   | random tensors of any shape, for timing only        | as asked    |
 | depth       | rendered scenes → per-pixel depth (regression), `cropkit.domains` | (3, 32, 32) |
 | pydoc       | Python's own help texts, next-word prediction (language), `cropkit.domains` | (T,) tokens |
+| cartpole    | CartPole-v1 / Acrobot-v1 (also `acrobot`): episodes the policy collects (control) | (4,), (6,) |
 
 Every dataset carries its task (`cropkit.tasks`: the loss and the metric): classification unless the loader says
 otherwise. A loader may return a ready :class:`Data` (with its task and, when the training set is no Dataset, a
@@ -56,7 +57,8 @@ class Data:
     num_classes      the model's output size: classes, vocabulary (language) or output channels (regression)
     task             the loss and the metric (`cropkit.tasks`)
     scoring_batches  optional ``(n, batch_size, seed) -> [(inputs, targets), ...]``: the scoring batches, for data
-                     whose training set is not a Dataset (on-policy control); None: drawn from ``train.dataset``
+                     whose training set is not a Dataset; None: drawn from ``train.dataset``. On-policy data
+                     (``on_policy = True``, control) take the network too: ``(n, batch_size, seed, model)``
     """
 
     name: str
@@ -259,8 +261,15 @@ def _synthetic(batch_size, seed, limit, *, shape, num_classes, size, loading, **
     return _loaders(x[:limit], y[:limit], x[:test], y[:test], batch_size, seed, **loading), tuple(shape), num_classes
 
 
+def _control(batch_size, seed, limit, *, name, **_):
+    """CartPole-v1 / Acrobot-v1 (`cropkit.control`): ``batch_size`` episodes per epoch, ``limit`` caps their steps."""
+    from .control import load_control  # gymnasium is imported only for a control set
+
+    return load_control(name, batch_size=batch_size, seed=seed, limit=limit)
+
+
 LOADERS = {"digits": _digits, "mnist1d": _mnist1d, "mnist1d-large": _mnist1d, "cifar10": _cifar, "cifar100": _cifar,
-           "synthetic": _synthetic, **domains.LOADERS}
+           "synthetic": _synthetic, **domains.LOADERS, "cartpole": _control, "acrobot": _control}
 
 
 def load(name: str, root: str | Path | None = None, batch_size: int = 128, seed: int = 0, *, limit: int | None = None,

@@ -75,7 +75,7 @@ def once(criterion: str) -> Callable[[Context, nn.Module], nn.Module]:
 
 def cropit(structured: bool) -> Callable[[Context, nn.Module], nn.Module]:
     """CroPit's iterative at-init schedule, re-scoring before each step (`cropkit.prune.cropit`)."""
-    return lambda ctx, model: prune.cropit(model, ctx.batches, ctx.sparsity, structured=structured,
+    return lambda ctx, model: prune.cropit(model, ctx.batches_for(model), ctx.sparsity, structured=structured,
                                            example_inputs=ctx.example_inputs, loss_fn=ctx.loss_fn)
 
 
@@ -130,7 +130,8 @@ def earlycrop(structured: bool, ctx: Context) -> nn.Module:
 
     def prune_now(trainer):
         if c.iterative:  # the reference code's EarlyCROP re-scores θ_t in CroPit's cumulative steps
-            trainer.model = prune.cropit(trainer.model, ctx.batches, ctx.sparsity, structured=structured,
+            trainer.model = prune.cropit(trainer.model, ctx.batches_for(trainer.model), ctx.sparsity,
+                                         structured=structured,
                                          example_inputs=ctx.example_inputs, loss_fn=ctx.loss_fn)
         else:            # the paper (§3.3): one CroP / CroP-S prune at the firing epoch
             trainer.model = ctx.prune(trainer.model, criterion)
@@ -244,7 +245,7 @@ class _TickTock(train.Callback):
         c, ctx, i = self.ctx.cfg, self.ctx, trainer.epoch
         if i > c.ticks:
             return
-        theta = self.gates.tick(ctx.batches, lr=c.lr, loss_fn=ctx.loss_fn)
+        theta = self.gates.tick(ctx.batches_for(trainer.model), lr=c.lr, loss_fn=ctx.loss_fn)
         self.gates.fold()
         target = 1 - (1 - ctx.sparsity) ** (i / c.ticks)
         trainer.model = prune.structured(trainer.model, theta, target, ctx.example_inputs,

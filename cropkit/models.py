@@ -207,6 +207,7 @@ ZOO: dict[str, Callable[..., nn.Module]] = {
     "resnet18": ResNet18,
     "vgg16": vgg16,
     **TASK_MODELS,
+    "policy": mlp,  # the control domain's 3-layer fully connected policy (`cropkit.control`): obs → h → h → actions
 }
 
 

@@ -109,7 +109,7 @@ def _measure(ctx: Context, final: nn.Module) -> dict:
     and the task's metric (`cropkit.tasks`): ``test_metric``, ``best_test_metric`` (max or min by the task), and for
     classification also ``test_acc``/``best_test_acc`` (NaN for the other tasks)."""
     reference = ctx.build_model()
-    x, y = ctx.batches[0]
+    x, y = ctx.batches_for(final)[0]
     x, y = x.to(ctx.device), y.to(ctx.device)
     task = getattr(ctx.data, "task", tasks.CLASSIFICATION)
     memory = measure.peak_memory(final, x, y, loss_fn=task.loss_fn)

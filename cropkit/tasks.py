@@ -113,8 +113,10 @@ LANGUAGE = Task("language", "log_ppl", False, token_cross_entropy, _token_nats, 
 # ----------------------------------------------------------------------------- which task a dataset / model is for
 
 TASKS: dict[str, Task] = {t.name: t for t in (CLASSIFICATION, REGRESSION, LANGUAGE)}
-DATA_TASKS: dict[str, str] = {"depth": "regression", "pydoc": "language"}   # every other dataset: classification
-MODEL_TASKS: dict[str, str] = {"fcn": "regression", "lstm": "language"}     # every other model: classification
+DATA_TASKS: dict[str, str] = {"depth": "regression", "pydoc": "language",   # every other dataset: classification
+                              "cartpole": "control", "acrobot": "control"}
+MODEL_TASKS: dict[str, str] = {"fcn": "regression", "lstm": "language",     # every other model: classification
+                               "policy": "control"}
 # Models whose nodes structured pruning cannot remove, with the reason (the methods that work are the unstructured).
 NO_STRUCTURED: dict[str, str] = {
     "lstm": "a hidden unit of the LSTM is four gate rows of two Linear layers and a column of the recurrent one, "
@@ -123,7 +125,12 @@ NO_STRUCTURED: dict[str, str] = {
 
 def of_data(name: str) -> Task:
     """The task of dataset ``name``."""
-    return TASKS[DATA_TASKS.get(name, "classification")]
+    task = DATA_TASKS.get(name, "classification")
+    if task == "control":  # defined beside its environments and loss (imports gymnasium only when asked for)
+        from .control import TASK
+
+        return TASK
+    return TASKS[task]
 
 
 def of_model(name: str) -> str:

@@ -62,6 +62,8 @@ def rng_state(loader=None) -> dict:
         state["cuda"] = torch.cuda.get_rng_state_all()
     for name, generator in _loader_generators(loader).items():
         state[name] = generator.get_state()
+    if hasattr(loader, "state_dict"):  # a loader that counts its own stream (control's episodes)
+        state["stream"] = loader.state_dict()
     return state
 
 
@@ -84,6 +86,8 @@ def set_rng_state(state: dict, loader=None) -> None:
     for name, generator in _loader_generators(loader).items():
         if name in state:
             generator.set_state(state[name])
+    if "stream" in state and hasattr(loader, "load_state_dict"):
+        loader.load_state_dict(state["stream"])
 
 
 def default_device() -> torch.device:
