@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .plumbing import eval_mode
+from .plumbing import eval_mode, rng_state, set_rng_state  # noqa: F401  (the loop's state; importable here)
 from .tasks import CLASSIFICATION, accuracy  # noqa: F401  (accuracy: importable from here as before)
 
 
@@ -49,45 +49,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def rng_state(loader=None) -> dict:
-    """Every random number generator a CPU training draws from (Python, NumPy, torch, CUDA if present, and the
-    shuffling generator of ``loader``), as tensors, tuples and numbers (loadable with ``weights_only=True``)."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    state = dict(python=random.getstate(), torch=torch.get_rng_state(),
-                 numpy=dict(kind=kind, keys=torch.from_numpy(keys.astype(np.int64)), pos=pos, has_gauss=has_gauss,
-                            gauss=gauss))
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    for name, generator in _loader_generators(loader).items():
-        state[name] = generator.get_state()
-    if hasattr(loader, "state_dict"):  # a loader that counts its own stream (control's episodes)
-        state["stream"] = loader.state_dict()
-    return state
-
-
-def _loader_generators(loader) -> dict:
-    """The generators a loader draws its order from: its own, and its sampler's (`cropkit.data`'s shuffling
-    sampler holds the order's generator; the loader's seeds the workers)."""
-    found = {"loader": getattr(loader, "generator", None),
-             "sampler": getattr(getattr(loader, "sampler", None), "generator", None)}
-    return {name: g for name, g in found.items() if g is not None}
-
-
-def set_rng_state(state: dict, loader=None) -> None:
-    """Put back what :func:`rng_state` took."""
-    random.setstate(state["python"])
-    n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    for name, generator in _loader_generators(loader).items():
-        if name in state:
-            generator.set_state(state[name])
-    if "stream" in state and hasattr(loader, "load_state_dict"):
-        loader.load_state_dict(state["stream"])
 
 
 def default_device() -> torch.device:
