@@ -1,4 +1,5 @@
-"""Small helpers every module shares, each written once: eval mode, a model's device, a parameter's plain name."""
+"""Small helpers every module shares, each written once: eval mode, a model's device, a parameter's plain name, the
+state of every random number generator a training draws from."""
 from __future__ import annotations
 
 import contextlib
