@@ -27,7 +27,7 @@
 #
 # | the paper (Rachwan et al. 2022, §5) | here | what the stand-in keeps | what it does not |
 # |---|---|---|---|
-# | NYU depth (RGB → depth map), a fully convolutional residual network (FCRN), RMSE ↓ | `depth`: 2000 ray-cast 32×32 scenes (`cropkit.domains`), `fcn`: a small FCRN-style encoder–decoder | L2 loss, dense per-pixel prediction, a residual encoder–decoder with up-projections, RMSE | real photographs, 640×480 images, a ResNet-50 encoder; RMSE here is in units of the depth's std, not metres |
+# | NYU depth (RGB → depth map), a fully convolutional residual network (FCRN), RMSE ↓ | `depth`: 2000 ray-cast 32×32 scenes (`cropkit.domains`), `fcn`: a small FCRN-style encoder–decoder | L2 loss, dense per-pixel prediction, a residual encoder–decoder with up-projections, RMSE | real indoor photographs at full resolution, a ResNet-50 encoder; RMSE here is in units of the depth's std, not metres |
 # | PTB language modelling, a pointer sentinel mixture model, log-perplexity ↓ | `pydoc`: Python's own help texts, word level, 1000 words + `<unk>`; `lstm`: one LSTM layer | token cross-entropy, a recurrent network, log-perplexity in nats | PTB's 1 M tokens and 10 k words, the pointer/sentinel mixture, dropout, a tuned schedule |
 # | CartPole, Acrobot-v1, LunarLander: a 3-layer fully connected policy (FLARE), return ↑ | `cartpole`, `acrobot` (gymnasium, offline); `policy`: the zoo's 3-layer MLP, REINFORCE | the games, the 3-layer FC policy, mean return over fixed episodes | LunarLander, the paper's RL algorithm and training length |
 #
@@ -100,11 +100,16 @@ DENSE = ["dense", "dense-long"]
 HARDWARE = ck.measure.hardware()
 
 
+def long_epochs(domain):
+    """Epochs of "dense-long": the longest EarlyCroP run's, max_dense_epochs + E."""
+    return SETTINGS[domain]["epochs"] + SETTINGS[domain]["max_dense_epochs"]
+
+
 def options_for(method, domain):
     """What `ck.run` gets for ``method`` on ``domain``; EarlyCroP also gets the detector of lessons 02-04."""
     options = dict(SETTINGS[domain], profile=PROFILE, cache=CACHE, progress=False)
     if method == "dense-long":
-        options["epochs"] = SETTINGS[domain]["epochs"] + SETTINGS[domain]["max_dense_epochs"]
+        options["epochs"] = long_epochs(domain)
     if method.startswith("earlycrop"):
         options.update(rule=cfg.rule, threshold=cfg.threshold)
     return options
@@ -177,10 +182,11 @@ phases.done("references");
 # plays `BATCH_SIZE` whole episodes, sampling its actions, and takes one gradient step on
 # $L(\theta) = -\frac1N \sum_t \log \pi_\theta(a_t \mid s_t)\,\hat A_t$, where $\hat A_t$ is the return-to-go
 # minus its mean at the same time step over the batch, standardised. There is no fixed data set: the transitions are
-# collected by the policy itself. So the scoring batch a criterion sees is an **on-policy** batch collected by the very network about
-# to be pruned, with the advantages held fixed, and $g = \nabla_\theta L$ is the policy gradient. CroP keeps the
-# weights whose removal least changes $\lVert g \rVert^2$ on that batch: the direction and strength in which the
-# policy is about to improve its expected return. Below, one such batch and its gradient flow for a fresh policy.
+# collected by the policy itself. So the scoring batch a criterion sees is an **on-policy** batch collected by the
+# very network about to be pruned, with the advantages held fixed, and $g = \nabla_\theta L$ is the policy gradient.
+# CroP keeps the weights whose removal least changes $\lVert g \rVert^2$ on that batch: the direction and strength
+# in which the policy is about to improve its expected return. Below, one such batch and its gradient flow for a
+# fresh policy.
 
 # %%
 CONTROL = [d for d in cfg.domains if d in ("cartpole", "acrobot")]
@@ -287,7 +293,7 @@ for domain in cfg.domains:
     table.columns = [f"{p:.0%}" for p in table.columns]
     arrow = "↑" if METRIC[domain].higher_is_better else "↓"
     print(f"\n{TITLES[domain]} · test {METRIC[domain].metric} {arrow} · {len(cfg.seeds)} seed(s) · E = "
-          f"{SETTINGS[domain]['epochs']}, as long = {SETTINGS[domain]['epochs'] + SETTINGS[domain]['max_dense_epochs']}"
+          f"{SETTINGS[domain]['epochs']}, as long = {long_epochs(domain)}"
           + "".join(f" · {k}: {v:.3f}" for k, v in REFERENCES.get(domain, {}).items()))
     display(table)
 phases.done("tables");
@@ -320,8 +326,9 @@ for ax, domain in zip(axes.flat, cfg.domains):
     ax.axhspan(dense["mean"] - dense["std"], dense["mean"] + dense["std"], color="0.85", zorder=0)
     ax.axhline(dense["mean"], color="0.3", lw=1.2, label=f"Dense, E = {SETTINGS[domain]['epochs']} (± std band)")
     long = s[s.method == "dense-long"].iloc[0]
+    ax.axhspan(long["mean"] - long["std"], long["mean"] + long["std"], color="0.6", alpha=0.25, zorder=0)
     ax.axhline(long["mean"], color="0.15", lw=1.2, ls="--",
-               label=f"Dense, as long: {SETTINGS[domain]['epochs'] + SETTINGS[domain]['max_dense_epochs']} epochs")
+               label=f"Dense, as long: {long_epochs(domain)} epochs (± std)")
     for (name, value), dash in zip(REFERENCES.get(domain, {}).items(), (":", "-.")):
         ax.axhline(value, color="0.45", lw=1, ls=dash, label=name)
     ax.legend(fontsize=8, loc="best")  # dense and the references; the methods get one legend below the panels
@@ -384,7 +391,8 @@ phases.done("detector");
 # A domain is **reproduced** when both hold at every swept sparsity, **not reproduced** when they hold together at
 # none, and **mixed** otherwise; **undecided** when dense itself does not beat the first know-nothing reference of
 # section 1 by more than its spread (then there is nothing for pruning to keep). With one seed there is no spread and
-# any difference counts; with two, the spread is itself a rough estimate. Read the verdicts below as this kit's stand-ins speaking, at these sizes.
+# any difference counts; with two, the spread is itself a rough estimate. Read the verdicts below as this kit's
+# stand-ins speaking, at these sizes.
 
 # %%
 def better(domain, a, b):
@@ -432,7 +440,8 @@ for domain in cfg.domains:
               f"{'beats it' if better(domain, dense['mean'], value) > dense['std'] else 'does NOT beat it'}")
     for r in per_sparsity:
         line = (f"  at {r['sparsity']:.0%}: EarlyCroP-U {r['earlycrop_u']:.3f} vs dense as long {r['dense']:.3f}: "
-                f"{standing(r['gap_to_dense'], r['spread_dense'])} -> {'close' if r['close_to_dense'] else 'NOT close'}")
+                f"{standing(r['gap_to_dense'], r['spread_dense'])} -> "
+                f"{'close' if r['close_to_dense'] else 'NOT close'}")
         if "best_at_init" in r:
             line += (f"; vs the best at-init, {LABELS[r['best_at_init']]} {r['best_at_init_value']:.3f}: "
                      f"{standing(r['gap_to_at_init'], r['spread_at_init'])}")
@@ -448,7 +457,19 @@ for domain in cfg.domains:
         es = s.loc[("earlycrop-s", cfg.sparsities[domain][-1])]
         print(f"  EarlyCroP-S at {cfg.sparsities[domain][-1]:.0%}: {es['mean']:.3f} ± {es['std']:.3f} "
               f"(dense as long {dense['mean']:.3f} ± {dense['std']:.3f})")
-print("\nIn one line: " + "; ".join(f"{d} {v['verdict']}" for d, v in VERDICTS.items()))
+
+
+def at(sparsities):
+    return ", ".join(f"{p:.0%}" for p in sparsities) or "no swept sparsity"
+
+
+print("\nThe paper: close to dense up to high sparsity, and better than the at-init baselines. This kit, per domain:")
+for d, v in VERDICTS.items():
+    rows = v["per_sparsity"]
+    print(f"  {d}: {v['verdict']} - close to dense as long at "
+          f"{at(r['sparsity'] for r in rows if r['close_to_dense'])}; "
+          f"at least as good as the best at-init method at "
+          f"{at(r['sparsity'] for r in rows if r.get('ahead_of_at_init'))}")
 phases.done("verdicts");
 
 # %% [markdown]
