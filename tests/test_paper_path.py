@@ -169,6 +169,9 @@ LESSON_SIZES = {
         WIDTH=0.125, TABLES=[["resnet18", 0.9], ["vgg16", 0.9]], EXPLORER_WIDTH=0.125, EXPLORER_BATCH=4,
         SWEEP=[0.9], WIDE_WIDTH=0.25, NARROW_WIDTHS=[0.125],
         OPTIONS=dict(batch_size=4, limit=8, score_batches=1, max_dense_epochs=2, ticks=1, measure_emissions=False)),
+    # four domains × (dense + 5 methods): each network at half its paper width, on 8 scenes, sequences or
+    # 8-step episodes (evaluation still plays the 10 full evaluation episodes of a control game)
+    "05_beyond_classification": dict(WIDTH=0.5, WORKERS=1),
 }
 LESSONS = notebook.notebooks()
 declared_parameters = functools.cache(notebook.declared_parameters)  # papermill reads a notebook in about a second
