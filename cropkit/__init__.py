@@ -9,7 +9,7 @@ _SUBMODULES = ("paths", "data", "models", "train", "measure", "scores", "prune",
                "profiles", "notebook", "widgets", "widgets_ntk", "lottery", "report", "claims", "cli", "gates",
                "plumbing", "callbacks", "options", "context", "runs", "comparison", "masks", "dependencies",
                "structured", "schedules", "derivatives", "storage", "hardware", "explorer", "sweeps", "tracking",
-               "tasks", "domains", "task_models")
+               "tasks", "domains", "task_models", "control")
 # cropkit.<name>
 _TOP = {"METHODS": "methods", "run": "runs", "compare": "comparison", "Result": "results", "sweep": "sweeps"}
 
