@@ -360,7 +360,10 @@ phases.done("plot");
 # EarlyCroP trains dense until its detector fires (here the rule of lessons 02–04) and is forced to prune at
 # `max_dense_epochs` if it never does — then it is just "prune after a fixed number of epochs", and a warning says so.
 # Per domain: the epochs at which it pruned, and how many of those prunes were forced. Note that EarlyCroP trains
-# its dense phase *on top of* the E epochs every other method trains.
+# its dense phase *on top of* the E epochs every other method trains. A rule cannot fire before it has two changes to
+# compare (`ck.timing.ratios`: epoch 3 for the reference rule, 2 for the seed rule); where the cap is that epoch, the
+# detector had a single chance, and "fired" and "forced" both mean "pruned after that many epochs" — the line below
+# the table says where.
 
 # %%
 early = RUNS[RUNS.method.str.startswith("earlycrop")]
@@ -372,6 +375,10 @@ for (domain, method), g in early.groupby(["domain", "method"], sort=False):
     d = DETECTOR[domain][method]
     print(f"{TITLES[domain]:>22} {LABELS[method]:>12}: pruned after epochs {d['prune_epochs']}, forced at the cap of "
           f"{d['max_dense_epochs']} in {d['forced']} of {d['runs']} runs; then {d['sparse_epochs']} sparse epochs")
+EARLIEST = ck.timing.ratios([1.0] * 5, cfg.rule)[0][0]  # the first epoch that has a ratio
+ONE_CHANCE = [d for d in DETECTOR if SETTINGS[d]["max_dense_epochs"] <= EARLIEST]
+print(f"the {cfg.rule} rule can fire from epoch {EARLIEST} on; a single chance (cap = that epoch) in:",
+      ", ".join(TITLES[d] for d in ONE_CHANCE) or "no domain")
 phases.done("detector");
 
 # %% [markdown]
