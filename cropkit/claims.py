@@ -18,6 +18,7 @@ The reference code's own deviations from the papers it implements are measured o
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 from typing import Callable, Sequence
 
@@ -295,3 +296,47 @@ def markdown(table) -> str:
                   "| deviation | what it changes |", "|---|---|"]
         lines += [f"| {d['deviation']} | {d['changes']} |" for d in deviations]
     return "\n".join(lines) + "\n"
+
+
+def against_dense(summary: dict, sparsities: Sequence[float], higher_is_better: bool, at_init: Sequence[str],
+                  contender: str = "earlycrop-u", dense: str = "dense-long", floor: tuple | None = None) -> dict:
+    """The per-domain verdict of lesson 05 on the paper's finding (Rachwan et al. 2022, §5: close to dense up to
+    high sparsity, better than the at-init baselines), from ``summary`` = {(method, sparsity): (mean, std)} over
+    seeds (dense at sparsity 0.0). At each swept sparsity p, with σ the seeds' standard deviations:
+
+    * close to dense: the contender is better than ``dense`` or worse by at most √(σ_c² + σ_d²);
+    * ahead of at-init: it is at least as good as the best ``at_init`` method at p, up to √(σ_c² + σ_b²).
+
+    ``reproduced`` when both hold at every p, ``not reproduced`` when they hold together at none, else ``mixed``;
+    ``undecided`` when dense does not beat the know-nothing ``floor`` = (name, value) by more than its σ.
+    """
+    def better(a, b):  # a − b in the direction of "better"
+        return a - b if higher_is_better else b - a
+
+    d_mean, d_std = summary[(dense, 0.0)]
+    per_sparsity = []
+    for p in sparsities:
+        if (contender, p) not in summary:
+            continue
+        c_mean, c_std = summary[(contender, p)]
+        gap, spread = better(c_mean, d_mean), math.hypot(c_std, d_std)
+        row = dict(sparsity=p, earlycrop_u=c_mean, dense=d_mean, gap_to_dense=gap, spread_dense=spread,
+                   close_to_dense=bool(gap >= -spread))
+        if at_init:
+            best = max(at_init, key=lambda m: better(summary[(m, p)][0], 0.0))
+            b_mean, b_std = summary[(best, p)]
+            gap, spread = better(c_mean, b_mean), math.hypot(c_std, b_std)
+            row.update(best_at_init=best, best_at_init_value=b_mean, gap_to_at_init=gap, spread_at_init=spread,
+                       ahead_of_at_init=bool(gap >= -spread))
+        row["holds"] = row["close_to_dense"] and row.get("ahead_of_at_init", True)
+        per_sparsity.append(row)
+    holds = [r["holds"] for r in per_sparsity]
+    verdict = "reproduced" if holds and all(holds) else "not reproduced" if not any(holds) else "mixed"
+    if floor is not None and better(d_mean, floor[1]) <= d_std:
+        verdict = f"undecided: dense does not beat the {floor[0]} ({floor[1]:.3f})"  # nothing learned to keep
+    close = [r["sparsity"] for r in per_sparsity if r["close_to_dense"]]
+    result = dict(verdict=verdict, per_sparsity=per_sparsity, close_to_dense_up_to=max(close) if close else None)
+    if floor is not None and per_sparsity:  # how fine the seeds' spread is against what dense learned
+        result["spread_over_learned"] = (max(r["spread_dense"] for r in per_sparsity)
+                                         / max(abs(d_mean - floor[1]), 1e-12))
+    return result

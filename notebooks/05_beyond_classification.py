@@ -414,33 +414,14 @@ def standing(gap, spread):
 
 
 VERDICTS = {}
-for domain in cfg.domains:
+for domain in cfg.domains:  # the rule above is ck.claims.against_dense
     s = SUMMARY[SUMMARY.domain == domain].set_index(["method", "target_sparsity"])
     dense = s.loc[("dense-long", 0.0)]
-    per_sparsity = []
-    for p in cfg.sparsities[domain]:
-        e = s.loc[("earlycrop-u", p)] if ("earlycrop-u", p) in s.index else None
-        if e is None:
-            continue
-        best = max(AT_INIT, key=lambda m: better(domain, s.loc[(m, p), "mean"], 0.0)) if AT_INIT else None
-        gap_dense, spread_dense = better(domain, e["mean"], dense["mean"]), math.hypot(e["std"], dense["std"])
-        row = dict(sparsity=p, earlycrop_u=e["mean"], dense=dense["mean"], gap_to_dense=gap_dense,
-                   spread_dense=spread_dense, close_to_dense=bool(gap_dense >= -spread_dense))
-        if best:
-            b = s.loc[(best, p)]
-            gap_init, spread_init = better(domain, e["mean"], b["mean"]), math.hypot(e["std"], b["std"])
-            row.update(best_at_init=best, best_at_init_value=b["mean"], gap_to_at_init=gap_init,
-                       spread_at_init=spread_init, ahead_of_at_init=bool(gap_init >= -spread_init))
-        row["holds"] = row["close_to_dense"] and row.get("ahead_of_at_init", True)
-        per_sparsity.append(row)
-    holds = [r["holds"] for r in per_sparsity]
-    verdict = "reproduced" if holds and all(holds) else "not reproduced" if not any(holds) else "mixed"
     floor_name, floor = next(iter(REFERENCES[domain].items())) if domain in REFERENCES else (None, None)
-    if floor is not None and better(domain, dense["mean"], floor) <= dense["std"]:
-        verdict = f"undecided: dense does not beat the {floor_name} ({floor:.3f})"  # nothing learned to keep
-    close = [r["sparsity"] for r in per_sparsity if r["close_to_dense"]]
-    VERDICTS[domain] = dict(verdict=verdict, per_sparsity=per_sparsity,
-                            close_to_dense_up_to=max(close) if close else None)
+    VERDICTS[domain] = ck.claims.against_dense(
+        {key: (row["mean"], row["std"]) for key, row in s.iterrows()}, cfg.sparsities[domain],
+        METRIC[domain].higher_is_better, AT_INIT, floor=None if floor is None else (floor_name, floor))
+    verdict, per_sparsity = VERDICTS[domain]["verdict"], VERDICTS[domain]["per_sparsity"]
     print(f"\n{TITLES[domain]}: {verdict.upper() if ':' not in verdict else verdict}")
     for name, value in REFERENCES.get(domain, {}).items():
         print(f"  dense as long {dense['mean']:.3f} ± {dense['std']:.3f} against the {name} {value:.3f}: "
@@ -453,9 +434,8 @@ for domain in cfg.domains:
             line += (f"; vs the best at-init, {LABELS[r['best_at_init']]} {r['best_at_init_value']:.3f}: "
                      f"{standing(r['gap_to_at_init'], r['spread_at_init'])}")
         print(line)
-    if floor is not None:
-        resolution = max(r["spread_dense"] for r in per_sparsity) / max(abs(dense["mean"] - floor), 1e-12)
-        VERDICTS[domain]["spread_over_learned"] = resolution
+    if "spread_over_learned" in VERDICTS[domain]:
+        resolution = VERDICTS[domain]["spread_over_learned"]
         print(f"  the widest seed spread above is {resolution:.0%} of what dense as long learned beyond the "
               f"{floor_name}" + (": too wide for this verdict to say much; add seeds" if resolution > 0.2 else ""))
     up_to = VERDICTS[domain]["close_to_dense_up_to"]

@@ -73,3 +73,26 @@ def test_command_rejects_an_unwritable_output_before_running(tmp_path, capsys):
     assert cli.main(["claims", "--profile", "smoke", "--out", str(blocker / "claims.md")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("cropkit: error: cannot write") and "Traceback" not in err
+
+
+def test_against_dense_follows_its_rule_in_both_directions():
+    """Lesson 05's verdict rule (ck.claims.against_dense) on hand-made means ± stds, for a metric where lower is better
+    (RMSE) and one where higher is better (return)."""
+    at_init = ("crop-u", "snip")
+    lower = {("dense-long", 0.0): (0.50, 0.01), ("earlycrop-u", 0.5): (0.505, 0.01), ("crop-u", 0.5): (0.60, 0.0),
+             ("snip", 0.5): (0.55, 0.0), ("earlycrop-u", 0.9): (0.70, 0.01), ("crop-u", 0.9): (0.80, 0.0),
+             ("snip", 0.9): (0.75, 0.0)}
+    v = ck.claims.against_dense(lower, [0.5, 0.9], higher_is_better=False, at_init=at_init, floor=("constant", 1.0))
+    first, second = v["per_sparsity"]
+    assert first["close_to_dense"] and not second["close_to_dense"]  # 0.005 worse within √2·0.01; 0.2 is not
+    assert first["best_at_init"] == "snip" and first["ahead_of_at_init"] and second["ahead_of_at_init"]
+    assert v["verdict"] == "mixed" and v["close_to_dense_up_to"] == 0.5
+    assert v["spread_over_learned"] == pytest.approx(0.01 * 2 ** 0.5 / 0.5)
+    # the same numbers as returns (higher is better): EarlyCroP-U is now behind SNIP and CroP-U everywhere
+    higher = ck.claims.against_dense(lower, [0.5, 0.9], higher_is_better=True, at_init=at_init)
+    assert [r["best_at_init"] for r in higher["per_sparsity"]] == ["crop-u", "crop-u"]
+    assert higher["verdict"] == "not reproduced" and "spread_over_learned" not in higher
+    only_low = ck.claims.against_dense(lower, [0.5], higher_is_better=False, at_init=at_init)
+    assert only_low["verdict"] == "reproduced"
+    assert ck.claims.against_dense(lower, [0.5], higher_is_better=False, at_init=at_init,
+                                floor=("constant", 0.505))["verdict"].startswith("undecided")
