@@ -261,6 +261,14 @@ def _synthetic(batch_size, seed, limit, *, shape, num_classes, size, loading, **
     return _loaders(x[:limit], y[:limit], x[:test], y[:test], batch_size, seed, **loading), tuple(shape), num_classes
 
 
+def _domain(tensors: Callable) -> Callable:
+    """A loader over `cropkit.domains`' tensors (depth, pydoc), built like every other dataset's."""
+    def load(batch_size, seed, limit, *, loading, **_):
+        (x_train, y_train, x_test, y_test), shape, outputs = tensors(limit)
+        return _loaders(x_train, y_train, x_test, y_test, batch_size, seed, **loading), shape, outputs
+    return load
+
+
 def _control(batch_size, seed, limit, *, name, **_):
     """CartPole-v1 / Acrobot-v1 (`cropkit.control`): ``batch_size`` episodes per epoch, ``limit`` caps their steps."""
     from .control import load_control  # gymnasium is imported only for a control set
@@ -269,7 +277,8 @@ def _control(batch_size, seed, limit, *, name, **_):
 
 
 LOADERS = {"digits": _digits, "mnist1d": _mnist1d, "mnist1d-large": _mnist1d, "cifar10": _cifar, "cifar100": _cifar,
-           "synthetic": _synthetic, **domains.LOADERS, "cartpole": _control, "acrobot": _control}
+           "synthetic": _synthetic, "depth": _domain(domains.depth_tensors), "pydoc": _domain(domains.pydoc_tensors),
+           "cartpole": _control, "acrobot": _control}
 
 
 def load(name: str, root: str | Path | None = None, batch_size: int = 128, seed: int = 0, *, limit: int | None = None,

@@ -35,20 +35,12 @@ import re
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
 DEPTH_SEED = 1234          # the scenes: fixed, whatever the run's seed
 DEPTH_SIZES = (2000, 500)  # train, test scenes
 IMAGE_SIZE = 32
 VOCAB = 1000               # most frequent training words kept (pydoc)
 SEQ_LEN = 32               # T: tokens per training sequence (pydoc)
-
-
-def _loaders(x_train, y_train, x_test, y_test, batch_size, seed):
-    generator = torch.Generator().manual_seed(seed)
-    train = DataLoader(TensorDataset(x_train, y_train), batch_size=batch_size, shuffle=True, generator=generator)
-    test = DataLoader(TensorDataset(x_test, y_test), batch_size=max(batch_size, 256), shuffle=False)
-    return train, test
 
 
 # ----------------------------------------------------------------------------- depth: a tiny ray caster
@@ -155,10 +147,11 @@ def depth_data() -> dict:
     return dict(x_train=x[:n_train], y_train=y[:n_train], x_test=x[n_train:], y_test=y[n_train:], mean=mean, std=std)
 
 
-def _depth(batch_size, seed, limit, **_):
+def depth_tensors(limit: int | None = None) -> tuple[tuple, tuple[int, ...], int]:
+    """((x_train, y_train, x_test, y_test), input shape, output channels) of ``depth``, the first ``limit`` training
+    scenes (None: all); `cropkit.data` makes the loaders."""
     d = depth_data()
-    return (_loaders(d["x_train"][:limit], d["y_train"][:limit], d["x_test"], d["y_test"], batch_size, seed),
-            (3, IMAGE_SIZE, IMAGE_SIZE), 1)
+    return (d["x_train"][:limit], d["y_train"][:limit], d["x_test"], d["y_test"]), (3, IMAGE_SIZE, IMAGE_SIZE), 1
 
 
 # ----------------------------------------------------------------------------- pydoc: Python's help texts
@@ -194,12 +187,10 @@ def sequences(tokens: torch.Tensor, seq_len: int) -> tuple[torch.Tensor, torch.T
     return windows[:, :-1].contiguous(), windows[:, 1:].contiguous()
 
 
-def _pydoc(batch_size, seed, limit, vocab: int = VOCAB, seq_len: int = SEQ_LEN, **_):
+def pydoc_tensors(limit: int | None = None, vocab: int = VOCAB, seq_len: int = SEQ_LEN) -> tuple[tuple, tuple, int]:
+    """((x_train, y_train, x_test, y_test), input shape, vocabulary size) of ``pydoc``: the first ``limit``
+    training sequences (None: all); `cropkit.data` makes the loaders."""
     corpus = pydoc_corpus(vocab)
     x_train, y_train = sequences(corpus["train"], seq_len)
     x_test, y_test = sequences(corpus["test"], seq_len)
-    return (_loaders(x_train[:limit], y_train[:limit], x_test, y_test, batch_size, seed), (seq_len,),
-            len(corpus["words"]))
-
-
-LOADERS = {"depth": _depth, "pydoc": _pydoc}
+    return (x_train[:limit], y_train[:limit], x_test, y_test), (seq_len,), len(corpus["words"])
