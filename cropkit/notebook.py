@@ -187,12 +187,12 @@ class Phases:
         self.seconds: dict[str, float] = {}
         self._last = time.perf_counter()
 
-    def done(self, name: str) -> float:
+    def done(self, name: str) -> None:
+        """Record and print the phase's seconds (returns nothing, so a cell ending in it shows no ``Out[n]``)."""
         now = time.perf_counter()
         self.seconds[name] = now - self._last
         self._last = now
         print(f"[phase {name}: {self.seconds[name]:.1f} s]")
-        return self.seconds[name]
 
 
 # ----------------------------------------------------------------------------- executing

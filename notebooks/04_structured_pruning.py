@@ -57,7 +57,7 @@ THREADS = None  # type: int  torch CPU threads; None: the profile value (1 on sm
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
-from IPython.display import display
+from IPython.display import Image, display
 
 import cropkit as ck
 from cropkit.methods import FAMILIES, LABELS
@@ -115,8 +115,9 @@ display(explorer.widget)
 # %%
 state = explorer.last
 fig = explorer.figure(state)
-fig.savefig(ck.paths.output_file(OUTPUT_DIR, "04_explorer.png"), dpi=100)
-display(fig)
+explorer_png = ck.paths.output_file(OUTPUT_DIR, "04_explorer.png")
+fig.savefig(explorer_png, dpi=100)
+display(Image(filename=str(explorer_png)))  # a bare Figure (not pyplot's) would show only its text repr
 print(f"{state['model']} (width {state['width']}), {state['criterion']}, weight sparsity "
       f"{state['weight_sparsity']:.3f}, node sparsity {state['node_sparsity']:.3f}")
 print(ck.widgets.StructuredExplorer.summary_text(state))

@@ -131,7 +131,7 @@ display(setting_table)
 for domain, why in SKIPPED.items():
     for method, message in why.items():
         print(f"{LABELS[method]} is not run on {domain} ({SETTINGS[domain]['model']}): {message}")
-phases.done("setup");
+phases.done("setup")
 
 # %% [markdown]
 # EarlyCroP-S removes whole channels or units (structured pruning). It runs on the `fcn` (its convolution channels
@@ -173,7 +173,7 @@ UNITS = {"rmse": "test RMSE ↓ (depth std units)", "log_ppl": "test log-perplex
 for domain, refs in REFERENCES.items():
     for name, value in refs.items():
         print(f"{domain:>9}  {METRIC[domain].metric:>8} of the {name}: {value:.3f}")
-phases.done("references");
+phases.done("references")
 
 # %% [markdown]
 # ## 2 · What "gradient flow" means when the data are the policy's own
@@ -203,7 +203,7 @@ if CONTROL:
           f"first-step flag)")
     print(f"mean return of those episodes {targets[targets[:, 3] == 1, 2].mean():.1f}; policy-gradient loss "
           f"{loss.item():+.4f}; gradient flow g^T g = {sum((x ** 2).sum() for x in g).item():.4g}")
-phases.done("gradient flow");
+phases.done("gradient flow")
 
 # %% [markdown]
 # ## 3 · The sweep
@@ -260,7 +260,7 @@ print(f"{len(RUNS)} runs ({replayed} replayed from the cache) in {sweep_seconds:
       f"{RUNS.train_seconds.sum():.0f} s of training in all")
 display(RUNS.groupby("domain", sort=False).agg(runs=("seed", "size"), seconds=("train_seconds", "sum"))
         .round(1))
-phases.done("sweep");
+phases.done("sweep")
 
 # %% [markdown]
 # Did every run reach its target sparsity? (Structured EarlyCroP-S removes whole nodes, then prunes single weights
@@ -271,7 +271,7 @@ pruned = RUNS[~RUNS.method.isin(DENSE)]
 deviation = (pruned.weight_sparsity - pruned.target_sparsity).abs()
 print(f"largest gap between achieved and target weight sparsity: {deviation.max():.3%} (allowed: 1 %); "
       f"dense runs' weight sparsity: {RUNS[RUNS.method.isin(DENSE)].weight_sparsity.max():.3%}")
-phases.done("checks");
+phases.done("checks")
 
 # %% [markdown]
 # ## 4 · The tables: mean ± std over the seeds
@@ -296,7 +296,7 @@ for domain in cfg.domains:
           f"{SETTINGS[domain]['epochs']}, as long = {long_epochs(domain)}"
           + "".join(f" · {k}: {v:.3f}" for k, v in REFERENCES.get(domain, {}).items()))
     display(table)
-phases.done("tables");
+phases.done("tables")
 
 # %% [markdown]
 # ## 5 · The paper's plot: the metric over sparsity
@@ -352,7 +352,7 @@ fig.suptitle(f"The metric over sparsity · mean ± std over {len(cfg.seeds)} see
 fig.tight_layout()
 fig.savefig(ck.paths.output_file(OUTPUT_DIR, f"{STEM}_sweep.png"), dpi=110, bbox_inches="tight")
 plt.show()
-phases.done("plot");
+phases.done("plot")
 
 # %% [markdown]
 # ## 6 · When did EarlyCroP prune?
@@ -379,7 +379,7 @@ EARLIEST = ck.timing.ratios([1.0] * 5, cfg.rule)[0][0]  # the first epoch that h
 ONE_CHANCE = [d for d in DETECTOR if SETTINGS[d]["max_dense_epochs"] <= EARLIEST]
 print(f"the {cfg.rule} rule can fire from epoch {EARLIEST} on; a single chance (cap = that epoch) in:",
       ", ".join(TITLES[d] for d in ONE_CHANCE) or "no domain")
-phases.done("detector");
+phases.done("detector")
 
 # %% [markdown]
 # ## 7 · The paper's finding, and this kit's
@@ -457,7 +457,7 @@ for d, v in VERDICTS.items():
           f"{at(r['sparsity'] for r in rows if r['close_to_dense'])}; "
           f"at least as good as the best at-init method at "
           f"{at(r['sparsity'] for r in rows if r.get('ahead_of_at_init'))}")
-phases.done("verdicts");
+phases.done("verdicts")
 
 # %% [markdown]
 # ## What to notice
