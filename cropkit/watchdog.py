@@ -34,6 +34,7 @@ from nbclient.exceptions import CellExecutionComplete
 from nbclient.util import ensure_async
 from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, papermill_engines
+from papermill.log import logger
 from papermill.utils import merge_kwargs, remove_args
 from traitlets import Float
 
@@ -227,15 +228,9 @@ class WatchdogEngine(NBClientEngine):
                                  start_timeout=60, execution_timeout=None, **kwargs):
         kwargs = remove_args(["input_path", "timeout", "startup_timeout"], **kwargs)
         final = merge_kwargs(kwargs, timeout=execution_timeout, startup_timeout=start_timeout,
-                             kernel_name=kernel_name, log=_papermill_log(), log_output=log_output,
+                             kernel_name=kernel_name, log=logger, log_output=log_output,
                              stdout_file=stdout_file, stderr_file=stderr_file)
         return cls.client(nb_man, **final).execute()
-
-
-def _papermill_log():
-    from papermill.log import logger
-
-    return logger
 
 
 papermill_engines.register(ENGINE, WatchdogEngine)
