@@ -13,7 +13,7 @@ raw LaTeX and widgets as nothing. This page fetches nothing:
   with a note saying so. Without a kernel nothing could answer a moved slider, so a live widget library (a
   megabyte of JavaScript per page) would only pretend; JupyterLab runs them for real;
 * a stylesheet an output links from a CDN (matplotlib's animation controls ask for Font Awesome) is dropped, and the
-  few icons it drew come from local CSS. Images are embedded, as nbconvert does.
+  few icons it drew are drawn with common glyphs (▶ ◀ |) by local CSS. Images are embedded, as nbconvert does.
 """
 from __future__ import annotations
 
@@ -36,9 +36,9 @@ STYLE = """
 .w-row progress { width: 14em; }
 .w-readout { font-family: monospace; }
 .fa { font-style: normal; } .fa-flip-horizontal { display: inline-block; transform: scaleX(-1); }
-.fa-play:before { content: "\\25B6"; } .fa-pause:before { content: "\\23F8"; }
-.fa-step-forward:before { content: "\\23F5"; } .fa-step-backward:before { content: "\\23F4"; }
-.fa-fast-forward:before { content: "\\23ED"; } .fa-fast-backward:before { content: "\\23EE"; }
+.fa-play:before { content: "\\25B6"; } .fa-pause:before { content: "||"; font-weight: bold; }
+.fa-step-forward:before { content: "\\25B6|"; } .fa-step-backward:before { content: "|\\25C0"; }
+.fa-fast-forward:before { content: "\\25B6\\25B6"; } .fa-fast-backward:before { content: "\\25C0\\25C0"; }
 .fa-plus:before { content: "+"; } .fa-minus:before { content: "\\2212"; }
 """
 
@@ -130,11 +130,9 @@ def _output_html(output: dict) -> str:
 def widget_html(model_id: str, models: dict) -> str:
     """The saved widget ``model_id`` (and its children) as static HTML, in its last state."""
     model = models.get(model_id)
-    if model is None:
-        return '<span class="w-missing">[widget state not saved]</span>'
-    name, state = model["model_name"].removesuffix("Model"), model["state"]
-    if _hidden(state, models):
+    if model is None or _hidden(model["state"], models):  # closed by the end of the run (a finished tqdm bar), hidden
         return ""
+    name, state = model["model_name"].removesuffix("Model"), model["state"]
     desc = state.get("description") or ""
     label = f'<span class="w-desc">{html.escape(desc)}</span>' if desc else ""
     if "children" in state:
@@ -176,19 +174,25 @@ def widget_html(model_id: str, models: dict) -> str:
 
 
 def static_widgets(nb) -> int:
-    """Replace every widget view among ``nb``'s outputs by its static HTML (in place) and drop the saved widget
-    state, which would make nbconvert load the widget library; returns how many views were replaced."""
+    """Replace every widget view among ``nb``'s outputs by its static HTML, or drop it when its widget was closed or
+    hidden by the end of the run (in place), and drop the saved widget state, which would make nbconvert load the
+    widget library; returns how many views were drawn."""
     models = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
     replaced = 0
     for cell in nb.cells:
+        kept = []
         for output in cell.get("outputs", []):
             view = output.get("data", {}).get(WIDGET_VIEW)
-            if view is None:
-                continue
-            drawn = widget_html(view.get("model_id", ""), models)
-            output["data"] = {"text/html": f'<div class="cropkit-widget">{drawn}<div class="w-note">{NOTE}</div>'
-                                           f"</div>"}
-            replaced += 1
+            if view is not None:
+                drawn = widget_html(view.get("model_id", ""), models)
+                if not drawn:  # nothing left to show, as in JupyterLab
+                    continue
+                output["data"] = {"text/html": f'<div class="cropkit-widget">{drawn}<div class="w-note">{NOTE}'
+                                               "</div></div>"}
+                replaced += 1
+            kept.append(output)
+        if "outputs" in cell:
+            cell.outputs = kept
     nb.metadata.pop("widgets", None)
     return replaced
 

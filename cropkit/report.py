@@ -41,9 +41,8 @@ table.data th { background: #f3f3f6; position: sticky; top: 0; }
 table.data td.text, table.data th.text { text-align: left; }
 table.kv td { white-space: normal; text-align: left; max-width: 760px; overflow-wrap: anywhere; }
 table.data tr:nth-child(even) td { background: #fafafa; }
-.note { color: #777; font-size: 0.85em; }
+.note { color: #777; font-size: 0.85em; } figcaption { color: #666; font-size: 0.85em; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
-figcaption { color: #666; font-size: 0.85em; }
 .failed { background: #fff1f0; border: 1px solid #e0a0a0; padding: 0.6em 1em; }
 .failed pre { white-space: pre-wrap; margin: 0.3em 0; }
 table.overview { border-collapse: collapse; margin: 1em 0; width: 100%; font-size: 0.92em; }
@@ -213,7 +212,7 @@ def overview(summary: dict) -> str:
         badges = "".join(f'<span class="status {c}">{html.escape(t)}</span>' for t, c in status(results))
         said = verdicts(results)
         items = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in said.items())
-        line = headline(results) or results.get("_error") or results.get("_interrupted") or ""
+        line = headline(results) or results.get("_error") or results.get("_interrupted") or "–"
         rows.append(f'<tr><td><a href="#{html.escape(stem)}">{html.escape(stem)}</a></td><td>{badges}</td>'
                     f'<td class="time">{_seconds(results)}</td><td>{html.escape(str(line))}</td>'
                     f'<td>{f"<ul>{items}</ul>" if items else "–"}</td></tr>')
@@ -306,7 +305,10 @@ def write_atomic(path: Path, text: str) -> Path:
     """Write ``text`` to a temporary file beside ``path``, flush it to disk, rename it over ``path``: an error on
     the way (a full disk) raises and leaves an earlier ``path`` whole."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0o022)
     try:
+        os.umask(umask)
+        os.fchmod(handle, 0o666 & ~umask)  # as an ordinary write would (mkstemp makes it private)
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             file.write(text)
             file.flush()
@@ -319,14 +321,12 @@ def write_atomic(path: Path, text: str) -> Path:
 
 
 def write_summary(output_dir: str | Path, summary: dict[str, dict], profile: str | None = None) -> Path:
-    """Write ``output_dir/summary.html`` and ``summary.json`` from ``{notebook stem: the JSON it wrote, or
-    {"_error": …}}`` and return the page's path (``profile``: the header's, when no lesson's JSON names it). Both are
-    written atomically (an ``OSError`` leaves earlier files whole)."""
+    """Write ``output_dir/summary.html`` and ``summary.json`` atomically from ``{notebook stem: the JSON it wrote, or
+    {"_error": …}}``; return the page (``profile``: the header's, when no lesson's JSON names it)."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    page = render(output_dir, summary, profile)
     write_atomic(output_dir / "summary.json", json.dumps(summary, indent=1, default=str))
-    return write_atomic(output_dir / "summary.html", page)
+    return write_atomic(output_dir / "summary.html", render(output_dir, summary, profile))
 
 
 def load_summary(output_dir: str | Path) -> dict[str, dict]:

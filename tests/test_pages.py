@@ -51,7 +51,11 @@ def test_widgets_are_drawn_in_their_last_state():
     assert '<progress max="4.0" value="3.0">' in drawn
     assert "<pre>fired at 3\n</pre>" in drawn and f"data:image/png;base64,{_png()}" in drawn
     assert "hidden text" not in drawn, "a widget its layout hides is not drawn"
-    assert "widget state not saved" in pages.widget_html("nowhere", models)
+    assert pages.widget_html("nowhere", models) == "", "nor one closed before the run ended (a finished tqdm bar)"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("", outputs=[
+        nbformat.v4.new_output("display_data", {pages.WIDGET_VIEW: {"model_id": m}}) for m in ("box", "nowhere")])],
+        metadata={"widgets": {pages.WIDGET_STATE: {"state": models}}})
+    assert pages.static_widgets(nb) == 1 and len(nb.cells[0].outputs) == 1 and "widgets" not in nb.metadata
 
 
 @pytest.fixture(scope="module")

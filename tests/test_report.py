@@ -131,3 +131,7 @@ def test_a_failed_write_leaves_the_earlier_page_whole(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space left"):
         report.write_summary(tmp_path, {"00_tour": {"final_test_acc": 0.9}})
     assert page.read_text() == "an earlier run" and sorted(p.name for p in tmp_path.iterdir()) == ["summary.html"]
+    monkeypatch.undo()
+    written = report.write_summary(tmp_path, {"00_tour": {"final_test_acc": 0.9}})
+    (tmp_path / "plain").write_text("x")
+    assert written.stat().st_mode == (tmp_path / "plain").stat().st_mode, "readable as any file the job writes"
