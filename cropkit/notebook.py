@@ -2,19 +2,18 @@
 
     results = cropkit.notebook.execute("notebooks/00_tour.ipynb", profile="smoke", output_dir="outputs/smoke")
 
-Each lesson has one cell tagged ``parameters`` holding plain literals (``PROFILE``, ``OUTPUT_DIR``, …), one per line
-with a comment that papermill shows as its help (``papermill --help-notebook``). It writes its figures and key
-results through :func:`cropkit.paths.output_file` and :func:`save_results` into ``OUTPUT_DIR``. papermill only
-*warns* about parameter names a notebook does not declare and never checks types; :func:`execute` rejects both
-before a kernel starts. A parameter's type is the one its papermill type comment names (``EPOCHS = None  # type:
-int  training epochs``), else its default's; an ``int`` is accepted for a ``float`` and a tuple for a list, and a
-parameter whose default is ``None`` ("the profile's value") also takes ``None``. A comment must hold no ``=``: papermill
-skips such a line, and :func:`parameters` refuses it.
+Each lesson has one cell tagged ``parameters`` holding plain literals (``PROFILE``, ``OUTPUT_DIR``, …); they are
+checked before a kernel starts (:mod:`cropkit.lesson_parameters`, importable from here). A lesson writes its figures
+and key results through :func:`cropkit.paths.output_file` and :func:`save_results` into ``OUTPUT_DIR``.
 
 The main job runs every lesson in order: ``python -m cropkit.notebook --profile cpu --output outputs`` (what
 ``./kit main`` runs). A lesson that fails is reported and the job goes on; the summary page lists it with its
-error, and the command exits with status 1 at the end. There the per-lesson budget is a warning, with a hard cap
-of :data:`HARD_CAP` times the budget per cell against hangs; :func:`execute` on its own keeps it a hard limit.
+error, and the command exits with status 1 at the end. Time budgets are warnings, never errors: a lesson over its
+profile's budget is flagged on the summary page (``_over_budget``); only a single cell running :data:`HANG_CAP`
+times the budget (``--hang-cap`` seconds) is stopped, as a hang. Cells run through :mod:`cropkit.watchdog`'s
+client: a kernel message lost on the way restarts the lesson once (``_watchdog`` in the results), and a second
+loss fails it with the reason. Ctrl+C stops the running kernel, writes the summary of the lessons that finished
+(the interrupted one listed as such) and exits with status 130.
 
 Where the lessons come from: the checkout's ``notebooks/`` when cropkit runs from a source checkout, else the copies
 packaged inside cropkit (``cropkit/lessons/``, put there when the wheel is built); ``cropkit lessons DIR`` copies
@@ -26,7 +25,6 @@ syncs every pair.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import math
 import shutil
@@ -36,6 +34,8 @@ import warnings
 from pathlib import Path
 
 from . import paths
+from .lesson_parameters import TYPES, check_parameters, declared_parameters, parameters  # noqa: F401
+from .pages import render_html  # noqa: F401 (the main job's page of each lesson)
 from .pairs import (  # noqa: F401
     CELL_ID,
     INSTALL_TAG,
@@ -49,8 +49,8 @@ from .pairs import (  # noqa: F401
     sync,
 )
 
-BUDGET_S = {"smoke": 180, "cpu": 600, "paper": None}  # seconds per lesson; smoke = seconds plus kernel start
-HARD_CAP = 3  # the main job stops a cell only after HARD_CAP × the budget (a hang, not a slow machine)
+BUDGET_S = {"smoke": 180, "cpu": 600, "paper": None}  # seconds per lesson, a warning; smoke = seconds plus kernel start
+HANG_CAP = 3  # a single cell running HANG_CAP × the budget is a hang (not a slow machine) and is stopped
 
 def lessons_dir() -> Path:
     """The checkout's ``notebooks/`` when running from a checkout, else the lessons packaged with cropkit."""
@@ -77,75 +77,6 @@ def copy_lessons(dest: str | Path, overwrite: bool = False) -> list[Path]:
     if clash and not overwrite:
         raise FileExistsError(f"{', '.join(p.name for p in clash)} already in {dest}; pass overwrite=True (--force)")
     return [Path(shutil.copyfile(p, dest / p.name)) for p in found]
-
-
-# ----------------------------------------------------------------------------- parameters
-
-TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool, "list": (list, tuple), "tuple": (list, tuple),
-         "dict": dict}
-
-
-def _parameters_cell(nb) -> dict:
-    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
-    if len(cells) != 1:
-        raise ValueError(f"a notebook needs exactly one cell tagged 'parameters'; found {len(cells)}")
-    return cells[0]
-
-
-def parameters(path: str | Path) -> dict[str, dict]:
-    """``{name: {"default", "type", "help"}}`` as papermill declares them (``papermill.inspect_notebook``).
-
-    Every line of the parameters cell must be ``NAME = literal  # help``; a line papermill cannot read (an ``=``
-    inside its comment hides it from papermill) or a value that is not a literal raises ``ValueError``.
-    """
-    import nbformat
-    import papermill
-
-    path = Path(path)
-    source = _parameters_cell(nbformat.read(str(path), as_version=4)).source
-    assigned = []
-    for node in ast.parse(source).body:
-        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
-            raise ValueError(f"{path}: the parameters cell may only hold `NAME = literal` lines; got "
-                             f"{ast.get_source_segment(source, node)!r}")
-        assigned.append(node.targets[0].id)
-    found = papermill.inspect_notebook(str(path))
-    hidden = [name for name in assigned if name not in found]
-    if hidden:
-        raise ValueError(f"{path.name}: papermill cannot read the parameter line(s) of {hidden}; "
-                         "keep `=` out of their comments")
-    declared = {}
-    for name, p in found.items():
-        try:
-            default = ast.literal_eval(p["default"])
-        except (ValueError, SyntaxError):
-            raise ValueError(f"{path.name}: {name} = {p['default']} is not a plain literal") from None
-        kind = p["inferred_type_name"]
-        kind = None if kind == "None" else kind
-        declared[name] = {"default": default, "type": kind or (type(default).__name__ if default is not None else None),
-                          "help": p["help"]}
-    return declared
-
-
-def declared_parameters(path: str | Path) -> dict:
-    """``{name: default value}`` of the parameters cell (see :func:`parameters`)."""
-    return {name: p["default"] for name, p in parameters(path).items()}
-
-
-def check_parameters(path: str | Path, given: dict) -> None:
-    """Raise ``ValueError`` for a name the lesson does not declare or a value of the wrong type."""
-    declared = parameters(path)
-    unknown = sorted(set(given) - set(declared))
-    if unknown:
-        raise ValueError(f"{Path(path).name} has no parameter(s) {unknown}; its parameters are {sorted(declared)}")
-    for name, value in given.items():
-        kind, default = declared[name]["type"], declared[name]["default"]
-        allowed = TYPES.get(kind, object) if kind else object
-        if value is None and default is None:
-            continue  # None: the profile's value
-        if not isinstance(value, allowed) or (isinstance(value, bool) and kind in ("int", "float")):
-            raise ValueError(f"{Path(path).name}: {name} must be {kind}"
-                             f"{' or None' if default is None else ''} ({declared[name]['help']}); got {value!r}")
 
 
 # ----------------------------------------------------------------------------- results
@@ -198,20 +129,24 @@ class Phases:
 # ----------------------------------------------------------------------------- executing
 
 def execute(path: str | Path, profile: str = "smoke", output_dir: str | Path = "outputs",
-            parameters: dict | None = None, budget_s: float | None = -1, progress: bool = False,
-            strict_budget: bool = True) -> dict:
+            parameters: dict | None = None,  # noqa: F811 (shadows the re-exported function, as it always did)
+            budget_s: float | None = -1, progress: bool = False,
+            hang_cap_s: float | None = -1, watchdog_s: float | None = None) -> dict:
     """Execute a lesson under ``profile`` and return the JSON it wrote.
 
     ``output_dir`` is resolved against the caller's working directory; the kernel runs in it and the executed copy
     is written there (``output_dir/<stem>.ipynb``). Unknown parameter names and values of the wrong type raise
-    ``ValueError`` before the kernel starts. ``budget_s`` (default: the profile's, ``None`` = no limit) bounds every
-    cell and the whole notebook, raising ``TimeoutError``; with ``strict_budget=False`` running over it only warns
-    and a cell is stopped after ``HARD_CAP × budget_s``.
+    ``ValueError`` before the kernel starts. ``budget_s`` (default: the profile's, ``None``: none) is a warning:
+    a lesson running over it warns and its results say so (``_over_budget``). A single cell running longer than
+    ``hang_cap_s`` (default :data:`HANG_CAP` × the budget; ``None``: no cap) is stopped as a hang. A kernel message
+    lost on the way (:mod:`cropkit.watchdog`, patience ``watchdog_s``) runs the lesson once more; ``_watchdog`` in
+    the results counts restarts and late messages, and a second loss raises ``LostMessage``.
     """
     import logging
 
     import papermill
 
+    from . import watchdog
     from .profiles import PROFILES
 
     # papermill logs every cell at INFO; errors still reach the caller as exceptions.
@@ -223,39 +158,33 @@ def execute(path: str | Path, profile: str = "smoke", output_dir: str | Path = "
     given = {"PROFILE": profile, "OUTPUT_DIR": str(output_dir), **(parameters or {})}
     check_parameters(path, given)
     budget_s = BUDGET_S[profile] if budget_s == -1 else budget_s
-    cell_limit = budget_s if strict_budget or budget_s is None else HARD_CAP * budget_s
+    if hang_cap_s == -1:
+        hang_cap_s = None if budget_s is None else HANG_CAP * budget_s
+    hang_cap_s = None if hang_cap_s is None else math.ceil(hang_cap_s)  # nbclient counts whole seconds
     output_dir.mkdir(parents=True, exist_ok=True)
     json_path = output_dir / f"{path.stem}.json"
     json_path.unlink(missing_ok=True)  # never return a stale result
     start = time.perf_counter()
-    papermill.execute_notebook(str(path), str(output_dir / path.name), parameters=given, kernel_name="python3",
-                               cwd=str(output_dir), progress_bar=progress, execution_timeout=cell_limit,
-                               log_output=False)
+
+    def run():
+        return papermill.execute_notebook(str(path), str(output_dir / path.name), parameters=given,
+                                          kernel_name="python3", cwd=str(output_dir), progress_bar=progress,
+                                          execution_timeout=hang_cap_s, log_output=False,
+                                          engine_name=watchdog.ENGINE, watchdog_s=watchdog_s or watchdog.WATCHDOG_S)
+
+    _, record = watchdog.run_twice(run, path.name, lambda text: warnings.warn(text, stacklevel=3))
     elapsed = time.perf_counter() - start
     if budget_s is not None and elapsed > budget_s:
-        message = f"{path.name} took {elapsed:.0f} s under profile {profile!r}; its budget is {budget_s} s"
-        if strict_budget:
-            raise TimeoutError(message)
-        warnings.warn(message, stacklevel=2)
+        warnings.warn(f"{path.name} took {elapsed:.0f} s under profile {profile!r}; its budget is {budget_s} s",
+                      stacklevel=2)
     if not json_path.exists():
         raise RuntimeError(f"{path.name} ran but wrote no {json_path.name}; it must call cropkit.notebook.save_results")
     results = json.loads(json_path.read_text())
     results.setdefault("_seconds", elapsed)
+    results["_watchdog"] = record
     if budget_s is not None and elapsed > budget_s:
         results["_over_budget"] = f"took {elapsed:.0f} s, budget {budget_s} s"
     return results
-
-
-def render_html(ipynb: str | Path) -> Path:
-    """Render an executed notebook to ``<same name>.html`` beside it (nbconvert) and return that path."""
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    ipynb = Path(ipynb)
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(str(ipynb), as_version=4))
-    html = ipynb.with_suffix(".html")
-    html.write_text(body, encoding="utf-8")
-    return html
 
 
 def _error_text(error: BaseException) -> str:
@@ -265,13 +194,42 @@ def _error_text(error: BaseException) -> str:
     return f"{name}: {value}".strip()
 
 
-def run_all(profile: str = "cpu", output_dir: str | Path = "outputs", only: list[str] | None = None,
-            directory: str | Path | None = None) -> dict:
-    """The main job: every lesson in order, executed copies, HTML, JSON and ``summary.html`` in
-    ``output_dir/<profile>/`` (``output_dir`` resolved against the working directory).
+def _run_lesson(path: Path, profile: str, output_dir: Path, say, **options) -> dict:
+    """One lesson of the main job: its results, or ``{"_error": …}`` when it failed; its warnings are said."""
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            results = execute(path, profile=profile, output_dir=output_dir, progress=True, **options)
+        except Exception as error:  # a failed lesson is reported, and the next one still runs
+            results = {"_error": _error_text(error), "_seconds": time.perf_counter() - start}
+            if getattr(error, "record", None):  # the watchdog's count, for a lesson it gave up on
+                results["_watchdog"] = error.record
+    for w in caught:
+        say(f"  warning: {w.message}")
+    seconds = time.perf_counter() - start
+    say(f"  FAILED after {seconds:.0f} s: {results['_error']}" if "_error" in results
+        else f"  done in {seconds:.0f} s → {output_dir / path.name}")
+    executed = output_dir / path.name
+    if executed.exists():
+        try:
+            render_html(executed)
+        except Exception as error:  # the page still links the .ipynb
+            say(f"  could not render {executed.name} to HTML: {error}")
+    return results
 
-    Returns ``{stem: results}``; a lesson that failed maps to ``{"_error": "…"}`` and the others still run. No
-    lesson to run (``only`` matching nothing, or none found) raises ``ValueError`` before anything is written.
+
+def run_all(profile: str = "cpu", output_dir: str | Path = "outputs", only: list[str] | None = None,
+            directory: str | Path | None = None, hang_cap_s: float | None = -1,
+            watchdog_s: float | None = None) -> dict:
+    """The main job: every lesson in order, executed copies, HTML, JSON and ``summary.html`` in
+    ``output_dir/<profile>/`` (``output_dir`` resolved against the working directory; ``hang_cap_s`` and
+    ``watchdog_s`` as in :func:`execute`).
+
+    Returns ``{stem: results}``; a lesson that failed maps to ``{"_error": "…"}`` and the others still run. Ctrl+C
+    stops the running lesson and its kernel (it maps to ``{"_interrupted": "…"}``) and runs no more; the summary of
+    what finished is written all the same. No lesson to run (``only`` matching nothing, or none found) raises
+    ``ValueError`` before anything is written.
     """
     from tqdm.auto import tqdm
 
@@ -284,28 +242,23 @@ def run_all(profile: str = "cpu", output_dir: str | Path = "outputs", only: list
         raise ValueError(f"no lesson matches {only} in {where}; lessons: {[p.stem for p in found]}" if found
                          else f"no lessons found in {where}")
     output_dir = Path(output_dir).expanduser().resolve() / profile
-    summary = {}
-    for path in tqdm(paths_, desc=f"lessons ({profile})", unit="nb"):
-        tqdm.write(f"→ {path.name}")
-        start = time.perf_counter()
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                summary[path.stem] = execute(path, profile=profile, output_dir=output_dir, progress=True,
-                                             strict_budget=False)
-            for w in caught:
-                tqdm.write(f"  warning: {w.message}")
-            tqdm.write(f"  done in {time.perf_counter() - start:.0f} s → {output_dir / path.name}")
-        except Exception as error:  # a failed lesson is reported, and the next one still runs
-            summary[path.stem] = {"_error": _error_text(error), "_seconds": time.perf_counter() - start}
-            tqdm.write(f"  FAILED after {time.perf_counter() - start:.0f} s: {summary[path.stem]['_error']}")
-        executed = output_dir / path.name
-        if executed.exists():
-            try:
-                render_html(executed)
-            except Exception as error:  # the page still links the .ipynb
-                tqdm.write(f"  could not render {executed.name} to HTML: {error}")
-    tqdm.write(f"summary → {write_summary(output_dir, summary, profile)}")
+    summary, start = {}, time.perf_counter()
+    try:
+        for path in tqdm(paths_, desc=f"lessons ({profile})", unit="nb"):
+            tqdm.write(f"→ {path.name}")
+            start = time.perf_counter()
+            summary[path.stem] = _run_lesson(path, profile, output_dir, tqdm.write, hang_cap_s=hang_cap_s,
+                                             watchdog_s=watchdog_s)
+    except KeyboardInterrupt:  # papermill has stopped the lesson's kernel on its way out
+        stopped = next((p.stem for p in paths_ if p.stem not in summary), None)
+        if stopped is not None:
+            summary[stopped] = {"_interrupted": f"stopped by Ctrl+C after {time.perf_counter() - start:.0f} s",
+                                "_seconds": time.perf_counter() - start}
+    try:
+        tqdm.write(f"summary → {write_summary(output_dir, summary, profile)}")
+    except OSError as error:
+        tqdm.write(f"could not write the summary in {output_dir}: {error}; an earlier summary.html there is "
+                   "left as it was")
     failed = [stem for stem, r in summary.items() if "_error" in r]
     if failed:
         tqdm.write(f"{len(failed)} of {len(summary)} lessons failed: {', '.join(failed)}")
@@ -319,6 +272,9 @@ def main(argv=None) -> int:
     parser.add_argument("--output", default="outputs",
                         help="output folder, relative to the current directory (default: outputs)")
     parser.add_argument("--only", nargs="*", help="lesson prefixes to run, e.g. 00 02")
+    parser.add_argument("--hang-cap", type=float, metavar="SECONDS",
+                        help=f"stop a single cell after this long, as a hang (default: {HANG_CAP} × the profile's "
+                             "time budget; 0: never)")
     parser.add_argument("--sync", nargs="*", metavar="LESSON",
                         help="run nothing: sync each lesson's .ipynb with its .py (the newer wins), strip outputs, "
                              "number new cells and reset the install cell (all lessons if none is named)")
@@ -329,11 +285,20 @@ def main(argv=None) -> int:
         for p in changed:
             print(f"synced {p} and {paired_text(p).name}")
         return 0
+    if args.only == []:
+        print("error: --only needs at least one lesson prefix, e.g. --only 00 02", file=sys.stderr)
+        return 2
+    cap = -1 if args.hang_cap is None else (args.hang_cap or None)
     try:
-        summary = run_all(args.profile, args.output, args.only)
+        summary = run_all(args.profile, args.output, args.only, hang_cap_s=cap)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    stopped = [stem for stem, r in summary.items() if "_interrupted" in r]
+    if stopped:
+        print(f"interrupted: {stopped[0]} stopped by Ctrl+C, its kernel with it; the summary lists the "
+              f"{len(summary) - 1} lesson(s) that finished", file=sys.stderr)
+        return 130
     return 1 if any("_error" in r for r in summary.values()) else 0
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from tiny_lessons import tiny_lesson
 
 from cropkit import cli, notebook, paths
 
@@ -42,16 +43,7 @@ def _uv_works() -> bool:
 
 def _tiny_lesson(folder: Path, name: str, body: str) -> Path:
     """A lesson with the same contract as the real ones, but a one-line body: a kernel start and nothing more."""
-    cells = [nbformat.v4.new_code_cell('PROFILE = "cpu"  # type: str  profile\n'
-                                       'OUTPUT_DIR = "outputs"  # type: str  where results go',
-                                       metadata={"tags": ["parameters"]}),
-             nbformat.v4.new_code_cell(body),
-             nbformat.v4.new_code_cell(f'import cropkit as ck\nck.notebook.save_results(OUTPUT_DIR, "{name}", '
-                                       '{"profile": PROFILE, "answer": 42})')]
-    path = folder / f"{name}.ipynb"
-    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3",
-                   "display_name": "Python 3", "language": "python"}}), str(path))
-    return path
+    return tiny_lesson(folder, name, body)
 
 
 # ----------------------------------------------------------------------------- papermill's conventions
@@ -141,7 +133,7 @@ def tiny_lessons(tmp_path, monkeypatch):
     folder.mkdir()
     _tiny_lesson(folder, "00_fine", "x = 1")
     _tiny_lesson(folder, "01_broken", "raise RuntimeError('this lesson is broken on purpose')")
-    _tiny_lesson(folder, "02_slow", "import time\ntime.sleep(3)")  # over the 2 s budget, under the 6 s cap
+    _tiny_lesson(folder, "02_slow", "import time\ntime.sleep(1)")  # over the 0.5 s budget below
     _tiny_lesson(folder, "03_hangs", "import time\ntime.sleep(600)")
     monkeypatch.setattr(notebook, "lessons_dir", lambda: folder)
     return folder
@@ -149,19 +141,28 @@ def tiny_lessons(tmp_path, monkeypatch):
 
 def test_main_job_reports_a_failed_lesson_and_goes_on(tiny_lessons, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setitem(notebook.BUDGET_S, "smoke", 2)  # 02_slow runs over it: a warning only,
-    # but a cell running HARD_CAP × 2 s is a hang and is stopped
-    assert notebook.main(["--profile", "smoke", "--output", "rel"]) == 1, "a failed lesson makes the job fail"
+    monkeypatch.setitem(notebook.BUDGET_S, "smoke", 0.5)  # 02_slow sleeps longer: a warning, never an error
+    assert notebook.main(["--profile", "smoke", "--output", "rel", "--only", "00", "01", "02",
+                          "--hang-cap", "600"]) == 1, "a failed lesson makes the job fail"
     out = tmp_path / "rel" / "smoke"  # --output is relative to the caller's folder
     assert json.loads((out / "00_fine.json").read_text())["answer"] == 42
     assert json.loads((out / "02_slow.json").read_text())["answer"] == 42, "the lesson after the failure ran"
     assert not (out / "01_broken.json").exists()
     page = (out / "summary.html").read_text()
-    assert "2 of 4 lessons failed" in page and "this lesson is broken on purpose" in page and "RuntimeError" in page
-    assert "over its time budget" in page and re.search(r"03_hangs</a>: <code>[^<]*(?i:timeout|timed out)", page)
-    for stem in ("00_fine", "01_broken", "02_slow", "03_hangs"):
+    assert "1 of 3 lessons failed" in page and "this lesson is broken on purpose" in page and "RuntimeError" in page
+    assert "over its time budget" in page and '<span class="status warn">over budget</span>' in page
+    for stem in ("00_fine", "01_broken", "02_slow"):
         assert (out / f"{stem}.html").exists() and f'<a href="{stem}.html">' in page
     assert "this lesson is broken on purpose" in (out / "01_broken.html").read_text()
+    kept = json.loads((out / "summary.json").read_text())
+    assert kept["02_slow"]["_over_budget"] and kept["00_fine"]["_watchdog"]["restarts"] == 0
+
+
+def test_a_hanging_cell_is_stopped_by_the_hang_cap(tiny_lessons, tmp_path):
+    """The hang cap is the last resort against a cell that never ends; it is explicit and configurable."""
+    assert notebook.main(["--profile", "smoke", "--output", str(tmp_path), "--only", "03", "--hang-cap", "10"]) == 1
+    page = (tmp_path / "smoke" / "summary.html").read_text()
+    assert re.search(r"03_hangs</a>: <code>[^<]*(?i:timeout|timed out)", page), "the hang is reported as such"
 
 
 def test_the_kernel_is_not_ipykernel_7():

@@ -3,6 +3,7 @@ import base64
 import json
 import re
 
+import pytest
 from PIL import Image
 
 from cropkit import report
@@ -75,3 +76,62 @@ def test_failed_lessons_are_listed_with_their_error(tmp_path):
     assert "1 of 2 lessons failed" in page and "RuntimeError: &lt;boom&gt;" in page
     assert '<a href="01_x.html">lesson as HTML 01_x.html</a>' in page and "00_tour.html (not found)" in page
     assert page.count('class="failed"') == 2  # the list at the top and the lesson's own section
+
+
+def test_the_page_leads_with_one_overview_table(tmp_path):
+    """One row per lesson: status, time, headline and verdicts, from the well-known keys or the fallbacks; the
+    detailed sections follow, collapsed."""
+    summary = {
+        "00_tour": {"final_test_acc": 0.5678, "_seconds": 12.0},  # no headline: its final_* number
+        "01_said": {"headline": "CroP keeps the NTK <closest>", "verdicts": {"GF preserved": "holds",
+                    "domain": {"verdict": "undecided: too few seeds", "per_sparsity": []}},
+                    "_over_budget": "took 700 s, budget 600 s", "_seconds": 700.0,
+                    "_watchdog": {"restarts": 1, "late_messages": 2, "lost": ["watchdog: cell 3 (`x`): lost"]}},
+        "02_rows": {"ltr_vs_earlycrop": [{"target_sparsity": 0.5, "verdict": "LTR ahead"},
+                                         {"target_sparsity": 0.9, "verdict": "EarlyCroP-U ahead"}]},
+        "03_broken": {"_error": "RuntimeError: boom", "_seconds": 1.0},
+        "04_stopped": {"_interrupted": "stopped by Ctrl+C after 5 s", "_seconds": 5.0},
+    }
+    page = report.write_summary(tmp_path, summary, profile="smoke").read_text()
+    table = page.split('<table class="overview">')[1].split("</table>")[0]
+    assert page.index('<table class="overview">') < page.index("<details")
+    rows = table.split("<tr>")[2:]
+    assert [re.search(r'href="#([^"]+)"', r).group(1) for r in rows] == list(summary)
+    assert "final_test_acc 0.5678" in rows[0] and '<span class="status ok">ok</span>' in rows[0] and "12 s" in rows[0]
+    assert "CroP keeps the NTK &lt;closest&gt;" in rows[1] and "<b>GF preserved</b>: holds" in rows[1]
+    assert "<b>domain</b>: undecided: too few seeds" in rows[1]
+    assert 'over budget</span>' in rows[1] and 'restarted</span>' in rows[1]
+    assert "<b>ltr_vs_earlycrop</b>: LTR ahead (0.5); EarlyCroP-U ahead (0.9)" in rows[2]
+    assert '<span class="status failed">failed</span>' in rows[3] and "RuntimeError: boom" in rows[3]
+    assert '<span class="status interrupted">interrupted</span>' in rows[4]
+    assert page.count('<details class="lesson"') == len(summary) and "<details class=\"lesson\" open" not in page
+    assert "the watchdog restarted this lesson: watchdog: cell 3" in page and "2 kernel message(s) came late" in page
+    kept = json.loads((tmp_path / "summary.json").read_text())
+    assert kept["01_said"]["_watchdog"]["restarts"] == 1 and kept["03_broken"]["_error"] == "RuntimeError: boom"
+
+
+def test_rebuilding_from_files_keeps_the_bookkeeping(tmp_path):
+    (tmp_path / "00_tour.json").write_text(json.dumps({"profile": "cpu", "final_test_acc": 0.9}))
+    report.write_summary(tmp_path, {"00_tour": {"profile": "cpu", "final_test_acc": 0.9, "_seconds": 42.0,
+                                                "_over_budget": "took 700 s"},
+                                    "01_x": {"_error": "RuntimeError: boom"}})
+    summary = report.load_summary(tmp_path)
+    assert summary["00_tour"]["_seconds"] == 42.0 and summary["00_tour"]["_over_budget"]
+    assert summary["01_x"] == {"_error": "RuntimeError: boom"}
+
+
+def test_a_failed_write_leaves_the_earlier_page_whole(tmp_path, monkeypatch):
+    page = tmp_path / "summary.html"
+    page.write_text("an earlier run")
+
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report.os, "fsync", fail)  # the write fails on its way to disk
+    with pytest.raises(OSError, match="No space left"):
+        report.write_summary(tmp_path, {"00_tour": {"final_test_acc": 0.9}})
+    assert page.read_text() == "an earlier run" and sorted(p.name for p in tmp_path.iterdir()) == ["summary.html"]
+    monkeypatch.undo()
+    written = report.write_summary(tmp_path, {"00_tour": {"final_test_acc": 0.9}})
+    (tmp_path / "plain").write_text("x")
+    assert written.stat().st_mode == (tmp_path / "plain").stat().st_mode, "readable as any file the job writes"
