@@ -13,7 +13,7 @@ import torch
 
 from . import profiles, train
 from .methods import FAMILIES, LABELS, METHODS
-from .options import check_int, check_sparsity
+from .options import check_int, check_seed, check_sparsity
 from .results import default_cache_dir, paper_table, unwritable
 from .runs import _check_method, run, settings
 
@@ -129,7 +129,7 @@ def _check_seeds(seeds) -> tuple[int, ...]:
     if not seeds:
         raise ValueError("compare needs at least one seed")
     for seed in seeds:
-        check_int("seed", seed, 0)
+        check_seed(seed)
     repeated = sorted({s for s in seeds if seeds.count(s) > 1})
     if repeated:
         raise ValueError(f"seeds {list(seeds)} repeat {repeated}: a repeated seed is the same run again and would "

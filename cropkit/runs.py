@@ -20,7 +20,7 @@ from . import checkpoint, measure, models, profiles, tasks, train
 from . import data as data_lib
 from .context import Context
 from .methods import METHODS, REGISTRY, Method
-from .options import COMMON, PROFILE, check_int, check_sparsity, declared
+from .options import COMMON, PROFILE, check_seed, check_sparsity, check_width, declared
 from .results import Result, cache_path, code_version, default_cache_dir, library_versions, load_cached, store
 
 _ARGUMENTS = ("epochs",)  # declared options that run() takes as arguments of their own
@@ -86,8 +86,12 @@ def _check_setting(cfg, table: dict) -> None:
     if cfg.rewind_epoch > cfg.epochs:
         raise ValueError(f"rewind_epoch ({cfg.rewind_epoch}) must be <= epochs ({cfg.epochs}): θ_k is taken "
                          f"during the first training")
-    if not cfg.width > 0:
-        raise ValueError(f"width must be > 0; got {cfg.width!r}")
+    check_width(cfg.width)
+    if tasks.DATA_TASKS.get(cfg.data) == "control" and cfg.batch_size < 2:
+        raise ValueError(f"batch_size={cfg.batch_size} on {cfg.data!r}: a control task's batch is that many whole "
+                         f"episodes, and REINFORCE's baseline at step t is the mean return-to-go over the batch's "
+                         f"episodes, so with one episode every advantage is 0 (the loss and every pruning score "
+                         f"would be exactly 0); give batch_size >= 2 episodes per batch")
 
 
 def _config(method: str, cfg, sparsity: float, seed: int, device: torch.device) -> dict:
@@ -139,7 +143,7 @@ def configuration(method: str, data: str | None = None, model: str | None = None
     is where :func:`run` stores it; `cropkit.sweep` looks there before submitting a job)."""
     _check_method(method)
     sparsity = 0.0 if method == "dense" else check_sparsity(sparsity)
-    check_int("seed", seed, 0)
+    check_seed(seed)
     cfg = settings(method, data=data, model=model, epochs=epochs, width=width, profile=profile, **options)
     return cfg, _config(method, cfg, sparsity, seed, train.resolve_device(device))
 
