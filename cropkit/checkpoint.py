@@ -2,7 +2,9 @@
 
 A paper-scale run trains for hours and cluster jobs get pre-empted. With ``cache=True``, `cropkit.run` writes
 ``<cache key>.ckpt.pt`` beside ``<cache key>.json`` at the end of every epoch (a temporary file in the same folder,
-then ``os.replace``: a kill never leaves half a checkpoint) and deletes it once the result is cached. Running the
+then ``os.replace``: a kill never leaves half a checkpoint, and the temporary file a kill leaves behind is removed
+when the run starts again) and deletes it once the result is cached. A checkpoint that cannot be written (a full
+disk) costs a warning: the run goes on without checkpoints and still returns its result. Running the
 same configuration again replays the method and continues from the last finished epoch:
 
     the method (a plain function) runs again from the top; every ``ctx.fit`` of a training that had finished
@@ -18,6 +20,7 @@ another configuration, is set aside with a warning and the run starts over; neve
 """
 from __future__ import annotations
 
+import glob
 import os
 import time
 import warnings
@@ -48,17 +51,55 @@ def path_for(cache_entry: str | Path) -> Path:
 
 
 def save(path: Path, state: dict) -> None:
-    """``torch.save`` to a temporary file in the same folder, flushed to disk, then renamed over ``path``."""
+    """``torch.save`` to a temporary file in the same folder, flushed to disk, then renamed over ``path``. A write
+    that fails raises ``OSError`` (torch reports a full disk as a ``RuntimeError``: "unexpected pos")."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = _temporary(path, os.getpid())
     try:
         with open(tmp, "wb") as f:
-            torch.save(state, f)
+            try:
+                torch.save(state, f)
+            except RuntimeError as err:  # the file's own OSError is lost inside torch's writer
+                raise OSError(f"writing {tmp.name} failed ({err})") from err
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _temporary(path: Path, pid: int) -> Path:
+    return path.with_name(f".{path.name}.{pid}.tmp")
+
+
+STALE_SECONDS = 600  # a temporary file this old whose writer is gone here is a kill's leftover
+
+
+def remove_stale(path: Path) -> None:
+    """Delete the temporary files of ``path`` that a killed writer left: their process (the pid in the name) is
+    gone and they were last written over ``STALE_SECONDS`` ago (a cache folder may be shared with other machines,
+    whose pids mean nothing here)."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:-len(".tmp")]
+        try:
+            old = time.time() - tmp.stat().st_mtime > STALE_SECONDS
+        except OSError:  # removed meanwhile
+            continue
+        if pid.isdigit() and int(pid) != os.getpid() and old and not _running(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (elsewhere than on POSIX: unknown, so False)."""
+    if os.name != "posix":  # os.kill(pid, 0) would end the process on Windows
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, owned by someone else
+        return True
+    return True
 
 
 def load(path: Path, config: str) -> dict | None:
@@ -151,6 +192,7 @@ class CheckpointFile:
 
     def __init__(self, path: Path, config: str):
         self.path, self.config = Path(path), config
+        remove_stale(self.path)
         self.saved = load(self.path, config)
         self.resume_training = self.saved["training"] if self.saved is not None else -1
         self.prior_seconds = self.saved["seconds"] if self.saved is not None else 0.0
@@ -190,8 +232,9 @@ class CheckpointFile:
             save(self.path, state)
         except OSError as err:
             self.failed = True
-            warnings.warn(f"the checkpoint {self.path} could not be written ({err}); the run goes on without "
-                          f"checkpoints and cannot resume", stacklevel=2)
+            warnings.warn(f"the checkpoint {self.path} could not be written ({err}); the disk may be full. The run "
+                          f"goes on without checkpoints: killed now, it would resume from the last checkpoint "
+                          f"written, if any", stacklevel=2)
 
     def restore(self, ctx, trainer) -> None:
         """Load the saved training into ``trainer`` (called from its ``on_train_begin``, after the seeding)."""

@@ -3,6 +3,8 @@ again must end exactly where the uninterrupted run ends (the same tensors bit fo
 accuracy and history); a checkpoint that is unreadable, of another configuration or does not fit is never used."""
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import random
@@ -10,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -303,3 +306,76 @@ def test_a_run_that_diverges_leaves_no_checkpoint(tmp_path, monkeypatch, one_thr
     with pytest.raises(cropkit.train.DivergedError):
         cropkit.run("dense", cache_dir=tmp_path, **SMALL)
     assert not list(tmp_path.iterdir())
+
+
+class FullDisk(io.FileIO):
+    """A file on a disk with ``room`` bytes left: a write beyond them fails as the OS says it (ENOSPC)."""
+
+    room = 4096
+
+    def write(self, data) -> int:
+        if self.tell() + memoryview(data).nbytes > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.name)
+        return super().write(data)
+
+
+def test_a_full_disk_while_checkpointing_warns_and_the_run_goes_on(tmp_path, monkeypatch, one_thread):
+    """torch.save reports the failed write as a RuntimeError ("unexpected pos"), not as the OSError it was."""
+    monkeypatch.setattr(checkpoint, "open", lambda file, mode: FullDisk(file, mode), raising=False)
+    with pytest.warns(UserWarning, match=r"(?s)checkpoint .*\.ckpt\.pt could not be written.*disk may be full"):
+        result = cropkit.run("dense", cache_dir=tmp_path, **SMALL)
+    assert result.epochs_trained == 2 and any("disk may be full" in w for w in result.warnings)
+    assert [p.suffix for p in tmp_path.iterdir()] == [".json"]  # cached; no checkpoint, no temporary file
+    monkeypatch.undo()
+    assert cropkit.run("dense", cache_dir=tmp_path, **SMALL).from_cache
+
+
+def test_a_disk_that_fills_mid_run_leaves_the_last_checkpoint_to_resume_from(tmp_path, monkeypatch, one_thread):
+    """The first checkpoint fits, the second does not, nor does the result: the result is still returned, and the
+    run started again (the disk freed) resumes from the first checkpoint to the uninterrupted result."""
+    writes = []
+
+    def open_(file, mode):
+        writes.append(file)
+        return FullDisk(file, mode) if len(writes) > 1 else io.FileIO(file, mode)
+
+    def store(path, result):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(checkpoint, "open", open_, raising=False)
+    monkeypatch.setattr(runs, "store", store)
+    with pytest.warns(UserWarning) as caught:
+        first = cropkit.run("dense", cache_dir=tmp_path, **SMALL)
+    messages = " | ".join(str(w.message) for w in caught)
+    assert "disk may be full" in messages and "could not be cached" in messages
+    [ckpt] = list(tmp_path.iterdir())
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 1
+    monkeypatch.undo()
+    resumed, model = run_keeping_model(monkeypatch, "dense", cache_dir=tmp_path, **SMALL)
+    reference, reference_model = run_keeping_model(monkeypatch, "dense", cache=False, **SMALL)
+    assert resumed.test_acc == first.test_acc
+    resumed.warnings = reference.warnings  # the disk's warning belongs to the first segment
+    assert_same_run(resumed, model, reference, reference_model)
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_temporary_files_of_killed_writers_are_removed_when_the_run_starts(tmp_path, one_thread):
+    _, config = runs.configuration("dense", **{k: v for k, v in SMALL.items() if k != "progress"})
+    ckpt = checkpoint.path_for(cropkit.results.cache_path(tmp_path, config))
+    tmp_path.mkdir(exist_ok=True)
+    stale = tmp_path / f".{ckpt.name}.{_dead_pid()}.tmp"         # a writer killed mid-write, long ago
+    live = tmp_path / f".{ckpt.name}.{os.getppid()}.tmp"         # a writer still running
+    recent = tmp_path / f".{ckpt.name}.{_dead_pid()}.tmp"        # just written: maybe by another machine's process
+    other = tmp_path / f".other.ckpt.pt.{_dead_pid()}.tmp"       # another run's
+    for path in (stale, live, recent, other):
+        path.write_bytes(b"half a checkpoint")
+    hour_ago = time.time() - 3600
+    for path in (stale, live, other):
+        os.utime(path, (hour_ago, hour_ago))
+    cropkit.run("dense", cache_dir=tmp_path, **SMALL)
+    assert not stale.exists() and live.exists() and recent.exists() and other.exists()
