@@ -2,8 +2,8 @@
 
 A paper-scale run trains for hours and cluster jobs get pre-empted. With ``cache=True``, `cropkit.run` writes
 ``<cache key>.ckpt.pt`` beside ``<cache key>.json`` at the end of every epoch (a temporary file in the same folder,
-then ``os.replace``: a kill never leaves half a checkpoint, and the temporary file a kill leaves behind is removed
-when the run starts again) and deletes it once the result is cached. A checkpoint that cannot be written (a full
+then ``os.replace``: a kill never leaves half a checkpoint, and a later run removes the temporary file a killed
+writer left, `remove_stale`) and deletes it once the result is cached. A checkpoint that cannot be written (a full
 disk) costs a warning: the run goes on without checkpoints and still returns its result. Running the
 same configuration again replays the method and continues from the last finished epoch:
 
@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .masks import _set_mask
+from .plumbing import eval_mode
 from .structured import _sync_shape_attributes
 from .train import Callback
 
@@ -109,9 +110,7 @@ def load(path: Path, config: str) -> dict | None:
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-        why = None if isinstance(state, dict) and state.get("format") == FORMAT and _KEYS <= state.keys() \
-            else "not a cropkit checkpoint"
-        why = why or (None if state.get("config") == config else "it belongs to another configuration")
+        why = _malformed(state) or (None if state["config"] == config else "it belongs to another configuration")
     except Exception as err:  # truncated, corrupt, or not a torch file: all mean the same here
         why = f"it cannot be read ({type(err).__name__}: {err})"
     if why is None:
@@ -119,6 +118,25 @@ def load(path: Path, config: str) -> dict | None:
     warnings.warn(f"ignoring the checkpoint {path}: {why}; the run starts over", stacklevel=3)
     discard(path)
     return None
+
+
+# what each entry of a checkpoint holds (a bool is no int here)
+_KINDS = {"training": int, "epoch": int, "seconds": (int, float), "warnings": list, "context": dict, "model": dict,
+          "parameters": list, "trainer": dict, "callbacks": list}
+_CONTEXT = {"history": list, "epochs_trained": int, "trainings": int, "state": dict}
+
+
+def _malformed(state) -> str | None:
+    """Why ``state`` is not a checkpoint this module wrote, or None."""
+    if not isinstance(state, dict) or state.get("format") != FORMAT or not _KEYS <= state.keys():
+        return "not a cropkit checkpoint"
+    wrong = [k for k, kind in _KINDS.items() if isinstance(state[k], bool) or not isinstance(state[k], kind)]
+    context = state["context"] if isinstance(state["context"], dict) else {}
+    wrong += [f"context.{k}" for k, kind in _CONTEXT.items()
+              if isinstance(context.get(k), bool) or not isinstance(context.get(k), kind)]
+    if not wrong and not all(isinstance(c, dict) and {"kind", "state"} <= c.keys() for c in state["callbacks"]):
+        wrong.append("callbacks")
+    return f"not a cropkit checkpoint (wrong kind of value in {wrong})" if wrong else None
 
 
 def discard(path: Path) -> None:
@@ -140,6 +158,7 @@ def conform(model: nn.Module, state: dict[str, torch.Tensor], parameters: list[s
         if parametrize.is_parametrized(module, "weight") and saved_mask is None:
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
         elif saved_mask is not None and not parametrize.is_parametrized(module, "weight"):
+            _check_shrunk(f"{name}{_MASK}", saved_mask.shape, module.weight.shape)
             if _resize(module, "weight", saved_mask.shape):
                 touched.add(module)
             _set_mask(module, saved_mask.to(module.weight.device))
@@ -157,8 +176,10 @@ def conform(model: nn.Module, state: dict[str, torch.Tensor], parameters: list[s
                 module.register_parameter(attr, nn.Parameter(fresh))
             else:
                 module.register_buffer(attr, fresh)
-        elif _resize(module, attr, value.shape):
-            touched.add(module)
+        else:
+            _check_shrunk(key, value.shape, current[key].shape)
+            if _resize(module, attr, value.shape):
+                touched.add(module)
     for module in touched:
         _sync_shape_attributes(module, depthwise[module])
     for key in set(current) - set(state):
@@ -166,6 +187,13 @@ def conform(model: nn.Module, state: dict[str, torch.Tensor], parameters: list[s
         delattr(modules[owner], attr)
     model.load_state_dict(state)
     return model
+
+
+def _check_shrunk(key: str, saved: torch.Size, current: torch.Size) -> None:
+    """A prune only removes: a saved tensor of another rank, or larger than the fresh model's, is of another model."""
+    if len(saved) != len(current) or any(s > c for s, c in zip(saved, current)):
+        raise CheckpointError(f"the saved model's {key!r} has shape {tuple(saved)}, the model's {tuple(current)}: a "
+                              f"prune only removes, so the checkpoint holds another model")
 
 
 def _depthwise(module: nn.Module) -> bool:
@@ -248,11 +276,28 @@ class CheckpointFile:
             conform(trainer.model, saved["model"], saved["parameters"])
             for callback, entry in zip(callbacks, saved["callbacks"]):
                 callback.load_state_dict(entry["state"], trainer)
-            trainer.load_state_dict(saved["trainer"])
+            _computes(trainer.model, ctx)
+            trainer.load_state_dict(saved["trainer"])  # last: it sets every random generator
             ctx.restore(saved["context"])
-        except (KeyError, ValueError, RuntimeError, TypeError, AttributeError) as err:
+        except Exception as err:  # whatever fails here (a user's callback too) means the same: it does not fit
             raise CheckpointError(f"the checkpoint {self.path} does not fit this run: {err!r}") from err
         self.caught_from = len(self.caught)
+
+    def check_used(self) -> None:
+        """After the method returned: a checkpoint written in a training the run never reached does not fit it."""
+        if self.saved is not None:
+            raise CheckpointError(f"the checkpoint {self.path} does not fit this run: it was written in training "
+                                  f"{self.resume_training}, which this run never reaches")
+
+
+@torch.no_grad()
+def _computes(model: nn.Module, ctx) -> None:
+    """One eval-mode forward pass of the restored model on two test inputs: saved tensors that do not fit together
+    (a norm narrower than its layer) fail here, not in the middle of the next epoch. Draws from generators only
+    before the trainer puts back the saved ones."""
+    x = ctx.example_inputs if ctx.on_policy else next(iter(ctx.data.test))[0][:2]
+    with eval_mode(model):
+        model(x.to(ctx.device))
 
 
 def _stateful(trainer) -> list:

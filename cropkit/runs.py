@@ -237,6 +237,8 @@ def _execute(spec: Method, cfg, sparsity: float, seed: int, device: torch.device
             if ckpt is not None:
                 ckpt.started, ckpt.caught = start, caught
             final = spec.train(ctx)
+            if ckpt is not None:
+                ckpt.check_used()
             seconds = time.perf_counter() - start if ckpt is None else ckpt.seconds()
         columns = _measure(ctx, final)
     fresh = caught[ckpt.caught_from:] if ckpt is not None else caught  # a replay's warnings are not the run's

@@ -379,3 +379,57 @@ def test_temporary_files_of_killed_writers_are_removed_when_the_run_starts(tmp_p
         os.utime(path, (hour_ago, hour_ago))
     cropkit.run("dense", cache_dir=tmp_path, **SMALL)
     assert not stale.exists() and live.exists() and recent.exists() and other.exists()
+
+
+class Counter(cropkit.train.Callback):
+    """A user's stateful callback; ``broken`` stands for a newer version of it that cannot read the old state."""
+
+    def __init__(self, broken: bool = False):
+        self.epochs, self.broken = [], broken
+
+    def on_epoch_end(self, trainer) -> None:
+        self.epochs.append(trainer.epoch)
+
+    def state_dict(self) -> dict:
+        return dict(epochs=self.epochs)
+
+    def load_state_dict(self, state: dict, trainer) -> None:
+        self.epochs = list(state["epochs"]) + [state["epochs"][3]] if self.broken else list(state["epochs"])
+
+
+def _wider(saved: dict, tmp_path: Path, monkeypatch) -> dict:
+    """The checkpoint of the same run on a model twice as wide, under this run's configuration."""
+    other = interrupt_after(monkeypatch, "dense", (0, 1), cache_dir=tmp_path / "wide", callbacks=[Counter()],
+                            **{**SMALL, "width": 0.5})
+    return {**torch.load(other, weights_only=True), "config": saved["config"]}
+
+
+def _narrow_norm(saved: dict, *_) -> dict:
+    model = dict(saved["model"])
+    for key in ("1.weight", "1.bias", "1.running_mean", "1.running_var"):  # 8 channels of conv 0, 3 of its norm
+        model[key] = model[key][:3]
+    return {**saved, "model": model}
+
+
+UNFIT = {  # a checkpoint of this run's configuration that torch loads, but that does not fit the run
+    "another model's tensors": _wider,
+    "a tensor of another rank": lambda s, *_: {**s, "model": {**s["model"], "0.weight": s["model"]["0.weight"][0]}},
+    "a norm narrower than its layer": _narrow_norm,
+    "a training the run never reaches": lambda s, *_: {**s, "training": 5},
+    "seconds that are not a number": lambda s, *_: {**s, "seconds": "12 s"},
+    "a callback that cannot load its state": lambda s, *_: s,
+}
+
+
+@pytest.mark.parametrize("case", UNFIT)
+def test_a_checkpoint_that_loads_but_does_not_fit_is_set_aside_and_the_run_starts_over(tmp_path, monkeypatch,
+                                                                                       one_thread, case):
+    ckpt = interrupt_after(monkeypatch, "dense", (0, 1), cache_dir=tmp_path, callbacks=[Counter()], **SMALL)
+    checkpoint.save(ckpt, UNFIT[case](torch.load(ckpt, weights_only=True), tmp_path, monkeypatch))
+    broken = case == "a callback that cannot load its state"
+    with pytest.warns(UserWarning, match=r"(?s)checkpoint .*(does not fit|not a cropkit checkpoint).*starts over"):
+        result, model = run_keeping_model(monkeypatch, "dense", cache_dir=tmp_path, callbacks=[Counter(broken)],
+                                          **SMALL)
+    assert_same_run(result, model, *run_keeping_model(monkeypatch, "dense", cache=False, **SMALL))
+    assert not ckpt.exists()
+    assert cropkit.run("dense", cache_dir=tmp_path, **SMALL).from_cache  # the next run replays the cached result
