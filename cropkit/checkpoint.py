@@ -61,7 +61,7 @@ def save(path: Path, state: dict) -> None:
             try:
                 torch.save(state, f)
             except RuntimeError as err:  # the file's own OSError is lost inside torch's writer
-                raise OSError(f"writing {tmp.name} failed ({err})") from err
+                raise OSError(f"writing {tmp.name} failed; the disk may be full ({err})") from err
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -260,9 +260,9 @@ class CheckpointFile:
             save(self.path, state)
         except OSError as err:
             self.failed = True
-            warnings.warn(f"the checkpoint {self.path} could not be written ({err}); the disk may be full. The run "
-                          f"goes on without checkpoints: killed now, it would resume from the last checkpoint "
-                          f"written, if any", stacklevel=2)
+            warnings.warn(f"the checkpoint {self.path} could not be written ({err}). The run goes on without "
+                          f"checkpoints: killed now, it would resume from the last checkpoint written, if any",
+                          stacklevel=2)
 
     def restore(self, ctx, trainer) -> None:
         """Load the saved training into ``trainer`` (called from its ``on_train_begin``, after the seeding)."""
