@@ -56,3 +56,27 @@ def test_a_control_task_with_one_episode_per_batch_is_refused_before_training(tm
     with pytest.raises(ValueError, match="batch_size=1"):
         runs.settings("dense", data=data, profile="smoke", batch_size=1)
     assert runs.settings("dense", data=data, profile="smoke", batch_size=2).batch_size == 2
+
+
+STRUCTURED = [m for m in ck.METHODS if ck.methods.FAMILIES[m] == "Structured"]
+SHUFFLE = "structured pruning cannot handle ShuffleNetV2: torch-pruning could not trace its channel dependencies"
+
+
+def test_a_structured_method_on_a_model_it_cannot_trace_is_refused_before_any_epoch(tmp_path, monkeypatch):
+    """ShuffleNet's channel shuffle defeats torch-pruning's tracing: said when the run is asked for, not after the
+    dense phase of EarlyCroP-S (the surgery's own message)."""
+    monkeypatch.setattr(ck.train.Trainer, "fit", lambda self: pytest.fail("an epoch ran"))
+    for method in STRUCTURED:
+        with pytest.raises(ValueError, match=SHUFFLE):
+            ck.run(method, model="shufflenet_v2_x0_5", width=1.0, profile="smoke", cache_dir=tmp_path,
+                   progress=False)
+    assert runs.settings("snip", model="shufflenet_v2_x0_5", width=1.0, profile="smoke").model == "shufflenet_v2_x0_5"
+    assert cli.main(["sweep", "earlycrop-s", "--model", "shufflenet_v2_x0_5", "--width", "1", "--dry-run",
+                     "--profile", "smoke", "--quiet", "--cache-dir", str(tmp_path)]) == 2
+
+
+def test_the_image_shapes_known_before_loading_are_those_the_loaders_give(cifar_root):
+    for name, (shape, classes) in ck.data.IMAGE_SHAPES.items():
+        data = ck.data.load(name, batch_size=4, limit=8, download=False)
+        assert (data.input_shape, data.num_classes) == (shape, classes), name
+

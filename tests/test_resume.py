@@ -117,6 +117,7 @@ def assert_same_run(resumed: cropkit.Result, model: dict, reference: cropkit.Res
     assert (resumed.epochs_trained, resumed.prune_epoch) == (reference.epochs_trained, reference.prune_epoch)
     assert resumed.weight_sparsity == reference.weight_sparsity and resumed.params == reference.params
     assert resumed.warnings == reference.warnings
+    assert (resumed.forced, resumed.forced_reason) == (reference.forced, reference.forced_reason)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="SIGKILL and fork are POSIX; the other tests cover Windows")
