@@ -80,3 +80,9 @@ def test_the_image_shapes_known_before_loading_are_those_the_loaders_give(cifar_
         data = ck.data.load(name, batch_size=4, limit=8, download=False)
         assert (data.input_shape, data.num_classes) == (shape, classes), name
 
+
+def test_a_tensorboard_folder_that_cannot_be_written_is_refused_when_it_is_given(tmp_path):
+    (tmp_path / "blocker").write_text("")
+    with pytest.raises(ValueError, match="TensorBoard cannot write into .*blocker is a file, not a folder"):
+        ck.tracking.TensorBoard(tmp_path / "blocker" / "tb")
+    assert ck.tracking.TensorBoard(tmp_path / "new" / "tb").log_dir.is_dir()
