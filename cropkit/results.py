@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # annotations only: pandas loads when a table is made
 # The modules that only present, teach or drive runs; every other module of the package decides what a run computes,
 # so editing it changes code_version() (a new module counts until it is named here).
 PRESENTATION_MODULES = ("__init__", "__main__", "cli", "notebook", "pairs", "report", "widgets", "widgets_ntk",
-                        "explorer", "claims", "lottery", "paths", "sweeps", "tracking")
+                        "explorer", "claims", "lottery", "paths", "sweeps", "executors", "tracking")
 
 
 def result_modules() -> list[str]:

@@ -12,9 +12,12 @@ cache folder, so:
 
 - a configuration already in the cache is not submitted (the same sweep called again submits nothing and writes
   the table, which is also how to collect a sweep submitted with ``wait=False``);
-- a job that is pre-empted or reaches its time limit is resubmitted by submitit (the job is a
-  ``submitit.helpers.Checkpointable``: its ``checkpoint`` resubmits the same call), and `cropkit.run` resumes from
-  the run's own per-epoch checkpoint.
+- a job that is pre-empted or reaches its time limit is resubmitted by submitit (the job, a
+  `cropkit.executors.Run`, is a ``submitit.helpers.Checkpointable``: its ``checkpoint`` resubmits the same call),
+  and `cropkit.run` resumes from the run's own per-epoch checkpoint.
+
+This module plans the jobs and writes the tables; `cropkit.executors` submits them, waits, and cancels local ones
+on Ctrl+C.
 
 ``dry_run=True`` submits nothing: it prints the jobs, cached or to run, the epochs each trains at most
 (:func:`planned_epochs`) and an estimate of the device-hours, epochs × the measured time of one dense epoch
@@ -23,27 +26,20 @@ the detector's and the scoring's small extra costs are not counted).
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import os
-import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
-import submitit
-
 from . import data as data_lib
 from . import models, train
 from .comparison import _check_callbacks, _check_methods, _check_seeds, write_tables
+from .executors import EXECUTORS, SLURM, _check_resources, make_executor, sbatch_header, slurm_parameters, submit
 from .measure import device_name
 from .options import check_int, check_sparsity
 from .profiles import settings as profile_settings
 from .results import cache_path, config_key, default_cache_dir, load_cached, unwritable
-from .runs import configuration, cpus, run, settings
-
-EXECUTORS = ("local", "slurm")
-SLURM = dict(partition=None, gpus_per_job=1, time_min=24 * 60, array_parallelism=32)  # what `slurm=` may change
+from .runs import configuration, cpus, settings
 
 # The most epochs a method trains, from its settings (the table of `cropkit.methods`): early methods stop their
 # dense phase when the detector fires, at the latest after max_dense_epochs.
@@ -75,18 +71,6 @@ class Job:
     path: Path | None   # the cached result, or where this machine would store it (None: the jobs' GPU decides)
     cached: bool
     kwargs: dict
-
-
-class Run(submitit.helpers.Checkpointable):
-    """A sweep's job: ``cropkit.run(**kwargs)``, returning the result's row (``kwargs["threads"]``: its torch
-    threads). Pre-empted or timed out, submitit calls :meth:`checkpoint`, which resubmits the same call: the run
-    resumes from its own checkpoint."""
-
-    def __call__(self, **kwargs) -> dict:
-        return run(**kwargs).row()
-
-    def checkpoint(self, **kwargs) -> submitit.helpers.DelayedSubmission:
-        return submitit.helpers.DelayedSubmission(self, **kwargs)
 
 
 def _portable(config: dict, unknown: tuple[str, ...]) -> dict:
@@ -149,113 +133,6 @@ def epoch_seconds(profile: str = "cpu", device: str | None = None, **options) ->
     start = time.perf_counter()
     trainer.fit()
     return time.perf_counter() - start, f"{device.type} ({device_name(device)})"
-
-
-# ----------------------------------------------------------------------------- executors
-
-def slurm_parameters(partition: str | None = None, gpus_per_job: int = 1, time_min: int = 24 * 60,
-                     array_parallelism: int = 32, **extra) -> dict:
-    """submitit ``SlurmExecutor`` parameters: the partition, GPUs per job, time limit (minutes) and the array's
-    parallelism; ``extra`` goes to sbatch as it is (cpus_per_task, mem, account, qos, constraint, setup, …)."""
-    if not partition:
-        raise ValueError("a SLURM sweep needs a partition (--partition NAME; `sinfo -s` lists them)")
-    _check_resources(gpus_per_job, time_min, array_parallelism)
-    return dict(partition=partition, gpus_per_node=gpus_per_job, time=time_min, array_parallelism=array_parallelism,
-                **extra)
-
-
-def _check_resources(gpus_per_job, time_min, array_parallelism, **_) -> None:
-    check_int("gpus_per_job", gpus_per_job, 0)
-    check_int("time_min (the time limit in minutes)", time_min, 1)
-    check_int("array_parallelism", array_parallelism, 1)
-
-
-def sbatch_header(folder: Path, jobs: int, parameters: dict) -> str:
-    """The ``#SBATCH`` lines submitit writes for an array of ``jobs`` jobs (what a dry run shows)."""
-    from submitit.slurm.slurm import _make_sbatch_string
-
-    text = _make_sbatch_string(command="...", folder=folder, map_count=jobs, **parameters)
-    return "\n".join(line for line in text.splitlines() if line.startswith("#SBATCH"))
-
-
-def make_executor(kind: str, folder: Path, parameters: dict, time_min: int):
-    """submitit's executor of ``kind``, its logs and pickles in ``folder/<job id>``. Only a SLURM cluster (where
-    ``srun`` exists) can build the SLURM one; nothing is submitted here."""
-    if kind == "slurm":
-        executor = submitit.SlurmExecutor(folder=folder / "%j")
-        executor.update_parameters(**parameters)
-    else:
-        executor = submitit.LocalExecutor(folder=folder / "%j")
-        executor.update_parameters(timeout_min=time_min, gpus_per_node=parameters.get("gpus_per_node", 0))
-    return executor
-
-
-@contextlib.contextmanager
-def _stderr_into(path: Path):
-    """This process's standard error (file descriptor 2) appended to ``path`` meanwhile: the processes started
-    here inherit it. submitit's local job controllers print a traceback when they are cancelled (Ctrl+C)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(path, "a") as log:
-            os.dup2(log.fileno(), 2)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def _cancel(submitted: list, patience_s: float = 10.0) -> None:
-    """Cancel local jobs (submitit interrupts them) and wait until they have ended, ``patience_s`` at most."""
-    for job in submitted:
-        job.cancel(check=False)
-    deadline = time.monotonic() + patience_s
-    while not all(job.done() for job in submitted) and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
-def _submit(executor, kind: str, jobs: list[Job], parallel: int, wait: bool, progress: bool, poll_s: float,
-            log: Path) -> list:
-    """Submit ``jobs`` (SLURM: one array; local: ``parallel`` processes at a time, their controllers' own output
-    into ``log``) and, with ``wait``, wait for them all; returns their rows (or the exception of a job that
-    failed)."""
-    from tqdm.auto import tqdm
-
-    pending, submitted = [(Run(), job.kwargs) for job in jobs], []
-    if kind == "slurm":
-        with executor.batch():
-            submitted, pending = [executor.submit(fn, **kwargs) for fn, kwargs in pending], []
-        print(f"submitted SLURM array job {submitted[0].job_id.split('_')[0]} ({len(submitted)} jobs)")
-        if not wait:
-            return []
-    try:
-        with tqdm(total=len(jobs), desc="jobs", unit="job", disable=not progress) as bar:
-            while pending or not all(j.done() for j in submitted):
-                running = sum(not j.done() for j in submitted)
-                for fn, kwargs in pending[:max(0, parallel - running)]:
-                    with _stderr_into(log):
-                        submitted.append(executor.submit(fn, **kwargs))
-                pending = pending[max(0, parallel - running):]
-                bar.update(sum(j.done() for j in submitted) - bar.n)
-                time.sleep(poll_s)
-            bar.update(len(jobs) - bar.n)
-    except KeyboardInterrupt:  # local jobs end with the sweep (SLURM's keep running: scancel them if need be)
-        if kind == "local":
-            _cancel(submitted)
-        raise
-    return [_result(j) for j in submitted]
-
-
-def _result(job):
-    """The job's row, or a RuntimeError with the last line of its traceback and the path of its log."""
-    try:
-        return job.result()
-    except Exception as err:  # submitit's FailedJobError: the traceback between two lines of dashes, then paths
-        parts = str(err).split("-" * 22)
-        trace = (parts[1] if len(parts) > 2 else str(err)).strip().splitlines() or [type(err).__name__]
-        return RuntimeError(f"{trace[-1]} (log: {job.paths.stderr})")
 
 
 # ----------------------------------------------------------------------------- the sweep
@@ -368,8 +245,8 @@ def sweep(methods: Sequence[str], data: str | None = None, model: str | None = N
         return _listing(jobs, unique)
     if todo:
         pool = make_executor(executor, folder / "jobs", parameters, resources["time_min"])
-        rows = _submit(pool, executor, todo, resources["array_parallelism"], wait, progress,
-                       poll_s or (0.5 if executor == "local" else 60), folder / "jobs" / "controllers.log")
+        rows = submit(pool, executor, [job.kwargs for job in todo], resources["array_parallelism"], wait, progress,
+                      poll_s or (0.5 if executor == "local" else 60), folder / "jobs" / "controllers.log")
         if not wait:
             print(f"submitted {len(todo)} jobs; call the same sweep again when they have finished to write the table")
             return None

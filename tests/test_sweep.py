@@ -12,7 +12,7 @@ import pytest
 import submitit
 
 import cropkit as ck
-from cropkit import cli, results, sweeps
+from cropkit import cli, executors, results, sweeps
 
 SMOKE = ["--profile", "smoke", "--quiet", "--threads", "1"]
 
@@ -34,7 +34,9 @@ def test_a_local_sweep_writes_the_table_and_a_second_call_submits_nothing(tmp_pa
     markdown = (tmp_path / "sweep" / "table-p90.md").read_text()
     assert "\n| dense | Dense | 2 |" in markdown and "\n| crop-u | CroP-U | 2 |" in markdown
     for row in runs.itertuples():  # the jobs stored exactly what cropkit.run looks up: every run replays
-        replay = ck.run(row.method, seed=row.seed, profile="smoke", cache_dir=tmp_path / "cache", progress=False)
+        assert row.threads == 1  # --threads: a CPU run's threads are in its key, so the replay gives them too
+        replay = ck.run(row.method, seed=row.seed, profile="smoke", cache_dir=tmp_path / "cache", progress=False,
+                        threads=row.threads)
         assert replay.from_cache and replay.test_acc == row.test_acc
     job_folders = sorted(os.listdir(tmp_path / "sweep" / "jobs"))
 
@@ -46,7 +48,7 @@ def test_a_local_sweep_writes_the_table_and_a_second_call_submits_nothing(tmp_pa
 
 def test_the_dry_run_lists_the_jobs_their_epochs_and_the_hours(tmp_path, capsys):
     """Smoke: LTR trains (R + 1)·E = 3·2 epochs, EarlyCroP at most max_dense + E = 2 + 2; dense is cached."""
-    ck.run("dense", seed=0, profile="smoke", cache_dir=tmp_path / "cache", progress=False)
+    ck.run("dense", seed=0, profile="smoke", cache_dir=tmp_path / "cache", progress=False, threads=1)  # as SMOKE's
     argv = ["sweep", "dense", "ltr", "earlycrop-u", "--sparsity", "0.5", "0.9", "--seeds", "0", "--dry-run",
             "--folder", str(tmp_path / "sweep"), "--cache-dir", str(tmp_path / "cache"), *SMOKE]
     assert cli.main([*argv, "--epoch-seconds", "3600"]) == 0
@@ -94,7 +96,7 @@ def test_a_slurm_sweep_finds_results_of_any_gpu_and_a_preempted_job_resubmits_it
     at_half, at_ninety = sweeps.plan(["dense"], [0.5, 0.9], [1], profile="smoke", cache_dir=tmp_path,
                                      remote_device="cuda")
     assert not at_half.cached and at_half.key == at_ninety.key  # dense ignores the sparsity: one run, not two
-    job = sweeps.Run()
+    job = executors.Run()
     again = job.checkpoint(method="dense", seed=3)
     assert again.function is job and again.kwargs == dict(method="dense", seed=3) and not again.args
 
