@@ -15,8 +15,10 @@ same configuration again replays the method and continues from the last finished
 
 What a method computes between trainings and needs later (LTR's rewind point θ_k) lives in ``ctx.state``, which
 is saved too, so a replay never depends on a training it skipped. A checkpoint holds tensors, lists, numbers and
-strings only: it loads with ``torch.load(path, weights_only=True)``. One that cannot be read, or that belongs to
-another configuration, is set aside with a warning and the run starts over; never resumed silently.
+strings only: it loads with ``torch.load(path, weights_only=True)``. One that cannot be read, that belongs to
+another configuration, or that loads but does not fit the run (another model's tensors: a prune only shrinks them;
+tensors that do not compute together; a training the run never reaches; anything that fails while it is restored)
+is deleted with a warning and the run starts over; never resumed silently.
 """
 from __future__ import annotations
 
