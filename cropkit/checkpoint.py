@@ -297,6 +297,8 @@ def _computes(model: nn.Module, ctx) -> None:
     """One eval-mode forward pass of the restored model on two test inputs: saved tensors that do not fit together
     (a norm narrower than its layer) fail here, not in the middle of the next epoch. Draws from generators only
     before the trainer puts back the saved ones."""
+    if not ctx.on_policy and ctx.data.test is None:
+        return
     x = ctx.example_inputs if ctx.on_policy else next(iter(ctx.data.test))[0][:2]
     with eval_mode(model):
         model(x.to(ctx.device))
