@@ -263,9 +263,8 @@ def compare_methods(data: str, model: str, width: float, seeds, sparsity: float,
             for seed in seeds:
                 r = ck.run(method, data=data, model=model, width=width, sparsity=sparsity, seed=seed,
                            cache_dir=cache_dir, progress=False, **options, **extra)
-                forced = any("did not fire" in w for w in r.warnings)
                 rows.append(dict(method=name, seed=seed, test_acc=r.test_acc, prune_epoch=r.prune_epoch,
-                                 epochs_trained=r.epochs_trained, forced=forced, seconds=r.train_seconds))
+                                 epochs_trained=r.epochs_trained, forced=bool(r.forced), seconds=r.train_seconds))
     return rows
 
 

@@ -8,8 +8,8 @@ __version__ = "0.1.0"
 _SUBMODULES = ("paths", "data", "models", "train", "measure", "scores", "prune", "ntk", "timing", "methods", "results",
                "profiles", "notebook", "widgets", "widgets_ntk", "lottery", "report", "claims", "cli", "gates",
                "plumbing", "callbacks", "options", "context", "runs", "comparison", "masks", "dependencies",
-               "structured", "schedules", "derivatives", "storage", "hardware", "explorer", "sweeps", "tracking",
-               "tasks", "domains", "task_models", "control")
+               "structured", "schedules", "derivatives", "storage", "hardware", "explorer", "sweeps", "executors",
+               "tracking", "tasks", "domains", "task_models", "control")
 # cropkit.<name>
 _TOP = {"METHODS": "methods", "run": "runs", "compare": "comparison", "Result": "results", "sweep": "sweeps"}
 

@@ -2,7 +2,9 @@
 
 A paper-scale run trains for hours and cluster jobs get pre-empted. With ``cache=True``, `cropkit.run` writes
 ``<cache key>.ckpt.pt`` beside ``<cache key>.json`` at the end of every epoch (a temporary file in the same folder,
-then ``os.replace``: a kill never leaves half a checkpoint) and deletes it once the result is cached. Running the
+then ``os.replace``: a kill never leaves half a checkpoint, and a later run removes the temporary file a killed
+writer left, `remove_stale`) and deletes it once the result is cached. A checkpoint that cannot be written (a full
+disk) costs a warning: the run goes on without checkpoints and still returns its result. Running the
 same configuration again replays the method and continues from the last finished epoch:
 
     the method (a plain function) runs again from the top; every ``ctx.fit`` of a training that had finished
@@ -13,11 +15,14 @@ same configuration again replays the method and continues from the last finished
 
 What a method computes between trainings and needs later (LTR's rewind point θ_k) lives in ``ctx.state``, which
 is saved too, so a replay never depends on a training it skipped. A checkpoint holds tensors, lists, numbers and
-strings only: it loads with ``torch.load(path, weights_only=True)``. One that cannot be read, or that belongs to
-another configuration, is set aside with a warning and the run starts over; never resumed silently.
+strings only: it loads with ``torch.load(path, weights_only=True)``. One that cannot be read, that belongs to
+another configuration, or that loads but does not fit the run (another model's tensors: a prune only shrinks them;
+tensors that do not compute together; a training the run never reaches; anything that fails while it is restored)
+is deleted with a warning and the run starts over; never resumed silently.
 """
 from __future__ import annotations
 
+import glob
 import os
 import time
 import warnings
@@ -28,6 +33,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .masks import _set_mask
+from .plumbing import eval_mode
 from .structured import _sync_shape_attributes
 from .train import Callback
 
@@ -48,17 +54,55 @@ def path_for(cache_entry: str | Path) -> Path:
 
 
 def save(path: Path, state: dict) -> None:
-    """``torch.save`` to a temporary file in the same folder, flushed to disk, then renamed over ``path``."""
+    """``torch.save`` to a temporary file in the same folder, flushed to disk, then renamed over ``path``. A write
+    that fails raises ``OSError`` (torch reports a full disk as a ``RuntimeError``: "unexpected pos")."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = _temporary(path, os.getpid())
     try:
         with open(tmp, "wb") as f:
-            torch.save(state, f)
+            try:
+                torch.save(state, f)
+            except RuntimeError as err:  # the file's own OSError is lost inside torch's writer
+                raise OSError(f"writing {tmp.name} failed; the disk may be full ({err})") from err
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _temporary(path: Path, pid: int) -> Path:
+    return path.with_name(f".{path.name}.{pid}.tmp")
+
+
+STALE_SECONDS = 600  # a temporary file this old whose writer is gone here is a kill's leftover
+
+
+def remove_stale(path: Path) -> None:
+    """Delete the temporary files of ``path`` that a killed writer left: their process (the pid in the name) is
+    gone and they were last written over ``STALE_SECONDS`` ago (a cache folder may be shared with other machines,
+    whose pids mean nothing here)."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:-len(".tmp")]
+        try:
+            old = time.time() - tmp.stat().st_mtime > STALE_SECONDS
+        except OSError:  # removed meanwhile
+            continue
+        if pid.isdigit() and int(pid) != os.getpid() and old and not _running(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (elsewhere than on POSIX: unknown, so False)."""
+    if os.name != "posix":  # os.kill(pid, 0) would end the process on Windows
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, owned by someone else
+        return True
+    return True
 
 
 def load(path: Path, config: str) -> dict | None:
@@ -68,9 +112,7 @@ def load(path: Path, config: str) -> dict | None:
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-        why = None if isinstance(state, dict) and state.get("format") == FORMAT and _KEYS <= state.keys() \
-            else "not a cropkit checkpoint"
-        why = why or (None if state.get("config") == config else "it belongs to another configuration")
+        why = _malformed(state) or (None if state["config"] == config else "it belongs to another configuration")
     except Exception as err:  # truncated, corrupt, or not a torch file: all mean the same here
         why = f"it cannot be read ({type(err).__name__}: {err})"
     if why is None:
@@ -78,6 +120,25 @@ def load(path: Path, config: str) -> dict | None:
     warnings.warn(f"ignoring the checkpoint {path}: {why}; the run starts over", stacklevel=3)
     discard(path)
     return None
+
+
+# what each entry of a checkpoint holds (a bool is no int here)
+_KINDS = {"training": int, "epoch": int, "seconds": (int, float), "warnings": list, "context": dict, "model": dict,
+          "parameters": list, "trainer": dict, "callbacks": list}
+_CONTEXT = {"history": list, "epochs_trained": int, "trainings": int, "state": dict}
+
+
+def _malformed(state) -> str | None:
+    """Why ``state`` is not a checkpoint this module wrote, or None."""
+    if not isinstance(state, dict) or state.get("format") != FORMAT or not _KEYS <= state.keys():
+        return "not a cropkit checkpoint"
+    wrong = [k for k, kind in _KINDS.items() if isinstance(state[k], bool) or not isinstance(state[k], kind)]
+    context = state["context"] if isinstance(state["context"], dict) else {}
+    wrong += [f"context.{k}" for k, kind in _CONTEXT.items()
+              if isinstance(context.get(k), bool) or not isinstance(context.get(k), kind)]
+    if not wrong and not all(isinstance(c, dict) and {"kind", "state"} <= c.keys() for c in state["callbacks"]):
+        wrong.append("callbacks")
+    return f"not a cropkit checkpoint (wrong kind of value in {wrong})" if wrong else None
 
 
 def discard(path: Path) -> None:
@@ -99,6 +160,7 @@ def conform(model: nn.Module, state: dict[str, torch.Tensor], parameters: list[s
         if parametrize.is_parametrized(module, "weight") and saved_mask is None:
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
         elif saved_mask is not None and not parametrize.is_parametrized(module, "weight"):
+            _check_shrunk(f"{name}{_MASK}", saved_mask.shape, module.weight.shape)
             if _resize(module, "weight", saved_mask.shape):
                 touched.add(module)
             _set_mask(module, saved_mask.to(module.weight.device))
@@ -116,8 +178,10 @@ def conform(model: nn.Module, state: dict[str, torch.Tensor], parameters: list[s
                 module.register_parameter(attr, nn.Parameter(fresh))
             else:
                 module.register_buffer(attr, fresh)
-        elif _resize(module, attr, value.shape):
-            touched.add(module)
+        else:
+            _check_shrunk(key, value.shape, current[key].shape)
+            if _resize(module, attr, value.shape):
+                touched.add(module)
     for module in touched:
         _sync_shape_attributes(module, depthwise[module])
     for key in set(current) - set(state):
@@ -125,6 +189,13 @@ def conform(model: nn.Module, state: dict[str, torch.Tensor], parameters: list[s
         delattr(modules[owner], attr)
     model.load_state_dict(state)
     return model
+
+
+def _check_shrunk(key: str, saved: torch.Size, current: torch.Size) -> None:
+    """A prune only removes: a saved tensor of another rank, or larger than the fresh model's, is of another model."""
+    if len(saved) != len(current) or any(s > c for s, c in zip(saved, current)):
+        raise CheckpointError(f"the saved model's {key!r} has shape {tuple(saved)}, the model's {tuple(current)}: a "
+                              f"prune only removes, so the checkpoint holds another model")
 
 
 def _depthwise(module: nn.Module) -> bool:
@@ -151,6 +222,7 @@ class CheckpointFile:
 
     def __init__(self, path: Path, config: str):
         self.path, self.config = Path(path), config
+        remove_stale(self.path)
         self.saved = load(self.path, config)
         self.resume_training = self.saved["training"] if self.saved is not None else -1
         self.prior_seconds = self.saved["seconds"] if self.saved is not None else 0.0
@@ -190,8 +262,9 @@ class CheckpointFile:
             save(self.path, state)
         except OSError as err:
             self.failed = True
-            warnings.warn(f"the checkpoint {self.path} could not be written ({err}); the run goes on without "
-                          f"checkpoints and cannot resume", stacklevel=2)
+            warnings.warn(f"the checkpoint {self.path} could not be written ({err}). The run goes on without "
+                          f"checkpoints: killed now, it would resume from the last checkpoint written, if any",
+                          stacklevel=2)
 
     def restore(self, ctx, trainer) -> None:
         """Load the saved training into ``trainer`` (called from its ``on_train_begin``, after the seeding)."""
@@ -205,11 +278,30 @@ class CheckpointFile:
             conform(trainer.model, saved["model"], saved["parameters"])
             for callback, entry in zip(callbacks, saved["callbacks"]):
                 callback.load_state_dict(entry["state"], trainer)
-            trainer.load_state_dict(saved["trainer"])
+            _computes(trainer.model, ctx)
+            trainer.load_state_dict(saved["trainer"])  # last: it sets every random generator
             ctx.restore(saved["context"])
-        except (KeyError, ValueError, RuntimeError, TypeError, AttributeError) as err:
+        except Exception as err:  # whatever fails here (a user's callback too) means the same: it does not fit
             raise CheckpointError(f"the checkpoint {self.path} does not fit this run: {err!r}") from err
         self.caught_from = len(self.caught)
+
+    def check_used(self) -> None:
+        """After the method returned: a checkpoint written in a training the run never reached does not fit it."""
+        if self.saved is not None:
+            raise CheckpointError(f"the checkpoint {self.path} does not fit this run: it was written in training "
+                                  f"{self.resume_training}, which this run never reaches")
+
+
+@torch.no_grad()
+def _computes(model: nn.Module, ctx) -> None:
+    """One eval-mode forward pass of the restored model on two test inputs: saved tensors that do not fit together
+    (a norm narrower than its layer) fail here, not in the middle of the next epoch. Draws from generators only
+    before the trainer puts back the saved ones."""
+    if not ctx.on_policy and ctx.data.test is None:
+        return
+    x = ctx.example_inputs if ctx.on_policy else next(iter(ctx.data.test))[0][:2]
+    with eval_mode(model):
+        model(x.to(ctx.device))
 
 
 def _stateful(trainer) -> list:

@@ -70,8 +70,9 @@ def _common(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
                         help="page-locked batches for fast copies to a GPU (default: on when the device is CUDA); "
                         "loader workers: --set num_workers=N")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--threads", type=_positive_int, help="torch CPU threads (default: torch's; 1 is often "
-                        "faster for these small networks, and steadier on a busy machine)")
+    parser.add_argument("--threads", type=_positive_int, help="torch CPU threads of every run (default: torch's; with "
+                        "several workers or local jobs at once, this machine's CPUs shared among them; 1 is often "
+                        "faster for these small networks, and steadier on a busy machine); in a CPU run's cache key")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -137,6 +138,7 @@ def _kwargs(args) -> dict:
     return dict(data=args.data, model=args.model, sparsity=args.sparsity, epochs=args.epochs, width=args.width,
                 profile=args.profile, device=args.device, cache_dir=args.cache_dir, progress=not args.quiet,
                 callbacks=[TensorBoard(args.tensorboard)] if args.tensorboard else [], pin_memory=args.pin_memory,
+                threads=args.threads,
                 **({} if args.command == "sweep" else {"cache": not args.no_cache}), **dict(args.options))
 
 
@@ -263,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cropkit: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        cached = ("" if getattr(args, "no_cache", True)
+        cached = ("" if getattr(args, "no_cache", False)  # a sweep and the claims always cache
                   else f"; finished runs are cached in {args.cache_dir or default_cache_dir()}")
         print(f"cropkit: interrupted{cached}", file=sys.stderr)
         return 130

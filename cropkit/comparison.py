@@ -9,21 +9,18 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-import torch
-
 from . import profiles, train
 from .methods import FAMILIES, LABELS, METHODS
-from .options import check_int, check_sparsity
+from .options import check_int, check_seed, check_sparsity
 from .results import default_cache_dir, paper_table, unwritable
-from .runs import _check_method, run, settings
+from .runs import _check_method, cpus, replay, run, settings
 
 
-def _start_worker(threads: int) -> None:
-    """A worker process of :func:`compare`: its share of the CPU threads; Ctrl+C is the parent's to handle."""
+def _start_worker() -> None:
+    """A worker process of :func:`compare`: Ctrl+C is the parent's to handle."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    torch.set_num_threads(threads)
 
 
 def _row_in_worker(job: dict) -> dict:
@@ -37,10 +34,8 @@ def _rows_in_workers(jobs: list[dict], workers: int, bar) -> list[dict]:
     """The rows of ``jobs`` run ``workers`` at a time in spawned processes. An error or Ctrl+C (KeyboardInterrupt)
     ends every worker at once; the runs that finished are already in the cache."""
     import multiprocessing
-    import os
 
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_start_worker, initargs=(threads,))
+    pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_start_worker)
     try:
         rows = []
         for row in pool.imap(_row_in_worker, jobs):
@@ -60,17 +55,19 @@ def compare(methods: Sequence[str] = METHODS, data: str | None = None, model: st
             epochs: int | None = None, width: float | None = None, cache: bool = True,
             cache_dir: str | Path | None = None, progress: bool = True, aggregate: bool = True, workers: int = 1,
             device: str | None = None, callbacks: Sequence[train.Callback] = (), pin_memory: bool | None = None,
-            **options):
+            threads: int | None = None, **options):
     """Run every method over every seed; returns the paper's table (one line per method, in the order given,
     cells 'mean ± std' over seeds, see `cropkit.results.paper_table`) with the per-run rows in
     ``table.attrs["runs"]``, or with ``aggregate=False`` the per-run frame itself. ``seeds=None`` = the
     profile's seeds; a seed given twice is an error. Other arguments as in :func:`run`; all are validated
     before the first run starts.
 
-    ``workers > 1`` runs that many runs at once in separate processes, splitting the CPU threads among them
-    (small networks use two cores better as two one-thread runs than as one two-thread run). The results are
-    the same; the time columns are then measured with the other workers busy beside them. Ctrl+C stops every
-    worker at once; each finished run is already cached, so the same call resumes where it stopped.
+    ``workers > 1`` runs that many runs at once in separate processes, splitting the CPUs among them (``threads``
+    torch threads each; None = `cropkit.runs.cpus` ÷ workers; small networks use two cores better as two
+    one-thread runs than as one two-thread run). A CPU run's threads are in its cache key (`cropkit.run`), so
+    its result is the one a run with those threads gives; the time columns are measured with the other workers
+    busy beside them. Runs already cached replay here, without starting workers. Ctrl+C stops every worker at
+    once; each finished run is already cached, so the same call resumes where it stopped.
 
     ``callbacks`` go to every run (`cropkit.run`: they observe, and a cached run replays without them); with
     ``workers > 1`` each worker gets a pickled copy, so they must pickle (`cropkit.tracking.TensorBoard` does).
@@ -81,6 +78,10 @@ def compare(methods: Sequence[str] = METHODS, data: str | None = None, model: st
     _check_methods(methods)
     seeds = _check_seeds(profiles.settings("run", profile).seeds if seeds is None else seeds)
     check_int("workers", workers, 1)
+    if threads is not None:
+        check_int("threads", threads, 1)
+    elif workers > 1:
+        threads = max(1, cpus() // workers)
     train.resolve_device(device)
     for method in methods:  # fail on a typo before hours of training, not after
         settings(method, data=data, model=model, epochs=epochs, width=width, profile=profile, **options)
@@ -92,7 +93,7 @@ def compare(methods: Sequence[str] = METHODS, data: str | None = None, model: st
                       f"returned, but will happen again next time", stacklevel=2)
     jobs = [dict(method=method, data=data, model=model, sparsity=sparsity, epochs=epochs, seed=seed, profile=profile,
                  width=width, cache=cache, cache_dir=cache_dir, progress=progress and workers == 1, device=device,
-                 callbacks=list(callbacks), pin_memory=pin_memory, **options)
+                 callbacks=list(callbacks), pin_memory=pin_memory, threads=threads, **options)
             for method in methods for seed in seeds]
     start = time.perf_counter()
     rows = _rows(jobs, workers, progress)
@@ -129,7 +130,7 @@ def _check_seeds(seeds) -> tuple[int, ...]:
     if not seeds:
         raise ValueError("compare needs at least one seed")
     for seed in seeds:
-        check_int("seed", seed, 0)
+        check_seed(seed)
     repeated = sorted({s for s in seeds if seeds.count(s) > 1})
     if repeated:
         raise ValueError(f"seeds {list(seeds)} repeat {repeated}: a repeated seed is the same run again and would "
@@ -153,7 +154,11 @@ def _rows(jobs: list[dict], workers: int, progress: bool) -> list[dict]:
 
     with tqdm(total=len(jobs), desc="runs", unit="run", disable=not progress) as bar:
         if workers > 1:
-            return _rows_in_workers(jobs, workers, bar)
+            cached = [replay(**job) for job in jobs]  # keyed as the workers key them: their threads are the job's
+            bar.update(sum(r is not None for r in cached))
+            todo = [job for job, r in zip(jobs, cached) if r is None]
+            ran = iter(_rows_in_workers(todo, workers, bar) if todo else [])
+            return [r.row() if r is not None else next(ran) for r in cached]
         rows = []
         for job in jobs:
             bar.set_postfix_str(f"{job['method']} seed {job['seed']}")

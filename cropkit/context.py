@@ -28,6 +28,8 @@ class Context:
         self.epochs_trained = 0
         self.trainings = 0
         self.prune_epoch: int | None = None
+        self.forced: bool | None = None        # a method with a detector: whether its prune came at the cap
+        self.forced_reason: str | None = None  # then the detector's warning
         self.checkpoint = checkpoint    # None: no checkpoints (cache=False)
         # what a method computes between trainings and needs later (LTR's θ_k): saved with every checkpoint
         self.state: dict = checkpoint.context_state if checkpoint is not None else {}
@@ -36,12 +38,14 @@ class Context:
     def bookkeeping(self) -> dict:
         """The run's bookkeeping and ``state``, for a checkpoint."""
         return dict(history=self.history, epochs_trained=self.epochs_trained, trainings=self.trainings,
-                    prune_epoch=self.prune_epoch, state=self.state)
+                    prune_epoch=self.prune_epoch, forced=self.forced, forced_reason=self.forced_reason,
+                    state=self.state)
 
     def restore(self, saved: dict) -> None:
         self.history = [dict(e) for e in saved["history"]]
         self.epochs_trained, self.trainings = saved["epochs_trained"], saved["trainings"]
         self.prune_epoch, self.state = saved["prune_epoch"], dict(saved["state"])
+        self.forced, self.forced_reason = saved["forced"], saved["forced_reason"]
 
     def build_model(self, seed: int | None = None) -> nn.Module:
         shape, classes = self.data.input_shape, self.data.num_classes
@@ -116,10 +120,12 @@ class Context:
         self.trainings += 1
         return trainer.model
 
-    def pruned(self, trainer: train.Trainer | None = None) -> None:
+    def pruned(self, trainer: train.Trainer | None = None, detector=None) -> None:
         """Record that the (last) prune happens now: at init of the next training, or after the running
-        ``trainer``'s finished epochs."""
+        ``trainer``'s finished epochs; a ``detector`` (`cropkit.timing`) says whether it was forced at the cap."""
         self.prune_epoch = self.epochs_trained + (trainer.epoch if trainer is not None else 0)
+        if detector is not None:
+            self.forced, self.forced_reason = bool(detector.forced), detector.forced_reason
 
     def prune(self, model: nn.Module, criterion: str, sparsity: float | None = None, **structured) -> nn.Module:
         """Score ``model`` with ``criterion`` on the scoring batches and prune it to ``sparsity`` (default: the

@@ -276,6 +276,10 @@ def _control(batch_size, seed, limit, *, name, **_):
     return load_control(name, batch_size=batch_size, seed=seed, limit=limit)
 
 
+# The inputs and classes of the image sets torchvision's classifiers take, known before loading: a structured method
+# traces its model at this shape when the run is asked for (`cropkit.structured.check_model`); a test checks them.
+IMAGE_SHAPES = {"digits": ((1, 8, 8), 10), "cifar10": ((3, 32, 32), 10), "cifar100": ((3, 32, 32), 100)}
+
 LOADERS = {"digits": _digits, "mnist1d": _mnist1d, "mnist1d-large": _mnist1d, "cifar10": _cifar, "cifar100": _cifar,
            "synthetic": _synthetic, "depth": _domain(domains.depth_tensors), "pydoc": _domain(domains.pydoc_tensors),
            "cartpole": _control, "acrobot": _control}

@@ -57,17 +57,9 @@ def warm_up(**run_options) -> None:
 
 def is_cached(method: str, sparsity: float, seed: int, **run_options) -> bool:
     """True when `cropkit.run` would replay this run from its cache instead of training."""
-    from .results import cache_path, default_cache_dir
+    from .runs import replay
 
-    if run_options.get("cache", True) is False:
-        return False
-    keys = ("cache", "cache_dir", "device", "root", "progress")
-    cfg = methods_lib.settings(method, **{k: v for k, v in run_options.items() if k not in keys})
-    device = methods_lib.train.resolve_device(run_options.get("device"))
-    sparsity = 0.0 if method == "dense" else float(sparsity)
-    # runs._config is the function cropkit.run keys its cache with
-    config = methods_lib._config(method, cfg, sparsity, seed, device)
-    return cache_path(run_options.get("cache_dir") or default_cache_dir(), config).exists()
+    return replay(method, sparsity=sparsity, seed=seed, **run_options) is not None
 
 
 def sweep(entries: Sequence[str], sparsities: Sequence[float], seeds: Sequence[int], *, progress: bool = True,
@@ -85,7 +77,8 @@ def sweep(entries: Sequence[str], sparsities: Sequence[float], seeds: Sequence[i
         for sparsity in ([0.0] if method == "dense" else sparsities):
             plan += [(method, sparsity, seed, options) for seed in seeds]
     for method, _, _, options in plan:
-        run_settings = {k: v for k, v in run_options.items() if k not in ("cache", "cache_dir", "device", "root")}
+        run_settings = {k: v for k, v in run_options.items()
+                        if k not in ("cache", "cache_dir", "device", "root", "threads")}
         methods_lib.settings(method, **options, **run_settings)
     if not all(is_cached(method, sparsity, seed, **options, **run_options) for method, sparsity, seed, options in plan):
         warm_up(**run_options)

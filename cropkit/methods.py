@@ -43,7 +43,6 @@ import dataclasses
 import functools
 import importlib
 import math
-import warnings
 from typing import Callable
 
 from torch import nn
@@ -135,15 +134,13 @@ def earlycrop(structured: bool, ctx: Context) -> nn.Module:
                                          example_inputs=ctx.example_inputs, loss_fn=ctx.loss_fn)
         else:            # the paper (§3.3): one CroP / CroP-S prune at the firing epoch
             trainer.model = ctx.prune(trainer.model, criterion)
-        ctx.pruned(trainer)
+        ctx.pruned(trainer, detector)
         mid_epoch = int(trainer.epoch_step > 0)  # the running epoch's rest belongs to the sparse phase
         trainer.reset_optimizer(epochs=c.epochs + mid_epoch, schedule=c.schedule)  # no rewinding: θ_t goes on
 
     def forced(trainer):
-        warnings.warn(f"EarlyCroP detector ({c.rule} rule, τ = {detector.threshold:g}, every {every} steps) did not "
-                      f"fire within the maximum dense phase of {c.max_dense_epochs} epochs; pruning now (forced)",
-                      stacklevel=2)
-        detector.forced = True
+        detector.force(f"EarlyCroP detector ({c.rule} rule, τ = {detector.threshold:g}, every {every} steps) did not "
+                       f"fire within the maximum dense phase of {c.max_dense_epochs} epochs; pruning now (forced)")
         prune_now(trainer)
 
     trainer = ctx.trainer(model, c.max_dense_epochs, schedule="constant",
@@ -206,7 +203,7 @@ def earlybird(ctx: Context) -> nn.Module:
     def prune_now(trainer):
         penalty.remove()
         trainer.model = ctx.prune(trainer.model, "bn_nodes")
-        ctx.pruned(trainer)
+        ctx.pruned(trainer, detector)
         trainer.reset_optimizer(epochs=c.epochs, schedule=c.schedule)
 
     trainer = ctx.trainer(model, c.max_dense_epochs, schedule="constant",

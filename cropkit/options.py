@@ -11,6 +11,7 @@ A default of :data:`PROFILE` means "the profile's value": the table `cropkit.pro
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Iterable
 
 
@@ -26,6 +27,22 @@ def check_int(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
     return value
+
+
+# numpy's seeds are 32-bit and a run derives further seeds from its own (LTR's re-initialisation: seed + 10 000)
+SEED_LIMIT = 2**31
+
+
+def check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+        raise ValueError(f"seed must be an integer in [0, 2**31); got {seed!r}")
+    return seed
+
+
+def check_width(width) -> float:
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not math.isfinite(width) or width <= 0:
+        raise ValueError(f"width must be a finite number > 0 (the zoo model's width multiplier); got {width!r}")
+    return width
 
 
 def check_sparsity(sparsity) -> float:

@@ -31,8 +31,8 @@ if TYPE_CHECKING:  # annotations only: pandas loads when a table is made
 # The modules that only present, teach or drive runs; every other module of the package decides what a run computes,
 # so editing it changes code_version() (a new module counts until it is named here).
 PRESENTATION_MODULES = ("__init__", "__main__", "cli", "notebook", "pairs", "report", "widgets", "widgets_ntk",
-                        "explorer", "claims", "lottery", "paths", "sweeps", "tracking", "watchdog", "pages",
-                        "lesson_parameters")
+                        "explorer", "claims", "lottery", "paths", "sweeps", "executors", "tracking", "watchdog",
+                        "pages", "lesson_parameters")
 
 
 def result_modules() -> list[str]:
@@ -66,6 +66,12 @@ class Result:
     bits_per_nonzero    a format-free estimate of sparse storage: 32 value bits + a ⌈log₂ row length⌉-bit column
                         index per nonzero weight (`cropkit.measure.sparse_bits`; NaN in results cached before it)
     emissions_g         g CO₂eq of the training from codecarbon (an estimate on CPU; NaN when disabled)
+    forced              methods with a detector (EarlyCroP-U/-S, EarlyBird): True when the prune came at the cap
+                        (``max_dense_epochs``) because the detector did not fire, False when it fired; None for the
+                        other methods and in results cached before this column. forced_reason: the detector's
+                        warning when forced
+    threads             torch's CPU threads during the run (in the cache key of a CPU run: they change the last
+                        digits); cpus: the CPUs the process was allowed to use. None in results cached before them
     """
 
     method: str
@@ -97,6 +103,10 @@ class Result:
     metric: str = "acc"
     test_metric: float = float("nan")
     best_test_metric: float = float("nan")
+    forced: bool | None = None
+    forced_reason: str | None = None
+    threads: int | None = None
+    cpus: int | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)
     config: dict = dataclasses.field(default_factory=dict)
     history: list[dict] = dataclasses.field(default_factory=list)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 import warnings
 from pathlib import Path
@@ -16,11 +17,11 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from . import checkpoint, measure, models, profiles, tasks, train
+from . import checkpoint, measure, models, profiles, structured, tasks, train
 from . import data as data_lib
 from .context import Context
 from .methods import METHODS, REGISTRY, Method
-from .options import COMMON, PROFILE, check_int, check_sparsity, declared
+from .options import COMMON, PROFILE, check_int, check_seed, check_sparsity, check_width, declared
 from .results import Result, cache_path, code_version, default_cache_dir, library_versions, load_cached, store
 
 _ARGUMENTS = ("epochs",)  # declared options that run() takes as arguments of their own
@@ -66,6 +67,8 @@ def settings(method: str, *, data=None, model=None, epochs=None, width=None, pro
         setattr(cfg, name, None)
     _check_setting(cfg, table)
     tasks.check_structured(cfg.model, method, REGISTRY[method].family)
+    if REGISTRY[method].family == "Structured" and cfg.model not in models.ZOO and cfg.data in data_lib.IMAGE_SHAPES:
+        structured.check_model(cfg.model, *data_lib.IMAGE_SHAPES[cfg.data])
     if REGISTRY[method].check is not None:
         REGISTRY[method].check(cfg)
     return cfg
@@ -86,16 +89,40 @@ def _check_setting(cfg, table: dict) -> None:
     if cfg.rewind_epoch > cfg.epochs:
         raise ValueError(f"rewind_epoch ({cfg.rewind_epoch}) must be <= epochs ({cfg.epochs}): θ_k is taken "
                          f"during the first training")
-    if not cfg.width > 0:
-        raise ValueError(f"width must be > 0; got {cfg.width!r}")
+    check_width(cfg.width)
+    if tasks.DATA_TASKS.get(cfg.data) == "control" and cfg.batch_size < 2:
+        raise ValueError(f"batch_size={cfg.batch_size} on {cfg.data!r}: a control task's batch is that many whole "
+                         f"episodes, and REINFORCE's baseline at step t is the mean return-to-go over the batch's "
+                         f"episodes, so with one episode every advantage is 0 (the loss and every pruning score "
+                         f"would be exactly 0); give batch_size >= 2 episodes per batch")
 
 
-def _config(method: str, cfg, sparsity: float, seed: int, device: torch.device) -> dict:
-    """Everything that decides a run's result: the cache key is a hash of this."""
+def _config(method: str, cfg, sparsity: float, seed: int, device: torch.device, threads: int | None = None) -> dict:
+    """Everything that decides a run's result: the cache key is a hash of this. A CPU run's torch threads
+    (``threads``; None: torch's now) change the last digits of its result, so they count; a GPU run's do not."""
     keys = [o.name for o in COMMON] + list(REGISTRY[method].settings)
+    cpu = {"threads": threads or torch.get_num_threads()} if device.type == "cpu" else {}
     return dict(method=method, data=cfg.data, model=cfg.model, width=cfg.width, seed=seed, sparsity=sparsity,
-                profile=cfg.profile, device=device.type, device_name=measure.device_name(device),
+                profile=cfg.profile, device=device.type, device_name=measure.device_name(device), **cpu,
                 code=code_version(), versions=library_versions(), **{k: getattr(cfg, k) for k in keys})
+
+
+def cpus() -> int:
+    """The CPUs this process may run on: its affinity where the system says (a SLURM job's allocation), else the
+    machine's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def _threads(threads: int | None):
+    """torch's CPU threads set to ``threads`` (None: left as they are), and put back after."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 # ----------------------------------------------------------------------------- run
@@ -133,15 +160,28 @@ def _measure(ctx: Context, final: nn.Module) -> dict:
 
 def configuration(method: str, data: str | None = None, model: str | None = None, sparsity: float = 0.9,
                   epochs: int | None = None, seed: int = 0, profile: str = "cpu", width: float | None = None,
-                  device: str | None = None, **options) -> tuple:
+                  device: str | None = None, threads: int | None = None, **options) -> tuple:
     """``(settings, configuration)`` of a run, validated as :func:`run` validates them: the configuration is
     everything that decides the result, and its hash the cache key (``cropkit.results.cache_path(dir, config)``
     is where :func:`run` stores it; `cropkit.sweep` looks there before submitting a job)."""
     _check_method(method)
     sparsity = 0.0 if method == "dense" else check_sparsity(sparsity)
-    check_int("seed", seed, 0)
+    check_seed(seed)
+    if threads is not None:
+        check_int("threads", threads, 1)
     cfg = settings(method, data=data, model=model, epochs=epochs, width=width, profile=profile, **options)
-    return cfg, _config(method, cfg, sparsity, seed, train.resolve_device(device))
+    return cfg, _config(method, cfg, sparsity, seed, train.resolve_device(device), threads)
+
+
+_UNKEYED = ("progress", "root", "callbacks", "pin_memory")  # run()'s arguments that cannot change a result
+
+
+def replay(method: str, cache: bool = True, cache_dir: str | Path | None = None, **kwargs) -> Result | None:
+    """The cached result :func:`run` called with the same arguments would replay, or None; nothing runs."""
+    if not cache:
+        return None
+    _, config = configuration(method, **{k: v for k, v in kwargs.items() if k not in _UNKEYED})
+    return load_cached(cache_path(cache_dir or default_cache_dir(), config))
 
 
 @contextlib.contextmanager
@@ -160,7 +200,7 @@ def run(method: str, data: str | None = None, model: str | None = None, sparsity
         epochs: int | None = None, seed: int = 0, profile: str = "cpu", width: float | None = None,
         cache: bool = True, cache_dir: str | Path | None = None, progress: bool = True,
         device: str | None = None, root: str | Path | None = None, callbacks: Sequence[train.Callback] = (),
-        pin_memory: bool | None = None, **options) -> Result:
+        pin_memory: bool | None = None, threads: int | None = None, **options) -> Result:
     """Run one method once and measure it. ``None`` = the profile's value (`cropkit.profiles.RUN`),
     except ``limit=None`` given explicitly, which means the whole training set (omit ``limit`` for the profile's).
 
@@ -181,12 +221,14 @@ def run(method: str, data: str | None = None, model: str | None = None, sparsity
                replays without calling them.
     pin_memory page-locked loader batches, for faster host → GPU copies; None = on when ``device`` is CUDA.
                Not in the cache key (it cannot change a result); ``num_workers`` (an option) is.
+    threads    torch's CPU threads during the run (put back after it); None = as they are. In the cache key of a
+               CPU run (they change the last digits of its result), not of a GPU run
     options    any declared option (`cropkit.runs.options()`: batch_size, lr, score_batches, limit, num_workers, …,
                and the methods' own: max_dense_epochs, threshold, rule, ltr_rounds, ticks, …); see
                ``cropkit run --help``
     """
     cfg, config = configuration(method, data=data, model=model, sparsity=sparsity, epochs=epochs, seed=seed,
-                                profile=profile, width=width, device=device, **options)
+                                profile=profile, width=width, device=device, threads=threads, **options)
     spec, sparsity, device = REGISTRY[method], config["sparsity"], train.resolve_device(device)
     path = cache_path(cache_dir or default_cache_dir(), config)
     if cache:
@@ -195,19 +237,20 @@ def run(method: str, data: str | None = None, model: str | None = None, sparsity
             return cached
     config_text = json.dumps(config, sort_keys=True, default=str)
     ckpt = checkpoint.CheckpointFile(checkpoint.path_for(path), config_text) if cache else None
-    try:
-        result = _execute(spec, cfg, sparsity, seed, device, progress, root, config, path, ckpt, callbacks,
-                          pin_memory)
-    except train.DivergedError:  # it would diverge again from its checkpoint
-        if ckpt is not None:
+    with _threads(threads):
+        try:
+            result = _execute(spec, cfg, sparsity, seed, device, progress, root, config, path, ckpt, callbacks,
+                              pin_memory)
+        except train.DivergedError:  # it would diverge again from its checkpoint
+            if ckpt is not None:
+                checkpoint.discard(ckpt.path)
+            raise
+        except checkpoint.CheckpointError as err:  # never a silent wrong resume: start over
+            warnings.warn(f"{err}; it is deleted and the run starts over", stacklevel=2)
             checkpoint.discard(ckpt.path)
-        raise
-    except checkpoint.CheckpointError as err:  # never a silent wrong resume: start over
-        warnings.warn(f"{err}; it is deleted and the run starts over", stacklevel=2)
-        checkpoint.discard(ckpt.path)
-        ckpt = checkpoint.CheckpointFile(ckpt.path, config_text)
-        result = _execute(spec, cfg, sparsity, seed, device, progress, root, config, path, ckpt, callbacks,
-                          pin_memory)
+            ckpt = checkpoint.CheckpointFile(ckpt.path, config_text)
+            result = _execute(spec, cfg, sparsity, seed, device, progress, root, config, path, ckpt, callbacks,
+                              pin_memory)
     if cache:
         try:
             store(path, result)
@@ -233,6 +276,8 @@ def _execute(spec: Method, cfg, sparsity: float, seed: int, device: torch.device
             if ckpt is not None:
                 ckpt.started, ckpt.caught = start, caught
             final = spec.train(ctx)
+            if ckpt is not None:
+                ckpt.check_used()
             seconds = time.perf_counter() - start if ckpt is None else ckpt.seconds()
         columns = _measure(ctx, final)
     fresh = caught[ckpt.caught_from:] if ckpt is not None else caught  # a replay's warnings are not the run's
@@ -242,5 +287,6 @@ def _execute(spec: Method, cfg, sparsity: float, seed: int, device: torch.device
     return Result(
         method=config["method"], dataset=cfg.data, model=cfg.model, width=cfg.width, seed=seed,
         target_sparsity=sparsity, profile=cfg.profile, epochs=cfg.epochs, epochs_trained=ctx.epochs_trained,
-        prune_epoch=ctx.prune_epoch, train_seconds=seconds, emissions_g=emissions.grams, device=str(device),
+        prune_epoch=ctx.prune_epoch, forced=ctx.forced, forced_reason=ctx.forced_reason, train_seconds=seconds,
+        emissions_g=emissions.grams, device=str(device), threads=torch.get_num_threads(), cpus=cpus(),
         key=path.stem, warnings=list(dict.fromkeys(recorded)), config=config, history=ctx.history, **columns)

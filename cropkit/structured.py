@@ -24,6 +24,7 @@ one from a freshly built dense model and a saved ``state_dict``.
 """
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass, field
 
@@ -235,6 +236,23 @@ def structured(model: nn.Module, node_scores: dict[str, torch.Tensor], sparsity:
     """Remove whole nodes until the budget's sparsity is reached; returns the physically smaller model (the same
     object, changed in place). Arguments as in `structured_plan`; ``budget`` ∈ BUDGETS, ``scope`` ∈ SCOPES."""
     return structured_plan(model, node_scores, sparsity, example_inputs, budget, scope, dense_weights).apply()
+
+
+@functools.lru_cache(maxsize=None)
+def check_model(name: str, input_shape: tuple[int, ...], num_classes: int) -> None:
+    """A ``ValueError`` when structured pruning cannot trace torchvision model ``name`` built for these inputs (the
+    surgery's own check, `cropkit.dependencies`): said when a run is asked for, not after its dense phase. The zoo's
+    models are traced by the tests."""
+    from cropkit.models import build
+
+    model = build(name, input_shape, num_classes, seed=0)
+    try:
+        _trace(model, torch.zeros(2, *input_shape))
+    except ValueError:
+        raise
+    except Exception as err:  # the forward pass itself: this model cannot take these inputs
+        raise ValueError(f"model {name!r} cannot take inputs of shape {tuple(input_shape)} ({type(err).__name__}: "
+                         f"{err})") from None
 
 
 # ----------------------------------------------------------------------------- reloading a shrunk model

@@ -12,9 +12,12 @@ cache folder, so:
 
 - a configuration already in the cache is not submitted (the same sweep called again submits nothing and writes
   the table, which is also how to collect a sweep submitted with ``wait=False``);
-- a job that is pre-empted or reaches its time limit is resubmitted by submitit (the job is a
-  ``submitit.helpers.Checkpointable``: its ``checkpoint`` resubmits the same call), and `cropkit.run` resumes from
-  the run's own per-epoch checkpoint.
+- a job that is pre-empted or reaches its time limit is resubmitted by submitit (the job, a
+  `cropkit.executors.Run`, is a ``submitit.helpers.Checkpointable``: its ``checkpoint`` resubmits the same call),
+  and `cropkit.run` resumes from the run's own per-epoch checkpoint.
+
+This module plans the jobs and writes the tables; `cropkit.executors` submits them, waits, and cancels local ones
+on Ctrl+C.
 
 ``dry_run=True`` submits nothing: it prints the jobs, cached or to run, the epochs each trains at most
 (:func:`planned_epochs`) and an estimate of the device-hours, epochs × the measured time of one dense epoch
@@ -24,24 +27,19 @@ the detector's and the scoring's small extra costs are not counted).
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from pathlib import Path
 from typing import Sequence
 
-import submitit
-
 from . import data as data_lib
 from . import models, train
 from .comparison import _check_callbacks, _check_methods, _check_seeds, write_tables
+from .executors import EXECUTORS, SLURM, _check_resources, make_executor, sbatch_header, slurm_parameters, submit
 from .measure import device_name
 from .options import check_int, check_sparsity
 from .profiles import settings as profile_settings
 from .results import cache_path, config_key, default_cache_dir, load_cached, unwritable
-from .runs import configuration, run, settings
-
-EXECUTORS = ("local", "slurm")
-SLURM = dict(partition=None, gpus_per_job=1, time_min=24 * 60, array_parallelism=32)  # what `slurm=` may change
+from .runs import configuration, cpus, settings
 
 # The most epochs a method trains, from its settings (the table of `cropkit.methods`): early methods stop their
 # dense phase when the detector fires, at the latest after max_dense_epochs.
@@ -75,48 +73,35 @@ class Job:
     kwargs: dict
 
 
-class Run(submitit.helpers.Checkpointable):
-    """A sweep's job: ``cropkit.run(**kwargs)``, returning the result's row. Pre-empted or timed out, submitit
-    calls :meth:`checkpoint`, which resubmits the same call: the run resumes from its own checkpoint."""
-
-    def __init__(self, threads: int | None = None):
-        self.threads = threads
-
-    def __call__(self, **kwargs) -> dict:
-        if self.threads:
-            import torch
-
-            torch.set_num_threads(self.threads)
-        return run(**kwargs).row()
-
-    def checkpoint(self, **kwargs) -> submitit.helpers.DelayedSubmission:
-        return submitit.helpers.DelayedSubmission(self, **kwargs)
-
-
-def _portable(config: dict) -> dict:
-    """``config`` without the device's name (unknown where a SLURM sweep is submitted), as stored in JSON."""
+def _portable(config: dict, unknown: tuple[str, ...]) -> dict:
+    """``config`` without the entries ``unknown`` where a SLURM sweep is submitted, as stored in JSON."""
     import json
 
-    return json.loads(json.dumps({k: v for k, v in config.items() if k != "device_name"}, default=str))
+    return json.loads(json.dumps({k: v for k, v in config.items() if k not in unknown}, default=str))
 
 
-def _cached(cache_dir: Path, config: dict, remote: bool) -> Path | None:
-    """The cached result of ``config``, or None. For jobs on other machines (SLURM) the GPU's name, part of the
-    key, is unknown here: any entry that matches in everything else counts."""
-    if not remote:
+def _cached(cache_dir: Path, config: dict, unknown: tuple[str, ...] | None) -> Path | None:
+    """The cached result of ``config``, or None. For jobs on other machines (SLURM, ``unknown`` not None) some
+    entries of the key are unknown here (the GPU's name, the job's CPU threads): any entry that matches in
+    everything else counts."""
+    if unknown is None:
         path = cache_path(cache_dir, config)
         return path if load_cached(path) is not None else None
     pattern = f"{config['method']}-{config['data']}-{config['model']}-s{config['seed']}-*.json"
     entries = ((path, load_cached(path)) for path in sorted(cache_dir.glob(pattern)))
-    return next((path for path, r in entries if r is not None and _portable(r.config) == _portable(config)), None)
+    mine = _portable(config, unknown)
+    return next((path for path, r in entries if r is not None and _portable(r.config, unknown) == mine), None)
 
 
 def plan(methods: Sequence[str], sparsities: Sequence[float], seeds: Sequence[int], *, profile: str,
          cache_dir: Path, remote_device: str | None = None, **run_kwargs) -> list[Job]:
     """The jobs of a sweep, validated, each with its cache entry looked up. ``remote_device`` ("cuda"/"cpu"): the
-    jobs run elsewhere, on that kind of device; None: here, on ``run_kwargs["device"]``."""
+    jobs run elsewhere, on that kind of device; None: here, on ``run_kwargs["device"]``. ``run_kwargs["threads"]``
+    are the jobs' torch threads, in a CPU run's key (None on SLURM: the job's own, unknown here)."""
     device = None if remote_device else run_kwargs.get("device")
     arguments = {k: v for k, v in run_kwargs.items() if k not in ("device", "callbacks", "pin_memory")}
+    unknown = None if not remote_device else \
+        ("device_name",) + (("threads",) if remote_device != "cpu" or run_kwargs.get("threads") is None else ())
     jobs = []
     for method in methods:
         for sparsity in sparsities:
@@ -125,9 +110,9 @@ def plan(methods: Sequence[str], sparsities: Sequence[float], seeds: Sequence[in
                                             **arguments)
                 if remote_device:
                     config = {**config, "device": remote_device}
-                found = _cached(cache_dir, config, remote=remote_device is not None)
+                found = _cached(cache_dir, config, unknown)
                 path = found or (None if remote_device else cache_path(cache_dir, config))
-                key = config_key(_portable(config) if remote_device else config)
+                key = config_key(_portable(config, unknown) if remote_device else config)
                 jobs.append(Job(method, sparsity, seed, planned_epochs(method, cfg), key, path, found is not None,
                                 dict(method=method, sparsity=sparsity, seed=seed, profile=profile,
                                      cache_dir=str(cache_dir), progress=False, **run_kwargs)))
@@ -148,85 +133,6 @@ def epoch_seconds(profile: str = "cpu", device: str | None = None, **options) ->
     start = time.perf_counter()
     trainer.fit()
     return time.perf_counter() - start, f"{device.type} ({device_name(device)})"
-
-
-# ----------------------------------------------------------------------------- executors
-
-def slurm_parameters(partition: str | None = None, gpus_per_job: int = 1, time_min: int = 24 * 60,
-                     array_parallelism: int = 32, **extra) -> dict:
-    """submitit ``SlurmExecutor`` parameters: the partition, GPUs per job, time limit (minutes) and the array's
-    parallelism; ``extra`` goes to sbatch as it is (cpus_per_task, mem, account, qos, constraint, setup, …)."""
-    if not partition:
-        raise ValueError("a SLURM sweep needs a partition (--partition NAME; `sinfo -s` lists them)")
-    _check_resources(gpus_per_job, time_min, array_parallelism)
-    return dict(partition=partition, gpus_per_node=gpus_per_job, time=time_min, array_parallelism=array_parallelism,
-                **extra)
-
-
-def _check_resources(gpus_per_job, time_min, array_parallelism, **_) -> None:
-    check_int("gpus_per_job", gpus_per_job, 0)
-    check_int("time_min (the time limit in minutes)", time_min, 1)
-    check_int("array_parallelism", array_parallelism, 1)
-
-
-def sbatch_header(folder: Path, jobs: int, parameters: dict) -> str:
-    """The ``#SBATCH`` lines submitit writes for an array of ``jobs`` jobs (what a dry run shows)."""
-    from submitit.slurm.slurm import _make_sbatch_string
-
-    text = _make_sbatch_string(command="...", folder=folder, map_count=jobs, **parameters)
-    return "\n".join(line for line in text.splitlines() if line.startswith("#SBATCH"))
-
-
-def make_executor(kind: str, folder: Path, parameters: dict, time_min: int):
-    """submitit's executor of ``kind``, its logs and pickles in ``folder/<job id>``. Only a SLURM cluster (where
-    ``srun`` exists) can build the SLURM one; nothing is submitted here."""
-    if kind == "slurm":
-        executor = submitit.SlurmExecutor(folder=folder / "%j")
-        executor.update_parameters(**parameters)
-    else:
-        executor = submitit.LocalExecutor(folder=folder / "%j")
-        executor.update_parameters(timeout_min=time_min, gpus_per_node=parameters.get("gpus_per_node", 0))
-    return executor
-
-
-def _submit(executor, kind: str, jobs: list[Job], parallel: int, wait: bool, progress: bool, poll_s: float) -> list:
-    """Submit ``jobs`` (SLURM: one array; local: ``parallel`` processes at a time) and, with ``wait``, wait for
-    them all; returns their rows (or the exception of a job that failed)."""
-    from tqdm.auto import tqdm
-
-    threads = None if kind == "slurm" else max(1, (os.cpu_count() or 1) // parallel)  # share this machine's CPUs
-    pending, submitted = [(Run(threads), job.kwargs) for job in jobs], []
-    if kind == "slurm":
-        with executor.batch():
-            submitted, pending = [executor.submit(fn, **kwargs) for fn, kwargs in pending], []
-        print(f"submitted SLURM array job {submitted[0].job_id.split('_')[0]} ({len(submitted)} jobs)")
-        if not wait:
-            return []
-    try:
-        with tqdm(total=len(jobs), desc="jobs", unit="job", disable=not progress) as bar:
-            while pending or not all(j.done() for j in submitted):
-                running = sum(not j.done() for j in submitted)
-                for fn, kwargs in pending[:max(0, parallel - running)]:
-                    submitted.append(executor.submit(fn, **kwargs))
-                pending = pending[max(0, parallel - running):]
-                bar.update(sum(j.done() for j in submitted) - bar.n)
-                time.sleep(poll_s)
-            bar.update(len(jobs) - bar.n)
-    except KeyboardInterrupt:  # local jobs end with the sweep (SLURM's keep running: scancel them if need be)
-        for job in submitted if kind == "local" else []:
-            job.cancel(check=False)
-        raise
-    return [_result(j) for j in submitted]
-
-
-def _result(job):
-    """The job's row, or a RuntimeError with the last line of its traceback and the path of its log."""
-    try:
-        return job.result()
-    except Exception as err:  # submitit's FailedJobError: the traceback between two lines of dashes, then paths
-        parts = str(err).split("-" * 22)
-        trace = (parts[1] if len(parts) > 2 else str(err)).strip().splitlines() or [type(err).__name__]
-        return RuntimeError(f"{trace[-1]} (log: {job.paths.stderr})")
 
 
 # ----------------------------------------------------------------------------- the sweep
@@ -274,7 +180,7 @@ def sweep(methods: Sequence[str], data: str | None = None, model: str | None = N
           cache_dir: str | Path | None = None, folder: str | Path | None = None, slurm: dict | None = None,
           dry_run: bool = False, callbacks: Sequence[train.Callback] = (), wait: bool = True,
           epoch_time: float | None = None, device: str | None = None, pin_memory: bool | None = None,
-          progress: bool = True, poll_s: float | None = None, **options):
+          progress: bool = True, poll_s: float | None = None, threads: int | None = None, **options):
     """Run every method × sparsity × seed as a submitit job, skipping those already cached; then write the paper
     table of every sparsity into ``folder`` (Markdown and CSV) and return them, indexed by (sparsity, method).
 
@@ -288,6 +194,8 @@ def sweep(methods: Sequence[str], data: str | None = None, model: str | None = N
     wait       SLURM only: False = submit and return None; the same call once the jobs finished writes the table
     callbacks  go to every job's run (pickled: `cropkit.tracking.TensorBoard` works); other arguments as
                `cropkit.compare`
+    threads    every job's torch CPU threads (in a CPU run's key); None = local: `cropkit.runs.cpus` ÷ the jobs
+               at once, SLURM: the job's own
     """
     methods = [methods] if isinstance(methods, str) else list(methods)
     _check_methods(methods)
@@ -314,8 +222,12 @@ def sweep(methods: Sequence[str], data: str | None = None, model: str | None = N
     remote = ("cuda" if resources["gpus_per_job"] > 0 else "cpu") if executor == "slurm" else None
     if executor == "local" and device is None and resources["gpus_per_job"] == 0:
         device = "cpu"  # the local jobs see no GPU (submitit empties CUDA_VISIBLE_DEVICES): their keys say cpu
+    if threads is not None:
+        check_int("threads", threads, 1)
+    elif executor == "local":  # share this machine's CPUs among the jobs at once
+        threads = max(1, cpus() // resources["array_parallelism"])
     jobs = plan(methods, sparsities, seeds, profile=profile, cache_dir=cache_dir, remote_device=remote,
-                device=device, callbacks=list(callbacks), pin_memory=pin_memory, **arguments)
+                device=device, callbacks=list(callbacks), pin_memory=pin_memory, threads=threads, **arguments)
     unique: dict[str, Job] = {}
     for job in jobs:
         if not job.cached:
@@ -333,8 +245,8 @@ def sweep(methods: Sequence[str], data: str | None = None, model: str | None = N
         return _listing(jobs, unique)
     if todo:
         pool = make_executor(executor, folder / "jobs", parameters, resources["time_min"])
-        rows = _submit(pool, executor, todo, resources["array_parallelism"], wait, progress,
-                       poll_s or (0.5 if executor == "local" else 60))
+        rows = submit(pool, executor, [job.kwargs for job in todo], resources["array_parallelism"], wait, progress,
+                      poll_s or (0.5 if executor == "local" else 60), folder / "jobs" / "controllers.log")
         if not wait:
             print(f"submitted {len(todo)} jobs; call the same sweep again when they have finished to write the table")
             return None

@@ -121,7 +121,7 @@ class EarlyCroPDetector:
 
     ``ratios`` holds the rule's ratio r_t for the epochs in ``ratio_epochs`` (t ≥ 2, resp. t ≥ 3).
     ``max_epochs``: the maximum dense phase; if the rule has not fired by then, the detector fires at
-    t = max_epochs with a warning and ``forced = True``.
+    t = max_epochs with a warning, ``forced = True`` and the warning's text in ``forced_reason``.
 
     Cost: θ₀ (resp. θ_ref) is one detached clone of the trainable parameters on their own device; an update
     is a handful of on-device reductions and a single ``.item()``.
@@ -144,7 +144,7 @@ class EarlyCroPDetector:
         self.ratios: list[float] = []
         self.ratio_epochs: list[int] = []
         self.fired_at: int | None = None
-        self.forced = False
+        self.forced, self.forced_reason = False, None
         self._anchor_norm: float | None = None  # ‖θ_ref‖ for the reference rule
 
     @staticmethod
@@ -194,7 +194,7 @@ class EarlyCroPDetector:
         distance = _squared_distance(params, list(self.anchor.values())).sqrt().item()
         return distance / self._anchor_norm if self._anchor_norm > 0 else math.inf
 
-    _STATE = ("anchor", "history", "ratios", "ratio_epochs", "fired_at", "forced", "_anchor_norm")
+    _STATE = ("anchor", "history", "ratios", "ratio_epochs", "fired_at", "forced", "forced_reason", "_anchor_norm")
 
     def state_dict(self) -> dict:
         """θ₀ (or θ_ref), the trajectory and the verdict: what a resumed run needs (`cropkit.checkpoint`)."""
@@ -205,6 +205,11 @@ class EarlyCroPDetector:
         for k in self._STATE:
             setattr(self, k, state[k])
         self.anchor = {n: a.to(device) for n, a in state["anchor"].items()}
+
+    def force(self, reason: str) -> None:
+        """The prune happens at the cap, not because the rule fired: ``forced``, ``forced_reason`` and a warning."""
+        self.forced, self.forced_reason = True, reason
+        warnings.warn(reason, stacklevel=3)
 
     def update(self, model: nn.Module) -> bool:
         """Record this epoch's distance; True exactly once, at the epoch the detector fires."""
@@ -217,10 +222,9 @@ class EarlyCroPDetector:
             self.fired_at = t
             return True
         if self.max_epochs is not None and t >= self.max_epochs:
-            self.fired_at, self.forced = t, True
-            warnings.warn(f"EarlyCroP detector ({self.rule} rule, τ = {self.threshold:g}) did not fire within "
-                          f"the maximum dense phase of {self.max_epochs} epochs; pruning now (forced)",
-                          stacklevel=2)
+            self.fired_at = t
+            self.force(f"EarlyCroP detector ({self.rule} rule, τ = {self.threshold:g}) did not fire within the "
+                       f"maximum dense phase of {self.max_epochs} epochs; pruning now (forced)")
             return True
         return False
 
@@ -275,7 +279,9 @@ class EarlyBirdDetector:
         self.masks: collections.deque[Tensor] = collections.deque(maxlen=window)
         self.distances: list[float | None] = []
         self.fired_at: int | None = None
-        self.forced = False
+        self.forced, self.forced_reason = False, None
+
+    force = EarlyCroPDetector.force
 
     @property
     def epoch(self) -> int:
@@ -288,11 +294,13 @@ class EarlyBirdDetector:
 
     def state_dict(self) -> dict:
         """The mask window, the distances and the verdict (`cropkit.checkpoint`)."""
-        return dict(masks=list(self.masks), distances=self.distances, fired_at=self.fired_at, forced=self.forced)
+        return dict(masks=list(self.masks), distances=self.distances, fired_at=self.fired_at, forced=self.forced,
+                    forced_reason=self.forced_reason)
 
     def load_state_dict(self, state: dict) -> None:
         self.masks = collections.deque(state["masks"], maxlen=self.window)
         self.distances, self.fired_at, self.forced = list(state["distances"]), state["fired_at"], state["forced"]
+        self.forced_reason = state["forced_reason"]
 
     def update(self, model: nn.Module) -> bool:
         self.masks.append(bn_channel_mask(model, self.ratio))
@@ -305,9 +313,9 @@ class EarlyBirdDetector:
             self.fired_at = self.epoch
             return True
         if self.max_epochs is not None and self.epoch >= self.max_epochs:
-            self.fired_at, self.forced = self.epoch, True
-            warnings.warn(f"EarlyBird detector did not fire within the maximum dense phase of {self.max_epochs} "
-                          f"epochs (ε = {self.epsilon:g}); pruning now (forced)", stacklevel=2)
+            self.fired_at = self.epoch
+            self.force(f"EarlyBird detector did not fire within the maximum dense phase of {self.max_epochs} epochs "
+                       f"(ε = {self.epsilon:g}); pruning now (forced)")
             return True
         return False
 

@@ -48,11 +48,17 @@ def _detector(trainer) -> EarlyCroPDetector | None:
 class TensorBoard(Callback):
     """Logs every epoch of a run to ``log_dir/<run>`` with ``torch.utils.tensorboard.SummaryWriter`` (see the
     module docstring for the tags). Give it to `cropkit.run`, `cropkit.compare` or `cropkit.sweep` as
-    ``callbacks=[TensorBoard(log_dir)]``; one instance serves any number of runs, one after the other. It holds
+    ``callbacks=[TensorBoard(log_dir)]``; one instance serves any number of runs, one after the other. A folder it
+    cannot write into is a ``ValueError`` here, when it is made (the folder is created if need be). It holds
     no open file between runs, so it can be sent to compare's worker processes and to sweep jobs."""
 
     def __init__(self, log_dir: str | Path):
+        from .results import unwritable
+
         self.log_dir = Path(log_dir).expanduser().absolute()  # a sweep's job may start in another folder
+        reason = unwritable(self.log_dir, folder=True)  # before any run starts (or any job is submitted)
+        if reason:
+            raise ValueError(f"TensorBoard cannot write into {self.log_dir}: {reason}")
         self.writer = self.ctx = None
         self.reference = None      # the run's dense model, on the CPU: what the sparsities are measured against
         self._detector_epochs = 0  # detector updates already logged

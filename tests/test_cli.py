@@ -61,6 +61,9 @@ def test_module_entry_point_lists_methods():
     (["compare", "dense", "--csv", "{tmp}/t.json"], "must end in .csv"),
     (["run", "dense", "--json", "{blocker}/r.json"], "cannot write .*blocker is a file, not a folder"),
     (["run", "dense", "--set", "lr=1e30"], r"loss became nan in epoch \d+"),
+    (["run", "dense", "--tensorboard", "{blocker}/tb"], "TensorBoard cannot write into .*blocker is a file, not a"),
+    (["compare", "dense", "--tensorboard", "{blocker}/tb"], "TensorBoard cannot write into .*blocker is a file"),
+    (["sweep", "dense", "--tensorboard", "{blocker}/tb", "--folder", "{tmp}/sweep"], "TensorBoard cannot write into"),
 ])
 def test_a_user_mistake_is_one_error_line_and_status_2_before_any_run(tmp_path, capsys, argv, words):
     (tmp_path / "blocker").write_text("")

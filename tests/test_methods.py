@@ -98,11 +98,26 @@ def test_structured_models_are_smaller_and_unstructured_are_not(smoke):
     assert snip.disk_bytes < dense.disk_bytes  # masked weights are stored sparse
 
 
-def test_forced_detection_is_a_recorded_warning(smoke):
+def test_forced_detection_is_a_field_and_a_recorded_warning(smoke, cache_dir):
     # smoke's dense phase (2 epochs) is shorter than EarlyBird's window (5): it must prune at the cap and say so
     r = smoke["earlybird"]
     assert r.prune_epoch == SMOKE["max_dense_epochs"]
-    assert any("did not fire" in w for w in r.warnings)
+    assert r.forced is True and "did not fire" in r.forced_reason and r.forced_reason in r.warnings
+    assert r.row()["forced"] is True and r.row()["forced_reason"] == r.forced_reason
+    assert all(smoke[m].forced is None and smoke[m].forced_reason is None for m in ("dense", "snap", "ltr"))
+    again = ck.run("earlybird", sparsity=0.9, profile="smoke", cache_dir=cache_dir, progress=False)
+    assert again.from_cache and (again.forced, again.forced_reason) == (True, r.forced_reason)
+    fired = ck.run("earlycrop-u", sparsity=0.9, profile="smoke", threshold=1e9, cache=False, progress=False)
+    assert fired.prune_epoch == 2 and fired.forced is False and fired.forced_reason is None  # the rule fired
+
+
+def test_a_result_cached_before_the_forced_and_threads_columns_still_loads(smoke, tmp_path):
+    stored = smoke["earlycrop-u"].to_json()
+    for key in ("forced", "forced_reason", "threads", "cpus"):
+        del stored[key]
+    (tmp_path / "old.json").write_text(json.dumps(stored))
+    old = results.load_cached(tmp_path / "old.json")
+    assert old is not None and old.forced is None and old.threads is None and old.cpus is None
 
 
 def test_cache_replays_without_training(smoke, cache_dir, monkeypatch):

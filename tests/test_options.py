@@ -1,9 +1,11 @@
 """Each run option is declared once (`cropkit.options.Option`); validation, the CLI's help and the cache key follow."""
+import os
+
 import pytest
 import torch
 
 import cropkit as ck
-from cropkit import methods, options, profiles, results, runs
+from cropkit import comparison, methods, options, profiles, results, runs
 
 ALL = runs.options()
 COMMON = {o.name for o in options.COMMON}
@@ -71,3 +73,46 @@ def test_declared_defaults_are_valid_and_the_cli_lists_every_option():
             option.check(getattr(cfg, option.name))
     text = ck.cli.parser()._subparsers._group_actions[0].choices["run"].format_help()
     assert all(f"  {name} (" in text for name in ALL if name != "epochs")
+
+
+def test_the_torch_threads_of_a_cpu_run_are_in_its_key_and_its_row(tmp_path, monkeypatch):
+    """Threads change a CPU run's last digits: a run with 1 and one with 2 threads are two cache entries."""
+    from cropkit import lottery
+
+    threads = torch.get_num_threads()
+    kw = dict(profile="smoke", cache_dir=tmp_path, progress=False)
+    one = ck.run("dense", threads=1, **kw)
+    two = ck.run("dense", threads=2, **kw)
+    assert one.key != two.key and (one.threads, two.threads) == (1, 2) and one.config["threads"] == 1
+    assert one.row()["threads"] == 1 and one.cpus == len(os.sched_getaffinity(0))
+    assert torch.get_num_threads() == threads  # given for the run, put back after it
+    again = ck.run("dense", threads=1, **kw)
+    assert again.from_cache and again.key == one.key
+    torch.set_num_threads(2)
+    try:  # threads=None: the process's, as torch has them
+        assert ck.run("dense", **kw).key == two.key and lottery.is_cached("dense", 0.9, 0, **kw)
+        assert runs.replay("dense", **kw).key == two.key
+    finally:
+        torch.set_num_threads(threads)
+    assert runs.replay("dense", threads=1, **kw).key == one.key and runs.replay("dense", threads=3, **kw) is None
+    assert lottery.is_cached("dense", 0.9, 0, threads=1, **kw) and not lottery.is_cached("dense", 0.9, 0, threads=3,
+                                                                                         **kw)
+    monkeypatch.setattr(runs.measure, "device_name", lambda device: "a GPU")
+    cfg = runs.settings("dense", profile="smoke")
+    assert "threads" not in runs._config("dense", cfg, 0.0, 0, torch.device("cuda"))  # a GPU run's do not count
+    with pytest.raises(ValueError, match="threads must be an integer >= 1"):
+        ck.run("dense", threads=0, **kw)
+
+
+def test_compare_in_worker_processes_replays_from_the_cache_without_starting_workers(tmp_path, monkeypatch):
+    """The workers' runs are keyed with their threads; the parent looks their results up with the same count."""
+    kw = dict(profile="smoke", seeds=(0, 1), cache_dir=tmp_path, progress=False, aggregate=False, workers=2)
+    first = ck.compare(["dense"], **kw)
+    assert set(first["threads"]) == {max(1, len(os.sched_getaffinity(0)) // 2)}
+
+    def no_workers(*args, **kwargs):
+        raise AssertionError("a cached compare started worker processes")
+
+    monkeypatch.setattr(comparison, "_rows_in_workers", no_workers)
+    second = ck.compare(["dense"], **kw)
+    assert second.to_json() == first.to_json()

@@ -3,6 +3,8 @@ again must end exactly where the uninterrupted run ends (the same tensors bit fo
 accuracy and history); a checkpoint that is unreadable, of another configuration or does not fit is never used."""
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import random
@@ -10,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +117,7 @@ def assert_same_run(resumed: cropkit.Result, model: dict, reference: cropkit.Res
     assert (resumed.epochs_trained, resumed.prune_epoch) == (reference.epochs_trained, reference.prune_epoch)
     assert resumed.weight_sparsity == reference.weight_sparsity and resumed.params == reference.params
     assert resumed.warnings == reference.warnings
+    assert (resumed.forced, resumed.forced_reason) == (reference.forced, reference.forced_reason)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="SIGKILL and fork are POSIX; the other tests cover Windows")
@@ -303,3 +307,130 @@ def test_a_run_that_diverges_leaves_no_checkpoint(tmp_path, monkeypatch, one_thr
     with pytest.raises(cropkit.train.DivergedError):
         cropkit.run("dense", cache_dir=tmp_path, **SMALL)
     assert not list(tmp_path.iterdir())
+
+
+class FullDisk(io.FileIO):
+    """A file on a disk with ``room`` bytes left: a write beyond them fails as the OS says it (ENOSPC)."""
+
+    room = 4096
+
+    def write(self, data) -> int:
+        if self.tell() + memoryview(data).nbytes > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.name)
+        return super().write(data)
+
+
+def test_a_full_disk_while_checkpointing_warns_and_the_run_goes_on(tmp_path, monkeypatch, one_thread):
+    """torch.save reports the failed write as a RuntimeError ("unexpected pos"), not as the OSError it was."""
+    monkeypatch.setattr(checkpoint, "open", lambda file, mode: FullDisk(file, mode), raising=False)
+    with pytest.warns(UserWarning, match=r"(?s)checkpoint .*\.ckpt\.pt could not be written.*disk may be full"):
+        result = cropkit.run("dense", cache_dir=tmp_path, **SMALL)
+    assert result.epochs_trained == 2 and any("disk may be full" in w for w in result.warnings)
+    assert [p.suffix for p in tmp_path.iterdir()] == [".json"]  # cached; no checkpoint, no temporary file
+    monkeypatch.undo()
+    assert cropkit.run("dense", cache_dir=tmp_path, **SMALL).from_cache
+
+
+def test_a_disk_that_fills_mid_run_leaves_the_last_checkpoint_to_resume_from(tmp_path, monkeypatch, one_thread):
+    """The first checkpoint fits, the second does not, nor does the result: the result is still returned, and the
+    run started again (the disk freed) resumes from the first checkpoint to the uninterrupted result."""
+    writes = []
+
+    def open_(file, mode):
+        writes.append(file)
+        return FullDisk(file, mode) if len(writes) > 1 else io.FileIO(file, mode)
+
+    def store(path, result):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(checkpoint, "open", open_, raising=False)
+    monkeypatch.setattr(runs, "store", store)
+    with pytest.warns(UserWarning) as caught:
+        first = cropkit.run("dense", cache_dir=tmp_path, **SMALL)
+    messages = " | ".join(str(w.message) for w in caught)
+    assert "disk may be full" in messages and "could not be cached" in messages
+    [ckpt] = list(tmp_path.iterdir())
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 1
+    monkeypatch.undo()
+    resumed, model = run_keeping_model(monkeypatch, "dense", cache_dir=tmp_path, **SMALL)
+    reference, reference_model = run_keeping_model(monkeypatch, "dense", cache=False, **SMALL)
+    assert resumed.test_acc == first.test_acc
+    resumed.warnings = reference.warnings  # the disk's warning belongs to the first segment
+    assert_same_run(resumed, model, reference, reference_model)
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_temporary_files_of_killed_writers_are_removed_when_the_run_starts(tmp_path, one_thread):
+    _, config = runs.configuration("dense", **{k: v for k, v in SMALL.items() if k != "progress"})
+    ckpt = checkpoint.path_for(cropkit.results.cache_path(tmp_path, config))
+    tmp_path.mkdir(exist_ok=True)
+    stale = tmp_path / f".{ckpt.name}.{_dead_pid()}.tmp"         # a writer killed mid-write, long ago
+    live = tmp_path / f".{ckpt.name}.{os.getppid()}.tmp"         # a writer still running
+    recent = tmp_path / f".{ckpt.name}.{_dead_pid()}.tmp"        # just written: maybe by another machine's process
+    other = tmp_path / f".other.ckpt.pt.{_dead_pid()}.tmp"       # another run's
+    for path in (stale, live, recent, other):
+        path.write_bytes(b"half a checkpoint")
+    hour_ago = time.time() - 3600
+    for path in (stale, live, other):
+        os.utime(path, (hour_ago, hour_ago))
+    cropkit.run("dense", cache_dir=tmp_path, **SMALL)
+    assert not stale.exists() and live.exists() and recent.exists() and other.exists()
+
+
+class Counter(cropkit.train.Callback):
+    """A user's stateful callback; ``broken`` stands for a newer version of it that cannot read the old state."""
+
+    def __init__(self, broken: bool = False):
+        self.epochs, self.broken = [], broken
+
+    def on_epoch_end(self, trainer) -> None:
+        self.epochs.append(trainer.epoch)
+
+    def state_dict(self) -> dict:
+        return dict(epochs=self.epochs)
+
+    def load_state_dict(self, state: dict, trainer) -> None:
+        self.epochs = list(state["epochs"]) + [state["epochs"][3]] if self.broken else list(state["epochs"])
+
+
+def _wider(saved: dict, tmp_path: Path, monkeypatch) -> dict:
+    """The checkpoint of the same run on a model twice as wide, under this run's configuration."""
+    other = interrupt_after(monkeypatch, "dense", (0, 1), cache_dir=tmp_path / "wide", callbacks=[Counter()],
+                            **{**SMALL, "width": 0.5})
+    return {**torch.load(other, weights_only=True), "config": saved["config"]}
+
+
+def _narrow_norm(saved: dict, *_) -> dict:
+    model = dict(saved["model"])
+    for key in ("1.weight", "1.bias", "1.running_mean", "1.running_var"):  # 8 channels of conv 0, 3 of its norm
+        model[key] = model[key][:3]
+    return {**saved, "model": model}
+
+
+UNFIT = {  # a checkpoint of this run's configuration that torch loads, but that does not fit the run
+    "another model's tensors": _wider,
+    "a tensor of another rank": lambda s, *_: {**s, "model": {**s["model"], "0.weight": s["model"]["0.weight"][0]}},
+    "a norm narrower than its layer": _narrow_norm,
+    "a training the run never reaches": lambda s, *_: {**s, "training": 5},
+    "seconds that are not a number": lambda s, *_: {**s, "seconds": "12 s"},
+    "a callback that cannot load its state": lambda s, *_: s,
+}
+
+
+@pytest.mark.parametrize("case", UNFIT)
+def test_a_checkpoint_that_loads_but_does_not_fit_is_set_aside_and_the_run_starts_over(tmp_path, monkeypatch,
+                                                                                       one_thread, case):
+    ckpt = interrupt_after(monkeypatch, "dense", (0, 1), cache_dir=tmp_path, callbacks=[Counter()], **SMALL)
+    checkpoint.save(ckpt, UNFIT[case](torch.load(ckpt, weights_only=True), tmp_path, monkeypatch))
+    broken = case == "a callback that cannot load its state"
+    with pytest.warns(UserWarning, match=r"(?s)checkpoint .*(does not fit|not a cropkit checkpoint).*starts over"):
+        result, model = run_keeping_model(monkeypatch, "dense", cache_dir=tmp_path, callbacks=[Counter(broken)],
+                                          **SMALL)
+    assert_same_run(result, model, *run_keeping_model(monkeypatch, "dense", cache=False, **SMALL))
+    assert not ckpt.exists()
+    assert cropkit.run("dense", cache_dir=tmp_path, **SMALL).from_cache  # the next run replays the cached result

@@ -60,7 +60,7 @@ def test_detector_every_n_steps_prunes_mid_epoch_and_keeps_the_sparse_phase_whol
     assert r.prune_epoch == 0 and r.epochs_trained == 1 + e  # the rest of epoch 1, then the full sparse phase
     assert len(r.history) == r.epochs_trained and abs(r.weight_sparsity - 0.9) <= 0.01
     assert r.history[-1]["lr"] < r.history[0]["lr"] / 10  # one-cycle over exactly the steps left (no overrun)
-    assert not any("did not fire" in w for w in r.warnings)
+    assert not any("did not fire" in w for w in r.warnings) and r.forced is False
     per_epoch = _step_run(tmp_path, threshold=1e9)  # once per epoch: fires at the end of epoch 2
     assert per_epoch.prune_epoch == 2 and per_epoch.key != r.key
 
@@ -70,6 +70,7 @@ def test_detector_every_n_steps_is_capped_in_epochs(tmp_path):
     cap = ck.profiles.RUN["smoke"]["max_dense_epochs"]
     assert r.prune_epoch == cap and r.epochs_trained == cap + r.epochs
     assert any("did not fire" in w and "every 3 steps" in w for w in r.warnings)
+    assert r.forced is True and "every 3 steps" in r.forced_reason
 
 
 def test_detect_every_steps_enters_the_cache_key_and_is_validated(tmp_path):

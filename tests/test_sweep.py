@@ -2,15 +2,17 @@
 nothing; the dry run's plan; the SLURM parameters as given (no cluster here: nothing is submitted to one)."""
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
 import submitit
 
 import cropkit as ck
-from cropkit import cli, sweeps
+from cropkit import cli, executors, results, sweeps
 
 SMOKE = ["--profile", "smoke", "--quiet", "--threads", "1"]
 
@@ -32,7 +34,9 @@ def test_a_local_sweep_writes_the_table_and_a_second_call_submits_nothing(tmp_pa
     markdown = (tmp_path / "sweep" / "table-p90.md").read_text()
     assert "\n| dense | Dense | 2 |" in markdown and "\n| crop-u | CroP-U | 2 |" in markdown
     for row in runs.itertuples():  # the jobs stored exactly what cropkit.run looks up: every run replays
-        replay = ck.run(row.method, seed=row.seed, profile="smoke", cache_dir=tmp_path / "cache", progress=False)
+        assert row.threads == 1  # --threads: a CPU run's threads are in its key, so the replay gives them too
+        replay = ck.run(row.method, seed=row.seed, profile="smoke", cache_dir=tmp_path / "cache", progress=False,
+                        threads=row.threads)
         assert replay.from_cache and replay.test_acc == row.test_acc
     job_folders = sorted(os.listdir(tmp_path / "sweep" / "jobs"))
 
@@ -44,7 +48,7 @@ def test_a_local_sweep_writes_the_table_and_a_second_call_submits_nothing(tmp_pa
 
 def test_the_dry_run_lists_the_jobs_their_epochs_and_the_hours(tmp_path, capsys):
     """Smoke: LTR trains (R + 1)·E = 3·2 epochs, EarlyCroP at most max_dense + E = 2 + 2; dense is cached."""
-    ck.run("dense", seed=0, profile="smoke", cache_dir=tmp_path / "cache", progress=False)
+    ck.run("dense", seed=0, profile="smoke", cache_dir=tmp_path / "cache", progress=False, threads=1)  # as SMOKE's
     argv = ["sweep", "dense", "ltr", "earlycrop-u", "--sparsity", "0.5", "0.9", "--seeds", "0", "--dry-run",
             "--folder", str(tmp_path / "sweep"), "--cache-dir", str(tmp_path / "cache"), *SMOKE]
     assert cli.main([*argv, "--epoch-seconds", "3600"]) == 0
@@ -92,7 +96,7 @@ def test_a_slurm_sweep_finds_results_of_any_gpu_and_a_preempted_job_resubmits_it
     at_half, at_ninety = sweeps.plan(["dense"], [0.5, 0.9], [1], profile="smoke", cache_dir=tmp_path,
                                      remote_device="cuda")
     assert not at_half.cached and at_half.key == at_ninety.key  # dense ignores the sparsity: one run, not two
-    job = sweeps.Run(threads=1)
+    job = executors.Run()
     again = job.checkpoint(method="dense", seed=3)
     assert again.function is job and again.kwargs == dict(method="dense", seed=3) and not again.args
 
@@ -106,3 +110,44 @@ def test_a_slurm_sweep_finds_results_of_any_gpu_and_a_preempted_job_resubmits_it
 def test_a_wrong_sweep_is_refused_before_anything_runs(tmp_path, wrong, message):
     with pytest.raises(ValueError, match=message):
         ck.sweep(["dense"], profile="smoke", cache_dir=tmp_path, **wrong)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Linux /proc): a local sweep's job controllers and their jobs."""
+    from test_cli import _children
+
+    found = _children(pid)
+    for child in list(found):
+        found += _descendants(child)
+    return found
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads /proc to find the job processes")
+def test_ctrl_c_cancels_the_local_jobs_quietly_and_keeps_finished_runs(tmp_path):
+    from test_cli import _alive
+
+    cache = tmp_path / "cache"
+    argv = ["sweep", "dense", "crop-u", "snap", "--seeds", "0", "1", "2", "--array-parallelism", "2", "--folder",
+            str(tmp_path / "sweep"), "--cache-dir", str(cache), *SMOKE]
+    proc = subprocess.Popen([sys.executable, "-m", "cropkit", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + 240
+        while not list(cache.glob("*.json")):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no job finished in time"
+            time.sleep(0.1)
+        jobs = _descendants(proc.pid)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines() == [f"cropkit: interrupted; finished runs are cached in {cache}"], err
+    deadline = time.monotonic() + 10
+    while [pid for pid in jobs if _alive(pid)] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in jobs if _alive(pid)], "job processes outlived the sweep"
+    cached = list(cache.glob("*.json"))
+    assert 1 <= len(cached) < 9 and all(results.load_cached(path) is not None for path in cached)
