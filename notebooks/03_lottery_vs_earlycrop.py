@@ -240,7 +240,7 @@ for m in WHEN_HOW:
         "train acc at the prune": np.mean([e["train_acc"] for e in fired_at]) if all(fired_at) else None,
         "test acc": np.mean([r.test_acc for r in mine]), "test acc std": np.std([r.test_acc for r in mine], ddof=1)
         if len(mine) > 1 else 0.0,
-        "forced at the cap": sum(any("did not fire" in w for w in r.warnings) for r in mine),
+        "forced at the cap": sum(bool(r.forced) for r in mine),
     })
 when_how = pd.DataFrame(when_how_rows).set_index("method")
 print(f"{cfg.data} / {cfg.model} x{cfg.width}, target sparsity {cfg.focus_sparsity:.0%}, {len(cfg.seeds)} seed(s); "
@@ -470,7 +470,7 @@ for m in METHODS:
         lost = lottery.gap(accuracy, m, "random-u")
         below_random[m] = [s for s, v in zip(lost.target_sparsity, lost.verdict) if v == "Random-U ahead"]
 n_early = sum(r.method == "earlycrop-u" for r in results)
-forced = sum(r.method == "earlycrop-u" and any("did not fire" in w for w in r.warnings) for r in results)
+forced = sum(r.method == "earlycrop-u" and bool(r.forced) for r in results)
 print(f"EarlyCroP runs (CroP and magnitude) pruned at the cap of {cfg.max_dense_epochs} dense epochs because the detector had not fired: "
       f"{forced} of {n_early}")
 emptied = {}

@@ -246,7 +246,7 @@ sweep_seconds = time.perf_counter() - start
 
 
 def forced(result):
-    return any("did not fire" in w for w in result.warnings)
+    return bool(result.forced)
 
 
 RUNS = pd.DataFrame([dict(domain=job[0], method=job[1], label=LABELS[job[1]], target_sparsity=r.target_sparsity,
