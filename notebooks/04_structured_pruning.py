@@ -115,9 +115,8 @@ display(explorer.widget)
 # %%
 state = explorer.last
 fig = explorer.figure(state)
-explorer_png = ck.paths.output_file(OUTPUT_DIR, "04_explorer.png")
-fig.savefig(explorer_png, dpi=100)
-display(Image(filename=str(explorer_png)))  # a bare Figure (not pyplot's) would show only its text repr
+fig.savefig(ck.paths.output_file(OUTPUT_DIR, "04_explorer.png"), dpi=100)
+display(Image(filename=str(ck.paths.output_file(OUTPUT_DIR, "04_explorer.png"))))  # a bare Figure (not pyplot's) would show only its text repr
 print(f"{state['model']} (width {state['width']}), {state['criterion']}, weight sparsity "
       f"{state['weight_sparsity']:.3f}, node sparsity {state['node_sparsity']:.3f}")
 print(ck.widgets.StructuredExplorer.summary_text(state))
