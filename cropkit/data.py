@@ -276,9 +276,19 @@ def _control(batch_size, seed, limit, *, name, **_):
     return load_control(name, batch_size=batch_size, seed=seed, limit=limit)
 
 
+def _module(name: str) -> Callable:
+    """The ``loader`` of module ``cropkit.<name>`` (a dataset with a module of its own), imported on first use."""
+    def load(*args, **kwargs):
+        import importlib
+
+        return importlib.import_module(f"{__package__}.{name}").loader(*args, **kwargs)
+    return load
+
+
 LOADERS = {"digits": _digits, "mnist1d": _mnist1d, "mnist1d-large": _mnist1d, "cifar10": _cifar, "cifar100": _cifar,
            "synthetic": _synthetic, "depth": _domain(domains.depth_tensors), "pydoc": _domain(domains.pydoc_tensors),
-           "cartpole": _control, "acrobot": _control}
+           "cartpole": _control, "acrobot": _control, "lunarlander": _control,
+           "tinyimagenet": _module("tinyimagenet"), "ptb": _module("ptb"), "nyudepth": _module("nyu")}
 
 
 def load(name: str, root: str | Path | None = None, batch_size: int = 128, seed: int = 0, *, limit: int | None = None,

@@ -114,7 +114,7 @@ LANGUAGE = Task("language", "log_ppl", False, token_cross_entropy, _token_nats, 
 
 TASKS: dict[str, Task] = {t.name: t for t in (CLASSIFICATION, REGRESSION, LANGUAGE)}
 DATA_TASKS: dict[str, str] = {"depth": "regression", "pydoc": "language",   # every other dataset: classification
-                              "cartpole": "control", "acrobot": "control"}
+                              "cartpole": "control", "acrobot": "control", "lunarlander": "control"}
 MODEL_TASKS: dict[str, str] = {"fcn": "regression", "lstm": "language",     # every other model: classification
                                "policy": "control"}
 # Models whose nodes structured pruning cannot remove, with the reason (the methods that work are the unstructured).
