@@ -15,6 +15,7 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
+from .resnext import ZOO as RESNEXT
 from .task_models import TASK_MODELS
 from .tasks import of_model
 
@@ -206,6 +207,7 @@ ZOO: dict[str, Callable[..., nn.Module]] = {
     "cnn": cnn,
     "resnet18": ResNet18,
     "vgg16": vgg16,
+    **RESNEXT,  # resnext101_32x16d, resnext101_32x48d (CIFAR form, `cropkit.resnext`)
     **TASK_MODELS,
     "policy": mlp,  # the control domain's 3-layer fully connected policy (`cropkit.control`): obs → h → h → actions
 }
