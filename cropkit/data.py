@@ -9,7 +9,10 @@
 | synthetic   | random tensors of any shape, for timing only        | as asked    |
 | depth       | rendered scenes → per-pixel depth (regression), `cropkit.domains` | (3, 32, 32) |
 | pydoc       | Python's own help texts, next-word prediction (language), `cropkit.domains` | (T,) tokens |
-| cartpole    | CartPole-v1 / Acrobot-v1 (also `acrobot`): episodes the policy collects (control) | (4,), (6,) |
+| cartpole    | CartPole-v1 (`acrobot`, `lunarlander`: Acrobot-v1, LunarLander-v3): episodes, control | (4,) (6,) (8,) |
+| tinyimagenet | Tiny-ImageNet's distributed folders under ``root`` (`cropkit.tinyimagenet`) | (3, 64, 64) |
+| nyudepth    | NYU Depth v2's labeled .mat under ``root`` → depth (regression, `cropkit.nyu`) | (3, 228, 304) |
+| ptb         | the word-level Penn Treebank files under ``root`` (language, `cropkit.ptb`) | (80,) tokens |
 
 Every dataset carries its task (`cropkit.tasks`: the loss and the metric): classification unless the loader says
 otherwise. A loader may return a ready :class:`Data` (with its task and, when the training set is no Dataset, a
