@@ -133,11 +133,12 @@ def jobs(plan: str = "paper", seeds=None, cache_dir: str | Path | None = None,
 
 
 def _seconds(s: Setting, given) -> float:
-    if given is None:
-        return EPOCH_SECONDS[s.name]
-    if isinstance(given, dict):
-        return float(given.get(s.name, EPOCH_SECONDS[s.name]))
-    return float(given)
+    seconds = EPOCH_SECONDS[s.name] if given is None else \
+        given.get(s.name, EPOCH_SECONDS[s.name]) if isinstance(given, dict) else given
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+        raise ValueError(f"epoch seconds (--epoch-seconds) must be a number of seconds > 0; got {seconds!r} for "
+                         f"{s.name}")
+    return float(seconds)
 
 
 def command(s: Setting, seeds) -> str:

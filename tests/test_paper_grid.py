@@ -51,9 +51,11 @@ def test_epoch_seconds_given_price_every_setting(nothing_present, capsys):
     assert structured.estimate_h == pytest.approx(80 * (1 - 0.985) * paper_grid.EPOCH_SECONDS["resnext-wide"] / 3600)
 
 
-def test_plan_needs_the_dry_run(nothing_present, capsys):
+def test_plan_needs_the_dry_run_and_positive_seconds(nothing_present, capsys):
     assert cli.main(["sweep", "--plan", "paper"]) == 2
     assert "--dry-run" in capsys.readouterr().err
+    assert cli.main(["sweep", "--plan", "paper", "--dry-run", "--epoch-seconds", "0"]) == 2
+    assert "must be a number of seconds > 0" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("setting", paper_grid.GRID, ids=lambda s: s.name)
