@@ -161,8 +161,25 @@ def _structured_saves(runs: Runs, rounds: int = 5) -> tuple[str, bool]:
     return text, saves and masks_do_not
 
 
+def _paper_pair(runs: Runs, pair: dict) -> tuple[str, bool]:
+    """The paper's own pair (``wide_pair`` of the claims' setting): the wide model pruned by ``method`` to
+    ``sparsity`` against the dense narrow model; it passes when the pruned wide model is at least as accurate and
+    needs no more memory."""
+    wide = runs.get(pair["method"], pair["sparsity"], model=pair["wide"], width=1.0)
+    narrow = runs.get("dense", 0.0, model=pair["narrow"], width=1.0)
+    memory = {k: statistics.fmean(r.peak_memory_bytes for r in v) for k, v in (("wide", wide), ("narrow", narrow))}
+    accuracy = {k: [r.test_acc for r in v] for k, v in (("wide", wide), ("narrow", narrow))}
+    text = (f"{pair['wide']} {methods_lib.LABELS[pair['method']]} @{pair['sparsity']:.1%}: {_ms(accuracy['wide'])} "
+            f"at {memory['wide'] / 1e9:.2f} GB vs dense {pair['narrow']}: {_ms(accuracy['narrow'])} at "
+            f"{memory['narrow'] / 1e9:.2f} GB")
+    return text, (statistics.fmean(accuracy["wide"]) >= statistics.fmean(accuracy["narrow"])
+                  and memory["wide"] <= memory["narrow"])
+
+
 def _wide_beats_narrow(runs: Runs) -> tuple[str, bool]:
     c = runs.cfg
+    if getattr(c, "wide_pair", None):  # the paper profile: exactly the paper's ResNeXt pair
+        return _paper_pair(runs, c.wide_pair)
     wide = runs.get("crop-s", c.wide_sparsity, width=c.wide_width)
     budget = statistics.fmean(r.peak_memory_bytes for r in wide)
     narrow_width, narrow = None, None

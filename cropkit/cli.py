@@ -95,7 +95,9 @@ def parser() -> argparse.ArgumentParser:
     _common(many)
     sweep = sub.add_parser("sweep", help="one job per method × sparsity × seed through submitit (local processes "
                            "or a SLURM array), skipping cached ones; then the paper's table")
-    sweep.add_argument("methods", nargs="+", metavar="method", help=f"'all' or any of: {' '.join(METHODS)}")
+    sweep.add_argument("methods", nargs="*", metavar="method", help=f"'all' or any of: {' '.join(METHODS)}")
+    sweep.add_argument("--plan", choices=("paper",), help="instead of methods: every setting of the paper's tables "
+                       "and figures (cropkit.paper_grid), with --dry-run")
     sweep.add_argument("--seeds", type=int, nargs="+", help="default: the profile's seeds")
     sweep.add_argument("--executor", default="local", choices=("local", "slurm"), help="default: local")
     sweep.add_argument("--partition", help="SLURM partition (required with --executor slurm)")
@@ -150,6 +152,16 @@ def _sweep(args) -> int:
         resources["partition"] = args.partition
     if args.array_parallelism:
         resources["array_parallelism"] = args.array_parallelism
+    if args.plan:  # the paper's grid (cropkit.paper_grid): its own data, models, methods and sparsities
+        from . import paper_grid
+
+        if not args.dry_run or args.methods:
+            raise ValueError("--plan lists and prices a whole plan: use it with --dry-run and no methods; each "
+                             "setting's own `cropkit sweep` command is printed to submit it")
+        paper_grid.dry_run(args.plan, seeds=args.seeds, cache_dir=args.cache_dir, epoch_seconds=args.epoch_seconds)
+        return 0
+    if not args.methods:
+        raise ValueError("name the methods to sweep ('all' or any of cropkit methods), or give --plan")
     names = list(methods.METHODS) if args.methods == ["all"] else args.methods
     table = sweeps.sweep(names, seeds=args.seeds, executor=args.executor, folder=args.folder, slurm=resources,
                          dry_run=args.dry_run, wait=not args.no_wait, epoch_time=args.epoch_seconds,

@@ -69,7 +69,7 @@ from .data import Data
 from .plumbing import eval_mode
 from .tasks import Task
 
-ENVS = {"cartpole": "CartPole-v1", "acrobot": "Acrobot-v1"}
+ENVS = {"cartpole": "CartPole-v1", "acrobot": "Acrobot-v1", "lunarlander": "LunarLander-v3"}  # LunarLander: Box2D
 EVAL_SEEDS = tuple(range(10_000, 10_010))
 GAMMA = 0.99
 TRAIN, SCORE = 0, 1  # seed streams: training epochs and scoring batches never share an episode seed

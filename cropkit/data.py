@@ -9,7 +9,10 @@
 | synthetic   | random tensors of any shape, for timing only        | as asked    |
 | depth       | rendered scenes → per-pixel depth (regression), `cropkit.domains` | (3, 32, 32) |
 | pydoc       | Python's own help texts, next-word prediction (language), `cropkit.domains` | (T,) tokens |
-| cartpole    | CartPole-v1 / Acrobot-v1 (also `acrobot`): episodes the policy collects (control) | (4,), (6,) |
+| cartpole    | CartPole-v1 (`acrobot`, `lunarlander`: Acrobot-v1, LunarLander-v3): episodes, control | (4,) (6,) (8,) |
+| tinyimagenet | Tiny-ImageNet's distributed folders under ``root`` (`cropkit.tinyimagenet`) | (3, 64, 64) |
+| nyudepth    | NYU Depth v2's labeled .mat under ``root`` → depth (regression, `cropkit.nyu`) | (3, 228, 304) |
+| ptb         | the word-level Penn Treebank files under ``root`` (language, `cropkit.ptb`) | (80,) tokens |
 
 Every dataset carries its task (`cropkit.tasks`: the loss and the metric): classification unless the loader says
 otherwise. A loader may return a ready :class:`Data` (with its task and, when the training set is no Dataset, a
@@ -276,13 +279,24 @@ def _control(batch_size, seed, limit, *, name, **_):
     return load_control(name, batch_size=batch_size, seed=seed, limit=limit)
 
 
+def _module(name: str) -> Callable:
+    """The ``loader`` of module ``cropkit.<name>`` (a dataset with a module of its own), imported on first use."""
+    def load(*args, **kwargs):
+        import importlib
+
+        return importlib.import_module(f"{__package__}.{name}").loader(*args, **kwargs)
+    return load
+
+
 # The inputs and classes of the image sets torchvision's classifiers take, known before loading: a structured method
 # traces its model at this shape when the run is asked for (`cropkit.structured.check_model`); a test checks them.
-IMAGE_SHAPES = {"digits": ((1, 8, 8), 10), "cifar10": ((3, 32, 32), 10), "cifar100": ((3, 32, 32), 100)}
+IMAGE_SHAPES = {"digits": ((1, 8, 8), 10), "cifar10": ((3, 32, 32), 10), "cifar100": ((3, 32, 32), 100),
+                "tinyimagenet": ((3, 64, 64), 200)}
 
 LOADERS = {"digits": _digits, "mnist1d": _mnist1d, "mnist1d-large": _mnist1d, "cifar10": _cifar, "cifar100": _cifar,
            "synthetic": _synthetic, "depth": _domain(domains.depth_tensors), "pydoc": _domain(domains.pydoc_tensors),
-           "cartpole": _control, "acrobot": _control}
+           "cartpole": _control, "acrobot": _control, "lunarlander": _control,
+           "tinyimagenet": _module("tinyimagenet"), "ptb": _module("ptb"), "nyudepth": _module("nyu")}
 
 
 def load(name: str, root: str | Path | None = None, batch_size: int = 128, seed: int = 0, *, limit: int | None = None,

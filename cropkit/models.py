@@ -15,6 +15,9 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
+from .fcrn import TASK_MODELS as FCRN
+from .pointer import TASK_MODELS as POINTER
+from .resnext import ZOO as RESNEXT
 from .task_models import TASK_MODELS
 from .tasks import of_model
 
@@ -206,7 +209,10 @@ ZOO: dict[str, Callable[..., nn.Module]] = {
     "cnn": cnn,
     "resnet18": ResNet18,
     "vgg16": vgg16,
+    **RESNEXT,  # resnext101_32x16d, resnext101_32x48d (CIFAR form, `cropkit.resnext`)
     **TASK_MODELS,
+    **POINTER,  # pointer_lstm: the pointer sentinel LSTM (`cropkit.pointer`)
+    **FCRN,  # fcrn: Laina et al.'s fully convolutional residual network (`cropkit.fcrn`)
     "policy": mlp,  # the control domain's 3-layer fully connected policy (`cropkit.control`): obs → h → h → actions
 }
 

@@ -114,13 +114,18 @@ LANGUAGE = Task("language", "log_ppl", False, token_cross_entropy, _token_nats, 
 
 TASKS: dict[str, Task] = {t.name: t for t in (CLASSIFICATION, REGRESSION, LANGUAGE)}
 DATA_TASKS: dict[str, str] = {"depth": "regression", "pydoc": "language",   # every other dataset: classification
-                              "cartpole": "control", "acrobot": "control"}
+                              "cartpole": "control", "acrobot": "control", "lunarlander": "control",
+                              "ptb": "language", "nyudepth": "regression"}
 MODEL_TASKS: dict[str, str] = {"fcn": "regression", "lstm": "language",     # every other model: classification
-                               "policy": "control"}
+                               "policy": "control", "pointer_lstm": "language", "fcrn": "regression"}
+# The model a dataset gets when none is named, where its task has several (the others: the task's one model).
+DATA_MODELS: dict[str, str] = {"depth": "fcn", "pydoc": "lstm", "ptb": "pointer_lstm", "nyudepth": "fcrn"}
 # Models whose nodes structured pruning cannot remove, with the reason (the methods that work are the unstructured).
 NO_STRUCTURED: dict[str, str] = {
     "lstm": "a hidden unit of the LSTM is four gate rows of two Linear layers and a column of the recurrent one, "
-            "coupled through the recurrence, which cropkit's channel surgery does not trace"}
+            "coupled through the recurrence, which cropkit's channel surgery does not trace",
+    "pointer_lstm": "its LSTM couples four gate rows of two Linear layers and a column of the recurrent one per "
+                    "hidden unit through the recurrence, and its attention couples the hidden state with the query"}
 
 
 def of_data(name: str) -> Task:
@@ -141,6 +146,8 @@ def of_model(name: str) -> str:
 def default_model(data: str | None) -> str | None:
     """The zoo model built for ``data``'s task when it is not classification (the one model of that task), else
     None (the profile's model)."""
+    if data in DATA_MODELS:
+        return DATA_MODELS[data]
     fit = sorted(m for m, t in MODEL_TASKS.items() if data is not None and t == of_data(data).name != "classification")
     return fit[0] if len(fit) == 1 else None
 
