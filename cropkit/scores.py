@@ -25,7 +25,8 @@ GF, and with it the NTK-weighted form g_L(Y)ᵀ·NTK·g_L(Y), `cropkit.ntk`; les
 
 Several batches. With B scoring batches, L = (1/B) Σ_b L_b, so g = (1/B) Σ_b ∇L_b and
 Hg = (1/B) Σ_b H_b g: g is averaged first (one backward per batch), then held constant while one
-Hessian-vector product per batch — the double backprop ∇_θ(gᵀ∇_θ L_b) — is averaged. H is never formed.
+Hessian-vector product per batch is averaged: by default the double backprop ∇_θ(gᵀ∇_θ L_b), or forward over
+reverse, ∂/∂ε ∇_θ L_b(θ + εg) (``method="forward"``; `cropkit.derivatives.hessian_gradient`). H is never formed.
 
 Per-node scores ``fn(model, batches, loss_fn=None, seed=0) -> {"<module>": 1-D tensor over out nodes}``
 (every prunable layer except the classifier, whose outputs are not nodes). Gates: a forward hook
@@ -97,16 +98,17 @@ def snip(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scores:
     return {k: (theta[k] * g[k]).abs() for k in theta}
 
 
-def grasp(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scores:
+def grasp(model: nn.Module, batches, loss_fn=None, seed: int = 0, method: str = "double") -> Scores:
     """θ ⊙ Hg, i.e. −S with GraSP's S = −θ ⊙ Hg. GraSP removes the largest S, so keeping the highest θ ⊙ Hg
-    keeps exactly what GraSP keeps (signed: no absolute value)."""
-    theta, (_, hg) = _weights_now(model), hessian_gradient(model, batches, loss_fn)
+    keeps exactly what GraSP keeps (signed: no absolute value). ``method``: how Hg is computed (`hessian_gradient`)."""
+    theta, (_, hg) = _weights_now(model), hessian_gradient(model, batches, loss_fn, method)
     return {k: theta[k] * hg[k] for k in theta}
 
 
-def crop(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scores:
-    """|θ ⊙ Hg|: weights whose removal changes the gradient flow gᵀg least score lowest (CroP)."""
-    theta, (_, hg) = _weights_now(model), hessian_gradient(model, batches, loss_fn)
+def crop(model: nn.Module, batches, loss_fn=None, seed: int = 0, method: str = "double") -> Scores:
+    """|θ ⊙ Hg|: weights whose removal changes the gradient flow gᵀg least score lowest (CroP).
+    ``method``: how Hg is computed, ``"double"`` or ``"forward"`` (`hessian_gradient`; equal to rounding)."""
+    theta, (_, hg) = _weights_now(model), hessian_gradient(model, batches, loss_fn, method)
     return {k: (theta[k] * hg[k]).abs() for k in theta}
 
 
@@ -162,13 +164,14 @@ def snap_nodes(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scores
     return {name: g.abs() for name, g in grads.items()}
 
 
-def crop_nodes(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scores:
+def crop_nodes(model: nn.Module, batches, loss_fn=None, seed: int = 0, method: str = "double") -> Scores:
     """|∂z/∂c| at c = 1, z = gᵀ ∇_θ L(θ, c) with g = ∇_θ L(θ, 1) held constant (CroP-S).
 
     The gate-level Hessian-gradient product: how much the gradient flow moves when a node is scaled.
-    Averaged like `hessian_gradient`: g over all batches first, then one double backprop per batch.
+    Averaged like `hessian_gradient`: g over all batches first, then one Hessian-gradient product per batch
+    (``method`` as there).
     """
-    grads = gate_hessian_gradient(model, batches, dict(_node_layers(model)), loss_fn)
+    grads = gate_hessian_gradient(model, batches, dict(_node_layers(model)), loss_fn, method)
     return {name: d.abs() for name, d in grads.items()}
 
 
