@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-NAMES = ("structured_payoff", "masks_alone", "scoring_cost", "finding_cost", "vs_torch_pruning",
+NAMES = ("structured_payoff", "masks_alone", "scoring_cost", "synflow_cost", "finding_cost", "vs_torch_pruning",
          "detector_overhead")
 OPTIONAL = ("detector_overhead",)  # written separately; run when it is there
 

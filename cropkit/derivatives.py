@@ -198,7 +198,8 @@ def _hessian_gradient_forward(model: nn.Module, data, loss_fn: Callable) -> tupl
             def batch_loss(theta_, inputs=inputs, targets=targets):
                 return loss_fn(functional_call(model, (theta_, fixed), (inputs,)), targets) / len(data)
 
-            _, hg = torch.func.jvp(torch.func.grad(batch_loss), (theta,), (tangent,))  # ∂/∂ε ∇L_b(θ + εg)
+            with torch.no_grad():  # no graph for the other parameters; grad and jvp run their own levels
+                _, hg = torch.func.jvp(torch.func.grad(batch_loss), (theta,), (tangent,))  # ∂/∂ε ∇L_b(θ + εg)
             total = hg if total is None else {k: total[k] + hg[k] for k in total}
     return g, {k: total[f] for f, k in zip(theta, g)}
 
@@ -447,7 +448,8 @@ def _gate_hessian_gradient_forward(model: nn.Module, data, gated: dict[str, nn.M
                         return loss_fn(functional_call(model, (theta_, fixed), (inputs,)), targets) / len(data)
                     return torch.func.grad(batch_loss)(ones)
 
-                _, dz = torch.func.jvp(gate_grad, (theta,), (tangent,))  # ∂/∂ε ∂L(θ + εg, c)/∂c
+                with torch.no_grad():
+                    _, dz = torch.func.jvp(gate_grad, (theta,), (tangent,))  # ∂/∂ε ∂L(θ + εg, c)/∂c
                 total = dz if total is None else {k: total[k] + dz[k] for k in total}
         finally:
             cs.update(ones)

@@ -53,6 +53,7 @@ themselves (g, Hg, gate gradients) are `cropkit.derivatives`; this module holds 
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Callable
 
@@ -116,20 +117,57 @@ def synflow(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scores:
     """|θ ⊙ ∂R/∂θ| with R = Σ f_{|θ|}(1): the network with every parameter and buffer replaced by its absolute
     value, evaluated on an all-ones input (Tanaka et al. 2020). Data-free: ``batches`` only gives the input
     shape. One round; `cropkit.prune.synflow` iterates it (the algorithm is iterative by design).
-    Computed in float64 on a copy, because the product over layers under- or overflows in float32.
+
+    Computed in the model's dtype on the model itself, made absolute in place and restored exactly afterwards
+    (`_linearised`; as Tanaka et al.'s code does: a copy per round cost more than the pass). R is a product of |θ|
+    over the whole depth, so in float32 it can over- or underflow: when a score is not finite or the nonzero scores
+    leave [1e-30, 1e30] (float32 ends near 1e±38), the round is recomputed in float64 on a copy.
     """
     inputs, _ = _batches(batches, model)[0]
-    linear = copy.deepcopy(model).double()
-    with torch.no_grad():
-        for tensor in list(linear.parameters()) + list(linear.buffers()):
-            if tensor.is_floating_point():
-                tensor.abs_()
-    ones = torch.ones((1, *inputs.shape[1:]), dtype=torch.float64, device=inputs.device)
-    with eval_mode(linear), parametrize.cached():
-        weights = _effective_weights(linear)
-        grads = _grad(linear(ones).sum(), list(weights.values()))
-    dtype = next(iter(model.parameters())).dtype
-    return {k: (w.detach() * g).abs().to(dtype) for (k, w), g in zip(weights.items(), grads)}
+    with _linearised(model):
+        return _synflow_round(model, inputs.shape[1:])
+
+
+SYNFLOW_RANGE = (1e-30, 1e30)  # nonzero float32 SynFlow scores outside it are recomputed in float64
+
+
+@contextlib.contextmanager
+def _linearised(model: nn.Module):
+    """SynFlow's linearised network for the block: eval mode, every floating-point parameter and buffer made absolute
+    in place; the values are restored exactly afterwards, even when the block raises. (Masks may change inside.)"""
+    tensors = [t for t in list(model.parameters()) + list(model.buffers()) if t.is_floating_point()]
+    saved = [t.detach().clone() for t in tensors]
+    try:
+        with torch.no_grad():
+            for t in tensors:
+                t.abs_()
+        with eval_mode(model):
+            yield model
+    finally:
+        with torch.no_grad():
+            for t, original in zip(tensors, saved):
+                t.copy_(original)
+
+
+def _synflow_round(model: nn.Module, input_shape, layers=None) -> Scores:
+    """One SynFlow score of a `_linearised` model, w.r.t. its effective weights (θ_orig ⊙ m for the kit's masks), in
+    its dtype, or in float64 on a copy when that is not representable. ``layers``: its prunable layers, if listed."""
+    out, flat = _synflow_pass(model, input_shape, layers or _layers(model))
+    low, high = torch.aminmax(torch.where(flat > 0, flat, 1.0))  # scores are ≥ 0; NaN fails both tests below
+    if flat.dtype != torch.float64 and not (low >= SYNFLOW_RANGE[0] and high <= SYNFLOW_RANGE[1]):
+        double = copy.deepcopy(model).double()
+        out = {k: v.to(flat.dtype) for k, v in _synflow_pass(double, input_shape, _layers(double))[0].items()}
+    return out
+
+
+def _synflow_pass(model: nn.Module, input_shape, layers) -> tuple[Scores, torch.Tensor]:
+    """{name: |θ ⊙ ∂R/∂θ|} and the same scores flattened into one tensor."""
+    with parametrize.cached():
+        weights = {f"{name}.weight": m.weight for name, m in layers}  # cached: the tensors the forward uses
+        like = next(iter(weights.values()))
+        grads = _grad(model(like.new_ones((1, *input_shape))).sum(), list(weights.values()))
+    out = {k: (w.detach() * g).abs() for (k, w), g in zip(weights.items(), grads)}
+    return out, torch.cat([s.flatten() for s in out.values()])
 
 
 # ----------------------------------------------------------------------------- per-node criteria
