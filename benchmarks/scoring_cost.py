@@ -88,6 +88,14 @@ def plot(frame: pd.DataFrame, quick: bool) -> None:
     common.save_figure(fig, "scoring_cost", quick)
 
 
+def summary(frame: pd.DataFrame) -> list[str]:
+    """CroP scoring ÷ training step, both Hg paths, per model: the headline of this benchmark for `./kit bench`."""
+    crop = frame[frame.criterion == "crop"].pivot_table(index=["model", "width"], columns="method",
+                                                        values="steps_per_batch", sort=False)
+    return [f"scoring ÷ training step (crop, target ≤ {TARGET_CROP:g} on ResNet18): " + "; ".join(
+        f"{m} ×{w:g} {r['double']:.2f} double / {r['forward']:.2f} forward" for (m, w), r in crop.iterrows())]
+
+
 def main(quick: bool = False) -> pd.DataFrame:
     common.header("scoring cost: one scoring batch ÷ one training step (Hg by double backprop and by forward mode)",
                   quick)

@@ -71,9 +71,8 @@ def authors_synflow(model, input_shape, sparsity: float, rounds: int) -> dict[st
     return {f"{name}.weight": module.weight_mask.bool() for name, module in layers}
 
 
-def run_config(model, width, shape, rounds, repeats) -> dict:
-    name = model
-    base = models.build(name, shape, 10, width=width, seed=0)
+def run_config(model: str, width, shape, rounds, repeats) -> dict:
+    base = models.build(model, shape, 10, width=width, seed=0)
     batches = [common.batch(shape, 2, dev=torch.device("cpu"))]  # SynFlow reads only the input shape
     candidates = {
         "cropkit": lambda m: prune.masks(prune.synflow(m, batches, SPARSITY, iterations=rounds)),
@@ -82,16 +81,21 @@ def run_config(model, width, shape, rounds, repeats) -> dict:
     seconds, masks = {n: [] for n in candidates}, {}
     for r in range(repeats + 1):  # round 0 is a warm-up
         for n in (list(candidates) if r % 2 == 0 else list(candidates)[::-1]):
-            model = copy.deepcopy(base)
+            fresh = copy.deepcopy(base)
             start = time.perf_counter()
-            masks[n] = candidates[n](model)
+            masks[n] = candidates[n](fresh)
             if r:
                 seconds[n].append(time.perf_counter() - start)
     kept = [torch.cat([masks[n][k].flatten() for k in masks["cropkit"]]) for n in candidates]
     cropkit_s, authors_s = (statistics.median(seconds[n]) for n in candidates)
-    return dict(model=name, width=width, input_shape="×".join(map(str, shape)), rounds=rounds, sparsity=SPARSITY,
+    return dict(model=model, width=width, input_shape="×".join(map(str, shape)), rounds=rounds, sparsity=SPARSITY,
                 cropkit_s=cropkit_s, authors_s=authors_s, ratio=cropkit_s / authors_s,
                 agreement=float((kept[0] & kept[1]).sum() / (kept[0] | kept[1]).sum()), repeats=repeats)
+
+
+def summary(frame: pd.DataFrame) -> list[str]:
+    return [f"SynFlow ÷ the authors' algorithm (target ≤ {TARGET:g}): " + "; ".join(
+        f"{r.model} ×{r.width:g} {r.ratio:.2f}" for r in frame.itertuples())]
 
 
 def main(quick: bool = False) -> pd.DataFrame:

@@ -120,8 +120,10 @@ def synflow(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scores:
 
     Computed in the model's dtype on the model itself, made absolute in place and restored exactly afterwards
     (`_linearised`; as Tanaka et al.'s code does: a copy per round cost more than the pass). R is a product of |θ|
-    over the whole depth, so in float32 it can over- or underflow: when a score is not finite or the nonzero scores
-    leave [1e-30, 1e30] (float32 ends near 1e±38), the round is recomputed in float64 on a copy.
+    over the whole depth, so in float32 it can over- or underflow: when a score is not finite, every score is zero or
+    the nonzero ones leave [1e-30, 1e30] (float32 ends near 1e±38), the round is recomputed in float64 on a copy and
+    the scores are returned in float64. (A score more than ~15 orders of magnitude below all others can still flush
+    to zero in float32: it is among the first pruned either way.)
     """
     inputs, _ = _batches(batches, model)[0]
     with _linearised(model):
@@ -151,12 +153,14 @@ def _linearised(model: nn.Module):
 
 def _synflow_round(model: nn.Module, input_shape, layers=None) -> Scores:
     """One SynFlow score of a `_linearised` model, w.r.t. its effective weights (θ_orig ⊙ m for the kit's masks), in
-    its dtype, or in float64 on a copy when that is not representable. ``layers``: its prunable layers, if listed."""
+    its dtype, or in float64 (computed on a copy, returned as such) when that dtype cannot represent the scores.
+    ``layers``: its prunable layers, if listed."""
     out, flat = _synflow_pass(model, input_shape, layers or _layers(model))
-    low, high = torch.aminmax(torch.where(flat > 0, flat, 1.0))  # scores are ≥ 0; NaN fails both tests below
-    if flat.dtype != torch.float64 and not (low >= SYNFLOW_RANGE[0] and high <= SYNFLOW_RANGE[1]):
+    # scores are ≥ 0; NaN fails every test below; all zero is what a product that underflowed everywhere leaves
+    low, high = torch.where(flat > 0, flat, torch.inf).amin(), flat.amax()
+    if flat.dtype != torch.float64 and not (low >= SYNFLOW_RANGE[0] and 0 < high <= SYNFLOW_RANGE[1]):
         double = copy.deepcopy(model).double()
-        out = {k: v.to(flat.dtype) for k, v in _synflow_pass(double, input_shape, _layers(double))[0].items()}
+        out = _synflow_pass(double, input_shape, _layers(double))[0]  # kept in float64: float32 cannot hold them
     return out
 
 
