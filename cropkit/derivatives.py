@@ -1,5 +1,6 @@
 """What the pruning criteria differentiate, written once: the scoring batches, the effective weights, g = ∇_θ L,
-the Hessian-gradient product Hg, gates on node outputs, and the layer → BatchNorm pairs.
+the Hessian-gradient product Hg (by double backprop or forward over reverse, `hessian_gradient`), the derivative
+kernels that make its second derivatives cheap, gates on node outputs, and the layer → BatchNorm pairs.
 
 The conventions (eval mode, effective weights θ_orig ⊙ m, H(g ⊙ m) on a masked network, several batches
 averaged) are stated in `cropkit.scores`, whose formulas call these.

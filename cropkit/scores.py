@@ -120,9 +120,9 @@ def synflow(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scores:
 
     Computed in the model's dtype on the model itself, made absolute in place and restored exactly afterwards
     (`_linearised`; as Tanaka et al.'s code does: a copy per round cost more than the pass). R is a product of |θ|
-    over the whole depth, so in float32 it can over- or underflow: when a score is not finite, every score is zero or
-    the nonzero ones leave [1e-30, 1e30] (float32 ends near 1e±38), the round is recomputed in float64 on a copy and
-    the scores are returned in float64. (A score more than ~15 orders of magnitude below all others can still flush
+    over the whole depth, so in float32 it can over- or underflow: when R or a nonzero score is not finite or leaves
+    [1e-30, 1e30] (float32 ends near 1e±38), the round is recomputed in float64 on a copy and the scores are
+    returned in float64. (A score more than ~15 orders of magnitude below all others can still flush
     to zero in float32: it is among the first pruned either way.)
     """
     inputs, _ = _batches(batches, model)[0]
@@ -155,23 +155,39 @@ def _synflow_round(model: nn.Module, input_shape, layers=None) -> Scores:
     """One SynFlow score of a `_linearised` model, w.r.t. its effective weights (θ_orig ⊙ m for the kit's masks), in
     its dtype, or in float64 (computed on a copy, returned as such) when that dtype cannot represent the scores.
     ``layers``: its prunable layers, if listed."""
-    out, flat = _synflow_pass(model, input_shape, layers or _layers(model))
-    # scores are ≥ 0; NaN fails every test below; all zero is what a product that underflowed everywhere leaves
-    low, high = torch.where(flat > 0, flat, torch.inf).amin(), flat.amax()
-    if flat.dtype != torch.float64 and not (low >= SYNFLOW_RANGE[0] and 0 < high <= SYNFLOW_RANGE[1]):
+    out, flat, r = _synflow_pass(model, input_shape, layers or _layers(model))
+    if flat.dtype != torch.float64 and not _held(flat, r):
         double = copy.deepcopy(model).double()
         out = _synflow_pass(double, input_shape, _layers(double))[0]  # kept in float64: float32 cannot hold them
     return out
 
 
-def _synflow_pass(model: nn.Module, input_shape, layers) -> tuple[Scores, torch.Tensor]:
-    """{name: |θ ⊙ ∂R/∂θ|} and the same scores flattened into one tensor."""
+def _held(flat: torch.Tensor, r: float) -> bool:
+    """Whether R, the largest score and the smallest nonzero score (scores are ≥ 0) lie in SYNFLOW_RANGE; NaN fails.
+
+    The smallest nonzero score is read from the float32 bit patterns, which order nonnegative floats as their
+    values do: b − 1 masked to 31 bits sends 0 to the top and keeps the order of the rest, so one ``amin`` finds it
+    (a masked minimum, ``torch.where`` and ``amin``, took six times as long as the whole check)."""
+    low, high = SYNFLOW_RANGE
+    if not (low <= r <= high and flat.amax() <= high):
+        return False
+    smallest = int((flat.float().view(torch.int32) - 1).bitwise_and_(0x7FFFFFFF).amin()) + 1  # its bit pattern
+    return smallest == 0x7FFFFFFF + 1 or smallest >= _float32_bits(low)  # all zero: only bias paths carry R
+
+
+def _float32_bits(value: float) -> int:
+    return int(torch.tensor(value, dtype=torch.float32).view(torch.int32))
+
+
+def _synflow_pass(model: nn.Module, input_shape, layers) -> tuple[Scores, torch.Tensor, float]:
+    """{name: |θ ⊙ ∂R/∂θ|}, the same scores flattened into one tensor, and R."""
     with parametrize.cached():
         weights = {f"{name}.weight": m.weight for name, m in layers}  # cached: the tensors the forward uses
         like = next(iter(weights.values()))
-        grads = _grad(model(like.new_ones((1, *input_shape))).sum(), list(weights.values()))
+        r = model(like.new_ones((1, *input_shape))).sum()
+        grads = _grad(r, list(weights.values()))
     out = {k: (w.detach() * g).abs() for (k, w), g in zip(weights.items(), grads)}
-    return out, torch.cat([s.flatten() for s in out.values()])
+    return out, torch.cat([s.flatten() for s in out.values()]), float(r)
 
 
 # ----------------------------------------------------------------------------- per-node criteria

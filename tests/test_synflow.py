@@ -70,7 +70,7 @@ def test_float64_where_float32_cannot_hold_the_product(scale):
     recomputed in float64 and returned in float64 (cast back, the overflowing scores would all be inf and tie)."""
     model, batches = chain(40, scale), [(torch.randn(2, 4), torch.zeros(2, dtype=torch.long))]
     with scores._linearised(model):
-        float32, flat = scores._synflow_pass(model, (4,), list(models.prunable_layers(model)))
+        float32, flat, _ = scores._synflow_pass(model, (4,), list(models.prunable_layers(model)))
     positive = flat[flat > 0]
     assert not torch.isfinite(flat).all() or positive.numel() < flat.numel() or positive.min() < 1e-30
     got, want = scores.synflow(model, batches), float64_copy_synflow(model, batches, cast=False)
@@ -102,3 +102,17 @@ def test_the_model_is_given_back_bit_for_bit():
     for k, v in model.state_dict().items():
         if not k.endswith(".mask"):
             assert torch.equal(v, before[k]), k
+
+
+@pytest.mark.parametrize("values, held", [
+    ([0.0, 1.0, 5e3], True),
+    ([0.0, 0.0], True),                   # every score zero (only bias paths carry R): nothing to lose
+    ([0.0, 1e-31, 1.0], False),           # a nonzero score below 1e-30: float32 is losing it
+    ([2e30, 1.0], False),
+    ([float("inf"), 1.0], False),
+    ([float("nan"), 1.0], False),
+    ([1e-30, 1e30], True),
+])
+def test_the_float32_check(values, held):
+    assert scores._held(torch.tensor(values, dtype=torch.float32), r=1.0) is held
+    assert not scores._held(torch.tensor([1.0]), r=1e-31) and not scores._held(torch.tensor([1.0]), r=float("nan"))
