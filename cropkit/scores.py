@@ -172,11 +172,10 @@ def _held(flat: torch.Tensor, r: float) -> bool:
     if not (low <= r <= high and flat.amax() <= high):
         return False
     smallest = int((flat.float().view(torch.int32) - 1).bitwise_and_(0x7FFFFFFF).amin()) + 1  # its bit pattern
-    return smallest == 0x7FFFFFFF + 1 or smallest >= _float32_bits(low)  # all zero: only bias paths carry R
+    return smallest == 0x7FFFFFFF + 1 or smallest >= _LOW_BITS  # all zero: only bias paths carry R
 
 
-def _float32_bits(value: float) -> int:
-    return int(torch.tensor(value, dtype=torch.float32).view(torch.int32))
+_LOW_BITS = int(torch.tensor(SYNFLOW_RANGE[0], dtype=torch.float32).view(torch.int32))  # SYNFLOW_RANGE[0]'s pattern
 
 
 def _synflow_pass(model: nn.Module, input_shape, layers) -> tuple[Scores, torch.Tensor, float]:
@@ -187,7 +186,7 @@ def _synflow_pass(model: nn.Module, input_shape, layers) -> tuple[Scores, torch.
         r = model(like.new_ones((1, *input_shape))).sum()
         grads = _grad(r, list(weights.values()))
     out = {k: (w.detach() * g).abs() for (k, w), g in zip(weights.items(), grads)}
-    return out, torch.cat([s.flatten() for s in out.values()]), float(r)
+    return out, torch.cat([s.flatten() for s in out.values()]), float(r.detach())
 
 
 # ----------------------------------------------------------------------------- per-node criteria
