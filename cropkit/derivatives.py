@@ -338,6 +338,13 @@ def _affine_norm_forward(m: nn.Module) -> Callable:
     return forward
 
 
+def _fast_conv(m: nn.Module) -> bool:
+    """A Conv1d/Conv2d (masked or not: the kit's mask parametrisation keeps the class's forward; a subclass with a
+    forward of its own is left alone) with plain zero padding."""
+    return type(m).forward in (nn.Conv1d.forward, nn.Conv2d.forward) and m.padding_mode == "zeros" \
+        and not isinstance(m.padding, str)
+
+
 @contextlib.contextmanager
 def _derivative_kernels(model: nn.Module, convs: bool):
     """While the block runs (in eval mode), eval-mode BatchNorms compute as affine maps and, with ``convs``,
@@ -349,8 +356,7 @@ def _derivative_kernels(model: nn.Module, convs: bool):
             continue
         if isinstance(m, NORM_TYPES) and not m.training and m.running_mean is not None and m.running_var is not None:
             m.forward = _affine_norm_forward(m)
-        elif convs and type(m) in (nn.Conv1d, nn.Conv2d) and m.padding_mode == "zeros" \
-                and not isinstance(m.padding, str):
+        elif convs and _fast_conv(m):
             m.forward = _conv_forward(m)
         else:
             continue

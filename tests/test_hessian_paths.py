@@ -174,3 +174,14 @@ def test_conv_kernels_are_exact_to_second_order(conv):
     with torch.no_grad():
         torch.testing.assert_close(fn(x, w), F.conv2d(x, w, None, *spec) if x.dim() == 4 else
                                    F.conv1d(x, w, None, *spec), rtol=0, atol=0)
+
+
+
+def test_masked_convolutions_get_the_derivative_kernels_too():
+    """A masked conv is a parametrised subclass that keeps Conv2d's forward: it is swapped like a plain one."""
+    model = zoo("cnn", masked=True)
+    with derivatives.eval_mode(model), derivatives._derivative_kernels(model, convs=True):
+        swapped = [name for name, m in model.named_modules() if "forward" in vars(m)]
+    convs = [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    assert convs and set(convs) <= set(swapped)
+    assert not any("forward" in vars(m) for m in model.modules())
