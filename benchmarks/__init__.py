@@ -11,8 +11,10 @@
 |--------------------|---------------------------------------------------------------------------------|
 | structured_payoff  | CroP-S pruned ÷ dense: params, FLOPs, step/inference time, memory, disk         |
 | masks_alone        | unstructured masks (cropkit's and torch.nn.utils.prune's) ÷ dense: time, memory |
-| scoring_cost       | one scoring batch of each criterion ÷ one training step                         |
+| scoring_cost       | one scoring batch of each criterion ÷ one training step, Hg both ways           |
+| synflow_cost       | cropkit's SynFlow (100 rounds) ÷ the Synaptic-Flow authors' algorithm, restated |
 | finding_cost       | wall time and epochs of finding the sparse net ÷ dense training, with accuracy  |
+| sparse_kernels     | a masked training step with CSR sparse kernels ÷ the kit's masked dense one     |
 | vs_torch_pruning   | torch-pruning's MagnitudePruner against cropkit's CroP-S                        |
 | detector_overhead  | the EarlyCroP detector's cost per epoch (when present)                          |
 

@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-NAMES = ("structured_payoff", "masks_alone", "scoring_cost", "finding_cost", "vs_torch_pruning",
-         "detector_overhead")
+NAMES = ("structured_payoff", "masks_alone", "scoring_cost", "synflow_cost", "finding_cost", "sparse_kernels",
+         "vs_torch_pruning", "detector_overhead")
 OPTIONAL = ("detector_overhead",)  # written separately; run when it is there
 
 
@@ -61,12 +61,17 @@ def main(argv=None) -> int:
     print(f"benchmarks: {', '.join(names)}{' (--quick)' if args.quick else ''}")
     print(f"command: python -m benchmarks {' '.join(sys.argv[1:] if argv is None else argv)}")
     print(f"where:   {common.where()}")
-    start = time.perf_counter()
+    start, lines = time.perf_counter(), []
     for name in names:
         module = importlib.import_module(f"benchmarks.{name}")
         t = time.perf_counter()
-        call(module.main, args)
+        frame = call(module.main, args)
         print(f"    [{name}: {time.perf_counter() - t:.0f} s]")
+        if hasattr(module, "summary") and frame is not None:
+            lines += module.summary(frame)
+    if lines:  # the headline ratios side by side, one line per benchmark
+        print(f"\n=== summary{' (--quick: not meaningful)' if args.quick else ''}")
+        print("\n".join(f"    {line}" for line in lines))
     print(f"\nall benchmarks done in {time.perf_counter() - start:.0f} s · {common.load()} at the end")
     return 0
 

@@ -58,6 +58,12 @@ def plot(frame: pd.DataFrame, quick: bool) -> None:
     common.save_figure(fig, "finding_cost", quick)
 
 
+def summary(frame: pd.DataFrame) -> list[str]:
+    ratio = dict(zip(frame.method, frame.time_ratio))
+    return [f"EarlyCroP ÷ dense training (target ≤ {TARGET:g}): -U {ratio['earlycrop-u']:.2f} (masked layers; no "
+            f"sparse kernels, see sparse_kernels), -S {ratio['earlycrop-s']:.2f}; LTR {ratio['ltr']:.2f}"]
+
+
 def main(quick: bool = False) -> pd.DataFrame:
     profile = "smoke" if quick else "cpu"
     common.header(f"finding cost: whole method ÷ dense training (profile {profile})", quick)

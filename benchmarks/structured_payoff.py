@@ -131,6 +131,14 @@ def report(frame: pd.DataFrame, quick: bool) -> None:
               f"{common.verdict(1 / row.memory_ratio, TARGET_MEMORY)}")
 
 
+def summary(frame: pd.DataFrame) -> list[str]:
+    """One line per (model, width) at target 0.9, weight budget: the headline of this benchmark for `./kit bench`."""
+    part = frame[(frame.target_sparsity == 0.9) & (frame.budget == "weights")]
+    return ["structured payoff (CroP-S at 0.9, weight budget): " + "; ".join(
+        f"{r.model} ×{r.width:g} step ×{r.step_speedup:.2f} faster, {r.share_train:.0%} of the FLOP cut"
+        for r in part.itertuples())]
+
+
 def main(quick: bool = False, full: bool = False) -> pd.DataFrame:
     """Run the grid (``full``: larger batches and more repeats at full width) and return one row per pruned model."""
     common.header("structured payoff: CroP-S pruned ÷ dense", quick)

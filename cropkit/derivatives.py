@@ -1,5 +1,6 @@
 """What the pruning criteria differentiate, written once: the scoring batches, the effective weights, g = ∇_θ L,
-the Hessian-gradient product Hg, gates on node outputs, and the layer → BatchNorm pairs.
+the Hessian-gradient product Hg (by double backprop or forward over reverse, `hessian_gradient`), the derivative
+kernels that make its second derivatives cheap, gates on node outputs, and the layer → BatchNorm pairs.
 
 The conventions (eval mode, effective weights θ_orig ⊙ m, H(g ⊙ m) on a masked network, several batches
 averaged) are stated in `cropkit.scores`, whose formulas call these.
@@ -7,10 +8,12 @@ averaged) are stated in `cropkit.scores`, whose formulas call these.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from typing import Callable, Iterable
 
 import torch
 from torch import nn
+from torch.func import functional_call
 from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
@@ -44,6 +47,10 @@ def _batches(batches: Iterable, model: nn.Module) -> list[tuple[torch.Tensor, to
     return out
 
 
+def _names(model: nn.Module) -> list[str]:
+    return [f"{name}.weight" for name, _ in _layers(model)]
+
+
 def _effective_weights(model: nn.Module) -> Scores:
     """{"<module>.weight": the tensor the forward pass uses}. Call inside ``parametrize.cached()`` so that a
     masked weight (θ_orig ⊙ m) is computed once and reused by the forward: gradients w.r.t. it are
@@ -71,24 +78,24 @@ def _uniform(shape, seed: int, like: torch.Tensor) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- gradients
 
-def _sum_over_batches(model: nn.Module, batches, loss_fn: Callable | None, per_batch) -> Scores:
-    """Σ_b per_batch(weights, L_b / B) over the scoring batches, in eval mode, with ``weights`` the effective
-    prunable weights of that forward pass (``parametrize.cached``: a masked weight is computed once)."""
-    loss_fn, data = _loss_fn(loss_fn), _batches(batches, model)
+def _sum_over_batches(model: nn.Module, data, loss_fn: Callable, per_batch, n: int) -> list[torch.Tensor]:
+    """Σ_b per_batch(weights, L_b / n) over ``data`` (already `_batches`), in eval mode, with ``weights`` the
+    effective prunable weights of that forward pass (``parametrize.cached``: a masked weight is computed once)."""
     total = None
     with eval_mode(model):
         for inputs, targets in data:
             with parametrize.cached():
-                weights = _effective_weights(model)
-                loss = loss_fn(model(inputs), targets) / len(data)
-                values = per_batch(list(weights.values()), loss)
+                weights = list(_effective_weights(model).values())
+                values = per_batch(weights, loss_fn(model(inputs), targets) / n)
             total = values if total is None else [t + v for t, v in zip(total, values)]
-    return {k: v.detach() for k, v in zip(weights, total)}
+    return [t.detach() for t in total]
 
 
 def gradient(model: nn.Module, batches, loss_fn: Callable | None = None) -> Scores:
     """g = ∇_θ L with L = (1/B) Σ_b L_b, w.r.t. the effective prunable weights (eval mode)."""
-    return _sum_over_batches(model, batches, loss_fn, lambda weights, loss: _grad(loss, weights))
+    data = _batches(batches, model)
+    total = _sum_over_batches(model, data, _loss_fn(loss_fn), lambda weights, loss: _grad(loss, weights), len(data))
+    return dict(zip(_names(model), total))
 
 
 def _masks(model: nn.Module) -> Scores:
@@ -109,31 +116,256 @@ def _flowing(model: nn.Module, g: Scores) -> Scores:
     return {k: v * m[k].to(v.dtype) if k in m else v for k, v in g.items()}
 
 
-def hessian_gradient(model: nn.Module, batches, loss_fn: Callable | None = None) -> tuple[Scores, Scores]:
-    """(g, Hg): g as in `gradient`, then Hg = (1/B) Σ_b ∇_θ(gᵀ ∇_θ L_b) with g held constant.
+# ----------------------------------------------------------------------------- the Hessian-gradient product
 
-    One Hessian-vector product (double backprop) per batch; H itself is never formed.
+METHODS = ("double", "forward")
+FORWARD_FALLBACKS: dict[str, str] = {}  # model class → why method="forward" fell back to double backprop
+
+
+def hessian_gradient(model: nn.Module, batches, loss_fn: Callable | None = None,
+                     method: str = "double") -> tuple[Scores, Scores]:
+    """(g, Hg): g as in `gradient`, then Hg = (1/B) Σ_b H_b g with g held constant; H itself is never formed.
 
     On a masked network g is first restricted to the kept weights, g ← g ⊙ m, and the product is H(g ⊙ m): a
     pruned weight is frozen at zero and takes no part in the gradient flow gᵀg of the network being re-scored
     (as the EarlyCroP code computes z = Σ g ⊙ ∇L_b ⊙ m, and as `cropkit.ntk.gradient_flow` counts a pruned net).
-    The returned g is g ⊙ m.
+    The returned g is g ⊙ m; Hg is w.r.t. the effective weights θ_orig ⊙ m (pruned entries included).
+
+    ``method`` — two ways to the same H·v (Pearlmutter 1994), equal to rounding:
+
+    ``"double"`` (default)  reverse over reverse: Hg_b = ∇_θ(gᵀ ∇_θ L_b), backpropagating through the graph of the
+                            gradient. The last batch's gradient graph is kept, so its forward and backward serve
+                            both g and its Hg (one batch: 3 gradients' worth of work, not 4).
+    ``"forward"``           forward over reverse: Hg_b = ∂/∂ε ∇_θ L_b(θ + ε g), ``torch.func.jvp`` of
+                            ``torch.func.grad``. It cannot reuse g's pass (the direction g must be known before
+                            the forward), and on the CPUs measured it was the slower one (docs/performance.md).
+                            Where forward AD fails it falls back to double backprop, with a warning and the reason
+                            in ``FORWARD_FALLBACKS``.
     """
-    data = _batches(batches, model)
-    g = list(_flowing(model, gradient(model, data, loss_fn)).values())
+    data, loss_fn = _batches(batches, model), _loss_fn(loss_fn)
+    if _check_method(method) == "forward":
+        result = _forward_or_none(model, lambda: _hessian_gradient_forward(model, data, loss_fn))
+        if result is not None:
+            return result
+    return _hessian_gradient_double(model, data, loss_fn)
+
+
+def _check_method(method: str) -> str:
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r} for the Hessian-gradient product; choose one of {list(METHODS)}")
+    return method
+
+
+def _head_gradient(model: nn.Module, data, loss_fn: Callable) -> list[torch.Tensor] | None:
+    """Σ_b ∇L_b / B over every batch but the last (None for one batch): the last batch's gradient comes with its Hg."""
+    if len(data) == 1:
+        return None
+    return _sum_over_batches(model, data[:-1], loss_fn, lambda weights, loss: _grad(loss, weights), len(data))
+
+
+def _completed(model: nn.Module, head: list[torch.Tensor] | None, last: list[torch.Tensor]) -> list[torch.Tensor]:
+    """g ⊙ m from the other batches' gradient sum and the last batch's gradient (a graph kept for its Hg)."""
+    total = [d.detach() for d in last] if head is None else [h + d.detach() for h, d in zip(head, last)]
+    return list(_flowing(model, dict(zip(_names(model), total))).values())
+
+
+def _hessian_gradient_double(model: nn.Module, data, loss_fn: Callable) -> tuple[Scores, Scores]:
+    head, n, names = _head_gradient(model, data, loss_fn), len(data), _names(model)
+    with eval_mode(model), _derivative_kernels(model, convs=True), parametrize.cached():
+        inputs, targets = data[-1]
+        weights = list(_effective_weights(model).values())
+        grads = _grad(loss_fn(model(inputs), targets) / n, weights, create_graph=True)
+        g = _completed(model, head, grads)
+        hg = _grad(sum((d * v).sum() for d, v in zip(grads, g)), weights)  # the kept graph: ∇(gᵀ∇L_last)
+    del grads
 
     def hvp(weights, loss):
         grads = _grad(loss, weights, create_graph=True)
-        z = sum((gi * g_const).sum() for gi, g_const in zip(grads, g))  # gᵀ∇L_b, g constant
-        return _grad(z, weights)
+        return _grad(sum((d * v).sum() for d, v in zip(grads, g)), weights)  # ∇_θ(gᵀ∇L_b), g constant
 
-    hg = _sum_over_batches(model, data, loss_fn, hvp)
-    return dict(zip(hg, g)), hg
+    if len(data) > 1:
+        with eval_mode(model), _derivative_kernels(model, convs=True):
+            hg = [a + b for a, b in zip(_sum_over_batches(model, data[:-1], loss_fn, hvp, n), hg)]
+    return dict(zip(names, g)), {k: v.detach() for k, v in zip(names, hg)}
+
+
+def _hessian_gradient_forward(model: nn.Module, data, loss_fn: Callable) -> tuple[Scores, Scores]:
+    g = _flowing(model, gradient(model, data, loss_fn))
+    theta, fixed = _functional_weights(model)  # {functional name: θ}, the masks set to ones
+    tangent = {f: g[k] for f, k in zip(theta, g)}
+    total = None
+    with eval_mode(model), _derivative_kernels(model, convs=False):
+        for inputs, targets in data:
+            def batch_loss(theta_, inputs=inputs, targets=targets):
+                return loss_fn(functional_call(model, (theta_, fixed), (inputs,)), targets) / len(data)
+
+            with torch.no_grad():  # no graph for the other parameters; grad and jvp run their own levels
+                _, hg = torch.func.jvp(torch.func.grad(batch_loss), (theta,), (tangent,))  # ∂/∂ε ∇L_b(θ + εg)
+            total = hg if total is None else {k: total[k] + hg[k] for k in total}
+    return g, {k: total[f] for f, k in zip(theta, g)}
+
+
+def _functional_weights(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The effective prunable weights under the names ``torch.func.functional_call`` swaps, in layer order, and the
+    tensors that make the swap exact: a masked weight is passed as its parametrisation's ``original`` with the mask
+    set to ones, so that θ_orig ⊙ m enters the forward as the effective weight itself and the derivative is w.r.t.
+    it (pruned entries included), as in the double-backprop path. Call `_forward_blocker` first."""
+    theta, fixed = {}, {}
+    for (name, m), (_, w) in zip(_layers(model), _weights_now(model).items()):
+        if parametrize.is_parametrized(m, "weight"):
+            theta[f"{name}.parametrizations.weight.original"] = w
+            fixed[f"{name}.parametrizations.weight.0.mask"] = torch.ones_like(m.parametrizations.weight[0].mask)
+        else:
+            theta[f"{name}.weight"] = w
+    return theta, fixed
+
+
+def _forward_blocker(model: nn.Module) -> str | None:
+    """Why forward mode cannot take this model's effective weights as its inputs, or None."""
+    for name, m in _layers(model):
+        if parametrize.is_parametrized(m, "weight"):
+            kinds = [type(p).__name__ for p in m.parametrizations.weight]
+            if len(kinds) != 1 or not isinstance(getattr(m.parametrizations.weight[0], "mask", None), torch.Tensor):
+                return f"layer {name!r} has the weight parametrisation(s) {kinds}, not a single mask"
+        elif not isinstance(m.weight, nn.Parameter):
+            return f"layer {name!r}'s weight is not a parameter (a forward pre-hook, e.g. torch.nn.utils.prune?)"
+    return None
+
+
+def _forward_or_none(model: nn.Module, compute: Callable):
+    """compute() when forward mode works for ``model``; else None, with a warning and the reason recorded in
+    ``FORWARD_FALLBACKS[type(model).__name__]``. A failure that is not forward mode's own (a bad loss, say)
+    raises again on the double-backprop path, so nothing is hidden."""
+    reason = _forward_blocker(model)
+    if reason is None:
+        try:
+            return compute()
+        except (RuntimeError, NotImplementedError) as error:
+            reason = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
+    FORWARD_FALLBACKS[type(model).__name__] = reason
+    warnings.warn(f"forward-mode Hg is not available for {type(model).__name__} ({reason}); "
+                  f"using double backprop instead", stacklevel=3)
+    return None
 
 
 def _weights_now(model: nn.Module) -> Scores:
     with parametrize.cached():
         return {k: w.detach() for k, w in _effective_weights(model).items()}
+
+
+# ----------------------------------------------------------------------------- derivative kernels
+
+class _Conv(torch.autograd.Function):
+    """y = w ⋆ x (a convolution without bias), whose gradients are the two functions below: every derivative of
+    any order is then one of PyTorch's three tuned convolution kernels (forward, input-gradient, weight-gradient).
+    Autograd's own second derivative of a convolution computes the weight-gradient term as a convolution of the
+    activations with the output gradient as the kernel, which was 4–8× slower on the CPUs measured."""
+
+    @staticmethod
+    def forward(ctx, x, w, spec):
+        ctx.save_for_backward(x, w)
+        ctx.spec = spec
+        stride, padding, dilation, groups = spec
+        return torch.ops.aten.convolution(x, w, None, stride, padding, dilation, False, [0] * len(stride), groups)
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, w = ctx.saved_tensors
+        gx = _ConvInputGrad.apply(gy, x, w, ctx.spec) if ctx.needs_input_grad[0] else None
+        gw = _ConvWeightGrad.apply(gy, x, w, ctx.spec) if ctx.needs_input_grad[1] else None
+        return gx, gw, None
+
+
+def _conv_backward(gy, x, w, spec, which: int) -> torch.Tensor:
+    stride, padding, dilation, groups = spec
+    mask = [which == 0, which == 1, False]
+    return torch.ops.aten.convolution_backward(gy, x, w, None, stride, padding, dilation, False, [0] * len(stride),
+                                               groups, mask)[which]
+
+
+class _ConvInputGrad(torch.autograd.Function):
+    """∂L/∂x = wᵀ ⋆ gy: bilinear in (gy, w); x gives only the shape."""
+
+    @staticmethod
+    def forward(ctx, gy, x, w, spec):
+        ctx.save_for_backward(gy, x, w)
+        ctx.spec = spec
+        return _conv_backward(gy, x, w, spec, 0)
+
+    @staticmethod
+    def backward(ctx, u):  # ⟨u, wᵀ ⋆ gy⟩ = ⟨w ⋆ u, gy⟩
+        gy, x, w = ctx.saved_tensors
+        d_gy = _Conv.apply(u, w, ctx.spec) if ctx.needs_input_grad[0] else None
+        d_w = _ConvWeightGrad.apply(gy, u, w, ctx.spec) if ctx.needs_input_grad[2] else None
+        return d_gy, None, d_w, None
+
+
+class _ConvWeightGrad(torch.autograd.Function):
+    """∂L/∂w = gy ⋆ x: bilinear in (gy, x); w gives only the shape."""
+
+    @staticmethod
+    def forward(ctx, gy, x, w, spec):
+        ctx.save_for_backward(gy, x, w)
+        ctx.spec = spec
+        return _conv_backward(gy, x, w, spec, 1)
+
+    @staticmethod
+    def backward(ctx, v):  # ⟨v, gy ⋆ x⟩ = ⟨gy, v ⋆ x⟩ = ⟨vᵀ ⋆ gy, x⟩
+        gy, x, w = ctx.saved_tensors
+        d_gy = _Conv.apply(x, v, ctx.spec) if ctx.needs_input_grad[0] else None
+        d_x = _ConvInputGrad.apply(gy, x, v, ctx.spec) if ctx.needs_input_grad[1] else None
+        return d_gy, d_x, None, None
+
+
+def _conv_forward(m: nn.Module) -> Callable:
+    spec = (list(m.stride), list(m.padding), list(m.dilation), m.groups)
+
+    def forward(x):
+        out = _Conv.apply(x, m.weight, spec)
+        return out if m.bias is None else out + m.bias.view((1, -1) + (1,) * (out.dim() - 2))
+    return forward
+
+
+def _affine_norm_forward(m: nn.Module) -> Callable:
+    """An eval-mode BatchNorm as the affine map it is, x·s + t with s = γ / √(σ² + ε), t = β − μ·s: its derivatives
+    of every order are products and sums (the generic BatchNorm derivatives also serve train mode and cost more)."""
+    def forward(x):
+        scale = torch.rsqrt(m.running_var + m.eps)
+        scale = scale if m.weight is None else scale * m.weight
+        shift = -m.running_mean * scale if m.bias is None else m.bias - m.running_mean * scale
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return x * scale.view(shape) + shift.view(shape)
+    return forward
+
+
+def _fast_conv(m: nn.Module) -> bool:
+    """A Conv1d/Conv2d (masked or not: the kit's mask parametrisation keeps the class's forward; a subclass with a
+    forward of its own is left alone) with plain zero padding."""
+    return type(m).forward in (nn.Conv1d.forward, nn.Conv2d.forward) and m.padding_mode == "zeros" \
+        and not isinstance(m.padding, str)
+
+
+@contextlib.contextmanager
+def _derivative_kernels(model: nn.Module, convs: bool):
+    """While the block runs (in eval mode), eval-mode BatchNorms compute as affine maps and, with ``convs``,
+    Conv1d/Conv2d layers as `_Conv`; the same functions, cheaper higher derivatives. Each module's ``forward`` is
+    restored afterwards."""
+    patched = []
+    for m in model.modules():
+        if "forward" in vars(m):
+            continue
+        if isinstance(m, NORM_TYPES) and not m.training and m.running_mean is not None and m.running_var is not None:
+            m.forward = _affine_norm_forward(m)
+        elif convs and _fast_conv(m):
+            m.forward = _conv_forward(m)
+        else:
+            continue
+        patched.append(m)
+    try:
+        yield
+    finally:
+        for m in patched:
+            del m.forward
 
 
 # ----------------------------------------------------------------------------- gates
@@ -147,16 +379,16 @@ def _gate_shape(module: nn.Module, output: torch.Tensor, channels: int) -> tuple
 
 @contextlib.contextmanager
 def gates(modules: dict[str, nn.Module], like: torch.Tensor):
-    """Attach a gate c = 1 (requires grad) to the output of each module: out ← out ⊙ c. Yields {name: c}."""
+    """Attach a gate c = 1 (requires grad) to the output of each module: out ← out ⊙ c. Yields {name: c}; the hooks
+    read the gates from that dict, so a caller may swap them (forward mode passes its own)."""
     cs, handles = {}, []
     for name, module in modules.items():
         channels = module.num_features if isinstance(module, NORM_TYPES) else module.weight.shape[0]
-        c = torch.ones(channels, dtype=like.dtype, device=like.device, requires_grad=True)
+        cs[name] = torch.ones(channels, dtype=like.dtype, device=like.device, requires_grad=True)
 
-        def hook(mod, inputs, output, c=c):
-            return output * c.view(_gate_shape(mod, output, c.numel()))
+        def hook(mod, inputs, output, name=name):
+            return output * cs[name].view(_gate_shape(mod, output, cs[name].numel()))
 
-        cs[name] = c
         handles.append(module.register_forward_hook(hook))
     try:
         yield cs
@@ -178,24 +410,57 @@ def gate_gradient(model: nn.Module, batches, gated: dict[str, nn.Module], loss_f
     return {name: g.detach() for name, g in zip(cs, total)}
 
 
-def gate_hessian_gradient(model: nn.Module, batches, gated: dict[str, nn.Module], loss_fn) -> dict[str, torch.Tensor]:
+def gate_hessian_gradient(model: nn.Module, batches, gated: dict[str, nn.Module], loss_fn,
+                          method: str = "double") -> dict[str, torch.Tensor]:
     """∂z/∂c at c = 1, z = gᵀ ∇_θ L(θ, c) with g = ∇_θ L(θ, 1) held constant (g ⊙ m on a masked network, as in
-    `hessian_gradient`), for gates on the outputs of ``gated``: g over all batches first, then one double
-    backprop per batch."""
+    `hessian_gradient`), for gates on the outputs of ``gated``. ``method`` as in `hessian_gradient`: ``"double"``
+    backpropagates z to the gates (the last batch's gradient graph serves g too); ``"forward"`` takes the
+    derivative of ∂L/∂c along g, ∂/∂ε ∂L(θ + εg, c)/∂c, by forward mode."""
     loss_fn, data = _loss_fn(loss_fn), _batches(batches, model)
-    g = _flowing(model, gradient(model, data, loss_fn))
+    if _check_method(method) == "forward":
+        result = _forward_or_none(model, lambda: _gate_hessian_gradient_forward(model, data, gated, loss_fn))
+        if result is not None:
+            return result
+    return _gate_hessian_gradient_double(model, data, gated, loss_fn)
+
+
+def _gate_hessian_gradient_double(model: nn.Module, data, gated: dict[str, nn.Module], loss_fn) -> dict:
+    head, n = _head_gradient(model, data, loss_fn), len(data)
     like = next(iter(model.parameters()))
-    total = None
-    with eval_mode(model), gates(gated, like) as cs:
-        for inputs, targets in data:
+    total, g = None, None
+    with eval_mode(model), gates(gated, like) as cs, _derivative_kernels(model, convs=True):
+        for inputs, targets in data[::-1]:  # the last batch first: its gradient completes g
             with parametrize.cached():
-                weights = _effective_weights(model)
-                loss = loss_fn(model(inputs), targets) / len(data)
-                grads = _grad(loss, list(weights.values()), create_graph=True)
-                z = sum((gi * g[k]).sum() for k, gi in zip(weights, grads))
-                dz = _grad(z, list(cs.values()))
+                weights = list(_effective_weights(model).values())
+                grads = _grad(loss_fn(model(inputs), targets) / n, weights, create_graph=True)
+                g = _completed(model, head, grads) if g is None else g
+                dz = _grad(sum((d * v).sum() for d, v in zip(grads, g)), list(cs.values()))
             total = dz if total is None else [t + d for t, d in zip(total, dz)]
     return {name: d.detach() for name, d in zip(cs, total)}
+
+
+def _gate_hessian_gradient_forward(model: nn.Module, data, gated: dict[str, nn.Module], loss_fn) -> dict:
+    g = _flowing(model, gradient(model, data, loss_fn))
+    theta, fixed = _functional_weights(model)
+    tangent = {f: g[k] for f, k in zip(theta, g)}
+    like = next(iter(model.parameters()))
+    total = None
+    with eval_mode(model), gates(gated, like) as cs, _derivative_kernels(model, convs=False):
+        ones = {name: c.detach() for name, c in cs.items()}
+        try:
+            for inputs, targets in data:
+                def gate_grad(theta_, inputs=inputs, targets=targets):
+                    def batch_loss(c):
+                        cs.update(c)  # the hooks read their gates from cs
+                        return loss_fn(functional_call(model, (theta_, fixed), (inputs,)), targets) / len(data)
+                    return torch.func.grad(batch_loss)(ones)
+
+                with torch.no_grad():
+                    _, dz = torch.func.jvp(gate_grad, (theta,), (tangent,))  # ∂/∂ε ∂L(θ + εg, c)/∂c
+                total = dz if total is None else {k: total[k] + dz[k] for k in total}
+        finally:
+            cs.update(ones)
+    return total
 
 
 # ----------------------------------------------------------------------------- layer → BatchNorm

@@ -10,9 +10,9 @@ further; masks only shrink. Ties break by position (earlier layer, then earlier 
 """
 from __future__ import annotations
 
-import math
 import warnings
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
@@ -50,6 +50,12 @@ class Mask(nn.Module):
         return weight * self.mask
 
 
+def _stored(module: nn.Module) -> torch.Tensor:
+    """The weight as stored (θ_orig of a masked layer): its shape, dtype and device are the weight's, and reading it
+    does not compute θ_orig ⊙ m."""
+    return module.parametrizations.weight.original if parametrize.is_parametrized(module, "weight") else module.weight
+
+
 def _mask_module(module: nn.Module) -> Mask | None:
     if parametrize.is_parametrized(module, "weight"):
         for p in module.parametrizations.weight:
@@ -64,7 +70,7 @@ def masks(model: nn.Module) -> dict[str, torch.Tensor]:
     for name, module in _layers(model):
         mask = _mask_module(module)
         out[f"{name}.weight"] = mask.mask.clone() if mask is not None else \
-            torch.ones(module.weight.shape, dtype=torch.bool, device=module.weight.device)
+            torch.ones(_stored(module).shape, dtype=torch.bool, device=_stored(module).device)
     return out
 
 
@@ -76,24 +82,38 @@ def _set_mask(module: nn.Module, mask: torch.Tensor) -> None:
         parametrize.register_parametrization(module, "weight", Mask(mask))
 
 
-def _global_keep(ranked: torch.Tensor, sizes: list[int], n_keep: int) -> tuple[torch.Tensor, list[int]]:
-    """Boolean keep-vector of the top ``n_keep`` of ``ranked`` (flat, −inf = already pruned), where each segment
-    of ``sizes`` first reserves its own best entry. Returns it and the segments that needed the reserve."""
-    order = torch.sort(ranked, descending=True, stable=True).indices  # stable: ties keep the earlier position
-    rank = torch.empty_like(order)
-    rank[order] = torch.arange(order.numel(), device=order.device)
-    reserved = torch.zeros_like(ranked, dtype=torch.bool)
-    emptied, start = [], 0
-    for i, size in enumerate(sizes):
-        best = start + int(torch.argmax(ranked[start:start + size]))  # argmax returns the first of equal maxima
-        reserved[best] = True
-        if rank[best] >= n_keep:
-            emptied.append(i)
-        start += size
-    rest = order[~reserved[order]]
-    keep = reserved.clone()
-    keep[rest[:max(n_keep - int(reserved.sum()), 0)]] = True
-    return keep & (ranked > -math.inf) | reserved, emptied
+def _global_keep(values: np.ndarray, sizes: list[int], n_keep: int) -> tuple[np.ndarray, list[int]]:
+    """Boolean keep-vector of the top ``n_keep`` of ``values`` (flat float64, −inf = already pruned; ties: the
+    earlier position first), where each segment of ``sizes`` first reserves its own best entry. Returns it and the
+    segments that needed the reserve (their best entry is not among the top ``n_keep`` of all entries).
+
+    A selection (``np.partition``, linear time), not a sort: SynFlow ranks all weights a hundred times. The −inf
+    entries (most of them at high sparsity) stay out of the partition, which slows down on masses of equal values.
+    """
+    starts = np.cumsum([0] + list(sizes[:-1]))
+    best = [start + int(np.argmax(values[start:start + size])) for start, size in zip(starts, sizes)]
+    best_values = values[best]
+    values[best] = -np.inf  # the reserved entries leave the race for the other n_keep − L places (restored below)
+    live = np.flatnonzero(values > -np.inf)
+    places = max(n_keep - len(best), 0)
+    if places == 0:
+        chosen, threshold = live[:0], np.inf
+    elif places >= live.size:
+        chosen, threshold = live, -np.inf
+    else:
+        candidates = values[live]
+        threshold = np.partition(candidates, candidates.size - places)[candidates.size - places]
+        above = live[candidates > threshold]
+        chosen = np.concatenate([above, live[candidates == threshold][:places - above.size]])
+    values[best] = best_values
+    keep = np.zeros(values.size, dtype=bool)
+    keep[chosen] = True
+    keep[best] = True
+    # A best entry above the threshold has at most (n_keep − L − 1) + (L − 1) entries ahead of it: it is in the top
+    # n_keep without its reserve. Only the others are counted exactly.
+    emptied = [i for i, b in enumerate(best) if values[b] <= threshold and
+               int((values > values[b]).sum()) + int((values[:b] == values[b]).sum()) >= n_keep]
+    return keep, emptied
 
 
 def unstructured(model: nn.Module, scores: dict[str, torch.Tensor], sparsity: float) -> nn.Module:
@@ -104,34 +124,43 @@ def unstructured(model: nn.Module, scores: dict[str, torch.Tensor], sparsity: fl
     A layer that would lose every weight keeps its highest-scoring one (with a warning), and the count
     stays exact by taking that weight out of the global budget. Returns the model.
     """
-    sparsity = _check_sparsity(sparsity)
-    layers = _layers(model)
+    _unstructured(_layers(model), scores, _check_sparsity(sparsity))
+    return model
+
+
+def _unstructured(layers: list[tuple[str, nn.Module]], scores: dict[str, torch.Tensor], sparsity: float) -> None:
+    """`unstructured` on the prunable ``layers`` of a model (listed once by a caller that prunes many times)."""
     keys = [f"{name}.weight" for name, _ in layers]
     missing = [k for k in keys if k not in scores]
     if missing:
         raise ValueError(f"scores lack {missing}; they must hold one tensor per prunable weight: {keys}")
-    old = masks(model)
-    device = torch.device("cpu")  # rank on the CPU: float64 and stable sorting work there on every setup
-    flat = []
-    for (name, module), key in zip(layers, keys):
-        if tuple(scores[key].shape) != tuple(module.weight.shape):
+    device = torch.device("cpu")  # rank on the CPU, in float64 (NumPy's selection)
+    stored = [_stored(module) for _, module in layers]
+    for key, weight in zip(keys, stored):
+        if tuple(scores[key].shape) != tuple(weight.shape):
             raise ValueError(f"scores[{key!r}] has shape {tuple(scores[key].shape)}; the weight has "
-                             f"{tuple(module.weight.shape)}")
-        flat.append(scores[key].detach().to(device, torch.float64).flatten())
-    ranked = torch.cat(flat)
-    if torch.isnan(ranked).any():
+                             f"{tuple(weight.shape)}")
+    ranked = np.empty(sum(weight.numel() for weight in stored))  # float64
+    start = 0
+    for (_, module), key, weight in zip(layers, keys, stored):
+        piece = ranked[start:start + weight.numel()]
+        score = scores[key].detach().to(device).flatten()
+        piece[:] = (score if score.dtype in (torch.float32, torch.float64) else score.double()).numpy()
+        mask = _mask_module(module)
+        if mask is not None:  # masks only shrink
+            piece[~mask.mask.flatten().cpu().numpy()] = -np.inf
+        start += weight.numel()
+    if np.isnan(ranked).any():
         raise ValueError("scores contain NaN; every score must be a number (higher = keep)")
-    alive = torch.cat([old[k].flatten().cpu() for k in keys])
-    ranked = ranked.masked_fill(~alive, -math.inf)  # masks only shrink
-    n_keep = ranked.numel() - round(sparsity * ranked.numel())
-    sizes = [m.weight.numel() for _, m in layers]
+    n_keep = ranked.size - round(sparsity * ranked.size)
+    sizes = [weight.numel() for weight in stored]
     keep, emptied = _global_keep(ranked, sizes, n_keep)
+    keep = torch.from_numpy(keep)
     for i in emptied:
         warnings.warn(f"layer {layers[i][0]!r} would lose every weight at sparsity {sparsity}; "
-                      f"keeping its highest-scoring weight", stacklevel=2)
-    for (name, module), piece in zip(layers, torch.split(keep, sizes)):
-        _set_mask(module, piece.view(module.weight.shape).to(module.weight.device))
-    return model
+                      f"keeping its highest-scoring weight", stacklevel=3)
+    for (_, module), weight, piece in zip(layers, stored, torch.split(keep, sizes)):
+        _set_mask(module, piece.view(weight.shape).to(weight.device))
 
 
 def make_permanent(model: nn.Module) -> nn.Module:

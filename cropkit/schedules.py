@@ -13,19 +13,23 @@ import torch
 from torch import nn
 
 from cropkit import scores as S
-from cropkit.masks import _check_sparsity, _layers, unstructured
+from cropkit.masks import _check_sparsity, _layers, _unstructured, unstructured
 from cropkit.structured import structured_plan
 
 
 def synflow(model: nn.Module, batches, sparsity: float, iterations: int = 100) -> nn.Module:
     """SynFlow's iterative schedule (Tanaka et al. 2020): for k = 1..n re-score with `cropkit.scores.synflow`
-    and prune to the cumulative sparsity 1 − (1 − p)^{k/n}. In place; returns the model."""
+    and prune to the cumulative sparsity 1 − (1 − p)^{k/n}. In place; returns the model. The network is linearised
+    (absolute values, eval mode) once for all rounds and restored at the end: only the masks change in between."""
     sparsity = _check_sparsity(sparsity)
     if iterations < 1:
         raise ValueError(f"iterations must be >= 1; got {iterations}")
-    batches = list(batches)
-    for k in range(1, iterations + 1):
-        unstructured(model, S.synflow(model, batches), 1 - (1 - sparsity) ** (k / iterations))
+    inputs, _ = S._batches(list(batches), model)[0]
+    layers = _layers(model)
+    with S._linearised(model):  # the weights do not change between rounds, only the masks: linearise once
+        for k in range(1, iterations + 1):
+            _unstructured(layers, S._synflow_round(model, inputs.shape[1:], layers),
+                          1 - (1 - sparsity) ** (k / iterations))
     return model
 
 

@@ -25,7 +25,8 @@ GF, and with it the NTK-weighted form g_L(Y)ᵀ·NTK·g_L(Y), `cropkit.ntk`; les
 
 Several batches. With B scoring batches, L = (1/B) Σ_b L_b, so g = (1/B) Σ_b ∇L_b and
 Hg = (1/B) Σ_b H_b g: g is averaged first (one backward per batch), then held constant while one
-Hessian-vector product per batch — the double backprop ∇_θ(gᵀ∇_θ L_b) — is averaged. H is never formed.
+Hessian-vector product per batch is averaged: by default the double backprop ∇_θ(gᵀ∇_θ L_b), or forward over
+reverse, ∂/∂ε ∇_θ L_b(θ + εg) (``method="forward"``; `cropkit.derivatives.hessian_gradient`). H is never formed.
 
 Per-node scores ``fn(model, batches, loss_fn=None, seed=0) -> {"<module>": 1-D tensor over out nodes}``
 (every prunable layer except the classifier, whose outputs are not nodes). Gates: a forward hook
@@ -52,6 +53,7 @@ themselves (g, Hg, gate gradients) are `cropkit.derivatives`; this module holds 
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Callable
 
@@ -97,16 +99,17 @@ def snip(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scores:
     return {k: (theta[k] * g[k]).abs() for k in theta}
 
 
-def grasp(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scores:
+def grasp(model: nn.Module, batches, loss_fn=None, seed: int = 0, method: str = "double") -> Scores:
     """θ ⊙ Hg, i.e. −S with GraSP's S = −θ ⊙ Hg. GraSP removes the largest S, so keeping the highest θ ⊙ Hg
-    keeps exactly what GraSP keeps (signed: no absolute value)."""
-    theta, (_, hg) = _weights_now(model), hessian_gradient(model, batches, loss_fn)
+    keeps exactly what GraSP keeps (signed: no absolute value). ``method``: how Hg is computed (`hessian_gradient`)."""
+    theta, (_, hg) = _weights_now(model), hessian_gradient(model, batches, loss_fn, method)
     return {k: theta[k] * hg[k] for k in theta}
 
 
-def crop(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scores:
-    """|θ ⊙ Hg|: weights whose removal changes the gradient flow gᵀg least score lowest (CroP)."""
-    theta, (_, hg) = _weights_now(model), hessian_gradient(model, batches, loss_fn)
+def crop(model: nn.Module, batches, loss_fn=None, seed: int = 0, method: str = "double") -> Scores:
+    """|θ ⊙ Hg|: weights whose removal changes the gradient flow gᵀg least score lowest (CroP).
+    ``method``: how Hg is computed, ``"double"`` or ``"forward"`` (`hessian_gradient`; equal to rounding)."""
+    theta, (_, hg) = _weights_now(model), hessian_gradient(model, batches, loss_fn, method)
     return {k: (theta[k] * hg[k]).abs() for k in theta}
 
 
@@ -114,20 +117,76 @@ def synflow(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scores:
     """|θ ⊙ ∂R/∂θ| with R = Σ f_{|θ|}(1): the network with every parameter and buffer replaced by its absolute
     value, evaluated on an all-ones input (Tanaka et al. 2020). Data-free: ``batches`` only gives the input
     shape. One round; `cropkit.prune.synflow` iterates it (the algorithm is iterative by design).
-    Computed in float64 on a copy, because the product over layers under- or overflows in float32.
+
+    Computed in the model's dtype on the model itself, made absolute in place and restored exactly afterwards
+    (`_linearised`; as Tanaka et al.'s code does: a copy per round cost more than the pass). R is a product of |θ|
+    over the whole depth, so in float32 it can over- or underflow: when R or a nonzero score is not finite or leaves
+    [1e-30, 1e30] (float32 ends near 1e±38), the round is recomputed in float64 on a copy and the scores are
+    returned in float64. (A score more than ~15 orders of magnitude below all others can still flush
+    to zero in float32: it is among the first pruned either way.)
     """
     inputs, _ = _batches(batches, model)[0]
-    linear = copy.deepcopy(model).double()
-    with torch.no_grad():
-        for tensor in list(linear.parameters()) + list(linear.buffers()):
-            if tensor.is_floating_point():
-                tensor.abs_()
-    ones = torch.ones((1, *inputs.shape[1:]), dtype=torch.float64, device=inputs.device)
-    with eval_mode(linear), parametrize.cached():
-        weights = _effective_weights(linear)
-        grads = _grad(linear(ones).sum(), list(weights.values()))
-    dtype = next(iter(model.parameters())).dtype
-    return {k: (w.detach() * g).abs().to(dtype) for (k, w), g in zip(weights.items(), grads)}
+    with _linearised(model):
+        return _synflow_round(model, inputs.shape[1:])
+
+
+SYNFLOW_RANGE = (1e-30, 1e30)  # nonzero float32 SynFlow scores outside it are recomputed in float64
+
+
+@contextlib.contextmanager
+def _linearised(model: nn.Module):
+    """SynFlow's linearised network for the block: eval mode, every floating-point parameter and buffer made absolute
+    in place; the values are restored exactly afterwards, even when the block raises. (Masks may change inside.)"""
+    tensors = [t for t in list(model.parameters()) + list(model.buffers()) if t.is_floating_point()]
+    saved = [t.detach().clone() for t in tensors]
+    try:
+        with torch.no_grad():
+            for t in tensors:
+                t.abs_()
+        with eval_mode(model):
+            yield model
+    finally:
+        with torch.no_grad():
+            for t, original in zip(tensors, saved):
+                t.copy_(original)
+
+
+def _synflow_round(model: nn.Module, input_shape, layers=None) -> Scores:
+    """One SynFlow score of a `_linearised` model, w.r.t. its effective weights (θ_orig ⊙ m for the kit's masks), in
+    its dtype, or in float64 (computed on a copy, returned as such) when that dtype cannot represent the scores.
+    ``layers``: its prunable layers, if listed."""
+    out, flat, r = _synflow_pass(model, input_shape, layers or _layers(model))
+    if flat.dtype != torch.float64 and not _held(flat, r):
+        double = copy.deepcopy(model).double()
+        out = _synflow_pass(double, input_shape, _layers(double))[0]  # kept in float64: float32 cannot hold them
+    return out
+
+
+def _held(flat: torch.Tensor, r: float) -> bool:
+    """Whether R, the largest score and the smallest nonzero score (scores are ≥ 0) lie in SYNFLOW_RANGE; NaN fails.
+
+    The smallest nonzero score is read from the float32 bit patterns, which order nonnegative floats as their
+    values do: b − 1 masked to 31 bits sends 0 to the top and keeps the order of the rest, so one ``amin`` finds it
+    (a masked minimum, ``torch.where`` and ``amin``, took six times as long as the whole check)."""
+    low, high = SYNFLOW_RANGE
+    if not (low <= r <= high and flat.amax() <= high):
+        return False
+    smallest = int((flat.float().view(torch.int32) - 1).bitwise_and_(0x7FFFFFFF).amin()) + 1  # its bit pattern
+    return smallest == 0x7FFFFFFF + 1 or smallest >= _LOW_BITS  # all zero: only bias paths carry R
+
+
+_LOW_BITS = int(torch.tensor(SYNFLOW_RANGE[0], dtype=torch.float32).view(torch.int32))  # SYNFLOW_RANGE[0]'s pattern
+
+
+def _synflow_pass(model: nn.Module, input_shape, layers) -> tuple[Scores, torch.Tensor, float]:
+    """{name: |θ ⊙ ∂R/∂θ|}, the same scores flattened into one tensor, and R."""
+    with parametrize.cached():
+        weights = {f"{name}.weight": m.weight for name, m in layers}  # cached: the tensors the forward uses
+        like = next(iter(weights.values()))
+        r = model(like.new_ones((1, *input_shape))).sum()
+        grads = _grad(r, list(weights.values()))
+    out = {k: (w.detach() * g).abs() for (k, w), g in zip(weights.items(), grads)}
+    return out, torch.cat([s.flatten() for s in out.values()]), float(r.detach())
 
 
 # ----------------------------------------------------------------------------- per-node criteria
@@ -162,13 +221,14 @@ def snap_nodes(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scores
     return {name: g.abs() for name, g in grads.items()}
 
 
-def crop_nodes(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scores:
+def crop_nodes(model: nn.Module, batches, loss_fn=None, seed: int = 0, method: str = "double") -> Scores:
     """|∂z/∂c| at c = 1, z = gᵀ ∇_θ L(θ, c) with g = ∇_θ L(θ, 1) held constant (CroP-S).
 
     The gate-level Hessian-gradient product: how much the gradient flow moves when a node is scaled.
-    Averaged like `hessian_gradient`: g over all batches first, then one double backprop per batch.
+    Averaged like `hessian_gradient`: g over all batches first, then one Hessian-gradient product per batch
+    (``method`` as there).
     """
-    grads = gate_hessian_gradient(model, batches, dict(_node_layers(model)), loss_fn)
+    grads = gate_hessian_gradient(model, batches, dict(_node_layers(model)), loss_fn, method)
     return {name: d.abs() for name, d in grads.items()}
 
 

@@ -157,3 +157,39 @@ def test_bad_input_raises_value_error_saying_what_is_allowed():
         prune.unstructured(nn.Sequential(nn.ReLU()), {}, 0.5)
     with pytest.raises(ValueError, match="empty"):
         prune.cropit(model, [], 0.5)
+
+
+def sorted_global_keep(ranked, sizes, n_keep):
+    """The selection by a full stable sort (how `_global_keep` worked before it became a linear-time selection)."""
+    order = torch.sort(ranked, descending=True, stable=True).indices
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(order.numel())
+    reserved = torch.zeros_like(ranked, dtype=torch.bool)
+    emptied, start = [], 0
+    for i, size in enumerate(sizes):
+        best = start + int(torch.argmax(ranked[start:start + size]))
+        reserved[best] = True
+        if rank[best] >= n_keep:
+            emptied.append(i)
+        start += size
+    rest = order[~reserved[order]]
+    keep = reserved.clone()
+    keep[rest[:max(n_keep - int(reserved.sum()), 0)]] = True
+    return (keep & (ranked > -float("inf"))) | reserved, emptied
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_selection_equals_a_full_stable_sort(seed):
+    """Ties (small integer scores), already-pruned entries (−inf), whole segments below the rest, every budget."""
+    from cropkit.masks import _global_keep
+
+    g = torch.Generator().manual_seed(seed)
+    sizes = torch.randint(1, 30, (int(torch.randint(1, 6, (1,), generator=g)),), generator=g).tolist()
+    ranked = torch.randint(0, 1 + seed % 7, (sum(sizes),), generator=g).double()
+    ranked[torch.rand(sum(sizes), generator=g) < 0.3] = -float("inf")
+    if seed % 3 == 0:
+        ranked[: sizes[0]] -= 100  # the first segment scores below everything: it needs its reserve
+    for n_keep in range(sum(sizes) + 1):
+        keep, emptied = _global_keep(ranked.numpy(), sizes, n_keep)
+        want, want_emptied = sorted_global_keep(ranked, sizes, n_keep)
+        assert torch.equal(torch.from_numpy(keep), want) and emptied == want_emptied, (sizes, n_keep)
