@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
 import time
 from pathlib import Path
 from typing import Sequence
@@ -77,20 +78,42 @@ class Job:
 
 class Run(submitit.helpers.Checkpointable):
     """A sweep's job: ``cropkit.run(**kwargs)``, returning the result's row. Pre-empted or timed out, submitit
-    calls :meth:`checkpoint`, which resubmits the same call: the run resumes from its own checkpoint."""
+    calls :meth:`checkpoint`, which resubmits the same call: the run resumes from its own checkpoint.
+
+    ``threads``: torch's CPU threads (a local job's share of this machine); None: the job's SLURM allocation
+    (:func:`allocated_cpus`). The row gains the allocation (:func:`allocation`)."""
 
     def __init__(self, threads: int | None = None):
         self.threads = threads
 
     def __call__(self, **kwargs) -> dict:
-        if self.threads:
-            import torch
+        import torch
 
-            torch.set_num_threads(self.threads)
-        return run(**kwargs).row()
+        threads = self.threads or allocated_cpus()
+        if threads:
+            torch.set_num_threads(threads)
+        row = run(**kwargs).row()
+        row.setdefault("threads", torch.get_num_threads())
+        return {**row, **allocation()}
 
     def checkpoint(self, **kwargs) -> submitit.helpers.DelayedSubmission:
         return submitit.helpers.DelayedSubmission(self, **kwargs)
+
+
+def allocated_cpus() -> int | None:
+    """The CPUs SLURM gave this job (``--cpus-per-task``, else all it holds on this node); None outside SLURM.
+    torch would otherwise start a thread per core of the whole node and oversubscribe the jobs sharing it."""
+    for name in ("SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return None
+
+
+def allocation() -> dict:
+    """What a SLURM job ran on, for its row: the CPUs allocated (``cpus_per_task``) and the job's id."""
+    job = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return dict(cpus_per_task=allocated_cpus(),
+                slurm_job=f"{job[0]}_{job[1]}" if all(job) else os.environ.get("SLURM_JOB_ID"))
 
 
 def _portable(config: dict) -> dict:
@@ -152,15 +175,26 @@ def epoch_seconds(profile: str = "cpu", device: str | None = None, **options) ->
 
 # ----------------------------------------------------------------------------- executors
 
+# Shell lines every SLURM job runs before Python starts: OpenMP's threads, one per allocated CPU, sleep instead of
+# spinning while they wait (spinning threads of jobs sharing a node starve each other; `./kit` sets the same).
+JOB_SETUP = ["export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}",
+             "export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-${SLURM_CPUS_ON_NODE:-1}}"]
+
+
 def slurm_parameters(partition: str | None = None, gpus_per_job: int = 1, time_min: int = 24 * 60,
-                     array_parallelism: int = 32, **extra) -> dict:
-    """submitit ``SlurmExecutor`` parameters: the partition, GPUs per job, time limit (minutes) and the array's
-    parallelism; ``extra`` goes to sbatch as it is (cpus_per_task, mem, account, qos, constraint, setup, …)."""
+                     array_parallelism: int = 32, cpus_per_task: int | None = None, setup: Sequence[str] = (),
+                     **extra) -> dict:
+    """submitit ``SlurmExecutor`` parameters: the partition, GPUs per job, time limit (minutes), the array's
+    parallelism and the CPUs per job (default: 1 without a GPU, else the cluster's default); the job's shell runs
+    `JOB_SETUP`, then ``setup``; ``extra`` goes to sbatch as it is (mem, account, qos, constraint, …)."""
     if not partition:
         raise ValueError("a SLURM sweep needs a partition (--partition NAME; `sinfo -s` lists them)")
     _check_resources(gpus_per_job, time_min, array_parallelism)
+    if cpus_per_task is None and gpus_per_job == 0:
+        cpus_per_task = 1
+    cpus = {} if cpus_per_task is None else dict(cpus_per_task=check_int("cpus_per_task", cpus_per_task, 1))
     return dict(partition=partition, gpus_per_node=gpus_per_job, time=time_min, array_parallelism=array_parallelism,
-                **extra)
+                **cpus, setup=[*JOB_SETUP, *setup], **extra)
 
 
 def _check_resources(gpus_per_job, time_min, array_parallelism, **_) -> None:
@@ -170,11 +204,13 @@ def _check_resources(gpus_per_job, time_min, array_parallelism, **_) -> None:
 
 
 def sbatch_header(folder: Path, jobs: int, parameters: dict) -> str:
-    """The ``#SBATCH`` lines submitit writes for an array of ``jobs`` jobs (what a dry run shows)."""
+    """The ``#SBATCH`` lines and the setup lines submitit writes for an array of ``jobs`` jobs (what a dry run
+    shows)."""
     from submitit.slurm.slurm import _make_sbatch_string
 
     text = _make_sbatch_string(command="...", folder=folder, map_count=jobs, **parameters)
-    return "\n".join(line for line in text.splitlines() if line.startswith("#SBATCH"))
+    setup = list(parameters.get("setup", ()))
+    return "\n".join(line for line in text.splitlines() if line.startswith("#SBATCH") or line in setup)
 
 
 def make_executor(kind: str, folder: Path, parameters: dict, time_min: int):
@@ -200,8 +236,10 @@ def _submit(executor, kind: str, jobs: list[Job], parallel: int, wait: bool, pro
         with executor.batch():
             submitted, pending = [executor.submit(fn, **kwargs) for fn, kwargs in pending], []
         print(f"submitted SLURM array job {submitted[0].job_id.split('_')[0]} ({len(submitted)} jobs)")
+        watch(submitted)
         if not wait:
             return []
+    pauses = _pauses(poll_s)
     try:
         with tqdm(total=len(jobs), desc="jobs", unit="job", disable=not progress) as bar:
             while pending or not all(j.done() for j in submitted):
@@ -210,7 +248,7 @@ def _submit(executor, kind: str, jobs: list[Job], parallel: int, wait: bool, pro
                     submitted.append(executor.submit(fn, **kwargs))
                 pending = pending[max(0, parallel - running):]
                 bar.update(sum(j.done() for j in submitted) - bar.n)
-                time.sleep(poll_s)
+                time.sleep(next(pauses))
             bar.update(len(jobs) - bar.n)
     except KeyboardInterrupt:  # local jobs end with the sweep (SLURM's keep running: scancel them if need be)
         for job in submitted if kind == "local" else []:
@@ -219,14 +257,79 @@ def _submit(executor, kind: str, jobs: list[Job], parallel: int, wait: bool, pro
     return [_result(j) for j in submitted]
 
 
+def _pauses(poll_s: float):
+    """Seconds to wait between two looks at the jobs: a tenth of the time waited so far, at least 1 s (or
+    ``poll_s`` when shorter) and at most ``poll_s``: a short sweep ends seconds after its jobs, a long one costs the
+    cluster a look a minute."""
+    start = time.monotonic()
+    while True:
+        yield min(poll_s, max(1.0, (time.monotonic() - start) / 10))
+
+
 def _result(job):
-    """The job's row, or a RuntimeError with the last line of its traceback and the path of its log."""
+    """The job's row, or a RuntimeError with the last line of its traceback (or the state SLURM ended it in: a
+    cancelled job leaves no traceback) and the path of its log."""
+    if isinstance(job, submitit.SlurmJob) and not job.paths.result_pickle.exists():
+        state = job.state.split()[0]  # "CANCELLED by 0" → CANCELLED
+        if state not in ("COMPLETED", "UNKNOWN"):  # else the result may still be on its way: job.result() waits
+            return RuntimeError(f"SLURM job {job.job_id} ended {state} (log: {job.paths.stderr})")
     try:
         return job.result()
     except Exception as err:  # submitit's FailedJobError: the traceback between two lines of dashes, then paths
         parts = str(err).split("-" * 22)
         trace = (parts[1] if len(parts) > 2 else str(err)).strip().splitlines() or [type(err).__name__]
         return RuntimeError(f"{trace[-1]} (log: {job.paths.stderr})")
+
+
+# ----------------------------------------------------------------------------- job states without accounting
+
+class QueueWatcher(submitit.slurm.slurm.SlurmInfoWatcher):
+    """submitit's job states from ``squeue`` instead of ``sacct``, for a cluster whose accounting is off: there
+    ``sacct`` fails at every look (submitit logs "Bypassing sacct error" each time) and a job that ends without a
+    result (cancelled, killed) would look unfinished forever. squeue lists a finished job for ``MinJobAge``
+    (default 300 s) and the sweep looks at least once a minute; a job it no longer lists has ended (``GONE``)."""
+
+    def _make_command(self) -> list[str] | None:
+        ids = sorted({job.split("_")[0] for job in self._registered - self._finished})
+        return ["squeue", "--noheader", "--array", "--states=all", "--format=%i|%T|%N", "--jobs", ",".join(ids)] \
+            if ids else None
+
+    def update(self) -> None:
+        command = self._make_command()
+        if command is None:
+            return
+        self._num_calls += 1
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode == 0 or "Invalid job id" in done.stderr:  # every job of the command left squeue
+            self._info_dict.update(queue_states(done.stdout, self._registered - self._finished))
+        self._last_status_check = time.time()
+        self._finished |= {job for job in self._registered if self.is_done(job, mode="cache")}
+
+
+def queue_states(squeue: str, jobs) -> dict[str, dict]:
+    """submitit's ``{job id: {"State": ...}}`` from ``squeue --format=%i|%T|%N`` lines; ``jobs`` it does not list
+    are GONE (ended, and forgotten by SLURM)."""
+    states = {job: dict(State="GONE") for job in jobs}
+    for line in squeue.splitlines():
+        job, state, node = (line.split("|") + ["", ""])[:3]
+        if job.strip():
+            states[job.strip()] = dict(JobID=job.strip(), State=state.strip(), NodeList=node.strip())
+    return states
+
+
+def accounting_off() -> bool:
+    """Whether this SLURM cluster keeps no accounting (``AccountingStorageType=accounting_storage/none``)."""
+    done = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True)
+    return "accounting_storage/none" in done.stdout
+
+
+def watch(jobs: list) -> None:
+    """Where accounting is off, the jobs' states come from squeue (`QueueWatcher`), said once."""
+    if jobs and accounting_off():
+        print("SLURM accounting is off on this cluster (sacct has nothing): the jobs' states come from squeue")
+        watcher = QueueWatcher(delay_s=60)
+        for job in jobs:
+            job.watcher = watcher
 
 
 # ----------------------------------------------------------------------------- the sweep
