@@ -103,10 +103,11 @@ def slurm_conf(folder: Path, node: str, ports: list[int]) -> str:
         "JobCompType=jobcomp/none",
         "MpiDefault=none",
         "SchedulerType=sched/builtin",
+        "SchedulerParameters=sched_interval=1",  # a requeued job's begin time passes unannounced: look every second
         "SelectType=select/cons_tres",
         "SelectTypeParameters=CR_Core",  # one CPU per job unless it asks for more: jobs share the node
         "ReturnToService=2",
-        "KillWait=5",  # SIGTERM → SIGKILL (submitit's jobs ignore SIGTERM)
+        "KillWait=2",  # SIGTERM, then SIGKILL 2 s later (submitit's jobs ignore SIGTERM)
         "MinJobAge=600",  # finished jobs stay in squeue for 10 minutes
         node,
         f"PartitionName={PARTITION} Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
@@ -196,6 +197,19 @@ class Cluster:
                     if mark in (entry / "environ").read_bytes().split(b"\0"):
                         pids.append(int(entry.name))
         return pids
+
+    def job_task(self, job: str) -> int | None:
+        """PID of the Python process submitit runs for SLURM job ``job`` (``"12"``, or ``"12_3"`` in an array)."""
+        array, _, task = job.partition("_")
+        wanted = [f"SLURM_ARRAY_JOB_ID={array}", f"SLURM_ARRAY_TASK_ID={task}"] if task else [f"SLURM_JOB_ID={job}"]
+        for pid in self.processes():
+            with contextlib.suppress(OSError):
+                environ = (Path("/proc") / str(pid) / "environ").read_bytes().decode(errors="replace").split("\0")
+                command = (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")
+                if all(w in environ for w in wanted) and b"submitit.core._submit" in command \
+                        and not command[0].endswith(b"srun"):
+                    return pid
+        return None
 
     def stop(self, timeout: float = 15) -> None:
         """Cancel every job, stop the daemons, then SIGKILL whatever of this cluster is left (by PID)."""
