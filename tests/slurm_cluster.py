@@ -51,7 +51,7 @@ def install() -> None:
     """apt-get install slurm-wlm munge, unless their daemons are already on the PATH (as `./kit test` does)."""
     if all(shutil.which(d) for d in DAEMONS):
         return
-    apt = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES]
+    apt = ["apt-get", "install", "-y", "-qq", *PACKAGES]
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     if subprocess.run(apt, env=env, capture_output=True).returncode != 0:  # the package lists may be missing
         subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
