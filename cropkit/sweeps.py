@@ -110,10 +110,13 @@ def allocated_cpus() -> int | None:
 
 
 def allocation() -> dict:
-    """What a SLURM job ran on, for its row: the CPUs allocated (``cpus_per_task``) and the job's id."""
-    job = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    """What a SLURM job ran on, for its row: the CPUs allocated (``cpus_per_task``) and the job's id (``12_3``: task
+    3 of array 12); nothing outside SLURM."""
+    if "SLURM_JOB_ID" not in os.environ:
+        return {}
+    array = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
     return dict(cpus_per_task=allocated_cpus(),
-                slurm_job=f"{job[0]}_{job[1]}" if all(job) else os.environ.get("SLURM_JOB_ID"))
+                slurm_job="_".join(array) if all(array) else os.environ["SLURM_JOB_ID"])
 
 
 def _portable(config: dict) -> dict:
@@ -270,9 +273,10 @@ def _result(job):
     """The job's row, or a RuntimeError with the last line of its traceback (or the state SLURM ended it in: a
     cancelled job leaves no traceback) and the path of its log."""
     if isinstance(job, submitit.SlurmJob) and not job.paths.result_pickle.exists():
-        state = job.state.split()[0]  # "CANCELLED by 0" → CANCELLED
+        state = (job.state.split() or ["UNKNOWN"])[0]  # "CANCELLED by 0" → CANCELLED
         if state not in ("COMPLETED", "UNKNOWN"):  # else the result may still be on its way: job.result() waits
-            return RuntimeError(f"SLURM job {job.job_id} ended {state} (log: {job.paths.stderr})")
+            ended = "left the queue" if state == "GONE" else f"ended {state}"
+            return RuntimeError(f"SLURM job {job.job_id} {ended} without a result (log: {job.paths.stderr})")
     try:
         return job.result()
     except Exception as err:  # submitit's FailedJobError: the traceback between two lines of dashes, then paths
@@ -299,8 +303,11 @@ class QueueWatcher(submitit.slurm.slurm.SlurmInfoWatcher):
         if command is None:
             return
         self._num_calls += 1
-        done = subprocess.run(command, capture_output=True, text=True)
-        if done.returncode == 0 or "Invalid job id" in done.stderr:  # every job of the command left squeue
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+        except subprocess.TimeoutExpired:  # slurmctld busy: the states stay as they were until the next look
+            done = None
+        if done is not None and (done.returncode == 0 or "Invalid job id" in done.stderr):  # or all left squeue
             self._info_dict.update(queue_states(done.stdout, self._registered - self._finished))
         self._last_status_check = time.time()
         self._finished |= {job for job in self._registered if self.is_done(job, mode="cache")}
@@ -319,7 +326,10 @@ def queue_states(squeue: str, jobs) -> dict[str, dict]:
 
 def accounting_off() -> bool:
     """Whether this SLURM cluster keeps no accounting (``AccountingStorageType=accounting_storage/none``)."""
-    done = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True)
+    try:
+        done = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
     return "accounting_storage/none" in done.stdout
 
 
@@ -383,7 +393,8 @@ def sweep(methods: Sequence[str], data: str | None = None, model: str | None = N
 
     executor   "local" (this machine's processes) or "slurm" (an array job; needs ``slurm["partition"]``)
     slurm      the jobs' resources: partition, gpus_per_job (1), time_min (24 h), array_parallelism (SLURM: 32,
-               local: 1); more sbatch parameters pass through on SLURM (cpus_per_task, mem, account, qos, …)
+               local: 1); on SLURM also cpus_per_task (1 without a GPU: the job's torch threads) and any sbatch
+               parameter (mem, account, qos, …)
     folder     the tables and, in ``folder/jobs``, submitit's job folders (logs, pickles); None = beside the cache
     cache_dir  the results, shared by every job (None = `cropkit.results.default_cache_dir`)
     dry_run    print the jobs, their epochs and a device-hours estimate (``epoch_time`` seconds per dense epoch,
