@@ -121,6 +121,12 @@ def _wait_for(what: str, condition, timeout: float, every: float = 0.1):
     raise AssertionError(f"not after {timeout:.0f} s: {what}")
 
 
+def _state(cluster, job: str) -> str:
+    out = subprocess.run(["squeue", "--noheader", "--format=%T", "--jobs", job], env=cluster.env(),
+                         capture_output=True, text=True).stdout.split()
+    return out[0] if out else "GONE"
+
+
 def _job_ids(tmp: Path) -> list[str]:
     """The SLURM ids of the sweep's jobs, from their folders (submitit names each after its job)."""
     jobs = tmp / "sweep" / "jobs"
@@ -203,11 +209,15 @@ def test_a_job_requeued_mid_run_resumes_from_its_checkpoint_to_the_uninterrupted
     cache = tmp_path / "cache"
     try:
         job, _ = _hold_at_checkpoint(slurm, tmp_path, epoch=3)
-        before = _checkpoint_epoch(cache)
         subprocess.run(["scontrol", "requeue", job], env=slurm.env(), check=True)
+        # SLURM wakes the job to end it (SIGCONT, SIGTERM, 2 s later SIGKILL): its last checkpoint is the one it
+        # left when SLURM holds it back before starting it again (begin time: cred_expire + 1 s)
+        _wait_for("the job killed and back in the queue", lambda: _state(slurm, job) == "PENDING", 60, 0.05)
+        before = _checkpoint_epoch(cache)
         resumed = _wait_for("the second start's first checkpoint",
                             lambda: (now := _checkpoint_epoch(cache)) and now[1] != before[1] and now, 120, 0.05)
         assert resumed[0] > before[0], f"started over: epoch {resumed[0]} after {before[0]}"
+        print(f"killed with epoch {before[0]} checkpointed; the second start's first checkpoint: epoch {resumed[0]}")
         status, out, err = _finish(sweep)
         assert local.wait(timeout=240) == 0, local.stderr.read()[-3000:]
     finally:
