@@ -16,6 +16,10 @@ cache folder, so:
   ``submitit.helpers.Checkpointable``: its ``checkpoint`` resubmits the same call), and `cropkit.run` resumes from
   the run's own per-epoch checkpoint.
 
+A SLURM job runs torch on the CPUs it is given (``cpus_per_task``; 1 without a GPU), its OpenMP threads waiting
+passively (`JOB_SETUP`): jobs sharing a node do not oversubscribe it. Where the cluster keeps no accounting, the
+jobs' states come from ``squeue`` (`QueueWatcher`) instead of ``sacct``.
+
 ``dry_run=True`` submits nothing: it prints the jobs, cached or to run, the epochs each trains at most
 (:func:`planned_epochs`) and an estimate of the device-hours, epochs × the measured time of one dense epoch
 (:func:`epoch_seconds`; a structured network's epoch is shorter, a masked one's about as long (docs/performance.md);
