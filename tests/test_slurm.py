@@ -309,3 +309,14 @@ def test_polling_starts_at_a_second_and_backs_off_to_poll_s(monkeypatch):
     pauses = sweeps._pauses(60)
     assert [next(pauses) for _ in range(4)] == [1.0, 5.0, 30.0, 60]
     assert next(sweeps._pauses(0.5)) == 0.5  # local sweeps keep their half second
+
+
+def test_where_the_cluster_cannot_start_the_tests_say_why(monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert "needs root" in slurm_cluster.unavailable()
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no SLURM cluster here: why"):
+        _unavailable("why")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="must run on CI: why"):
+        _unavailable("why")
