@@ -193,7 +193,8 @@ def slurm_parameters(partition: str | None = None, gpus_per_job: int = 1, time_m
                      **extra) -> dict:
     """submitit ``SlurmExecutor`` parameters: the partition, GPUs per job, time limit (minutes), the array's
     parallelism and the CPUs per job (default: 1 without a GPU, else the cluster's default); the job's shell runs
-    `JOB_SETUP`, then ``setup``; ``extra`` goes to sbatch as it is (mem, account, qos, constraint, …)."""
+    `JOB_SETUP`, then ``setup``; ``extra`` goes to sbatch as it is (mem, account, qos, constraint, …). SLURM warns
+    a job :func:`warning_seconds` before its time limit."""
     if not partition:
         raise ValueError("a SLURM sweep needs a partition (--partition NAME; `sinfo -s` lists them)")
     _check_resources(gpus_per_job, time_min, array_parallelism)
@@ -201,7 +202,14 @@ def slurm_parameters(partition: str | None = None, gpus_per_job: int = 1, time_m
         cpus_per_task = 1
     cpus = {} if cpus_per_task is None else dict(cpus_per_task=check_int("cpus_per_task", cpus_per_task, 1))
     return dict(partition=partition, gpus_per_node=gpus_per_job, time=time_min, array_parallelism=array_parallelism,
-                **cpus, setup=[*JOB_SETUP, *setup], **extra)
+                **cpus, setup=[*JOB_SETUP, *setup], signal_delay_s=warning_seconds(time_min), **extra)
+
+
+def warning_seconds(time_min: int) -> int:
+    """How long before its time limit SLURM warns a job (USR2; submitit then requeues it): submitit's 90 s, less
+    for a short limit. slurmctld looks every 30 s and warns up to 30 s early, and a warning that comes before Python
+    has started kills the job instead: so none before halfway through the job (25 s into a 1-minute one)."""
+    return min(90, max(5, 30 * time_min - 30))
 
 
 def _check_resources(gpus_per_job, time_min, array_parallelism, **_) -> None:

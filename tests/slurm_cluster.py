@@ -9,8 +9,8 @@ so it clashes with nothing on the machine: free ports, munged on its own socket 
 as ``slurmd -C`` reports it (its real CPUs and memory) at 127.0.0.1, one default partition ``debug``, accounting off
 (``sacct`` answers "accounting storage is disabled", as on many small clusters). The daemons run in the foreground
 as this process's children (as root: ``SlurmUser=root``) and get SIGTERM should this process die. On exit every job
-is cancelled, then every process that carries this cluster's ``SLURM_CONF`` (the daemons, ``slurmstepd``, the jobs)
-is stopped by its PID. README "Try the cluster path on one machine" gives the same recipe as shell commands.
+is cancelled, the daemons stopped, then whatever is left of the cluster (`Cluster.processes`: ``slurmstepd``, the
+jobs) killed by its PID. README "Try the cluster path on one machine" gives the same recipe as shell commands.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from pathlib import Path
 
 PACKAGES = ("slurm-wlm", "munge")
 DAEMONS = ("munged", "slurmctld", "slurmd")
+SLURM_PROCESSES = {*DAEMONS, "slurmscriptd", "slurmstepd"}  # names in /proc/<pid>/comm
 PARTITION = "debug"
 # A requeued job waits cred_expire + 1 s before it may start again (Slurm's default: 120 s); a few seconds suffice
 # on one node, where a job step's credential is used within a second of being made.
@@ -130,12 +131,6 @@ class Cluster:
         """os.environ with ``SLURM_CONF`` pointing at this cluster (for sbatch, squeue, scontrol, submitit)."""
         return {**os.environ, "SLURM_CONF": str(self.conf), **extra}
 
-    def run(self, *command: str, timeout: float = 30) -> str:
-        done = subprocess.run(command, env=self.env(), capture_output=True, text=True, timeout=timeout)
-        if done.returncode != 0:
-            raise ClusterError(f"{' '.join(command)}: {done.stderr.strip() or done.stdout.strip()}")
-        return done.stdout
-
     def logs(self, lines: int = 15) -> str:
         """The last lines of every daemon's log (what a failed start prints)."""
         out = []
@@ -187,14 +182,18 @@ class Cluster:
         return done.returncode == 0 and done.stdout.split() == ["idle"]
 
     def processes(self) -> list[int]:
-        """PIDs of every process started for this cluster: each carries SLURM_CONF=<this conf> in its environment
-        (the daemons, and what slurmd starts: slurmstepd, the jobs' scripts and their children)."""
+        """PIDs of the processes of this cluster: its daemons and what SLURM started for it (slurmstepd, the jobs'
+        scripts and their children). Each carries SLURM_CONF=<this conf> in its environment, and is a SLURM daemon
+        or runs in a job (SLURM_JOB_ID): a test's own ``cropkit sweep`` is not one of them."""
         mark = f"SLURM_CONF={self.conf}".encode()
         pids = []
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit() and int(entry.name) != os.getpid():
                 with contextlib.suppress(OSError):
-                    if mark in (entry / "environ").read_bytes().split(b"\0"):
+                    environ = (entry / "environ").read_bytes().split(b"\0")
+                    name = (entry / "comm").read_text().strip()
+                    if mark in environ and (name in SLURM_PROCESSES or any(v.startswith(b"SLURM_JOB_ID=")
+                                                                           for v in environ)):
                         pids.append(int(entry.name))
         return pids
 

@@ -41,18 +41,13 @@ def slurm(tmp_path_factory):
     reason = slurm_cluster.unavailable()
     if reason:
         _unavailable(reason)
-    cluster = slurm_cluster.Cluster(tmp_path_factory.mktemp("slurm"), Path())
-    cluster.conf = cluster.folder / "slurm.conf"
     try:
         slurm_cluster.install()
-        cluster.start()
-    except slurm_cluster.ClusterError as err:
-        cluster.stop()
+        with slurm_cluster.running(tmp_path_factory.mktemp("slurm")) as cluster, pytest.MonkeyPatch.context() as env:
+            env.setenv("SLURM_CONF", str(cluster.conf))  # for sbatch, squeue and submitit in this session
+            yield cluster
+    except slurm_cluster.ClusterError as err:  # raised by the install or the start only
         _unavailable(str(err))
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 def _env(cluster, **extra) -> dict:
@@ -208,11 +203,12 @@ def test_a_job_requeued_mid_run_resumes_from_its_checkpoint_to_the_uninterrupted
                              stderr=subprocess.PIPE, text=True)  # side by side: the same wall-clock window
     cache = tmp_path / "cache"
     try:
-        job, _ = _hold_at_checkpoint(slurm, tmp_path, epoch=3)
+        job, task = _hold_at_checkpoint(slurm, tmp_path, epoch=3)
         subprocess.run(["scontrol", "requeue", job], env=slurm.env(), check=True)
-        # SLURM wakes the job to end it (SIGCONT, SIGTERM, 2 s later SIGKILL): its last checkpoint is the one it
-        # left when SLURM holds it back before starting it again (begin time: cred_expire + 1 s)
-        _wait_for("the job killed and back in the queue", lambda: _state(slurm, job) == "PENDING", 60, 0.05)
+        # SLURM ends the job with SIGCONT and SIGTERM (which submitit ignores), SIGKILL seconds later: time enough
+        # for a short run to finish. Killed at once, the job's last checkpoint is the one it was held at.
+        os.kill(task, signal.SIGKILL)
+        _wait_for("the job back in the queue", lambda: _state(slurm, job) == "PENDING", 60, 0.05)
         before = _checkpoint_epoch(cache)
         resumed = _wait_for("the second start's first checkpoint",
                             lambda: (now := _checkpoint_epoch(cache)) and now[1] != before[1] and now, 120, 0.05)
@@ -232,15 +228,15 @@ def test_a_job_requeued_mid_run_resumes_from_its_checkpoint_to_the_uninterrupted
 
 @pytest.mark.slow
 def test_a_job_past_its_time_limit_is_resubmitted_and_finishes(slurm, tmp_path):
-    """``--time-limit 1``: SLURM warns the job (USR2; submitit asks for it 90 s before the limit, so it comes at
-    slurmctld's first time-limit check, which runs every 30 s) while the job is held at its first checkpoint, as a
-    run that needs more time than it has. SLURM wakes it (SIGCONT) with the warning; submitit checkpoints the call
-    and requeues the job, which resumes from the run's checkpoint and finishes."""
+    """``--time-limit 1``: SLURM warns the job (USR2, at slurmctld's first time-limit check 25 s or more into it;
+    it checks every 30 s) while the job is held at its first checkpoint, as a run that needs more time than it has.
+    SLURM wakes it (SIGCONT) with the warning; submitit checkpoints the call and requeues the job, which resumes
+    from the run's checkpoint and finishes."""
     sweep = _start(slurm, *_sweep_args(tmp_path, "dense", "--seeds", "2", "--epochs", "60", "--time-limit", "1"))
     try:
         job, task = _hold_at_checkpoint(slurm, tmp_path, epoch=1)
         log = tmp_path / "sweep" / "jobs" / job / f"{job}_0_log.out"
-        _wait_for("SLURM's time-limit warning", lambda: "Caught signal SIGUSR2" in log.read_text(), 45, 0.2)
+        _wait_for("SLURM's time-limit warning", lambda: "Caught signal SIGUSR2" in log.read_text(), 90, 0.2)
         with contextlib.suppress(ProcessLookupError):
             os.kill(task, signal.SIGCONT)
         status, out, err = _finish(sweep)
