@@ -192,7 +192,22 @@ def test_a_job_on_a_shared_node_measures_the_batch_time_of_a_local_run(array):
         f"jobs {list(dense)} ms, here {here} ms"
 
 
+@pytest.fixture(scope="module")
+def overtime(slurm, tmp_path_factory):
+    """A sweep of one job with a 1-minute time limit, held at its first checkpoint (SIGSTOP) as a run that needs
+    more time than it has: (folder, the sweep, the job's id, its Python process). SLURM warns it at slurmctld's first
+    time-limit check 25 s or more into the job (it checks every 30 s), so it is started early: the held job takes
+    no CPU while the tests that need no timing run (`test_a_job_past_its_time_limit_is_resubmitted_and_finishes`)."""
+    tmp = tmp_path_factory.mktemp("overtime")
+    sweep = _start(slurm, *_sweep_args(tmp, "dense", "--seeds", "2", "--epochs", "60", "--time-limit", "1"))
+    try:
+        yield (tmp, sweep, *_hold_at_checkpoint(slurm, tmp, epoch=1))
+    finally:
+        sweep.kill()
+
+
 @pytest.mark.slow
+@pytest.mark.usefixtures("overtime")  # started here to wait for SLURM's warning meanwhile
 def test_a_job_requeued_mid_run_resumes_from_its_checkpoint_to_the_uninterrupted_result(slurm, tmp_path):
     """``scontrol requeue`` once the run has checkpointed a few epochs (the job held there with SIGSTOP, so that the
     epoch is known): SLURM kills the job and starts it again; its first checkpoint is past the first start's last,
@@ -227,30 +242,7 @@ def test_a_job_requeued_mid_run_resumes_from_its_checkpoint_to_the_uninterrupted
 
 
 @pytest.mark.slow
-def test_a_job_past_its_time_limit_is_resubmitted_and_finishes(slurm, tmp_path):
-    """``--time-limit 1``: SLURM warns the job (USR2, at slurmctld's first time-limit check 25 s or more into it;
-    it checks every 30 s) while the job is held at its first checkpoint, as a run that needs more time than it has.
-    SLURM wakes it (SIGCONT) with the warning; submitit checkpoints the call and requeues the job, which resumes
-    from the run's checkpoint and finishes."""
-    sweep = _start(slurm, *_sweep_args(tmp_path, "dense", "--seeds", "2", "--epochs", "60", "--time-limit", "1"))
-    try:
-        job, task = _hold_at_checkpoint(slurm, tmp_path, epoch=1)
-        log = tmp_path / "sweep" / "jobs" / job / f"{job}_0_log.out"
-        _wait_for("SLURM's time-limit warning", lambda: "Caught signal SIGUSR2" in log.read_text(), 90, 0.2)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(task, signal.SIGCONT)
-        status, out, err = _finish(sweep)
-    finally:
-        sweep.kill()
-    assert status == 0, out + err[-3000:]
-    assert "this job is timed-out" in log.read_text() and "Requeued job" in log.read_text()
-    assert "Job completed successfully" in log.read_text()
-    [result] = _cached(tmp_path / "cache")
-    assert result["epochs_trained"] == 60 and len(result["history"]) == 60
-    assert not list((tmp_path / "cache").glob("*.ckpt.pt"))
-
-
-@pytest.mark.slow
+@pytest.mark.usefixtures("overtime")
 def test_scancel_ends_the_sweep_with_one_error_line_and_keeps_the_finished_runs(slurm, tmp_path):
     sweep = _start(slurm, *_sweep_args(tmp_path, "dense", "--seeds", "0", "1", "2", "3", "--epochs", "20"))
     try:
@@ -271,6 +263,24 @@ def test_scancel_ends_the_sweep_with_one_error_line_and_keeps_the_finished_runs(
     again = _cropkit(slurm, *_sweep_args(tmp_path, "dense", "--seeds", "0", "1", "2", "3", "--dry-run",
                                          "--epochs", "20", "--epoch-seconds", "1"))
     assert f"{len(finished)} cached, {cancelled} to run" in again.stdout  # the same sweep runs only the rest
+
+
+@pytest.mark.slow
+def test_a_job_past_its_time_limit_is_resubmitted_and_finishes(overtime):
+    """SLURM wakes the held job (SIGCONT) with its time-limit warning (USR2); submitit checkpoints the call and
+    requeues the job, which resumes from the run's checkpoint and finishes."""
+    tmp, sweep, job, task = overtime
+    log = tmp / "sweep" / "jobs" / job / f"{job}_0_log.out"
+    _wait_for("SLURM's time-limit warning", lambda: "Caught signal SIGUSR2" in log.read_text(), 90, 0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(task, signal.SIGCONT)
+    status, out, err = _finish(sweep)
+    assert status == 0, out + err[-3000:]
+    assert "this job is timed-out" in log.read_text() and "Requeued job" in log.read_text()
+    assert "Job completed successfully" in log.read_text()
+    [result] = _cached(tmp / "cache")
+    assert result["epochs_trained"] == 60 and len(result["history"]) == 60
+    assert not list((tmp / "cache").glob("*.ckpt.pt"))
 
 
 # ----------------------------------------------------------------------------- without a cluster
