@@ -106,6 +106,8 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("--time-limit", type=_positive_int, default=24 * 60, metavar="MIN",
                        help="time limit per job in minutes (default 1440); a job that reaches it is resubmitted "
                        "and resumes")
+    sweep.add_argument("--cpus-per-job", type=_positive_int, metavar="N", help="SLURM: CPUs per job, and the job's "
+                       "torch threads (default: 1 without a GPU, else the cluster's default)")
     sweep.add_argument("--array-parallelism", type=_positive_int, metavar="N",
                        help="jobs at once (default: SLURM 32, local 1)")
     sweep.add_argument("--folder", help="where the tables and the jobs' logs go (default: beside the cache)")
@@ -152,6 +154,8 @@ def _sweep(args) -> int:
         resources["partition"] = args.partition
     if args.array_parallelism:
         resources["array_parallelism"] = args.array_parallelism
+    if args.cpus_per_job:
+        resources["cpus_per_task"] = args.cpus_per_job
     if args.plan:  # the paper's grid (cropkit.paper_grid): its own data, models, methods and sparsities
         from . import paper_grid
 

@@ -19,6 +19,10 @@ cache folder, so:
 This module plans the jobs and writes the tables; `cropkit.executors` submits them, waits, and cancels local ones
 on Ctrl+C.
 
+A SLURM job runs torch on the CPUs it is given (``cpus_per_task``; 1 without a GPU), its OpenMP threads waiting
+passively (`cropkit.executors.JOB_SETUP`): jobs sharing a node do not oversubscribe it. Where the cluster keeps no
+accounting, the jobs' states come from ``squeue`` (`cropkit.executors.QueueWatcher`) instead of ``sacct``.
+
 ``dry_run=True`` submits nothing: it prints the jobs, cached or to run, the epochs each trains at most
 (:func:`planned_epochs`) and an estimate of the device-hours, epochs × the measured time of one dense epoch
 (:func:`epoch_seconds`; a structured network's epoch is shorter, a masked one's about as long (docs/performance.md);
@@ -186,7 +190,8 @@ def sweep(methods: Sequence[str], data: str | None = None, model: str | None = N
 
     executor   "local" (this machine's processes) or "slurm" (an array job; needs ``slurm["partition"]``)
     slurm      the jobs' resources: partition, gpus_per_job (1), time_min (24 h), array_parallelism (SLURM: 32,
-               local: 1); more sbatch parameters pass through on SLURM (cpus_per_task, mem, account, qos, …)
+               local: 1); on SLURM also cpus_per_task (1 without a GPU: the job's torch threads) and any sbatch
+               parameter (mem, account, qos, …)
     folder     the tables and, in ``folder/jobs``, submitit's job folders (logs, pickles); None = beside the cache
     cache_dir  the results, shared by every job (None = `cropkit.results.default_cache_dir`)
     dry_run    print the jobs, their epochs and a device-hours estimate (``epoch_time`` seconds per dense epoch,
