@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import slurm_cluster
 
-from cropkit import sweeps
+from cropkit import executors
 
 CROPKIT = str(Path(sys.executable).with_name("cropkit"))  # the environment's console script, as a user types it
 ON_SLURM = ["--executor", "slurm", "--partition", slurm_cluster.PARTITION, "--gpus-per-job", "0", "--profile", "smoke",
@@ -286,11 +286,11 @@ def test_a_job_past_its_time_limit_is_resubmitted_and_finishes(overtime):
 # ----------------------------------------------------------------------------- without a cluster
 
 def test_squeue_lines_become_submitit_states_and_unlisted_jobs_are_gone():
-    states = sweeps.queue_states("7_0|COMPLETED|node1\n7_1|RUNNING|node1\n7_2|PENDING|\n", ["7_0", "7_1", "7_2",
+    states = executors.queue_states("7_0|COMPLETED|node1\n7_1|RUNNING|node1\n7_2|PENDING|\n", ["7_0", "7_1", "7_2",
                                                                                            "7_3"])
     assert {job: s["State"] for job, s in states.items()} == dict(
         [("7_0", "COMPLETED"), ("7_1", "RUNNING"), ("7_2", "PENDING"), ("7_3", "GONE")])
-    watcher = sweeps.QueueWatcher(delay_s=60)
+    watcher = executors.QueueWatcher(delay_s=60)
     watcher._info_dict.update(states)
     assert [watcher.is_done(job, mode="cache") for job in ("7_0", "7_1", "7_2", "7_3")] == [True, False, False, True]
 
@@ -299,22 +299,22 @@ def test_a_job_takes_its_threads_from_its_allocation(monkeypatch):
     for name in ("SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE", "SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID",
                  "SLURM_ARRAY_TASK_ID"):
         monkeypatch.delenv(name, raising=False)
-    assert sweeps.allocated_cpus() is None and sweeps.allocation() == {}
+    assert executors.allocated_cpus() is None and executors.allocation() == {}
     monkeypatch.setenv("SLURM_JOB_ID", "44")
     monkeypatch.setenv("SLURM_CPUS_ON_NODE", "8")  # a GPU job that asked for no CPU count: all it holds
-    assert sweeps.allocated_cpus() == 8 and sweeps.allocation() == dict(cpus_per_task=8, slurm_job="44")
+    assert executors.allocated_cpus() == 8 and executors.allocation() == dict(cpus_per_task=8, slurm_job="44")
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "3")
     monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "41")
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")
-    assert sweeps.allocation() == dict(cpus_per_task=3, slurm_job="41_2")
+    assert executors.allocation() == dict(cpus_per_task=3, slurm_job="41_2")
 
 
 def test_polling_starts_at_a_second_and_backs_off_to_poll_s(monkeypatch):
     clock = iter([0.0, 0.0, 50.0, 300.0, 5000.0, 0.0, 0.0])
-    monkeypatch.setattr(sweeps.time, "monotonic", lambda: next(clock))
-    pauses = sweeps._pauses(60)
+    monkeypatch.setattr(executors.time, "monotonic", lambda: next(clock))
+    pauses = executors._pauses(60)
     assert [next(pauses) for _ in range(4)] == [1.0, 5.0, 30.0, 60]
-    assert next(sweeps._pauses(0.5)) == 0.5  # local sweeps keep their half second
+    assert next(executors._pauses(0.5)) == 0.5  # local sweeps keep their half second
 
 
 def test_where_the_cluster_cannot_start_the_tests_say_why(monkeypatch):

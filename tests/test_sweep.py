@@ -64,15 +64,15 @@ def test_the_dry_run_lists_the_jobs_their_epochs_and_the_hours(tmp_path, capsys)
 
 def test_slurm_parameters_reach_the_executor_and_the_sbatch_array(tmp_path, monkeypatch, capsys):
     """No cluster here: the executor is built with srun faked, its parameters read back, nothing submitted."""
-    parameters = sweeps.slurm_parameters(partition="gpu", gpus_per_job=2, time_min=90, array_parallelism=8,
+    parameters = executors.slurm_parameters(partition="gpu", gpus_per_job=2, time_min=90, array_parallelism=8,
                                          cpus_per_task=10)
     monkeypatch.setattr(submitit.SlurmExecutor, "affinity", classmethod(lambda cls: 2))
-    executor = sweeps.make_executor("slurm", tmp_path, parameters, 90)
+    executor = executors.make_executor("slurm", tmp_path, parameters, 90)
     assert executor.parameters == dict(partition="gpu", gpus_per_node=2, time=90, array_parallelism=8,
-                                       cpus_per_task=10, setup=sweeps.JOB_SETUP, signal_delay_s=90)
-    header = sweeps.sbatch_header(tmp_path, 10, parameters).splitlines()
+                                       cpus_per_task=10, setup=executors.JOB_SETUP, signal_delay_s=90)
+    header = executors.sbatch_header(tmp_path, 10, parameters).splitlines()
     for line in ["#SBATCH --partition=gpu", "#SBATCH --gpus-per-node=2", "#SBATCH --time=90",
-                 "#SBATCH --array=0-9%8", "#SBATCH --cpus-per-task=10", *sweeps.JOB_SETUP]:
+                 "#SBATCH --array=0-9%8", "#SBATCH --cpus-per-task=10", *executors.JOB_SETUP]:
         assert line in header
     argv = ["sweep", "dense", "crop-u", "--seeds", "0", "1", "2", "--executor", "slurm", "--dry-run",
             "--epoch-seconds", "1", "--cache-dir", str(tmp_path), *SMOKE]
@@ -80,7 +80,7 @@ def test_slurm_parameters_reach_the_executor_and_the_sbatch_array(tmp_path, monk
     assert "#SBATCH --array=0-5%4" in capsys.readouterr().out
     assert cli.main([*argv, "--partition", "gpu", "--time-limit", "1"]) == 0  # not warned in the first 25 s
     assert "#SBATCH --signal=USR2@5\n" in capsys.readouterr().out
-    assert [sweeps.warning_seconds(m) for m in (1, 2, 3, 4, 600)] == [5, 30, 60, 90, 90]
+    assert [executors.warning_seconds(m) for m in (1, 2, 3, 4, 600)] == [5, 30, 60, 90, 90]
     assert cli.main([*argv, "--partition", "cpu", "--gpus-per-job", "0"]) == 0  # one CPU per job unless asked
     assert "#SBATCH --cpus-per-task=1\n" in capsys.readouterr().out
     assert cli.main([*argv, "--partition", "cpu", "--gpus-per-job", "0", "--cpus-per-job", "4"]) == 0
