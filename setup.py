@@ -1,5 +1,5 @@
 """The lessons ship inside the wheel: `notebooks/*.ipynb` (their source, kept at the top of the repository) are
-copied into `cropkit/lessons/` when the package is built, so `cropkit lessons DIR` works after `pip install`.
+copied into `cropkit/lessons/notebooks/` when the package is built, so `cropkit lessons DIR` works after `pip install`.
 Everything else about the package is in pyproject.toml."""
 import shutil
 from pathlib import Path
@@ -15,7 +15,7 @@ class BuildWithLessons(build_py):
         super().run()
         if getattr(self, "editable_mode", False):
             return  # an editable install reads the checkout's notebooks/ directly
-        target = Path(self.build_lib) / "cropkit" / "lessons"
+        target = Path(self.build_lib) / "cropkit" / "lessons" / "notebooks"
         target.mkdir(parents=True, exist_ok=True)
         lessons = sorted(ROOT.glob("notebooks/[0-9][0-9]_*.ipynb"))
         if not lessons:

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from cropkit import measure
+from cropkit.core import hardware
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,7 +43,7 @@ def load() -> str:
 def where() -> str:
     """Hardware, date and load: printed above every table and stored in every CSV."""
     now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    return f"{measure.hardware()} · {now} · {load()}"
+    return f"{hardware.describe()} · {now} · {load()}"
 
 
 def header(title: str, quick: bool) -> None:
@@ -62,7 +62,7 @@ class TrainStep:
     """One full training step (forward, backward, Adam step) of ``model`` on a fixed batch, per call.
 
     The model and its optimizer persist between calls, so repeated calls time the steady state, as
-    `cropkit.measure.batch_time` does, but the calls of several models can be interleaved.
+    `cropkit.core.measure.batch_time` does, but the calls of several models can be interleaved.
     """
 
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float = 2e-3):

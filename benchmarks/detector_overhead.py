@@ -17,7 +17,9 @@ import time
 import torch
 
 import cropkit as ck
-from cropkit import profiles, timing, train
+from cropkit.experiments import profiles
+from cropkit.training import loop as train
+from cropkit.training import timing
 
 
 class TimedDetector(train.Callback):

@@ -3,7 +3,7 @@
     python -m benchmarks.first_run [--method dense] [--profile smoke] [--threads 1]
 
 A fresh process runs one method twice (cache off, same seed, so the work is identical) and prints both
-``train_seconds`` and their ratio. Before `cropkit.train.warm_up`, the first run of a process paid the import
+``train_seconds`` and their ratio. Before `cropkit.training.loop.warm_up`, the first run of a process paid the import
 of ``torch._dynamo`` inside its timer (10.76 s against 0.31 s for the same run second on a cold disk); now the
 two should agree to within the machine's noise.
 """
@@ -33,7 +33,7 @@ def main(argv=None) -> int:
             warnings.simplefilter("ignore")
             seconds.append(cropkit.run(args.method, profile=args.profile, cache=False, progress=False,
                                        measure_emissions=False).train_seconds)
-    print(f"{args.method} ({args.profile}) on {cropkit.measure.hardware()}")
+    print(f"{args.method} ({args.profile}) on {cropkit.hardware.describe()}")
     print(f"first run {seconds[0]:.3f} s, same run again {seconds[1]:.3f} s, ratio {seconds[0] / seconds[1]:.2f}")
     return 0
 

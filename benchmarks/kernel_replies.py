@@ -10,7 +10,8 @@ progress bar and draws a small plot into the Output widget, as the lessons do) i
 
 * ``stock``: papermill's own client (nbclient), which awaits each cell's ``execute_reply`` with one poll as long as
   the cell's timeout (``--timeout``, short here so that a stall shows in seconds);
-* ``fixed``: :class:`cropkit.watchdog.WatchdogClient`, which polls in 1 s slices and has the lost-reply watchdog.
+* ``fixed``: :class:`cropkit.lessons.watchdog.WatchdogClient`, which polls in 1 s slices and has the lost-reply
+watchdog.
 
 Both are observed the same way, without changing how they wait: every message's receipt is timed against the date
 the kernel stamped on it (``delay``), a reply or ``idle`` still missing ``--stall`` s after its counterpart arrived
@@ -153,7 +154,7 @@ def run(client: str, cells: int, timeout: float, stall_s: float, folder: Path, l
     from papermill.clientwrap import PapermillNotebookClient
     from papermill.engines import papermill_engines
 
-    from cropkit import watchdog
+    from cropkit.lessons import watchdog
 
     recorder = _recorder(watchdog.WatchdogClient if client == "fixed" else PapermillNotebookClient)
     recorder.stall_s, recorder.lose_every, recorder.probe = stall_s, lose_every, probe

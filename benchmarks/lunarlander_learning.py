@@ -1,4 +1,5 @@
-"""Issue 21: how LunarLander-v3 learns under the control games' cpu settings (`cropkit.profiles.DOMAINS["cpu"]`:
+"""Issue 21: how LunarLander-v3 learns under the control games' cpu settings
+(`cropkit.experiments.profiles.DOMAINS["cpu"]`:
 the ``policy`` ×0.5, REINFORCE with Adam 5e-3 at a constant rate, ``batch_size`` episodes and one step per epoch),
 against a uniformly random policy on the same evaluation seeds, and what an epoch costs.
 
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 
 import cropkit as ck
-from cropkit import control
+from cropkit.tasks import control
 
 
 def random_policy_return(seeds=control.EVAL_SEEDS) -> float:

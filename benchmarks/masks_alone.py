@@ -3,7 +3,8 @@
 At each target weight sparsity, the same network is masked two ways and timed side by side with its dense
 original (interleaved, see `benchmarks.common.interleave`):
 
-    cropkit masks   ``cropkit.prune.unstructured`` (a parametrisation: weight = θ_orig ⊙ m, recomputed each forward)
+    cropkit masks   ``cropkit.core.prune.unstructured`` (a parametrisation: weight = θ_orig ⊙ m, recomputed each
+    forward)
     torch prune     ``torch.nn.utils.prune.global_unstructured`` with ``L1Unstructured`` (a forward pre-hook)
 
 Both keep the globally largest |θ| (magnitude scores), so they mask the very same weights: the criterion does
@@ -21,7 +22,9 @@ import pandas as pd
 from torch.nn.utils import prune as torch_prune
 
 from benchmarks import common
-from cropkit import measure, models, prune, scores
+from cropkit.core import measure, prune, scores, storage
+from cropkit.core.layers import prunable_layers
+from cropkit.tasks import models
 
 SPARSITIES = (0.5, 0.8, 0.9, 0.95, 0.98)
 VARIANTS = ("cropkit masks", "torch prune")
@@ -41,7 +44,7 @@ def configs(quick: bool, full: bool = False) -> list[dict]:
 def torch_masked(dense, sparsity: float):
     """``torch.nn.utils.prune``'s global L1 pruning of every Conv/Linear weight (same weights as magnitude)."""
     model = copy.deepcopy(dense)
-    params = [(m, "weight") for _, m in models.prunable_layers(model)]
+    params = [(m, "weight") for _, m in prunable_layers(model)]
     torch_prune.global_unstructured(params, pruning_method=torch_prune.L1Unstructured, amount=sparsity)
     for module, _ in params:
         # The hook stores weight = weight_orig * weight_mask as a non-leaf tensor, which deepcopy refuses; a
@@ -60,7 +63,7 @@ def cropkit_masked(dense, sparsity: float):
 
 def _sizes(model, x, y) -> dict:
     return dict(flops=measure.flops(model, x[:1]), macs=measure.nonzero_macs(model, x[:1]),
-                memory=measure.peak_memory(model, x, y)["bytes"], disk=measure.disk_size(model))
+                memory=measure.peak_memory(model, x, y)["bytes"], disk=storage.disk_size(model))
 
 
 def run_config(name, width, batch, repeats, sparsities, bar, min_seconds: float = 2.0) -> list[dict]:

@@ -32,14 +32,14 @@ total length. At every epoch end and at the firing point it measures, in eval mo
 
     train accuracy / loss on a fixed subset of the training set (``--train-probe`` samples),
     the scoring batches' accuracy / loss (the batches CroP scores θ_t on: ``score_batches`` batches of a loader
-    of their own, seeded like `cropkit.methods.Context.batches`),
+    of their own, seeded like `cropkit.methods.registry.Context.batches`),
     test accuracy, and the detector's ratio.
 
 The criterion (issue 11): at the firing point the train accuracy is at least 5 points below its final value and
 the loss clearly above its final value. ``s/ep`` is the median training time of a dense epoch (steps only, one
 thread); ``gap`` = final train acc − train acc at firing (points); ``loss×`` = train loss at firing / final.
 
-The models are the zoo's (`cropkit.models.build`: Kaiming initialisation with zero biases, a BatchNorm1d after the
+The models are the zoo's (`cropkit.tasks.models.build`: Kaiming initialisation with zero biases, a BatchNorm1d after the
 ``cnn``'s hidden Linear); the search was run with that initialisation patched in before the zoo adopted it.
 """
 from __future__ import annotations
@@ -54,8 +54,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from cropkit import data as data_lib
-from cropkit import models, timing, train
+from cropkit.tasks import data as data_lib
+from cropkit.tasks import loaders, models
+from cropkit.tasks.task import Data
+from cropkit.training import loop as train
+from cropkit.training import timing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +110,7 @@ CANDIDATES = [
 
 
 
-def load(c: Candidate, seed: int) -> data_lib.Data:
+def load(c: Candidate, seed: int) -> Data:
     if c.data == "digits":
         return data_lib.load("digits", batch_size=c.batch_size, seed=seed)
     from cropkit.paths import data_root
@@ -116,8 +119,8 @@ def load(c: Candidate, seed: int) -> data_lib.Data:
     x, xt = (torch.tensor(d[k], dtype=torch.float32).unsqueeze(1) for k in ("x", "x_test"))
     x, xt = data_lib._standardise(x, xt)
     y, yt = (torch.tensor(d[k], dtype=torch.long) for k in ("y", "y_test"))
-    tr, te = data_lib._loaders(x, y, xt, yt, c.batch_size, seed)
-    return data_lib.Data(f"mnist1d-{c.samples}", tr, te, (1, 40), 10)
+    tr, te = loaders.tensor_loaders(x, y, xt, yt, c.batch_size, seed)
+    return Data(f"mnist1d-{c.samples}", tr, te, (1, 40), 10)
 
 
 @torch.no_grad()

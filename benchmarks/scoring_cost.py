@@ -4,7 +4,7 @@
     crop, grasp        gradient g, then one Hessian-vector product Hg       (≈ 3 gradients of work)
     crop_nodes         the same through channel gates
 
-Hg is timed both ways `cropkit.derivatives.hessian_gradient` offers: ``double`` (reverse over reverse, the default;
+Hg is timed both ways `cropkit.core.derivatives.hessian_gradient` offers: ``double`` (reverse over reverse, the default;
 the gradient graph of the batch is kept and serves g too) and ``forward`` (forward over reverse, ``torch.func.jvp``
 of ``torch.func.grad``; g needs a pass of its own first). Scoring calls (eval mode, as documented in cropkit.scores)
 and training steps (forward, backward, Adam step; train mode) are interleaved on the same model and batch, and
@@ -20,7 +20,8 @@ import functools
 import pandas as pd
 
 from benchmarks import common
-from cropkit import models, scores
+from cropkit.core import scores
+from cropkit.tasks import models
 
 # (criterion, how its Hg is computed); "" for criteria without one
 CRITERIA = (("crop", "double"), ("crop", "forward"), ("grasp", "double"), ("snip", ""),

@@ -1,6 +1,6 @@
 """Masked training with sparse kernels: does a CSR sparse matmul make a masked training step cheaper on this CPU?
 
-A masked layer (`cropkit.prune.unstructured`) computes with the dense weight θ_orig ⊙ m. The sparse alternative
+A masked layer (`cropkit.core.prune.unstructured`) computes with the dense weight θ_orig ⊙ m. The sparse alternative
 measured here keeps the kept weights as a CSR matrix W (out × in·k; fixed structure per mask, values gathered from
 θ_orig every step): forward y = W · cols (cols = im2col of the input for a convolution, the input for a Linear),
 input gradient Wᵀ · ∂y (a second CSR matrix, folded back for a convolution), weight gradient ∂y · colsᵀ read at the
@@ -26,7 +26,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from benchmarks import common
-from cropkit import models, prune, scores
+from cropkit.core import prune, scores
+from cropkit.core.layers import prunable_layers
+from cropkit.tasks import models
 
 SPARSITIES = (0.9, 0.95, 0.98)
 
@@ -75,7 +77,7 @@ class SparseMatmul(torch.autograd.Function):
 
 def sparsify(model: nn.Module) -> nn.Module:
     """Every masked Conv1d/Conv2d/Linear computes through `SparseMatmul` (stride and padding; no dilation/groups)."""
-    for _, module in models.prunable_layers(model):
+    for _, module in prunable_layers(model):
         module.forward = _sparse_forward(module, Structure(module.parametrizations.weight[0].mask.flatten(1)))
     return model
 
@@ -115,7 +117,7 @@ def grad_error(name, shape, width, sparsity) -> float:
     for model in (dense, sparse):
         F.cross_entropy(model(x.double()), y).backward()
     errors = []
-    for (_, d), (_, s) in zip(models.prunable_layers(dense), models.prunable_layers(sparse)):
+    for (_, d), (_, s) in zip(prunable_layers(dense), prunable_layers(sparse)):
         want = d.parametrizations.weight.original.grad * d.parametrizations.weight[0].mask
         if want.norm() > 0:
             errors.append(float((s.parametrizations.weight.original.grad - want).norm() / want.norm()))
@@ -125,14 +127,14 @@ def grad_error(name, shape, width, sparsity) -> float:
 def layer_times(model, shape, batch, seconds) -> tuple[float, float]:
     """(Σ dense, Σ min(dense, sparse)) milliseconds of each prunable layer's forward + backward, timed alone."""
     inputs, hooks = {}, []
-    for name, module in models.prunable_layers(model):
+    for name, module in prunable_layers(model):
         hooks.append(module.register_forward_hook(lambda m, args, out, name=name: inputs.update({name: args[0]})))
     with torch.no_grad():
         model(common.batch(shape, batch, dev=torch.device("cpu"))[0])
     for hook in hooks:
         hook.remove()
     dense_total = best_total = 0.0
-    for i, (name, module) in enumerate(models.prunable_layers(model)):
+    for i, (name, module) in enumerate(prunable_layers(model)):
         x = inputs[name].detach().requires_grad_(i > 0)  # the first layer's input needs no gradient
         candidates = {"dense": copy.deepcopy(module)}
         candidates["sparse"] = copy.deepcopy(module)

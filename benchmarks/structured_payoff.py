@@ -1,7 +1,7 @@
 """Structured payoff: what CroP-S pruning saves on a real network, measured side by side with its dense original.
 
 For ResNet18 and VGG16 in CIFAR shape (3×32×32 inputs, 10 classes), at full and ¼ width, the dense network is
-scored once with ``cropkit.scores.crop_nodes`` and pruned with ``cropkit.prune.structured`` at each target
+scored once with ``cropkit.core.scores.crop_nodes`` and pruned with ``cropkit.core.prune.structured`` at each target
 weight sparsity, in two budgets:
 
     budget="weights"  remove the lowest-scoring nodes until the target *weight* sparsity is reached (the default)
@@ -23,7 +23,8 @@ import warnings
 import pandas as pd
 
 from benchmarks import common
-from cropkit import measure, models, prune, scores
+from cropkit.core import measure, prune, scores, storage
+from cropkit.tasks import models
 
 SPARSITIES = (0.5, 0.8, 0.9, 0.95, 0.98)
 BUDGETS = ("weights", "flops")
@@ -43,7 +44,7 @@ def configs(quick: bool, full: bool) -> list[dict]:
 
 def _sizes(model, x, y) -> dict:
     return dict(params=measure.param_count(model), flops=measure.flops(model, x[:1]),
-                memory=measure.peak_memory(model, x, y)["bytes"], disk=measure.disk_size(model))
+                memory=measure.peak_memory(model, x, y)["bytes"], disk=storage.disk_size(model))
 
 
 def run_config(name: str, width: float, batch: int, repeats: int, sparsities, bar,

@@ -26,7 +26,9 @@ import torch
 from torch.nn.utils import prune as torch_prune
 
 from benchmarks import common
-from cropkit import models, prune
+from cropkit.core import prune
+from cropkit.core.layers import prunable_layers
+from cropkit.tasks import models
 
 TARGET = 1.0
 SPARSITY = 0.9
@@ -44,7 +46,7 @@ def configs(quick: bool) -> list[dict]:
 def authors_synflow(model, input_shape, sparsity: float, rounds: int) -> dict[str, torch.Tensor]:
     """The Synaptic-Flow authors' SynFlow loop, restated (module doc). Prunes ``model`` in place; returns the masks
     {"<module>.weight": bool}."""
-    layers = list(models.prunable_layers(model))
+    layers = list(prunable_layers(model))
     for _, module in layers:
         torch_prune.identity(module, "weight")  # weight_orig and a weight_mask of ones; weight = θ ⊙ m in forward
     model.eval()

@@ -5,7 +5,7 @@ on the ``cpu`` profile (digits, ``cnn``, prune at init, 20 epochs; seed 0; cache
 ``MagnitudePruner`` (a ``MetaPruner`` with ``MagnitudeImportance``, ``global_pruning=True``, the classifier
 ignored) prunes the same freshly initialised network, built with the same seed; its channel ratio — the knob
 torch-pruning has — is bisected until the *weight* sparsity is within ±1 % of cropkit's target. Then it is
-trained by the same ``cropkit.train.Trainer`` with the profile's optimizer, schedule, batch size and epochs.
+trained by the same ``cropkit.training.loop.Trainer`` with the profile's optimizer, schedule, batch size and epochs.
 
 **Step time at equal channel counts.** The CroP-S-pruned network's kept channels per layer are copied onto a
 second pruned network made by torch-pruning's own surgery (``DependencyGraph`` groups, lowest-magnitude channels
@@ -26,8 +26,12 @@ from torch import nn
 
 import cropkit
 from benchmarks import common
-from cropkit import data as data_lib
-from cropkit import measure, methods, models, prune, scores, train
+from cropkit.core import measure, prune, scores
+from cropkit.core.layers import classifier_name
+from cropkit.experiments import runs
+from cropkit.tasks import data as data_lib
+from cropkit.tasks import models
+from cropkit.training import loop as train
 
 SPARSITY = 0.9
 MATCH = (0.9, 1.1)  # step-time ratio band that counts as "matches"
@@ -41,7 +45,7 @@ def tp_magnitude(dense: nn.Module, example: torch.Tensor, sparsity: float, toler
 
     def pruned_at(ratio: float) -> nn.Module:
         model = copy.deepcopy(dense)
-        head = dict(model.named_modules())[models.classifier_name(model)]
+        head = dict(model.named_modules())[classifier_name(model)]
         pruner = tp.pruner.MagnitudePruner(model, example, importance=tp.importance.MagnitudeImportance(p=2),
                                            global_pruning=True, pruning_ratio=ratio, ignored_layers=[head])
         pruner.step()
@@ -66,7 +70,7 @@ def tp_equal_counts(dense: nn.Module, reference: nn.Module, example: torch.Tenso
     model = copy.deepcopy(dense)
     target = measure.node_counts(reference)
     names = {m: n for n, m in model.named_modules()}
-    head = dict(model.named_modules())[models.classifier_name(model)]
+    head = dict(model.named_modules())[classifier_name(model)]
     graph = tp.DependencyGraph().build_dependency(model, example)
     importance = tp.importance.MagnitudeImportance(p=2)
     for group in graph.get_all_groups(ignored_layers=[head]):
@@ -86,7 +90,7 @@ def tp_equal_counts(dense: nn.Module, reference: nn.Module, example: torch.Tenso
 def accuracy_rows(profile: str) -> list[dict]:
     ours = cropkit.run("crop-s", profile=profile, sparsity=SPARSITY, seed=0, cache=False, progress=False,
                        measure_emissions=False)
-    cfg = methods.settings("crop-s", profile=profile)
+    cfg = runs.settings("crop-s", profile=profile)
     dataset = data_lib.load(cfg.data, batch_size=cfg.batch_size, seed=0, limit=cfg.limit)
     start = time.perf_counter()
     dense = models.build(cfg.model, dataset.input_shape, dataset.num_classes, width=cfg.width, seed=0)

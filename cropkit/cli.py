@@ -17,6 +17,16 @@ import ast
 import sys
 import time
 
+from cropkit.experiments import claims, comparison, paper_grid, results, runs, sweeps
+from cropkit.experiments.results import default_cache_dir
+from cropkit.lessons.notebook import copy_lessons
+from cropkit.methods import options
+from cropkit.methods import registry as methods
+from cropkit.methods.registry import METHODS
+from cropkit.paths import unwritable
+from cropkit.training import loop as train
+from cropkit.training.tracking import TensorBoard
+
 
 def _option(text: str) -> tuple[str, object]:
     key, sep, value = text.partition("=")
@@ -40,7 +50,6 @@ def _positive_int(text: str) -> int:
 
 def _common(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
     """The run options every subcommand that runs takes; a sweep takes several sparsities and always caches."""
-    from . import options, runs
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = ("options for --set KEY=VALUE (cropkit.options; a method's own options are declared beside it in "
@@ -76,7 +85,6 @@ def _common(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    from .methods import METHODS
 
     top = argparse.ArgumentParser(prog="cropkit", description="Early network pruning: run a method or compare several.")
     sub = top.add_subparsers(dest="command", required=True)
@@ -137,7 +145,6 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _kwargs(args) -> dict:
-    from .tracking import TensorBoard
 
     return dict(data=args.data, model=args.model, sparsity=args.sparsity, epochs=args.epochs, width=args.width,
                 profile=args.profile, device=args.device, cache_dir=args.cache_dir, progress=not args.quiet,
@@ -147,7 +154,6 @@ def _kwargs(args) -> dict:
 
 
 def _sweep(args) -> int:
-    from . import comparison, methods, sweeps
 
     resources = dict(gpus_per_job=args.gpus_per_job, time_min=args.time_limit)
     if args.partition:
@@ -157,7 +163,6 @@ def _sweep(args) -> int:
     if args.cpus_per_job:
         resources["cpus_per_task"] = args.cpus_per_job
     if args.plan:  # the paper's grid (cropkit.paper_grid): its own data, models, methods and sparsities
-        from . import paper_grid
 
         if not args.dry_run or args.methods:
             raise ValueError("--plan lists and prices a whole plan: use it with --dry-run and no methods; each "
@@ -177,7 +182,6 @@ def _sweep(args) -> int:
 
 def _check_outputs(args) -> None:
     """Output files are checked before any run starts: a typo must not cost the table after hours of training."""
-    from .results import unwritable
 
     wanted = [(getattr(args, "json", None), ".json" if args.command == "compare" else None),
               (getattr(args, "csv", None), ".csv")]
@@ -194,8 +198,6 @@ def _check_outputs(args) -> None:
 def _claims(args) -> int:
     from pathlib import Path
 
-    from . import claims
-    from .results import unwritable
 
     reason = unwritable(args.out)
     if reason:
@@ -215,7 +217,6 @@ def _run(args) -> int:
 
     import pandas as pd
 
-    from . import comparison, methods, results, runs
 
     if args.command == "claims":
         return _claims(args)
@@ -247,8 +248,6 @@ def _run(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Exit status 0 on success; 2 with ``cropkit: error: ...`` (no traceback) for a user's mistake; 130 on Ctrl+C."""
-    from . import methods, train
-    from .results import default_cache_dir
 
     args = parser().parse_args(argv)
     if getattr(args, "threads", None):
@@ -260,7 +259,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:18s} {methods.LABELS[name]:18s} {methods.FAMILIES[name]}")
         return 0
     if args.command == "lessons":
-        from .notebook import copy_lessons
 
         try:
             copies = copy_lessons(args.dest, overwrite=args.force)

@@ -14,7 +14,7 @@ one exception: a lesson's ``OUTPUT_DIR``. A kernel cannot know where its caller 
 is taken from the checkout root when cropkit runs from a source checkout (the lessons' default ``"outputs"`` is
 then the checkout's git-ignored ``outputs/``, whichever folder JupyterLab starts the kernel in) and from the
 kernel's working directory otherwise (Colab, Binder, an installed wheel). The main job and
-:func:`cropkit.notebook.execute` always hand the kernel an absolute folder, resolved against *their* caller's
+:func:`cropkit.lessons.notebook.execute` always hand the kernel an absolute folder, resolved against *their* caller's
 working directory. Either way nothing is written under ``notebooks/``.
 """
 from __future__ import annotations
@@ -81,3 +81,23 @@ def output_file(output_dir: str | Path, name: str) -> Path:
     path = lesson_output(output_dir) / name
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def unwritable(path: str | Path, folder: bool = False) -> str | None:
+    """Why ``path`` (a file, or with ``folder=True`` a folder to write into) cannot be written, or None when it
+    can: checked by creating it (and its parents), so that a run finds out before it starts, not after."""
+    path = Path(path).expanduser()
+    probe = path / f".cropkit-write-test-{os.getpid()}" if folder else path
+    existed = probe.exists()
+    try:
+        probe.parent.mkdir(parents=True, exist_ok=True)
+        with open(probe, "a"):
+            pass
+    except OSError as err:
+        blocking = next((p for p in probe.parents if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            return f"{blocking} is a file, not a folder"
+        return f"{err.strerror or err}: {err.filename or probe}"
+    if not existed:
+        probe.unlink(missing_ok=True)
+    return None

@@ -48,11 +48,13 @@ import matplotlib.pyplot as plt
 import torch
 
 import cropkit as ck
+from cropkit.experiments import profiles
+from cropkit.core.layers import prunable_layers
 
-cfg = ck.profiles.settings("00_tour", PROFILE, DATA=DATA, MODEL=MODEL, WIDTH=WIDTH, EPOCHS=EPOCHS,
+cfg = profiles.settings("00_tour", PROFILE, DATA=DATA, MODEL=MODEL, WIDTH=WIDTH, EPOCHS=EPOCHS,
                            BATCH_SIZE=BATCH_SIZE, LIMIT=LIMIT)
 print(cfg)
-print("measured on:", ck.measure.hardware())
+print("measured on:", ck.hardware.describe())
 
 # %% [markdown]
 # ## 1 · Data
@@ -81,7 +83,7 @@ if len(data.input_shape) == 3:
 
 # %%
 model = ck.models.build(cfg.model, data.input_shape, data.num_classes, width=cfg.width, seed=SEED)
-for name, layer in ck.models.prunable_layers(model):
+for name, layer in prunable_layers(model):
     print(f"{name:>4}  {type(layer).__name__:<7} weight {tuple(layer.weight.shape)}")
 print(f"parameters: {ck.measure.param_count(model):,}  (prunable weights: {ck.measure.prunable_count(model):,})")
 
@@ -127,9 +129,9 @@ cost = {
     "flops_per_sample": ck.measure.flops(model, xb),
     "batch_time_ms": ck.measure.batch_time(model, xb, yb),
     "peak_memory_bytes": ck.measure.peak_memory(model, xb, yb)["bytes"],
-    "disk_bytes": ck.measure.disk_size(model),
+    "disk_bytes": ck.storage.disk_size(model),
 }
-print(f"batch of {len(xb)} on {ck.measure.hardware()}")
+print(f"batch of {len(xb)} on {ck.hardware.describe()}")
 for key, value in cost.items():
     print(f"{key:>18}: {value:,.1f}")
 
@@ -148,7 +150,7 @@ for key, value in cost.items():
 # %%
 results = {
     "profile": PROFILE, "data": cfg.data, "model": cfg.model, "width": cfg.width, "epochs": cfg.epochs,
-    "hardware": ck.measure.hardware(),
+    "hardware": ck.hardware.describe(),
     "final_test_acc": final["test_acc"], "first_train_loss": history.epochs[0]["train_loss"],
     "final_train_loss": final["train_loss"], "history": history.epochs, **cost,
 }

@@ -75,15 +75,16 @@ import torch
 from IPython.display import display
 
 import cropkit as ck
-from cropkit.widgets_ntk import NTKExplorer, pruned_copy
+from cropkit.experiments import profiles
+from cropkit.lessons.widgets_ntk import NTKExplorer, pruned_copy
 
-cfg = ck.profiles.settings("01_gradient_flow_and_ntk", PROFILE, DATA=DATA, MODEL=MODEL, WIDTH=WIDTH,
+cfg = profiles.settings("01_gradient_flow_and_ntk", PROFILE, DATA=DATA, MODEL=MODEL, WIDTH=WIDTH,
                            CHECK_SEEDS=CHECK_SEEDS, CHECK_BATCHES=CHECK_BATCHES, CHECK_BATCH_SIZE=CHECK_BATCH_SIZE,
                            PROBE_SIZE=PROBE_SIZE, SCORE_BATCHES=SCORE_BATCHES, SWEEP_SEEDS=SWEEP_SEEDS,
                            SPARSITIES=SPARSITIES, BATCH_SIZE=BATCH_SIZE, LIMIT=LIMIT, EIGENVALUES=EIGENVALUES)
 print(cfg)
 device = ck.train.default_device()
-print("measured on:", ck.measure.hardware(), "| device:", device)
+print("measured on:", ck.hardware.describe(), "| device:", device)
 
 data = ck.data.load(cfg.data, batch_size=cfg.batch_size, seed=SEED, limit=cfg.limit)
 print(f"{cfg.data}: input {data.input_shape}, {data.num_classes} classes, {len(data.train.dataset)} training samples")
@@ -289,7 +290,7 @@ plt.close("all")
 # %%
 gf_change = {c: {str(p): float(summary.loc[(c, p), "gf_change"]) for p in cfg.sparsities} for c in CRITERIA}
 results = {
-    "profile": PROFILE, "data": cfg.data, "model": cfg.model, "width": cfg.width, "hardware": ck.measure.hardware(),
+    "profile": PROFILE, "data": cfg.data, "model": cfg.model, "width": cfg.width, "hardware": ck.hardware.describe(),
     "identity": {"max_relative_error": max_rel_error, "checks": len(checks), "dtype": "float64"},
     "criteria": CRITERIA, "sparsities": cfg.sparsities,
     "gf_change": gf_change,
@@ -301,7 +302,7 @@ results = {
     "figures": [str(ck.paths.output_file(OUTPUT_DIR, f)) for f in ("01_identity.png", "01_sweep.png", "01_spectrum.png", "01_kernels_random.png")],
     "process_cpu_seconds": time.process_time(),
 }
-print(f"CPU time of this kernel so far: {results['process_cpu_seconds']:.0f} s on {ck.measure.hardware()}")
+print(f"CPU time of this kernel so far: {results['process_cpu_seconds']:.0f} s on {ck.hardware.describe()}")
 print("wrote", ck.notebook.save_results(OUTPUT_DIR, "01_gradient_flow_and_ntk", results))
 
 # %% [markdown]

@@ -82,9 +82,11 @@ from matplotlib.animation import PillowWriter
 from torch.utils.data import DataLoader
 
 import cropkit as ck
-from cropkit.widgets_ntk import detector_figure, rich_to_lazy_animation, tau_slider
+from cropkit.training.callbacks import KernelDrift
+from cropkit.experiments import profiles
+from cropkit.lessons.widgets_ntk import detector_figure, rich_to_lazy_animation, tau_slider
 
-cfg = ck.profiles.settings("02_rich_to_lazy", PROFILE, DATA=DATA, MODEL=MODEL, WIDTH=WIDTH, EPOCHS=EPOCHS, LR=LR,
+cfg = profiles.settings("02_rich_to_lazy", PROFILE, DATA=DATA, MODEL=MODEL, WIDTH=WIDTH, EPOCHS=EPOCHS, LR=LR,
                            PROBE_SIZE=PROBE_SIZE, NTK_EVERY=NTK_EVERY, TAU=TAU, REF_TAU=REF_TAU,
                            TRY_WIDTHS=TRY_WIDTHS, TRY_LRS=TRY_LRS, TRY_EPOCHS=TRY_EPOCHS, DIGITS_EPOCHS=DIGITS_EPOCHS,
                            THREADS=THREADS,
@@ -93,7 +95,7 @@ if cfg.threads:
     torch.set_num_threads(cfg.threads)
 print(cfg)
 device = ck.train.default_device()
-print("measured on:", ck.measure.hardware(), "| device:", device)
+print("measured on:", ck.hardware.describe(), "| device:", device)
 data = ck.data.load(cfg.data, batch_size=cfg.batch_size, seed=SEED, limit=cfg.limit)
 print(f"{cfg.data}: input {data.input_shape}, {data.num_classes} classes, {len(data.train.dataset)} training samples")
 
@@ -107,7 +109,7 @@ print(f"{cfg.data}: input {data.input_shape}, {data.num_classes} classes, {len(d
 # * the **reference-rule detector** ($\tau$ = `REF_TAU`);
 # * `ck.train.EvaluateOn`, which measures the loss and accuracy on the whole training set in eval mode at every
 #   epoch end (the table's `train acc` / `train loss`: the weights at the epoch's end, not a running mean);
-# * `ck.ntk.KernelDrift`, which computes the NTK on a fixed probe batch of training inputs every `NTK_EVERY` steps and
+# * `KernelDrift`, which computes the NTK on a fixed probe batch of training inputs every `NTK_EVERY` steps and
 #   records its kernel distance from the initial NTK, $1 - \langle\Theta_0,\Theta_t\rangle/(\|\Theta_0\|\|\Theta_t\|)$.
 #
 # The detectors keep $\theta_0$ as one on-device copy of the parameters; an update is a few reductions and one `.item()`.
@@ -117,7 +119,7 @@ model = ck.models.build(cfg.model, data.input_shape, data.num_classes, width=cfg
 probe = next(iter(data.train))[0][:cfg.probe_size]  # fixed probe inputs for the NTK
 seed_rule = ck.timing.DetectorCallback(ck.timing.EarlyCroPDetector(model, threshold=cfg.tau), record_steps=True)
 reference_rule = ck.timing.DetectorCallback(ck.timing.EarlyCroPDetector(model, rule="reference", threshold=cfg.ref_tau))
-drift = ck.ntk.KernelDrift(probe, every_steps=cfg.ntk_every)
+drift = KernelDrift(probe, every_steps=cfg.ntk_every)
 train_eval = ck.train.EvaluateOn(DataLoader(data.train.dataset, batch_size=512))  # not shuffled: data order unchanged
 trainer = ck.train.Trainer(model, data, epochs=cfg.epochs, lr=cfg.lr, seed=SEED,
                            callbacks=[train_eval, seed_rule, reference_rule, drift])
@@ -135,7 +137,7 @@ table["reference ratio"] = pad(reference_rule.detector.ratios)
 display(table.round(4))
 final_test_acc = history.epochs[-1]["test_acc"]
 print(f"final test accuracy {final_test_acc:.3f} after {cfg.epochs} epochs of {steps_per_epoch} steps "
-      f"({sum(table.seconds):.0f} s of training on {ck.measure.hardware()})")
+      f"({sum(table.seconds):.0f} s of training on {ck.hardware.describe()})")
 
 
 # %%
@@ -409,7 +411,7 @@ plt.show()
 # %%
 results = {
     "profile": PROFILE, "data": cfg.data, "model": cfg.model, "width": cfg.width, "lr": cfg.lr, "epochs": cfg.epochs,
-    "hardware": ck.measure.hardware(), "tau": cfg.tau, "ref_tau": cfg.ref_tau,
+    "hardware": ck.hardware.describe(), "tau": cfg.tau, "ref_tau": cfg.ref_tau,
     "detection_epoch": fired, "detection_reason": reasons,
     "premise": {**{key: {"run": RUNS[key], "rule": "reference", "tau": cfg.ref_tau, **by_rule[key]["reference"],
                          "holds": premise_holds(by_rule[key]["reference"])} for key in RUNS},
@@ -426,7 +428,7 @@ results = {
     "figures": [str(ck.paths.output_file(OUTPUT_DIR, f)) for f in ("02_run.png", "02_rules.png", "02_try_this.png")],
     "process_cpu_seconds": time.process_time(),
 }
-print(f"CPU time of this kernel so far: {results['process_cpu_seconds']:.0f} s on {ck.measure.hardware()}")
+print(f"CPU time of this kernel so far: {results['process_cpu_seconds']:.0f} s on {ck.hardware.describe()}")
 print("wrote", ck.notebook.save_results(OUTPUT_DIR, "02_rich_to_lazy", results))
 
 # %% [markdown]

@@ -76,10 +76,11 @@ from IPython.display import display
 from torch.utils.data import DataLoader
 
 import cropkit as ck
-from cropkit import lottery
+from cropkit.experiments import profiles
+from cropkit.experiments import lottery
 
 phases = ck.notebook.Phases()  # wall seconds of each phase, printed as it ends and saved in the JSON
-cfg = ck.profiles.settings("03_lottery_vs_earlycrop", PROFILE, DATA=DATA, MODEL=MODEL, WIDTH=WIDTH, EPOCHS=EPOCHS,
+cfg = profiles.settings("03_lottery_vs_earlycrop", PROFILE, DATA=DATA, MODEL=MODEL, WIDTH=WIDTH, EPOCHS=EPOCHS,
                            SPARSITIES=SPARSITIES, SEEDS=SEEDS, LTR_ROUNDS=LTR_ROUNDS, REWIND_EPOCH=REWIND_EPOCH,
                            FOCUS_SPARSITY=FOCUS_SPARSITY, THREADS=THREADS,
                            BATCH_SIZE=BATCH_SIZE, LIMIT=LIMIT, SCORE_BATCHES=SCORE_BATCHES,
@@ -94,7 +95,7 @@ RUN_OPTIONS = dict(profile=PROFILE, data=cfg.data, model=cfg.model, width=cfg.wi
                    max_dense_epochs=cfg.max_dense_epochs, rule=cfg.rule, threshold=cfg.threshold,
                    ltr_rounds=cfg.ltr_rounds, rewind_epoch=cfg.rewind_epoch,
                    measure_emissions=cfg.measure_emissions, cache=CACHE)
-HARDWARE = ck.measure.hardware()
+HARDWARE = ck.hardware.describe()
 print(cfg)
 print("measured on:", HARDWARE)
 STEM = "03_lottery_vs_earlycrop"
@@ -264,7 +265,7 @@ phases.done("when or how")
 # prunable weights and the fraction of it each score keeps.
 
 # %%
-run_cfg = ck.profiles.settings("run", PROFILE)
+run_cfg = profiles.settings("run", PROFILE)
 seed = cfg.seeds[0]
 moment_data = ck.data.load(cfg.data, batch_size=cfg.batch_size, seed=seed, limit=cfg.limit)
 net = ck.models.build(cfg.model, moment_data.input_shape, moment_data.num_classes, width=cfg.width, seed=seed)

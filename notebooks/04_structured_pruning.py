@@ -22,7 +22,7 @@
 # EarlyBird, GateDecorators, EfficientConvNets) against dense training in the paper's table.
 #
 # **The idea.** A *node* is one output channel of a convolution (or one neuron of a hidden linear layer).
-# A node criterion scores every node; `cropkit.prune.structured` removes the lowest-scoring nodes until the
+# A node criterion scores every node; `cropkit.core.prune.structured` removes the lowest-scoring nodes until the
 # target weight sparsity is reached, and rebuilds the network with physically smaller tensors. Channels that
 # meet in a residual add must go together, with the same indices in every layer of the group (traced with
 # torch-pruning's `DependencyGraph`). Because a removed channel takes its whole filter *and* the matching input
@@ -60,30 +60,31 @@ import torch
 from IPython.display import Image, display
 
 import cropkit as ck
-from cropkit.methods import FAMILIES, LABELS
-from cropkit.results import PAPER_COLUMNS, runs_frame
+from cropkit.experiments import profiles
+from cropkit.methods.registry import FAMILIES, LABELS
+from cropkit.experiments.results import PAPER_COLUMNS, runs_frame
 
-cfg = ck.profiles.settings("04_structured_pruning", PROFILE, DATA=DATA, TABLES=TABLES, WIDTH=WIDTH, EPOCHS=EPOCHS,
+cfg = profiles.settings("04_structured_pruning", PROFILE, DATA=DATA, TABLES=TABLES, WIDTH=WIDTH, EPOCHS=EPOCHS,
                            SEEDS=SEEDS, EXPLORER_WIDTH=EXPLORER_WIDTH, EXPLORER_CRITERION=EXPLORER_CRITERION,
                            WIDE_WIDTH=WIDE_WIDTH, THREADS=THREADS,
                            NARROW_WIDTHS=NARROW_WIDTHS, EXPLORER_BATCH=EXPLORER_BATCH, SWEEP=SWEEP,
                            RUN_OPTIONS=OPTIONS)
-run_cfg = ck.profiles.settings("run", PROFILE)
+run_cfg = profiles.settings("run", PROFILE)
 # Options of every cropkit.run below: under cpu, lesson 02's batch size and EarlyCroP-S's detector (reference rule, τ 0.7)
 RUN_OPTIONS = dict(profile=PROFILE, epochs=cfg.epochs, **cfg.run_options)
 batch_size = RUN_OPTIONS.get("batch_size", run_cfg.batch_size)
 if cfg.threads:
     torch.set_num_threads(cfg.threads)
 print(cfg)
-print("measured on:", ck.measure.hardware())
+print("measured on:", ck.hardware.describe())
 
 # %% [markdown]
 # ## 1 · The explorer: move the slider
 #
 # Pick a model (the CIFAR forms of ResNet18 and VGG16), a node criterion (the keys of
-# `cropkit.scores.NODE_SCORES`), a budget and a target sparsity. For each choice the explorer scores the nodes of
+# `cropkit.core.scores.NODE_SCORES`), a budget and a target sparsity. For each choice the explorer scores the nodes of
 # the dense network *at initialisation* (once per model and criterion — the first visit of a criterion takes a
-# few seconds), prunes a copy with `cropkit.prune.structured`, and measures the smaller network against the dense
+# few seconds), prunes a copy with `cropkit.core.prune.structured`, and measures the smaller network against the dense
 # one on this machine: kept channels per layer, parameters, FLOPs per sample, the median time of a full training
 # step (forward, backward, Adam) and the peak memory of one step.
 #
@@ -102,7 +103,7 @@ explorer_batches = None  # None: one seeded batch of random inputs (shape and co
 if cfg.explorer_data != "synthetic":
     explorer_data = ck.data.load(cfg.explorer_data, batch_size=cfg.explorer_batch, seed=0)
     explorer_batches = ck.data.take(explorer_data.train, 1)
-explorer = ck.widgets.StructuredExplorer(model_names=cfg.explorer_models, criterion=cfg.explorer_criterion,
+explorer = ck.explorer.StructuredExplorer(model_names=cfg.explorer_models, criterion=cfg.explorer_criterion,
                                          width=cfg.explorer_width, batch_size=cfg.explorer_batch,
                                          batches=explorer_batches, threads=cfg.explorer_threads, sparsity=0.5)
 explorer.update()  # draw the current choice now, so that the executed notebook shows it too
@@ -119,7 +120,7 @@ fig.savefig(ck.paths.output_file(OUTPUT_DIR, "04_explorer.png"), dpi=100)
 display(Image(filename=str(ck.paths.output_file(OUTPUT_DIR, "04_explorer.png"))))  # a bare Figure (not pyplot's) would show only its text repr
 print(f"{state['model']} (width {state['width']}), {state['criterion']}, weight sparsity "
       f"{state['weight_sparsity']:.3f}, node sparsity {state['node_sparsity']:.3f}")
-print(ck.widgets.StructuredExplorer.summary_text(state))
+print(ck.explorer.StructuredExplorer.summary_text(state))
 
 # %% [markdown]
 # ## 2 · Sweeping the slider
@@ -330,7 +331,7 @@ explorer_state = {k: v for k, v in explorer.last.items()}
 results = {
     "profile": PROFILE, "data": cfg.data, "width": cfg.width, "epochs": cfg.epochs, "seeds": cfg.seeds,
     "run_options": cfg.run_options,
-    "hardware": ck.measure.hardware(),
+    "hardware": ck.hardware.describe(),
     "families": {m: FAMILIES[m] for m in ["dense", *UNSTRUCTURED, *STRUCTURED]},
     "tables": [{"model": model, "sparsity": sparsity, "rows": rows_of(runs[f"{model}@{sparsity}"])}
                for model, sparsity in cfg.tables],

@@ -22,12 +22,12 @@
 #
 # **The idea.** Nothing in CroP or EarlyCroP is specific to classification: CroP keeps the weights whose removal
 # least changes the *gradient flow* $g^\top g$, $g = \nabla_\theta L$, of whatever loss $L$ the network trains on, and
-# EarlyCroP's detector watches the weights, not the labels. So the kit's task object (`cropkit.tasks`) names the loss
+# EarlyCroP's detector watches the weights, not the labels. So the kit's task object (`cropkit.tasks.task`) names the loss
 # every score differentiates and the metric a run reports, and the same `ck.run` prunes all of these:
 #
 # | the paper (Rachwan et al. 2022, §5) | here | what the stand-in keeps | what it does not |
 # |---|---|---|---|
-# | NYU depth (RGB → depth map), a fully convolutional residual network (FCRN), RMSE ↓ | `depth`: 2000 ray-cast 32×32 scenes (`cropkit.domains`), `fcn`: a small FCRN-style encoder–decoder | L2 loss, dense per-pixel prediction, a residual encoder–decoder with up-projections, RMSE | real indoor photographs at full resolution, a ResNet-50 encoder; RMSE here is in units of the depth's std, not metres |
+# | NYU depth (RGB → depth map), a fully convolutional residual network (FCRN), RMSE ↓ | `depth`: 2000 ray-cast 32×32 scenes (`cropkit.tasks.domains`), `fcn`: a small FCRN-style encoder–decoder | L2 loss, dense per-pixel prediction, a residual encoder–decoder with up-projections, RMSE | real indoor photographs at full resolution, a ResNet-50 encoder; RMSE here is in units of the depth's std, not metres |
 # | PTB language modelling, a pointer sentinel mixture model, log-perplexity ↓ | `pydoc`: Python's own help texts, word level, 1000 words + `<unk>`; `lstm`: one LSTM layer | token cross-entropy, a recurrent network, log-perplexity in nats | PTB's 1 M tokens and 10 k words, the pointer/sentinel mixture, dropout, a tuned schedule |
 # | CartPole, Acrobot-v1, LunarLander: a 3-layer fully connected policy (FLARE), return ↑ | `cartpole`, `acrobot` (gymnasium, offline); `policy`: the zoo's 3-layer MLP, REINFORCE | the games, the 3-layer FC policy, mean return over fixed episodes | LunarLander, the paper's RL algorithm and training length |
 #
@@ -75,11 +75,14 @@ from IPython.display import display
 from tqdm.auto import tqdm
 
 import cropkit as ck
-from cropkit import control, domains, tasks
+from cropkit.experiments import profiles
+from cropkit.experiments import runs
+from cropkit.methods import registry
+from cropkit.tasks import control, domains, task as tasks
 
 STEM = "05_beyond_classification"
 phases = ck.notebook.Phases()  # wall seconds of each phase, printed as it ends and saved in the JSON
-cfg = ck.profiles.settings(STEM, PROFILE, DOMAINS=DOMAINS, SPARSITIES=SPARSITIES, SEEDS=SEEDS, THREADS=THREADS,
+cfg = profiles.settings(STEM, PROFILE, DOMAINS=DOMAINS, SPARSITIES=SPARSITIES, SEEDS=SEEDS, THREADS=THREADS,
                            WORKERS=WORKERS)
 if isinstance(cfg.sparsities, (list, tuple)):  # SPARSITIES given: the same sweep for every domain
     cfg.sparsities = {d: list(cfg.sparsities) for d in cfg.domains}
@@ -89,15 +92,15 @@ OVERRIDES = {k: v for k, v in dict(width=WIDTH, epochs=EPOCHS, batch_size=BATCH_
                                    score_batches=SCORE_BATCHES, max_dense_epochs=MAX_DENSE_EPOCHS,
                                    measure_emissions=MEASURE_EMISSIONS).items() if v is not None}
 # Each domain's run settings: the kit's DOMAINS table for this profile, the lesson's sizes on top, then the parameters.
-SETTINGS = {d: {**ck.profiles.DOMAINS[PROFILE][d], **cfg.sizes.get(d, {}), **OVERRIDES} for d in cfg.domains}
+SETTINGS = {d: {**profiles.DOMAINS[PROFILE][d], **cfg.sizes.get(d, {}), **OVERRIDES} for d in cfg.domains}
 TITLES = {"depth": "Depth (regression)", "pydoc": "pydoc (language)", "cartpole": "CartPole-v1 (control)",
           "acrobot": "Acrobot-v1 (control)"}
 AT_INIT = [m for m in ("crop-u", "snip", "random-u") if m in METHODS]  # pruned before the first step
 # EarlyCroP trains its dense phase (t <= max_dense_epochs) on top of E sparse epochs; "dense-long" is dense training
 # for max_dense_epochs + E epochs, at least as long as any EarlyCroP run: the reference of the verdicts (section 7).
-LABELS = {**ck.methods.LABELS, "dense-long": "Dense, as long"}
+LABELS = {**registry.LABELS, "dense-long": "Dense, as long"}
 DENSE = ["dense", "dense-long"]
-HARDWARE = ck.measure.hardware()
+HARDWARE = ck.hardware.describe()
 
 
 def long_epochs(domain):
@@ -120,7 +123,7 @@ SKIPPED = {}
 for domain in cfg.domains:
     for method in METHODS:
         try:
-            ck.runs.settings(method, data=domain, **{k: v for k, v in options_for(method, domain).items()
+            runs.settings(method, data=domain, **{k: v for k, v in options_for(method, domain).items()
                                                      if k not in ("cache", "progress")})
         except ValueError as err:
             SKIPPED.setdefault(domain, {})[method] = str(err)
@@ -167,7 +170,7 @@ for env in ("cartpole", "acrobot"):
         uniform = torch.nn.Linear(data.input_shape[0], data.num_classes)  # zero weights: every action equally likely
         torch.nn.init.zeros_(uniform.weight), torch.nn.init.zeros_(uniform.bias)
         REFERENCES[env] = {"random policy": control.evaluate(uniform, data.test)[1]}
-METRIC = {d: tasks.of_data(d) for d in cfg.domains}
+METRIC = {d: ck.data.of_data(d) for d in cfg.domains}
 UNITS = {"rmse": "test RMSE ↓ (depth std units)", "log_ppl": "test log-perplexity ↓ (nats / token)",
          "return": "mean return ↑ (10 evaluation episodes)"}
 for domain, refs in REFERENCES.items():
@@ -178,7 +181,7 @@ phases.done("references")
 # %% [markdown]
 # ## 2 · What "gradient flow" means when the data are the policy's own
 #
-# A control policy is trained by **REINFORCE with a baseline** (Williams 1992; `cropkit.control`): each epoch it
+# A control policy is trained by **REINFORCE with a baseline** (Williams 1992; `cropkit.tasks.control`): each epoch it
 # plays `BATCH_SIZE` whole episodes, sampling its actions, and takes one gradient step on
 # $L(\theta) = -\frac1N \sum_t \log \pi_\theta(a_t \mid s_t)\,\hat A_t$, where $\hat A_t$ is the return-to-go
 # minus its mean at the same time step over the batch, standardised. There is no fixed data set: the transitions are

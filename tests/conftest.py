@@ -35,7 +35,7 @@ def smoke_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def run_notebook(smoke_dir):
     """run_notebook("02_rich_to_lazy") → the JSON that notebook wrote under the smoke profile (executed once)."""
-    from cropkit import notebook
+    from cropkit.lessons import notebook
 
     cache: dict[str, dict] = {}
 

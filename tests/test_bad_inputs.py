@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 
 import cropkit as ck
-from cropkit import cli, runs
+from cropkit import cli
+from cropkit.experiments import runs
+from cropkit.methods import registry
+from cropkit.training import tracking
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -58,7 +61,7 @@ def test_a_control_task_with_one_episode_per_batch_is_refused_before_training(tm
     assert runs.settings("dense", data=data, profile="smoke", batch_size=2).batch_size == 2
 
 
-STRUCTURED = [m for m in ck.METHODS if ck.methods.FAMILIES[m] == "Structured"]
+STRUCTURED = [m for m in ck.METHODS if registry.FAMILIES[m] == "Structured"]
 SHUFFLE = "structured pruning cannot handle ShuffleNetV2: torch-pruning could not trace its channel dependencies"
 
 
@@ -88,5 +91,5 @@ def test_the_image_shapes_known_before_loading_are_those_the_loaders_give(cifar_
 def test_a_tensorboard_folder_that_cannot_be_written_is_refused_when_it_is_given(tmp_path):
     (tmp_path / "blocker").write_text("")
     with pytest.raises(ValueError, match="TensorBoard cannot write into .*blocker is a file, not a folder"):
-        ck.tracking.TensorBoard(tmp_path / "blocker" / "tb")
-    assert ck.tracking.TensorBoard(tmp_path / "new" / "tb").log_dir.is_dir()
+        tracking.TensorBoard(tmp_path / "blocker" / "tb")
+    assert tracking.TensorBoard(tmp_path / "new" / "tb").log_dir.is_dir()

@@ -1,4 +1,5 @@
-"""The one detector callback (`cropkit.callbacks.DetectorCallback`): a prune in ``on_fire`` ends the watching, and a
+"""The one detector callback (`cropkit.training.callbacks.DetectorCallback`): a prune in ``on_fire`` ends the watching,
+and a
 deadline acts once when the detector stays silent."""
 import pytest
 import torch
@@ -6,8 +7,10 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import cropkit as ck
-from cropkit import callbacks, prune, scores, timing
-from cropkit.train import Trainer
+from cropkit.core import prune, scores
+from cropkit.methods import registry
+from cropkit.training import callbacks, timing
+from cropkit.training.loop import Trainer
 
 
 def _loaders(samples: int):
@@ -41,7 +44,7 @@ def test_callback_survives_a_structured_prune_in_on_fire(record_steps):
 
 def test_one_detector_callback_in_the_kit():
     assert ck.timing.DetectorCallback is callbacks.DetectorCallback
-    assert not hasattr(ck.methods, "WhenFired")
+    assert not hasattr(registry, "WhenFired")
 
 
 def test_callback_deadline_acts_once_when_the_detector_stays_silent():

@@ -10,7 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cropkit import cli, methods, results
+from cropkit import cli
+from cropkit.experiments import results
+from cropkit.methods import registry as methods
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

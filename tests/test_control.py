@@ -8,7 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from cropkit import control, models, prune, scores, train
+from cropkit.core import prune, scores
+from cropkit.core.layers import prunable_layers
+from cropkit.tasks import control, models
+from cropkit.training import loop as train
 
 
 def tiny_policy(seed=0):
@@ -93,7 +96,7 @@ def test_shapes_and_the_zoo_mlp_is_a_three_layer_policy(policy):
     data, model = policy
     assert data.input_shape == (4,) and data.num_classes == 2 and data.task.metric == "return"
     assert control.load_control("acrobot").input_shape == (6,) and control.load_control("acrobot").num_classes == 3
-    assert [tuple(m.weight.shape) for _, m in models.prunable_layers(model)] == [(64, 4), (64, 64), (2, 64)]
+    assert [tuple(m.weight.shape) for _, m in prunable_layers(model)] == [(64, 4), (64, 64), (2, 64)]
     assert data.example_inputs(3).shape == (3, 4)
     assert control.load_control("cartpole", eval_episodes=3).test.seeds == (10_000, 10_001, 10_002)
 
@@ -137,7 +140,7 @@ def test_crop_scores_prune_to_90_percent_and_the_policy_still_plays(policy):
     data, model = policy
     batches = data.scoring_batches(2, 4, seed=0, model=model)
     got = scores.crop(model, batches, loss_fn=data.task.loss_fn)
-    keys = [f"{n}.weight" for n, _ in models.prunable_layers(model)]
+    keys = [f"{n}.weight" for n, _ in prunable_layers(model)]
     assert sorted(got) == sorted(keys) and all(torch.isfinite(s).all() and (s > 0).any() for s in got.values())
     prune.unstructured(model, got, 0.9)
     kept = sum(int(m.sum()) for m in prune.masks(model).values())

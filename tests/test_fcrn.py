@@ -10,8 +10,10 @@ from test_structured import _randomise_norms, assert_equivalent, example
 from torch import nn
 
 import cropkit as ck
-from cropkit import models, scores
-from cropkit.fcrn import unpool
+from cropkit.core import scores
+from cropkit.core.layers import prunable_layers
+from cropkit.tasks import models
+from cropkit.tasks.fcrn import unpool
 
 
 def count(module):
@@ -50,7 +52,7 @@ def test_structured_surgery_equals_the_masked_network(criterion, sparsity):
                                                                  if criterion == "crop_nodes" else {}))
     plan, small = assert_equivalent(model, node_scores, sparsity, x)
     assert abs(plan.weight_sparsity - sparsity) <= 0.01 and small(x).shape == (2, 1, 16, 16)
-    removed = {n for n, m in models.prunable_layers(dense)
+    removed = {n for n, m in prunable_layers(dense)
                if m.weight.shape[0] > small.get_submodule(n).weight.shape[0]}
     assert any(n.startswith("up.") for n in removed) and any(n.startswith("layer") for n in removed)
 

@@ -16,7 +16,8 @@ import nbformat
 import pytest
 from tiny_lessons import tiny_lesson
 
-from cropkit import cli, notebook, paths
+from cropkit import cli, paths
+from cropkit.lessons import lesson_parameters, notebook, pairs
 
 ROOT = Path(__file__).resolve().parent.parent
 LESSONS = notebook.notebooks(ROOT / "notebooks")
@@ -69,7 +70,7 @@ def test_a_comment_with_equals_is_refused(tmp_path):
     nb.cells[0].source += "\nSEED = 0  # type: int  seed; 0 = the default"
     nbformat.write(nb, str(path))
     with pytest.raises(ValueError, match="cannot read.*SEED.*keep `=` out"):
-        notebook.parameters(path)
+        lesson_parameters.parameters(path)
 
 
 @pytest.mark.parametrize("stem, given", [("02_rich_to_lazy", {"REF_TAU": "high"}), ("00_tour", {"SEED": "0"}),
@@ -195,8 +196,8 @@ def test_no_lessons_found_is_an_error(tmp_path, monkeypatch):
 @pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
 def test_first_code_cell_installs_only_on_a_hosted_service(path, monkeypatch):
     first = next(c for c in nbformat.read(str(path), as_version=4).cells if c.cell_type == "code")
-    assert first.source == notebook.install_cell_source()
-    assert notebook.REPOSITORY_URL in first.source
+    assert first.source == pairs.install_cell_source()
+    assert pairs.REPOSITORY_URL in first.source
 
     def run_cell(env: dict, importable: bool) -> list:
         calls = []
@@ -214,12 +215,12 @@ def test_first_code_cell_installs_only_on_a_hosted_service(path, monkeypatch):
     assert run_cell({"COLAB_RELEASE_TAG": "x"}, importable=True) == [], "nothing to do when cropkit is there"
     for env in ({"COLAB_RELEASE_TAG": "x"}, {"BINDER_SERVICE_HOST": "x"}):
         (cmd,) = run_cell(env, importable=False)
-        assert cmd[1:4] == ["-m", "pip", "install"] and cmd[-1] == f"cropkit @ git+{notebook.REPOSITORY_URL}"
+        assert cmd[1:4] == ["-m", "pip", "install"] and cmd[-1] == f"cropkit @ git+{pairs.REPOSITORY_URL}"
 
 
 def test_readme_and_binder_point_at_the_one_repository_url():
     readme = (ROOT / "README.md").read_text()
-    repo = notebook.REPOSITORY_URL.removeprefix("https://github.com/")
+    repo = pairs.REPOSITORY_URL.removeprefix("https://github.com/")
     for stem in STEMS:
         assert f"https://colab.research.google.com/github/{repo}/blob/main/notebooks/{stem}.ipynb" in readme
         assert f"https://mybinder.org/v2/gh/{repo}/main?labpath=notebooks%2F{stem}.ipynb" in readme
@@ -261,8 +262,8 @@ def test_the_wheel_carries_the_lessons_and_runs_outside_the_checkout(tmp_path):
     uv = ["python3", "-m", "uv"]
     subprocess.run(uv + ["build", "--wheel", "--quiet", "--out-dir", str(tmp_path / "dist"), str(src)], check=True)
     (wheel,) = (tmp_path / "dist").glob("cropkit-*.whl")
-    packaged = [n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("cropkit/lessons/")]
-    assert sorted(packaged) == [f"cropkit/lessons/{p.name}" for p in LESSONS]
+    packaged = [n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".ipynb")]
+    assert sorted(packaged) == [f"cropkit/lessons/notebooks/{p.name}" for p in LESSONS]
 
     venv = tmp_path / "venv"
     subprocess.run(uv + ["venv", "--quiet", str(venv), "--python", sys.executable], check=True)
@@ -287,7 +288,8 @@ def test_the_wheel_carries_the_lessons_and_runs_outside_the_checkout(tmp_path):
                             capture_output=True, text=True)
     assert copied.returncode == 0, copied.stderr
     assert sorted(p.name for p in (work / "mine").iterdir()) == [p.name for p in LESSONS]
-    ran = subprocess.run([python, "-m", "cropkit.notebook", "--profile", "smoke", "--only", "00", "--output", "out"],
+    ran = subprocess.run([python, "-m", "cropkit.lessons.notebook", "--profile", "smoke", "--only", "00",
+                          "--output", "out"],
                          cwd=work, env=env, capture_output=True, text=True, timeout=900)
     assert ran.returncode == 0, ran.stderr[-3000:]
     result = json.loads((work / "out" / "smoke" / "00_tour.json").read_text())

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from cropkit import gates, models
+from cropkit.methods import gates
+from cropkit.tasks import models
 
 
 def tiny():

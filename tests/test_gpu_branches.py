@@ -2,7 +2,8 @@
 
 No GPU run of cropkit has ever been made. What can be checked without one is that each CUDA branch is taken when the
 device says CUDA, calls the CUDA functions it should, with the device, in the right order, and reports the numbers
-they return. The branch decisions are ``cropkit.measure._on_cuda(device)`` (batch time, inference time, peak memory),
+they return. The branch decisions are ``cropkit.core.measure._on_cuda(device)`` (batch time, inference time, peak
+memory),
 ``device.type == "cuda"`` on a ``torch.device("cuda")`` that can be built without a GPU (device names), and
 ``torch.cuda.is_available()`` / ``device_count()`` (device choice); the tests fake those and run on CPU tensors.
 """
@@ -13,7 +14,8 @@ import torch
 from torch import nn
 
 import cropkit as ck
-from cropkit import hardware, measure, train
+from cropkit.core import hardware, measure
+from cropkit.training import loop as train
 
 
 @pytest.fixture
@@ -101,7 +103,7 @@ def test_gpu_device_name_and_hardware_line(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: asked.append(device) or "NVIDIA H100")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert hardware.device_name("cuda:1") == "NVIDIA H100" and asked == [torch.device("cuda:1")]
-    assert ck.measure.hardware() == f"GPU NVIDIA H100 · torch {torch.__version__}"
+    assert ck.hardware.describe() == f"GPU NVIDIA H100 · torch {torch.__version__}"
     assert asked[-1] == torch.device("cuda")
     asked.clear()
     assert hardware.device_name("cpu") and not asked  # the CPU's name comes from /proc/cpuinfo, not CUDA

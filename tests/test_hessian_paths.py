@@ -1,4 +1,4 @@
-"""Hg two ways (`cropkit.derivatives.hessian_gradient`): double backprop and forward over reverse give the same
+"""Hg two ways (`cropkit.core.derivatives.hessian_gradient`): double backprop and forward over reverse give the same
 numbers, both equal a dense Hessian, forward mode falls back where it cannot run, and the derivative kernels the
 double path swaps in are exact to second order."""
 import warnings
@@ -10,7 +10,9 @@ from torch.func import functional_call
 from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
-from cropkit import derivatives, models, prune, scores
+from cropkit.core import derivatives, kernels, prune, scores
+from cropkit.core.layers import node_layers, prunable_layers
+from cropkit.tasks import models
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: one thread is faster on a shared, busy machine
 
@@ -24,7 +26,7 @@ def zoo(name, dtype=torch.float64, masked=False, width=0.125):
     g = torch.Generator().manual_seed(2)
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, derivatives.NORM_TYPES):
+            if isinstance(m, kernels.NORM_TYPES):
                 for t, lo, hi in ((m.weight, 0.5, 1.5), (m.bias, -0.3, 0.3), (m.running_mean, -0.2, 0.2),
                                   (m.running_var, 0.5, 2.0)):
                     t.copy_(torch.rand(t.shape, generator=g, dtype=dtype) * (hi - lo) + lo)
@@ -52,10 +54,10 @@ def dense_oracle(model, data, plain, loss_fn=F.cross_entropy):
     from a deep copy also removes the property from the original, whose class the copy shares.)"""
     masks = prune.masks(model)
     with torch.no_grad():
-        for name, layer in models.prunable_layers(plain):
+        for name, layer in prunable_layers(plain):
             layer.weight.copy_(model.get_submodule(name).weight)
     plain.eval()
-    names = [f"{n}.weight" for n, _ in models.prunable_layers(plain)]
+    names = [f"{n}.weight" for n, _ in prunable_layers(plain)]
     theta = {k: plain.get_submodule(k[:-7]).weight.detach() for k in names}
     shapes = [theta[k].shape for k in names]
     unflat = lambda v: {k: p.view(s) for k, p, s in zip(names, torch.split(v, [s.numel() for s in shapes]), shapes)}
@@ -83,7 +85,7 @@ def test_each_path_equals_a_dense_hessian(name, masked, method):
 @pytest.mark.parametrize("name", list(SHAPES))
 def test_both_paths_agree_in_float64(name, masked, n_batches):
     model, data = zoo(name, masked=masked), batches(name, n_batches)
-    gated = dict(derivatives._node_layers(model))
+    gated = dict(node_layers(model))
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # no fallback: forward mode really ran
         g_f, hg_f = derivatives.hessian_gradient(model, data, method="forward")
@@ -163,13 +165,13 @@ def test_unknown_method_and_modules_left_as_they_were():
     nn.Conv1d(3, 3, 5, stride=2, padding=1, groups=3),
 ], ids=["conv2d", "conv2d-strided-dilated-grouped", "conv1d-depthwise"])
 def test_conv_kernels_are_exact_to_second_order(conv):
-    """`_Conv` and its two gradient functions against finite differences of first and second derivatives."""
+    """`kernels.Conv` and its two gradient functions against finite differences of first and second derivatives."""
     conv = conv.double()
     spec = (list(conv.stride), list(conv.padding), list(conv.dilation), conv.groups)
     shape = (2, conv.in_channels) + (7,) * (conv.weight.dim() - 2)
     x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
     w = conv.weight.detach().clone().requires_grad_(True)
-    fn = lambda x, w: derivatives._Conv.apply(x, w, spec)
+    fn = lambda x, w: kernels.Conv.apply(x, w, spec)
     assert torch.autograd.gradcheck(fn, (x, w)) and torch.autograd.gradgradcheck(fn, (x, w))
     with torch.no_grad():
         torch.testing.assert_close(fn(x, w), F.conv2d(x, w, None, *spec) if x.dim() == 4 else
@@ -180,7 +182,7 @@ def test_conv_kernels_are_exact_to_second_order(conv):
 def test_masked_convolutions_get_the_derivative_kernels_too():
     """A masked conv is a parametrised subclass that keeps Conv2d's forward: it is swapped like a plain one."""
     model = zoo("cnn", masked=True)
-    with derivatives.eval_mode(model), derivatives._derivative_kernels(model, convs=True):
+    with derivatives.eval_mode(model), kernels.derivative_kernels(model, convs=True):
         swapped = [name for name, m in model.named_modules() if "forward" in vars(m)]
     convs = [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     assert convs and set(convs) <= set(swapped)

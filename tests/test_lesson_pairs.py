@@ -11,7 +11,7 @@ import jupytext
 import nbformat
 import pytest
 
-from cropkit import notebook
+from cropkit.lessons import notebook, pairs
 
 ROOT = Path(__file__).resolve().parent.parent
 LESSONS = notebook.notebooks(ROOT / "notebooks")
@@ -27,7 +27,7 @@ def test_every_lesson_has_a_twin_and_nothing_else_is_paired():
 
 @pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
 def test_ipynb_and_py_agree(path):
-    differences = notebook.pair_differences(path)
+    differences = pairs.pair_differences(path)
     assert not differences, (f"{path.name} and {notebook.paired_text(path).name} disagree: {differences}; "
                              f"run `python -m cropkit.notebook --sync {path.relative_to(ROOT)}`")
 
@@ -37,8 +37,8 @@ def test_committed_form(path):
     """Stripped, `cell-NN` ids, the canonical install cell, only the kernel's and jupytext's metadata."""
     nb = nbformat.read(str(path), as_version=4)
     ids = [c["id"] for c in nb.cells]
-    assert all(notebook.CELL_ID.match(i) for i in ids) and len(set(ids)) == len(ids), ids
-    assert not notebook.normalise(nb), f"run `python -m cropkit.notebook --sync {path.relative_to(ROOT)}`"
+    assert all(pairs.CELL_ID.match(i) for i in ids) and len(set(ids)) == len(ids), ids
+    assert not pairs.normalise(nb), f"run `python -m cropkit.notebook --sync {path.relative_to(ROOT)}`"
     twin = jupytext.read(notebook.paired_text(path))
     tags = [c.metadata.get("tags") for c in twin.cells if c.metadata.get("tags")]
     assert tags == [["hosted-install"], ["parameters"]]
@@ -54,7 +54,7 @@ def pair(tmp_path):
     ipynb, text = tmp_path / "00_tour.ipynb", tmp_path / "00_tour.py"
     os.utime(text, (1_000_000_000, 1_000_000_000))
     os.utime(ipynb, (1_000_000_100, 1_000_000_100))
-    assert notebook.pair_differences(ipynb) == []
+    assert pairs.pair_differences(ipynb) == []
     return ipynb, text
 
 
@@ -65,7 +65,7 @@ def _touch_newer(path: Path) -> None:
 def test_an_edited_py_is_caught(pair):
     ipynb, text = pair
     text.write_text(text.read_text().replace("## 1 · Data\n", "## 1 · Data, told differently\n"))
-    (difference,) = notebook.pair_differences(ipynb)
+    (difference,) = pairs.pair_differences(ipynb)
     assert "source differs" in difference and "told differently" in difference
 
 
@@ -74,30 +74,30 @@ def test_an_edited_ipynb_is_caught(pair):
     nb = json.loads(ipynb.read_text())
     nb["cells"][0]["source"][0] = "# 00 · A different title\n"
     ipynb.write_text(json.dumps(nb))
-    assert notebook.pair_differences(ipynb)
+    assert pairs.pair_differences(ipynb)
 
 
 def test_a_lost_parameters_tag_or_cell_is_caught(pair):
     ipynb, text = pair
     source = text.read_text()
     text.write_text(source.replace('# %% tags=["parameters"]', "# %%", 1))
-    assert any("metadata differs" in d for d in notebook.pair_differences(ipynb))
+    assert any("metadata differs" in d for d in pairs.pair_differences(ipynb))
     text.write_text(source + '\n# %%\nprint("one more")\n')
-    assert any("cells" in d for d in notebook.pair_differences(ipynb))
+    assert any("cells" in d for d in pairs.pair_differences(ipynb))
     text.unlink()
-    assert "missing" in notebook.pair_differences(ipynb)[0]
+    assert "missing" in pairs.pair_differences(ipynb)[0]
 
 
 def test_sync_from_an_edited_py_keeps_ids_and_numbers_new_cells(pair):
     ipynb, text = pair
     before = nbformat.read(str(ipynb), as_version=4)
-    last = max(int(notebook.CELL_ID.match(c.id).group(1)) for c in before.cells)
+    last = max(int(pairs.CELL_ID.match(c.id).group(1)) for c in before.cells)
     edited = '# %%\nprint("a new cell")\n\n# %% [markdown]\n# ## 2 · A model, edited'
     text.write_text(text.read_text().replace("# %% [markdown]\n# ## 2 · A model", edited, 1))
     _touch_newer(text)
-    assert notebook.pair_differences(ipynb)
+    assert pairs.pair_differences(ipynb)
     assert notebook.sync(ipynb)
-    assert notebook.pair_differences(ipynb) == []
+    assert pairs.pair_differences(ipynb) == []
     after = nbformat.read(str(ipynb), as_version=4)
     new = [c for c in after.cells if c.source == 'print("a new cell")']
     assert [c.id for c in new] == [f"cell-{last + 1:02d}"], "a new cell gets the next free number"
@@ -120,10 +120,10 @@ def test_sync_from_a_jupyterlab_save_strips_and_updates_the_py(pair):
     nbformat.write(nb, str(ipynb))
     _touch_newer(ipynb)
     assert notebook.sync(ipynb)
-    assert notebook.pair_differences(ipynb) == [] and not notebook.has_outputs(ipynb)
+    assert pairs.pair_differences(ipynb) == [] and not notebook.has_outputs(ipynb)
     assert "Edited in JupyterLab." in text.read_text() and "A learner's note." in text.read_text()
     after = nbformat.read(str(ipynb), as_version=4)
-    assert all(notebook.CELL_ID.match(c.id) for c in after.cells) and "language_info" not in after.metadata
+    assert all(pairs.CELL_ID.match(c.id) for c in after.cells) and "language_info" not in after.metadata
 
 
 def test_sync_resets_a_drifted_install_cell(pair):
@@ -132,7 +132,7 @@ def test_sync_resets_a_drifted_install_cell(pair):
     _touch_newer(text)
     notebook.sync(ipynb)
     first = next(c for c in nbformat.read(str(ipynb), as_version=4).cells if c.cell_type == "code")
-    assert first.source == notebook.install_cell_source() and "example.org" not in text.read_text()
+    assert first.source == pairs.install_cell_source() and "example.org" not in text.read_text()
 
 
 def test_sync_command_line(pair, capsys):
@@ -153,8 +153,8 @@ def test_a_new_lesson_written_as_py(tmp_path):
     ipynb = tmp_path / "09_new.ipynb"
     nb = nbformat.read(str(ipynb), as_version=4)
     assert [c.id for c in nb.cells] == ["cell-00", "cell-01", "cell-02", "cell-03"]
-    assert nb.cells[1].source == notebook.install_cell_source() and nb.cells[2].metadata["tags"] == ["parameters"]
-    assert notebook.pair_differences(ipynb) == [] and not notebook.sync(ipynb) and not notebook.sync(text)
+    assert nb.cells[1].source == pairs.install_cell_source() and nb.cells[2].metadata["tags"] == ["parameters"]
+    assert pairs.pair_differences(ipynb) == [] and not notebook.sync(ipynb) and not notebook.sync(text)
 
 
 def test_jupyterlab_with_jupytext_saves_both_files(pair):
@@ -168,6 +168,6 @@ def test_jupyterlab_with_jupytext_saves_both_files(pair):
     nb = manager.get(ipynb.name)["content"]
     nb.cells[0].source += "\n\nSaved from JupyterLab."
     manager.save({"type": "notebook", "content": nb}, ipynb.name)
-    assert "Saved from JupyterLab." in text.read_text() and notebook.pair_differences(ipynb) == []
+    assert "Saved from JupyterLab." in text.read_text() and pairs.pair_differences(ipynb) == []
     saved = nbformat.read(str(ipynb), as_version=4)
-    assert not notebook.normalise(saved) and saved.cells[0].id == "cell-00"
+    assert not pairs.normalise(saved) and saved.cells[0].id == "cell-00"

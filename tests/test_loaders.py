@@ -3,7 +3,8 @@ import pytest
 import torch
 
 import cropkit as ck
-from cropkit import data
+from cropkit.experiments import runs
+from cropkit.tasks import data, loaders
 
 
 def _epochs(loader, n=2) -> list[list[torch.Tensor]]:
@@ -48,7 +49,7 @@ def test_a_run_asks_for_pinned_batches_on_cuda(monkeypatch, tmp_path):
 
     monkeypatch.setattr(data, "load", spy)
     monkeypatch.setattr(ck.train, "resolve_device", lambda device=None: torch.device("cuda" if device else "cpu"))
-    monkeypatch.setattr(ck.measure, "device_name", lambda device: "a faked GPU")
+    monkeypatch.setattr(ck.hardware, "device_name", lambda device: "a faked GPU")
     for device, pinned in [("cuda", True), (None, False)]:
         with pytest.raises(KeyboardInterrupt):
             ck.run("dense", profile="smoke", device=device, cache_dir=tmp_path, num_workers=1)
@@ -58,8 +59,8 @@ def test_a_run_asks_for_pinned_batches_on_cuda(monkeypatch, tmp_path):
 
 def test_num_workers_is_in_the_cache_key(tmp_path):
     """Workers change CIFAR's augmentation stream, so results computed with other workers never replay."""
-    _, zero = ck.runs.configuration("dense", profile="smoke")
-    _, two = ck.runs.configuration("dense", profile="smoke", num_workers=2)
+    _, zero = runs.configuration("dense", profile="smoke")
+    _, two = runs.configuration("dense", profile="smoke", num_workers=2)
     assert zero["num_workers"] == 0 and two["num_workers"] == 2
     assert ck.results.cache_path(tmp_path, zero) != ck.results.cache_path(tmp_path, two)
 
@@ -70,7 +71,7 @@ def test_the_order_is_the_one_a_shuffling_dataloader_gives():
     from torch.utils.data import DataLoader, TensorDataset
 
     dataset = TensorDataset(torch.arange(300))
-    ours = data._loader_pair(dataset, dataset, 64, seed=5)[0]
+    ours = loaders.loader_pair(dataset, dataset, 64, seed=5)[0]
     torchs = DataLoader(dataset, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(5))
     for _ in range(3):
         assert [b.tolist() for b, in ours] == [b.tolist() for b, in torchs]

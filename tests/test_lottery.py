@@ -2,8 +2,8 @@
 import pandas as pd
 import pytest
 
-from cropkit import lottery
-from cropkit.results import Result
+from cropkit.experiments import lottery
+from cropkit.experiments.results import Result
 
 
 def test_entries_resolve_to_methods_and_variants():

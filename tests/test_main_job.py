@@ -19,7 +19,7 @@ from queue import Empty
 import pytest
 from tiny_lessons import tiny_lesson
 
-from cropkit import notebook, report, watchdog
+from cropkit.lessons import notebook, report, watchdog
 
 ROOT = Path(__file__).resolve().parent.parent
 HANG_CAP_S = 300  # far above what any cell here needs: reached only if the watchdog failed
@@ -143,7 +143,7 @@ def test_ctrl_c_stops_the_kernel_and_writes_the_summary_of_what_finished(tmp_pat
 def test_a_full_disk_leaves_the_earlier_summary_whole(tmp_path):
     """RLIMIT_FSIZE = 0 makes every write that grows a file fail, as a full disk does."""
     (tmp_path / "summary.html").write_text("an earlier run's page")
-    script = ("import resource, signal, sys; from cropkit import report; "
+    script = ("import resource, signal, sys; from cropkit.lessons import report; "
               "signal.signal(signal.SIGXFSZ, signal.SIG_IGN); resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0)); "
               "report.write_summary(sys.argv[1], {'00_tour': {'final_test_acc': 0.9}}, 'smoke')")
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True)

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 import cropkit as ck
-from cropkit import measure
+from cropkit.core import hardware, measure, storage
+from cropkit.core.layers import prunable_layers
 
 
 def test_flops_of_linear_equal_hand_count():
@@ -79,31 +80,32 @@ def test_disk_size_stores_masked_weights_sparse():
     from torch.nn.utils import prune
 
     model = nn.Sequential(nn.Linear(200, 200), nn.ReLU(), nn.Linear(200, 10))
-    dense_bytes = measure.disk_size(model)
+    dense_bytes = storage.disk_size(model)
     prune.random_unstructured(model[0], "weight", amount=0.95)
-    sparse_bytes = measure.disk_size(model)
+    sparse_bytes = storage.disk_size(model)
     assert dense_bytes > 4 * 200 * 200 and sparse_bytes < 0.4 * dense_bytes
 
 
 def test_unstructured_model_is_saved_as_csr_with_int32_indices_and_reloads():
-    from cropkit import models, prune, scores
+    from cropkit.core import prune, scores
+    from cropkit.tasks import models
 
     model = models.build("cnn", (1, 8, 8), 10, seed=0)
-    dense_bytes = measure.disk_size(model)
+    dense_bytes = storage.disk_size(model)
     prune.unstructured(model, scores.random(model), 0.9)
-    sparse_bytes = measure.disk_size(model)
+    sparse_bytes = storage.disk_size(model)
     assert sparse_bytes < 0.3 * dense_bytes  # CSR + int32: ≈ 0.24 (COO with int64 indices: 0.77)
     buffer = io.BytesIO()
-    measure.save(model, buffer)
+    storage.save(model, buffer)
     buffer.seek(0)
     state = torch.load(buffer)
     csr = state["0.weight"]
     assert csr.layout == torch.sparse_csr and csr.col_indices().dtype == csr.crow_indices().dtype == torch.int32
     fresh = models.build("cnn", (1, 8, 8), 10, seed=1)
-    fresh.load_state_dict(measure.dense_state(state))
-    for (_, a), (_, b) in zip(models.prunable_layers(fresh), models.prunable_layers(model)):
+    fresh.load_state_dict(storage.dense_state(state))
+    for (_, a), (_, b) in zip(prunable_layers(fresh), prunable_layers(model)):
         assert torch.equal(a.weight, b.weight.detach())
-    estimate = measure.sparse_bits(model)
+    estimate = storage.sparse_bits(model)
     assert 32 < estimate["bits_per_nonzero"] < 32 + 12  # value + a column index of at most ⌈log₂ 3136⌉ bits
     assert estimate["bits"] < 0.2 * 32 * measure.param_count(model)
 
@@ -120,11 +122,11 @@ def test_emissions_estimate_is_finite():
     """codecarbon is a dependency: when it is installed and fails, this test fails (it is skipped only when the
     package is absent)."""
     pytest.importorskip("codecarbon")
-    with measure.Emissions() as e:
+    with hardware.Emissions() as e:
         sum(range(10 ** 5))
     assert e.error is None, e.error
     assert math.isfinite(e.grams) and e.grams >= 0
-    with measure.Emissions(enabled=False) as off:
+    with hardware.Emissions(enabled=False) as off:
         pass
     assert math.isnan(off.grams) and off.error == "disabled"
 
@@ -136,7 +138,7 @@ def test_empty_reference_is_an_error():
 
 def test_cpu_peak_memory_counts_the_activations_of_a_conv_net():
     """The peak grows with the batch by at least the conv outputs that backward keeps (4 bytes each)."""
-    from cropkit import models
+    from cropkit.tasks import models
 
     model = models.build("cnn", (1, 16, 16), 10, seed=0)
     per_sample = 4 * (32 * 16 * 16 * 2 + 64 * 8 * 8 * 2)  # conv1–conv4 outputs of one sample, float32

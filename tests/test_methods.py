@@ -13,7 +13,11 @@ import pytest
 import torch
 
 import cropkit as ck
-from cropkit import methods, models, profiles, prune, results
+from cropkit.core import prune
+from cropkit.core.layers import prunable_layers
+from cropkit.experiments import profiles, results, runs
+from cropkit.methods import registry as methods
+from cropkit.tasks import models
 
 PAPER_METHODS = ("dense", "random-u", "snip", "grasp", "crop-u", "cropit-u", "earlycrop-u", "ltr",
                 "random-s", "snap", "crop-s", "cropit-s", "earlycrop-s", "earlybird",
@@ -145,8 +149,8 @@ def test_cache_false_bypasses(cache_dir, monkeypatch):
 
 def test_cache_key_changes_with_configuration(smoke):
     key = smoke["snap"].key
-    cfg = methods.settings("snap", profile="smoke")
-    base = methods._config("snap", cfg, 0.9, 0, torch.device("cpu"))
+    cfg = runs.settings("snap", profile="smoke")
+    base = runs._config("snap", cfg, 0.9, 0, torch.device("cpu"))
     assert results.cache_path(".", base).stem == key
     for change in (dict(sparsity=0.8), dict(seed=1), dict(lr=1e-3), dict(code="other")):
         assert results.config_key({**base, **change}) != results.config_key(base)
@@ -189,7 +193,7 @@ def test_rewind_keeps_masks_and_restores_survivors():
             p.add_(1.0)
     prune.unstructured(model, ck.scores.magnitude(model), 0.5)
     methods.rewind(model, start)
-    for name, module in models.prunable_layers(model):
+    for name, module in prunable_layers(model):
         kept = prune.masks(model)[f"{name}.weight"]
         assert torch.equal(module.weight[kept], start[f"{name}.weight"][kept])
         assert (module.weight[~kept] == 0).all()
@@ -258,7 +262,7 @@ def test_ltr_reinit_redraws_the_survivors(cache_dir, monkeypatch):
     for reinit in (False, True):
         seen.clear()
         ck.run("ltr", sparsity=0.9, profile="smoke", cache=False, progress=False, reinit=reinit)
-        for name, _ in models.prunable_layers(models.build("cnn", (1, 8, 8), 10, width=SMOKE["width"])):
+        for name, _ in prunable_layers(models.build("cnn", (1, 8, 8), 10, width=SMOKE["width"])):
             key = f"{name}.weight"
             drawn, original = seen["state"][key], theta0[key]
             assert torch.equal(drawn, original) != reinit, (reinit, key)
@@ -268,14 +272,14 @@ def test_ltr_reinit_redraws_the_survivors(cache_dir, monkeypatch):
 @pytest.mark.parametrize("method, criterion", [("earlycrop-u", "crop"), ("earlycrop-s", "crop_nodes")])
 def test_earlycrop_scores_and_keeps_theta_t_not_theta0(method, criterion, monkeypatch):
     """EarlyCroP scores the network it has trained to the firing epoch (θ_t), and keeps training θ_t: no rewinding."""
-    from cropkit import scores
+    from cropkit.core import scores
 
     seen = {}
     table = scores.WEIGHT_SCORES if criterion == "crop" else scores.NODE_SCORES
     real = table[criterion]
 
     def spy(model, batches, **kw):
-        seen["scored"] = {n: m.weight.detach().clone() for n, m in models.prunable_layers(model)}
+        seen["scored"] = {n: m.weight.detach().clone() for n, m in prunable_layers(model)}
         seen["model"] = model
         return real(model, batches, **kw)
 
@@ -284,11 +288,11 @@ def test_earlycrop_scores_and_keeps_theta_t_not_theta0(method, criterion, monkey
     monkeypatch.setattr(methods.train.Trainer, "reset_optimizer",
                         lambda self, *a, real=methods.train.Trainer.reset_optimizer, **k:
                         train_begin.append({n: m.weight.detach().clone()
-                                            for n, m in models.prunable_layers(self.model)})
+                                            for n, m in prunable_layers(self.model)})
                         or real(self, *a, **k))
     r = ck.run(method, sparsity=0.9, profile="smoke", cache=False, progress=False)
     assert r.prune_epoch >= 1
-    theta0 = dict(models.prunable_layers(models.build("cnn", (1, 8, 8), 10, width=SMOKE["width"], seed=0)))
+    theta0 = dict(prunable_layers(models.build("cnn", (1, 8, 8), 10, width=SMOKE["width"], seed=0)))
     assert all(not torch.equal(w, theta0[n].weight) for n, w in seen["scored"].items())  # θ_t ≠ θ₀
     after = train_begin[-1]  # the weights the sparse phase starts from
     if method == "earlycrop-u":  # survivors are θ_t's values, pruned ones 0
@@ -337,8 +341,8 @@ def test_an_unwritable_cache_costs_a_warning_not_the_result(tmp_path):
 
 
 def test_limit_none_means_the_whole_training_set(tmp_path, monkeypatch):
-    assert methods.settings("dense", profile="smoke").limit == SMOKE["limit"]      # omitted: the profile's
-    assert methods.settings("dense", profile="smoke", limit=None).limit is None    # explicit None: everything
+    assert runs.settings("dense", profile="smoke").limit == SMOKE["limit"]      # omitted: the profile's
+    assert runs.settings("dense", profile="smoke", limit=None).limit is None    # explicit None: everything
     seen = {}
 
     def probe(ctx):
@@ -351,7 +355,7 @@ def test_limit_none_means_the_whole_training_set(tmp_path, monkeypatch):
     assert seen["train"] == 1437  # digits' whole training split, not smoke's 256
     for bad in (0, 2.5, "all", True):
         with pytest.raises(ValueError, match="limit must be an integer >= 1 .* or None"):
-            methods.settings("dense", profile="smoke", limit=bad)
+            runs.settings("dense", profile="smoke", limit=bad)
 
 
 def test_more_score_batches_than_the_data_has_is_a_recorded_warning(tmp_path):
@@ -386,7 +390,7 @@ def test_cache_key_holds_library_versions_and_the_device_name(smoke):
     assert config["versions"] == results.library_versions()
     assert set(config["versions"]) == {"torch", "torchvision", "torch-pruning"}
     assert config["versions"]["torch"] == torch.__version__.split("+")[0]
-    assert config["device_name"] == ck.measure.device_name("cpu") and config["device_name"]
+    assert config["device_name"] == ck.hardware.device_name("cpu") and config["device_name"]
     for change in (dict(versions={**config["versions"], "torch-pruning": "0.0"}), dict(device_name="other")):
         assert results.config_key({**config, **change}) != results.config_key(config)
 
@@ -407,14 +411,15 @@ def test_first_run_of_a_process_is_timed_after_the_warm_up(tmp_path):
     script = (
         "import sys, time, torch\n"
         "torch.set_num_threads(1)\n"
-        "from cropkit import methods\n"
+        "from cropkit.experiments import runs\n"
+        "from cropkit.methods import registry as methods\n"
         "seen = []\n"
         "def probe(ctx):\n"
         "    seen.append('torch._dynamo' in sys.modules)\n"
         "    return methods.dense(ctx)\n"
         "methods.REGISTRY['dense'] = methods.Method(probe, 'Dense', 'Dense')\n"
         "assert 'torch._dynamo' not in sys.modules, 'not a fresh process'\n"
-        "t = [methods.run('dense', profile='smoke', cache=False, progress=False).train_seconds for _ in range(2)]\n"
+        "t = [runs.run('dense', profile='smoke', cache=False, progress=False).train_seconds for _ in range(2)]\n"
         "print(seen, f'first {t[0]:.3f} s, again {t[1]:.3f} s, ratio {t[0] / t[1]:.2f}')\n"
         "assert seen == [True, True]\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
@@ -440,13 +445,18 @@ def test_earlycrop_criterion_separates_when_from_how(tmp_path):
 def test_every_module_a_run_imports_enters_the_code_version():
     """A module that cropkit.run imports decides what a run computes: editing it must make cached results
     unreachable, so none of them may be excluded from code_version() as presentation."""
-    code = "import sys, cropkit.runs; print(' '.join(m for m in sys.modules if m.startswith('cropkit.')))"
+    code = ("import sys, cropkit.experiments.runs; "
+            "print(' '.join(m for m in sys.modules if m.startswith('cropkit.')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    imported = {m.split(".", 1)[1] for m in done.stdout.split()}
-    assert imported - set(results.PRESENTATION_MODULES) <= set(results.result_modules())
-    assert not (imported & set(results.PRESENTATION_MODULES) - {"paths", "__init__"}), \
-        "a presentation module is imported by a run: it decides results, remove it from PRESENTATION_MODULES"
-    assert {"runs", "methods", "scores", "structured", "masks", "derivatives", "gates"} <= set(results.result_modules())
+    imported = {m.split(".", 1)[1] for m in done.stdout.split()} - {"core", "tasks", "training", "methods",
+                                                                     "experiments"}  # the packages' faces
+    shown = {m for m in imported if results.presentation(m)}
+    assert imported - shown <= set(results.result_modules())
+    assert not shown - {"paths"}, \
+        f"presentation modules {shown} are imported by a run: they decide results; remove them from " \
+        f"PRESENTATION_MODULES"
+    assert {"experiments.runs", "methods.registry", "core.scores", "core.structured", "core.masks", "core.derivatives",
+            "methods.gates"} <= set(results.result_modules())
 
 
 def test_a_run_reports_the_bits_per_nonzero_of_sparse_storage(tmp_path):

@@ -3,12 +3,13 @@ import torch
 from torch import nn
 
 import cropkit as ck
+from cropkit.core.layers import classifier_name, prunable_layers
 
 SHAPES = [(1, 8, 8), (1, 40), (3, 32, 32)]
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("name", [n for n in ck.models.ZOO if ck.tasks.of_model(n) == "classification"
+@pytest.mark.parametrize("name", [n for n in ck.models.ZOO if ck.models.of_model(n) == "classification"
                                   and not n.startswith("resnext")])  # 2-D only, 101 layers: tests/test_resnext.py
 def test_zoo_forward_every_shape(name, shape):  # the classifiers; fcn and lstm: tests/test_task_oracles.py
     model = ck.models.build(name, input_shape=shape, num_classes=7, width=0.25)
@@ -51,10 +52,10 @@ def test_torchvision_by_name_adapts_channels(name):
 
 def test_helpers():
     model = ck.models.build("cnn", (1, 8, 8), 10)
-    names = [n for n, _ in ck.models.prunable_layers(model)]
-    assert len(names) == 6 and ck.models.classifier_name(model) == names[-1]
+    names = [n for n, _ in prunable_layers(model)]
+    assert len(names) == 6 and classifier_name(model) == names[-1]
     with pytest.raises(ValueError, match="no prunable layer"):
-        ck.models.classifier_name(nn.Sequential(nn.ReLU()))
+        classifier_name(nn.Sequential(nn.ReLU()))
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from tiny_lessons import tiny_lesson
 
-from cropkit import notebook
+from cropkit.lessons import lesson_parameters, notebook
 
 NOTEBOOKS = notebook.notebooks()
 
@@ -21,7 +21,7 @@ def test_stored_without_outputs(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_parameters_cell_is_plain_literals_with_profile(path):
-    params = notebook.declared_parameters(path)
+    params = lesson_parameters.declared_parameters(path)
     assert params["PROFILE"] == "cpu" and "OUTPUT_DIR" in params
     cell = next(c for c in json.loads(path.read_text())["cells"] if "parameters" in c["metadata"].get("tags", []))
     source = "".join(cell["source"]).splitlines()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cropkit import notebook
+from cropkit.lessons import lesson_parameters, notebook
 
 NB01, NB02 = "01_gradient_flow_and_ntk", "02_rich_to_lazy"
 
@@ -91,4 +91,4 @@ def test_01_02_are_stored_clean():
     for stem in (NB01, NB02):
         path = notebook.NOTEBOOK_DIR / f"{stem}.ipynb"
         assert not notebook.has_outputs(path)
-        assert notebook.declared_parameters(path)["PROFILE"] == "cpu"
+        assert lesson_parameters.declared_parameters(path)["PROFILE"] == "cpu"

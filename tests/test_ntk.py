@@ -8,7 +8,10 @@ import torch.nn.utils.parametrize as parametrize
 import torch.nn.utils.prune as prune
 from torch import nn
 
-from cropkit import models, ntk
+from cropkit.core import ntk
+from cropkit.core.layers import prunable_layers
+from cropkit.tasks import models
+from cropkit.training.callbacks import KernelDrift
 
 SHAPES = {"mlp": (1, 12), "cnn": (1, 8, 8), "cnn1d": (1, 16)}
 
@@ -74,7 +77,7 @@ def test_empirical_ntk_matches_explicit_jacobian(name):
 def test_prunable_parameter_set_is_the_layer_weights():
     model = _model("cnn")
     names = list(ntk.parameters(model, "prunable"))
-    assert names == [f"{n}.weight" for n, _ in models.prunable_layers(model)]
+    assert names == [f"{n}.weight" for n, _ in prunable_layers(model)]
     x, _ = _batch("cnn", n=2)
     torch.testing.assert_close(ntk.empirical_ntk(model, x, "prunable"), _explicit_ntk(model, x, names))
 
@@ -92,7 +95,7 @@ def test_mode_and_buffers_are_restored():
 
 def _random_prune(model, amount=0.6):
     torch.manual_seed(0)
-    for _, module in models.prunable_layers(model):
+    for _, module in prunable_layers(model):
         prune.random_unstructured(module, "weight", amount=amount)
     return model
 
@@ -110,7 +113,7 @@ def test_pruned_model_uses_the_effective_network():
     # oracle: a plain copy whose weights are the masked ones; its GF restricted to the kept weights
     plain = _model("cnn")
     with torch.no_grad():
-        for (_, pruned), (_, dense) in zip(models.prunable_layers(model), models.prunable_layers(plain)):
+        for (_, pruned), (_, dense) in zip(prunable_layers(model), prunable_layers(plain)):
             dense.weight.copy_(pruned.weight_orig * pruned.weight_mask)
     plain_grads = ntk.loss_gradient(plain, x, y)
     expected = 0.0
@@ -133,7 +136,7 @@ class _Mask(nn.Module):
 def test_parametrized_mask_matches_prune_hooks():
     hooked = _random_prune(_model("mlp"))
     parametrized = _model("mlp")
-    for (_, h), (_, p) in zip(models.prunable_layers(hooked), models.prunable_layers(parametrized)):
+    for (_, h), (_, p) in zip(prunable_layers(hooked), prunable_layers(parametrized)):
         parametrize.register_parametrization(p, "weight", _Mask(h.weight_mask.clone()))
     x, y = _batch("mlp")
     assert ntk.gradient_flow(parametrized, x, y) == pytest.approx(ntk.gradient_flow(hooked, x, y), rel=1e-12)
@@ -169,11 +172,11 @@ def test_bad_input_raises():
 def test_pruning_effect_and_kernel_drift_callback():
     from torch.utils.data import DataLoader, TensorDataset
 
-    from cropkit.train import Trainer
-    from cropkit.widgets_ntk import pruned_copy
+    from cropkit.lessons.widgets_ntk import pruned_copy
+    from cropkit.training.loop import Trainer
 
     model, (x, y) = _model("mlp"), _batch("mlp", n=8)
-    scores = {f"{n}.weight": m.weight.detach().abs() for n, m in models.prunable_layers(model)}
+    scores = {f"{n}.weight": m.weight.detach().abs() for n, m in prunable_layers(model)}
     same = ntk.pruning_effect(model, pruned_copy(model, scores, 0.0), x, y, x[:3])
     assert same["gf_change"] == 0 and same["kernel_distance"] == pytest.approx(0, abs=1e-12)
     pruned = pruned_copy(model, scores, 0.8)
@@ -186,7 +189,7 @@ def test_pruning_effect_and_kernel_drift_callback():
 
     model = model.float()
     loaders = (DataLoader(TensorDataset(x.float(), y), batch_size=4), DataLoader(TensorDataset(x.float(), y)))
-    drift = ntk.KernelDrift(x[:2].float(), every_steps=3)
+    drift = KernelDrift(x[:2].float(), every_steps=3)
     Trainer(model, loaders, epochs=3, progress=False, callbacks=[drift], evaluate_every_epoch=False).fit()
     assert drift.steps == [0, 3, 6] and drift.distance[0] == pytest.approx(0, abs=1e-12)
     assert drift.trace_ratio[0] == 1 and drift.distance[-1] > 0
@@ -197,7 +200,7 @@ def test_a_disconnected_network_has_an_undefined_kernel_distance():
     """No path from input to output: Θ' = 0, the kernel distance (a cosine) is NaN and the result says why."""
     import math
 
-    from cropkit import models
+    from cropkit.tasks import models
 
     torch.manual_seed(0)
     dense = models.build("mlp", (1, 6), 3, width=0.05, seed=0)

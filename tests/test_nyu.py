@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import cropkit as ck
-from cropkit import nyu
+from cropkit.tasks import nyu
 
 N, W, H = 6, 40, 30  # frames, and a frame's width and height (the real file: 1449, 640, 480)
 

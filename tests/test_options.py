@@ -1,11 +1,15 @@
-"""Each run option is declared once (`cropkit.options.Option`); validation, the CLI's help and the cache key follow."""
+"""Each run option is declared once (`cropkit.methods.options.Option`); validation, the CLI's help and the cache key
+follow."""
 import os
 
 import pytest
 import torch
 
 import cropkit as ck
-from cropkit import comparison, methods, options, profiles, results, runs
+from cropkit import cli
+from cropkit.experiments import comparison, profiles, results, runs
+from cropkit.methods import options
+from cropkit.methods import registry as methods
 
 ALL = runs.options()
 COMMON = {o.name for o in options.COMMON}
@@ -71,13 +75,13 @@ def test_declared_defaults_are_valid_and_the_cli_lists_every_option():
         cfg = runs.settings("dense", profile=profile)
         for option in ALL.values():
             option.check(getattr(cfg, option.name))
-    text = ck.cli.parser()._subparsers._group_actions[0].choices["run"].format_help()
+    text = cli.parser()._subparsers._group_actions[0].choices["run"].format_help()
     assert all(f"  {name} (" in text for name in ALL if name != "epochs")
 
 
 def test_the_torch_threads_of_a_cpu_run_are_in_its_key_and_its_row(tmp_path, monkeypatch):
     """Threads change a CPU run's last digits: a run with 1 and one with 2 threads are two cache entries."""
-    from cropkit import lottery
+    from cropkit.experiments import lottery
 
     threads = torch.get_num_threads()
     kw = dict(profile="smoke", cache_dir=tmp_path, progress=False)
@@ -97,7 +101,7 @@ def test_the_torch_threads_of_a_cpu_run_are_in_its_key_and_its_row(tmp_path, mon
     assert runs.replay("dense", threads=1, **kw).key == one.key and runs.replay("dense", threads=3, **kw) is None
     assert lottery.is_cached("dense", 0.9, 0, threads=1, **kw) and not lottery.is_cached("dense", 0.9, 0, threads=3,
                                                                                          **kw)
-    monkeypatch.setattr(runs.measure, "device_name", lambda device: "a GPU")
+    monkeypatch.setattr(runs.hardware, "device_name", lambda device: "a GPU")
     cfg = runs.settings("dense", profile="smoke")
     assert "threads" not in runs._config("dense", cfg, 0.0, 0, torch.device("cuda"))  # a GPU run's do not count
     with pytest.raises(ValueError, match="threads must be an integer >= 1"):

@@ -12,7 +12,7 @@ from browser import ARTIFACTS, CHROMIUM_ARGS, chromium, playwright
 from PIL import Image
 from tiny_lessons import tiny_lesson
 
-from cropkit import notebook, pages
+from cropkit.lessons import notebook, pages
 
 REMOTE_LOADS = re.compile(r"""<(script|link|iframe)\b[^>]*\b(src|href)=["']?(https?:)?//""", re.IGNORECASE)
 

@@ -8,7 +8,9 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from cropkit import claims, cli, models, paper_grid, profiles
+from cropkit import cli
+from cropkit.experiments import claims, paper_grid, profiles
+from cropkit.tasks import models
 
 
 @pytest.fixture

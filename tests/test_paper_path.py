@@ -17,7 +17,8 @@ import torch
 from torchvision import transforms
 
 import cropkit as ck
-from cropkit import notebook
+from cropkit.core.layers import prunable_layers
+from cropkit.lessons import lesson_parameters, notebook
 
 # Only sizes change. A full-width ResNet18 or VGG16 step is costly on a CPU, so a run sees a handful of images:
 # 8 training images in batches of 4, one scoring batch, at most two dense epochs. (The cost columns time 13
@@ -75,7 +76,7 @@ def test_paper_networks_are_the_full_cifar_architectures():
     assert ck.measure.param_count(resnet) == RESNET18_CIFAR_PARAMS
     assert ck.measure.param_count(vgg) == VGG16_CIFAR_PARAMS
     # 17 convs + 3 shortcut convs + fc in ResNet18; 13 convs + 1 classifier in VGG16
-    assert len(list(ck.models.prunable_layers(resnet))) == 21 and len(list(ck.models.prunable_layers(vgg))) == 14
+    assert len(list(prunable_layers(resnet))) == 21 and len(list(prunable_layers(vgg))) == 14
     assert ck.measure.flops(resnet, torch.zeros(2, 3, 32, 32)) == RESNET18_CIFAR_FLOPS
 
 
@@ -109,7 +110,7 @@ def test_crop_s_on_the_paper_path(cifar_root, spies, one_thread):
     final = spies["measured"][-1]
     assert 0.0 < result.node_sparsity < 1.0
     assert ck.measure.param_count(final) < RESNET18_CIFAR_PARAMS and result.flops < RESNET18_CIFAR_FLOPS
-    assert len(list(ck.models.prunable_layers(final))) == 21  # the same layers, narrower
+    assert len(list(prunable_layers(final))) == 21  # the same layers, narrower
     assert abs(result.weight_sparsity - 0.5) <= 0.01
 
 
@@ -174,7 +175,7 @@ LESSON_SIZES = {
     "05_beyond_classification": dict(WIDTH=0.5, WORKERS=1),
 }
 LESSONS = notebook.notebooks()
-declared_parameters = functools.cache(notebook.declared_parameters)  # papermill reads a notebook in about a second
+declared_parameters = functools.cache(lesson_parameters.declared_parameters)  # papermill reads a lesson in ~1 s
 
 
 def lesson_parameters(path) -> dict:

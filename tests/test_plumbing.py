@@ -4,8 +4,8 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from cropkit import masks
-from cropkit.plumbing import device_of, eval_mode, plain_name
+from cropkit.core import masks
+from cropkit.core.plumbing import device_of, eval_mode, plain_name
 
 
 def test_eval_mode_restores_every_module_own_mode_even_after_an_error():

@@ -10,10 +10,11 @@ import torch
 from torch.nn import functional as F
 
 import cropkit as ck
-from cropkit import ptb
-from cropkit.pointer import PointerSentinelLM
-from cropkit.task_models import LSTMLanguageModel
-from cropkit.tasks import token_cross_entropy
+from cropkit.core.layers import prunable_layers
+from cropkit.tasks import ptb
+from cropkit.tasks.nets import LSTMLanguageModel
+from cropkit.tasks.pointer import PointerSentinelLM
+from cropkit.tasks.task import token_cross_entropy
 
 V, T = 13, 9
 
@@ -72,7 +73,7 @@ def test_the_language_loss_on_log_p_is_the_mixtures_nll_in_value_and_gradient():
     params = [p for p in model.parameters()]
     for g_ce, g_nll in zip(torch.autograd.grad(ce, params), torch.autograd.grad(nll, params)):
         torch.testing.assert_close(g_ce, g_nll)
-    prunable = [n for n, _ in ck.models.prunable_layers(model)]
+    prunable = [n for n, _ in prunable_layers(model)]
     assert prunable == ["input_gates", "hidden_gates", "query", "decoder"]  # the decoder stays the output layer
 
 

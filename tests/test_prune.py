@@ -7,7 +7,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from cropkit import models, prune, scores
+from cropkit.core import prune, scores
+from cropkit.core.layers import prunable_layers
+from cropkit.tasks import models
 
 
 def mlp():
@@ -24,11 +26,11 @@ def data(shape=(1, 40), n=16, seed=0):
 
 
 def n_weights(model):
-    return sum(m.weight.numel() for _, m in models.prunable_layers(model))
+    return sum(m.weight.numel() for _, m in prunable_layers(model))
 
 
 def n_zero(model):
-    return sum(int((m.weight == 0).sum()) for _, m in models.prunable_layers(model))
+    return sum(int((m.weight == 0).sum()) for _, m in prunable_layers(model))
 
 
 @pytest.mark.filterwarnings("ignore:layer .* would lose every weight")
@@ -64,7 +66,7 @@ def test_zeros_stay_zero_through_training(optimizer):
         opt.zero_grad()
         F.cross_entropy(model(x), y).backward()
         opt.step()
-    for name, module in models.prunable_layers(model):
+    for name, module in prunable_layers(model):
         assert (module.weight[pruned[f"{name}.weight"]] == 0).all()
     assert n_zero(model) == round(0.9 * n_weights(model))
 
@@ -76,7 +78,7 @@ def test_ties_break_deterministically_by_position():
     prune.unstructured(model, equal, 0.5)
     kept = torch.cat([m.flatten() for m in prune.masks(model).values()])
     # each layer's first weight is reserved (no layer may empty); then the earliest positions fill the budget
-    sizes = [m.weight.numel() for _, m in models.prunable_layers(model)]
+    sizes = [m.weight.numel() for _, m in prunable_layers(model)]
     expected = torch.zeros(sum(sizes), dtype=torch.bool)
     expected[torch.tensor([sum(sizes[:i]) for i in range(len(sizes))])] = True
     rest = torch.nonzero(~expected).flatten()[: int(kept.sum()) - len(sizes)]
@@ -117,7 +119,7 @@ def test_make_permanent_saves_and_reloads_identically():
     x = data((1, 8, 8))[0][0]
     before = model(x)
     prune.make_permanent(model)
-    assert all(type(m.weight) is nn.Parameter for _, m in models.prunable_layers(model))
+    assert all(type(m.weight) is nn.Parameter for _, m in prunable_layers(model))
     assert n_zero(model) == round(0.9 * n_weights(model))
     buffer = io.BytesIO()
     torch.save(model, buffer)
@@ -181,7 +183,7 @@ def sorted_global_keep(ranked, sizes, n_keep):
 @pytest.mark.parametrize("seed", range(40))
 def test_selection_equals_a_full_stable_sort(seed):
     """Ties (small integer scores), already-pruned entries (−inf), whole segments below the rest, every budget."""
-    from cropkit.masks import _global_keep
+    from cropkit.core.masks import _global_keep
 
     g = torch.Generator().manual_seed(seed)
     sizes = torch.randint(1, 30, (int(torch.randint(1, 6, (1,), generator=g)),), generator=g).tolist()

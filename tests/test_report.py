@@ -6,7 +6,7 @@ import re
 import pytest
 from PIL import Image
 
-from cropkit import report
+from cropkit.lessons import report
 
 
 def _fake_run(folder):

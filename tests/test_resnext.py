@@ -9,8 +9,10 @@ import torch
 from test_structured import _randomise_norms, assert_equivalent, example
 from torch import nn
 
-from cropkit import models, scores
-from cropkit.resnext import resnext
+from cropkit.core import scores
+from cropkit.core.layers import signal_preserving_init
+from cropkit.tasks import models
+from cropkit.tasks.resnext import resnext
 
 
 def expected_params(layers, groups, width_per_group, num_classes, width=1.0, in_channels=3, stem=3 * 3):
@@ -68,7 +70,7 @@ def test_width_must_leave_every_group_a_channel():
 
 def small(groups=32, width_per_group=16, width=0.125):
     model = resnext((3, 8, 8), 10, width=width, layers=(1, 1, 1, 1), groups=groups, width_per_group=width_per_group)
-    models.signal_preserving_init(model)
+    signal_preserving_init(model)
     _randomise_norms(model.eval())
     return model
 

@@ -1,4 +1,4 @@
-"""Runs that resume (`cropkit.checkpoint`): a run killed with SIGKILL right after an epoch's checkpoint and run
+"""Runs that resume (`cropkit.training.checkpoint`): a run killed with SIGKILL right after an epoch's checkpoint and run
 again must end exactly where the uninterrupted run ends (the same tensors bit for bit, masks included, the same
 accuracy and history); a checkpoint that is unreadable, of another configuration or does not fit is never used."""
 from __future__ import annotations
@@ -20,7 +20,12 @@ import pytest
 import torch
 
 import cropkit
-from cropkit import checkpoint, gates, masks, models, prune, runs
+from cropkit.core import masks, prune
+from cropkit.core.layers import prunable_layers
+from cropkit.experiments import runs
+from cropkit.methods import gates
+from cropkit.tasks import models
+from cropkit.training import checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = dict(data="digits", model="cnn", width=0.25, limit=256, batch_size=64, epochs=2, seed=0, progress=False)
@@ -46,7 +51,8 @@ import json, os, signal, sys
 import torch
 torch.set_num_threads(1)
 import cropkit
-from cropkit import checkpoint
+from cropkit.training import checkpoint
+from cropkit.core.layers import prunable_layers
 
 cases, ended = json.loads(sys.argv[1]), {}
 cropkit.train.warm_up(torch.device("cpu"))
@@ -207,9 +213,9 @@ def test_conform_gives_a_fresh_model_the_saved_structure(name, shape, width):
     batches = [(x, torch.zeros(4, dtype=torch.long))]
     pruned = models.build(name, shape, 10, width=width, seed=0).eval()
     node_scores = {n: torch.rand(m.weight.shape[0], generator=torch.Generator().manual_seed(1))
-                   for n, m in list(models.prunable_layers(pruned))[:-1]}
+                   for n, m in list(prunable_layers(pruned))[:-1]}
     prune.structured(pruned, node_scores, 0.5, x)
-    weight_scores = {f"{n}.weight": torch.rand(m.weight.shape) for n, m in models.prunable_layers(pruned)}
+    weight_scores = {f"{n}.weight": torch.rand(m.weight.shape) for n, m in prunable_layers(pruned)}
     prune.unstructured(pruned, weight_scores, 0.3)
     gates.GateDecorator(pruned, batches)
     fresh = models.build(name, shape, 10, width=width, seed=1).eval()
@@ -234,7 +240,7 @@ def test_batchnorm_penalty_is_on_after_a_restore_exactly_when_it_was_on_before()
     it was on and not at all when a prune had ended it."""
     from types import SimpleNamespace
 
-    from cropkit.callbacks import BatchNormL1
+    from cropkit.training.callbacks import BatchNormL1
 
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.BatchNorm2d(3))
     penalty = BatchNormL1(model, 0.5)
@@ -257,7 +263,7 @@ def test_a_trainer_continued_from_its_state_dict_ends_where_the_uninterrupted_on
     schedule, stopped after epoch 2 of 4, saved, loaded with weights_only into a fresh trainer and model."""
     from torch.utils.data import DataLoader, TensorDataset
 
-    from cropkit.train import Trainer
+    from cropkit.training.loop import Trainer
 
     g = torch.Generator().manual_seed(0)
     data = TensorDataset(torch.randn(64, 6, generator=g), torch.randint(0, 3, (64,), generator=g))

@@ -7,7 +7,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from cropkit import models, prune, scores
+from cropkit.core import prune, scores
+from cropkit.core.layers import classifier_name, prunable_layers
+from cropkit.tasks import models
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +45,7 @@ def oracle(model, data):
     weights and m the masks (all ones on an unmasked network): the masked weights are frozen at zero, so the
     gradient flow being preserved is that of the kept weights only."""
     model.eval()
-    names = [f"{n}.weight" for n, _ in models.prunable_layers(model)]
+    names = [f"{n}.weight" for n, _ in prunable_layers(model)]
     with torch.no_grad():
         theta = {k: model.get_submodule(k[:-7]).weight.detach().clone() for k in names}
     shapes = [theta[k].shape for k in names]
@@ -196,8 +198,8 @@ def test_every_criterion_on_a_zoo_model_has_the_right_keys_and_shapes():
     torch.set_default_dtype(torch.float32)
     model = models.build("cnn", (1, 8, 8), 10, width=0.25, seed=0)
     data = [(torch.randn(4, 1, 8, 8, dtype=torch.float32), torch.randint(0, 10, (4,)))]
-    layers = dict(models.prunable_layers(model))
-    nodes = [n for n in layers if n != models.classifier_name(model)]
+    layers = dict(prunable_layers(model))
+    nodes = [n for n in layers if n != classifier_name(model)]
     for name, fn in scores.WEIGHT_SCORES.items():
         s = fn(model, data)
         assert list(s) == [f"{n}.weight" for n in layers], name

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 import cropkit as ck
-from cropkit import data as data_lib
-from cropkit import methods, train
+from cropkit.experiments import profiles, runs
+from cropkit.tasks import data as data_lib
+from cropkit.training import loop as train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -41,7 +42,7 @@ def test_mnist1d_sample_count_is_validated(tmp_path, n):
 
 
 def test_run_accepts_mnist1d_large_as_data():
-    cfg = methods.settings("earlycrop-u", data="mnist1d-large", model="cnn1d")
+    cfg = runs.settings("earlycrop-u", data="mnist1d-large", model="cnn1d")
     assert cfg.data == "mnist1d-large"
 
 
@@ -67,17 +68,17 @@ def test_detector_every_n_steps_prunes_mid_epoch_and_keeps_the_sparse_phase_whol
 
 def test_detector_every_n_steps_is_capped_in_epochs(tmp_path):
     r = _step_run(tmp_path, detect_every_steps=3, threshold=1e-12)
-    cap = ck.profiles.RUN["smoke"]["max_dense_epochs"]
+    cap = profiles.RUN["smoke"]["max_dense_epochs"]
     assert r.prune_epoch == cap and r.epochs_trained == cap + r.epochs
     assert any("did not fire" in w and "every 3 steps" in w for w in r.warnings)
     assert r.forced is True and "every 3 steps" in r.forced_reason
 
 
 def test_detect_every_steps_enters_the_cache_key_and_is_validated(tmp_path):
-    cfg = methods.settings("earlycrop-s", profile="smoke", detect_every_steps=5)
-    config = methods._config("earlycrop-s", cfg, 0.9, 0, torch.device("cpu"))
+    cfg = runs.settings("earlycrop-s", profile="smoke", detect_every_steps=5)
+    config = runs._config("earlycrop-s", cfg, 0.9, 0, torch.device("cpu"))
     assert config["detect_every_steps"] == 5
-    default = methods._config("earlycrop-s", methods.settings("earlycrop-s", profile="smoke"), 0.9, 0,
+    default = runs._config("earlycrop-s", runs.settings("earlycrop-s", profile="smoke"), 0.9, 0,
                               torch.device("cpu"))
     assert default["detect_every_steps"] is None and ck.results.config_key(default) != ck.results.config_key(config)
     for bad in (0, -1, 2.5, "10", True):

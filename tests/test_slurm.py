@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import slurm_cluster
 
-from cropkit import executors
+from cropkit.experiments import executors
 
 CROPKIT = str(Path(sys.executable).with_name("cropkit"))  # the environment's console script, as a user types it
 ON_SLURM = ["--executor", "slurm", "--partition", slurm_cluster.PARTITION, "--gpus-per-job", "0", "--profile", "smoke",

@@ -10,7 +10,9 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from cropkit import measure, models, prune, scores
+from cropkit.core import measure, prune, scores
+from cropkit.core.layers import classifier_name, prunable_layers
+from cropkit.tasks import models
 
 ZOO = {  # small but not degenerate: one removed node must stay well under 1 % of the weights
     "mlp": dict(input_shape=(1, 40), width=0.25),
@@ -36,7 +38,7 @@ def batch(x):
 
 
 def weights(model):
-    return sum(m.weight.numel() for _, m in models.prunable_layers(model))
+    return sum(m.weight.numel() for _, m in prunable_layers(model))
 
 
 def flops(model, x):
@@ -177,8 +179,8 @@ def test_every_zoo_model_shrinks_to_the_target_and_stays_an_ordinary_module(name
     assert abs(1 - weights(small) / weights(dense) - sparsity) <= 0.01
     assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in dense.parameters())
     assert flops(small, x[:1]) < flops(dense, x[:1])
-    layers, dense_layers = dict(models.prunable_layers(small)), dict(models.prunable_layers(dense))
-    first, classifier = next(iter(layers)), models.classifier_name(small)
+    layers, dense_layers = dict(prunable_layers(small)), dict(prunable_layers(dense))
+    first, classifier = next(iter(layers)), classifier_name(small)
     assert layers[first].weight.shape[1] == dense_layers[first].weight.shape[1]          # inputs untouched
     assert layers[classifier].weight.shape[0] == dense_layers[classifier].weight.shape[0]  # outputs untouched
     assert all(m.weight.shape[0] >= 1 for m in layers.values())                           # a node per layer
@@ -210,17 +212,17 @@ def test_nodes_budget_removes_that_fraction_of_nodes():
     dense, model = build("resnet18"), build("resnet18")
     x = example(ZOO["resnet18"]["input_shape"])
     small = prune.structured(model, scores.random_nodes(model, batch(x)), 0.5, x[:1], budget="nodes")
-    nodes = lambda m: sum(layer.weight.shape[0] for n, layer in models.prunable_layers(m)
-                          if n != models.classifier_name(m))
+    nodes = lambda m: sum(layer.weight.shape[0] for n, layer in prunable_layers(m)
+                          if n != classifier_name(m))
     assert abs(1 - nodes(small) / nodes(dense) - 0.5) <= 0.01
 
 
 def test_layer_scope_removes_the_same_fraction_everywhere():
     model = build("vgg16")
-    before = {n: m.weight.shape[0] for n, m in models.prunable_layers(model)}
+    before = {n: m.weight.shape[0] for n, m in prunable_layers(model)}
     x = example(ZOO["vgg16"]["input_shape"])
     small = prune.structured(model, scores.l1_nodes(model), 0.75, x[:1], scope="layer")
-    removed = {n: before[n] - m.weight.shape[0] for n, m in models.prunable_layers(small)}
+    removed = {n: before[n] - m.weight.shape[0] for n, m in prunable_layers(small)}
     layers = list(before)[:-1]
     # one common fraction t with |removed_l − t·n_l| <= 1 channel in every layer: the intervals must intersect
     low = max((removed[n] - 1) / before[n] for n in layers)
@@ -247,7 +249,7 @@ def test_bad_input_raises_value_error_saying_what_is_allowed():
     with pytest.raises(ValueError, match="weights"):
         prune.structured(model, n, 0.5, x, budget="params")
     with pytest.raises(ValueError, match="allowed"):
-        prune.structured(model, {**n, models.classifier_name(model): torch.ones(10)}, 0.5, x)
+        prune.structured(model, {**n, classifier_name(model): torch.ones(10)}, 0.5, x)
     with pytest.raises(ValueError, match="non-empty"):
         prune.structured(model, {}, 0.5, x)
     with pytest.raises(ValueError, match="example_inputs"):
@@ -262,7 +264,7 @@ def test_bad_input_raises_value_error_saying_what_is_allowed():
 
 def test_groups_without_any_scored_layer_stay_whole():
     model = build("cnn")
-    hidden = [n for n, m in models.prunable_layers(model) if isinstance(m, nn.Linear)][0]
+    hidden = [n for n, m in prunable_layers(model) if isinstance(m, nn.Linear)][0]
     x = example(ZOO["cnn"]["input_shape"])
     partial = {k: v for k, v in scores.l1_nodes(model).items() if k != hidden}  # no opinion on the hidden layer
     width = model.get_submodule(hidden).out_features
@@ -289,7 +291,7 @@ def test_earlybird_scores_every_layer_of_the_cnn():
     model = build("cnn")
     x = example(ZOO["cnn"]["input_shape"])
     bn = scores.bn_nodes(model, [(x, torch.zeros(len(x), dtype=torch.long))])
-    assert list(bn) == [n for n, _ in models.prunable_layers(model)][:-1]
+    assert list(bn) == [n for n, _ in prunable_layers(model)][:-1]
     torch.manual_seed(0)
     for norm in [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]:
         norm.weight.data.uniform_(0.5, 1.5)  # |γ| of a trained net are spread; at init they are all 1
@@ -297,7 +299,7 @@ def test_earlybird_scores_every_layer_of_the_cnn():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no layer collapse
         small = prune.structured(model, bn, 0.9, x[:1])
-    assert min(m.weight.shape[0] for _, m in models.prunable_layers(small)) > 1
+    assert min(m.weight.shape[0] for _, m in prunable_layers(small)) > 1
 
 
 def test_random_s_keeps_the_same_fraction_in_every_layer():

@@ -12,7 +12,8 @@ import pytest
 import submitit
 
 import cropkit as ck
-from cropkit import cli, executors, results, sweeps
+from cropkit import cli
+from cropkit.experiments import executors, results, sweeps
 
 SMOKE = ["--profile", "smoke", "--quiet", "--threads", "1"]
 

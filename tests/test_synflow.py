@@ -8,9 +8,11 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from cropkit import models, prune, scores
-from cropkit.derivatives import _effective_weights, _grad
-from cropkit.plumbing import eval_mode
+from cropkit.core import prune, scores
+from cropkit.core.derivatives import effective_weights, grad_or_zeros
+from cropkit.core.layers import prunable_layers
+from cropkit.core.plumbing import eval_mode
+from cropkit.tasks import models
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -25,8 +27,8 @@ def float64_copy_synflow(model, batches, cast=True):
                 t.abs_()
     ones = torch.ones((1, *inputs.shape[1:]), dtype=torch.float64)
     with eval_mode(linear), parametrize.cached():
-        weights = _effective_weights(linear)
-        grads = _grad(linear(ones).sum(), list(weights.values()))
+        weights = effective_weights(linear)
+        grads = grad_or_zeros(linear(ones).sum(), list(weights.values()))
     dtype = next(iter(model.parameters())).dtype if cast else torch.float64
     return {k: (w.detach() * g).abs().to(dtype) for (k, w), g in zip(weights.items(), grads)}
 
@@ -69,8 +71,8 @@ def test_float64_where_float32_cannot_hold_the_product(scale):
     """40 layers: R ≈ (4 · 8)^40 ≈ 1e60 overflows float32, (4 · 0.02)^40 ≈ 1e-44 underflows it. The round is
     recomputed in float64 and returned in float64 (cast back, the overflowing scores would all be inf and tie)."""
     model, batches = chain(40, scale), [(torch.randn(2, 4), torch.zeros(2, dtype=torch.long))]
-    with scores._linearised(model):
-        float32, flat, _ = scores._synflow_pass(model, (4,), list(models.prunable_layers(model)))
+    with scores.linearised(model):
+        float32, flat, _ = scores._synflow_pass(model, (4,), list(prunable_layers(model)))
     positive = flat[flat > 0]
     assert not torch.isfinite(flat).all() or positive.numel() < flat.numel() or positive.min() < 1e-30
     got, want = scores.synflow(model, batches), float64_copy_synflow(model, batches, cast=False)

@@ -8,9 +8,16 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from cropkit import data, domains, models, profiles, prune, runs, scores, task_models, tasks, train
-from cropkit.context import Context
-from cropkit.results import Result, paper_table
+from cropkit.core import prune, scores
+from cropkit.core.layers import classifier_name, prunable_layers, signal_preserving_init
+from cropkit.experiments import profiles, runs
+from cropkit.experiments.results import Result, paper_table
+from cropkit.methods.context import Context
+from cropkit.tasks import data, domains, models
+from cropkit.tasks import nets as task_models
+from cropkit.tasks import task as tasks
+from cropkit.tasks.task import Data
+from cropkit.training import loop as train
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets: one thread is faster on a shared, busy machine
 
@@ -22,10 +29,10 @@ def oracle(model, batches, loss_fn, plain):
     weights)."""
     masks = prune.masks(model)
     with torch.no_grad():
-        for name, layer in models.prunable_layers(plain):
+        for name, layer in prunable_layers(plain):
             layer.weight.copy_(model.get_submodule(name).weight)
     model = plain.eval()
-    names = [f"{n}.weight" for n, _ in models.prunable_layers(model)]
+    names = [f"{n}.weight" for n, _ in prunable_layers(model)]
     theta = {k: model.get_submodule(k[:-7]).weight.detach().clone() for k in names}
     shapes = [theta[k].shape for k in names]
     unflat = lambda v: {k: p.view(s) for k, p, s in zip(names, torch.split(v, [s.numel() for s in shapes]), shapes)}
@@ -50,7 +57,7 @@ def tiny_fcn():
     """The fcn's parts, smaller (112 weights, so that the dense Hessian stays cheap): stem, a strided residual
     block, an up-projection back to full resolution, a 1-map head."""
     torch.manual_seed(0)
-    return models.signal_preserving_init(nn.Sequential(
+    return signal_preserving_init(nn.Sequential(
         nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2), nn.Tanh(), task_models.Residual(2, 2, stride=2),
         nn.Upsample(scale_factor=2), nn.Conv2d(2, 1, 3, padding=1))).double()
 
@@ -174,7 +181,7 @@ def test_context_takes_scoring_batches_from_the_data_when_it_offers_them():
         asked.append((n, batch_size, seed))
         return [next(iter(train_loader))]
 
-    d = data.Data("x", train_loader, test_loader, (1, 8, 8), 3, scoring_batches=scoring_batches)
+    d = Data("x", train_loader, test_loader, (1, 8, 8), 3, scoring_batches=scoring_batches)
     cfg = runs.settings("crop-u", data="digits", model="mlp", profile="smoke", score_batches=2)
     ctx = Context(cfg, d, 0.5, 3, torch.device("cpu"), False)
     assert len(ctx.batches) == 1 and asked == [(2, cfg.batch_size, 3)]
@@ -215,7 +222,7 @@ def test_the_domain_profiles_are_valid_run_settings():
         for dataset, options in domains_.items():
             for method in ("dense", "crop-u", "earlycrop-u"):
                 cfg = runs.settings(method, data=dataset, profile=profile, **options)
-                assert tasks.of_model(cfg.model) == tasks.of_data(dataset).name
+                assert models.of_model(cfg.model) == data.of_data(dataset).name
 
 
 @pytest.mark.parametrize("setting, method", [(("depth", "fcn"), m) for m in ("dense", "crop-u", "earlycrop-u",
@@ -226,7 +233,7 @@ def test_run_on_the_new_tasks(setting, method):
     options = {**profiles.DOMAINS["smoke"][dataset], "model": model}
     r = runs.run(method, data=dataset, sparsity=0.8, cache=False, progress=False, profile="smoke", device="cpu",
                  **options)
-    task = tasks.of_data(dataset)
+    task = data.of_data(dataset)
     assert r.metric == task.metric and math.isfinite(r.test_metric) and math.isfinite(r.best_test_metric)
     assert r.test_metric == r.history[-1][f"test_{task.metric}"] and math.isnan(r.test_acc)
     assert r.weight_sparsity == pytest.approx(0.0 if method == "dense" else 0.8, abs=0.01)
@@ -249,13 +256,13 @@ def test_lstm_cell_from_linear_layers_equals_torch_lstm():
     tokens = torch.randint(0, 11, (3, 5), generator=torch.Generator().manual_seed(0))
     hidden, _ = reference(model.embedding(tokens))
     assert torch.allclose(model(tokens), model.decoder(hidden), atol=1e-6)
-    assert [name for name, _ in models.prunable_layers(model)] == ["input_gates", "hidden_gates", "decoder"]
+    assert [name for name, _ in prunable_layers(model)] == ["input_gates", "hidden_gates", "decoder"]
 
 
 def test_fcn_maps_an_image_to_a_full_resolution_map_and_rejects_other_inputs():
     model = models.build("fcn", (3, 32, 32), 1, width=0.25, seed=0)
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 1, 32, 32)
-    assert models.classifier_name(model) == str(len(model) - 1)  # the 1-map head: its outputs are not nodes
+    assert classifier_name(model) == str(len(model) - 1)  # the 1-map head: its outputs are not nodes
     with pytest.raises(ValueError, match="divisible by 4"):
         models.build("fcn", (3, 30, 30), 1)
     with pytest.raises(ValueError, match="token sequences"):

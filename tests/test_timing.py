@@ -8,8 +8,8 @@ from torch import nn
 from torch.nn.utils import prune
 from torch.utils.data import DataLoader, TensorDataset
 
-from cropkit import timing
-from cropkit.train import Trainer
+from cropkit.training import timing
+from cropkit.training.loop import Trainer
 
 
 def _linear():
@@ -85,7 +85,7 @@ def test_reference_rule_for_structured_earlycrop(sparsity, tau, epoch):
 def test_earlycrop_s_uses_the_structured_reference_threshold():
     from types import SimpleNamespace
 
-    from cropkit import methods
+    from cropkit.methods import registry as methods
 
     ctx = SimpleNamespace(cfg=SimpleNamespace(rule="reference", threshold=None), sparsity=0.8)
     assert methods._detector_threshold(ctx, structured=True) == dict(sparsity=0.8, structured=True)

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 import cropkit as ck
-from cropkit.callbacks import DetectorCallback
-from cropkit.tracking import TensorBoard, run_name
-from cropkit.train import Callback
+from cropkit.training.callbacks import DetectorCallback
+from cropkit.training.loop import Callback
+from cropkit.training.tracking import TensorBoard, run_name
 
 torch.set_num_threads(1)
 SMOKE = dict(profile="smoke", progress=False, max_dense_epochs=3, limit=128)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import cropkit as ck
-from cropkit.train import Callback, Trainer
+from cropkit.training.loop import Callback, Trainer
 
 
 def _digits_cnn(seed=0):
@@ -106,7 +106,7 @@ def test_a_device_this_machine_lacks_is_an_error_saying_what_is_available(device
 def test_evaluate_on_records_eval_mode_numbers_and_leaves_training_unchanged():
     from torch.utils.data import DataLoader
 
-    from cropkit.train import EvaluateOn
+    from cropkit.training.loop import EvaluateOn
 
     weights = []
     for callbacks in ((), "evaluate"):

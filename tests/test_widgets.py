@@ -2,7 +2,9 @@
 import ipywidgets
 import pytest
 
-from cropkit import scores, widgets
+from cropkit.core import scores
+from cropkit.lessons import widgets
+from cropkit.lessons.explorer import StructuredExplorer
 
 CRITERIA = ("l1_nodes", "random_nodes", "snap_nodes")
 
@@ -10,7 +12,7 @@ CRITERIA = ("l1_nodes", "random_nodes", "snap_nodes")
 @pytest.fixture(scope="module")
 def explorer():
     # one thread and one timed step: steady and quick on a shared CI machine; the caches are shared by the tests
-    e = widgets.StructuredExplorer(model_names=("resnet18", "vgg16"), criteria=CRITERIA, width=0.25,
+    e = StructuredExplorer(model_names=("resnet18", "vgg16"), criteria=CRITERIA, width=0.25,
                                    batch_size=4, repeats=1, threads=1)
     e.update()
     return e
@@ -23,7 +25,7 @@ def test_controls_are_the_registries(explorer):
 
 
 def test_default_criteria_are_every_node_criterion():
-    e = widgets.StructuredExplorer(model_names=("vgg16",), width=0.125)
+    e = StructuredExplorer(model_names=("vgg16",), width=0.125)
     assert e.criterion.options == tuple(scores.NODE_SCORES)
 
 
@@ -41,7 +43,7 @@ def test_slider_prunes_more_and_costs_fall(explorer):
     for key in ("params_ratio", "flops_ratio", "peak_memory_ratio"):
         assert high[key] < low[key] < 1, key
     assert high["batch_time_ratio"] > 0 and high["batch_time_ms"] > 0
-    assert "params 0.1" in widgets.StructuredExplorer.summary_text(high)
+    assert "params 0.1" in StructuredExplorer.summary_text(high)
 
 
 def test_output_shows_the_summary_and_the_figure(explorer):
@@ -116,6 +118,6 @@ def test_safe_observe_records_in_the_module_list_by_default():
 
 def test_bad_arguments_say_what_is_allowed():
     with pytest.raises(ValueError, match="NODE_SCORES"):
-        widgets.StructuredExplorer(criteria=("crop",))
+        StructuredExplorer(criteria=("crop",))
     with pytest.raises(ValueError, match="budget"):
-        widgets.StructuredExplorer(budget="time")
+        StructuredExplorer(budget="time")

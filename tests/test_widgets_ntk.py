@@ -7,8 +7,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from cropkit import models, scores, timing  # noqa: E402
-from cropkit.widgets_ntk import NTKExplorer, detector_figure, rich_to_lazy_animation, tau_slider  # noqa: E402
+from cropkit.core import scores
+from cropkit.lessons.widgets_ntk import NTKExplorer, detector_figure, rich_to_lazy_animation, tau_slider  # noqa: E402
+from cropkit.tasks import models
+from cropkit.training import timing  # noqa: E402
 
 
 def test_explorer_draws_and_caches_kernels():
@@ -27,8 +29,9 @@ def test_explorer_draws_and_caches_kernels():
 
 
 def test_callback_errors_are_shown_not_swallowed(monkeypatch):
-    """The NTK views follow the kit's one widget policy (`cropkit.widgets.safe_observe`): recorded, shown, raised."""
-    from cropkit import widgets, widgets_ntk
+    """The NTK views follow the kit's one widget policy (`cropkit.lessons.widgets.safe_observe`): recorded, shown,
+    raised."""
+    from cropkit.lessons import widgets, widgets_ntk
 
     box = tau_slider([4, 8, 9, 9.25, 9.5])
     slider, output = box.children
