@@ -126,7 +126,9 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("--no-wait", action="store_true", help="SLURM: submit and return; the same command again "
                        "later writes the table")
     _common(sweep, sweep=True)
-    sub.add_parser("methods", help="list the methods")
+    listing = sub.add_parser("methods", help="list the methods and their facts: family, when they prune, the most "
+                                             "epochs they train and how many cuts, under a profile")
+    listing.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "paper"), help="default: cpu")
     claims = sub.add_parser("claims", help="check the paper's claims: one row per claim, the paper's number, "
                                            "the kit's, "
                                            "a verdict (runs what it needs, cached)")
@@ -255,8 +257,10 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     if args.command == "methods":
-        for name in methods.METHODS:
-            print(f"{name:18s} {methods.LABELS[name]:18s} {methods.FAMILIES[name]}")
+        for name, spec in methods.REGISTRY.items():
+            cfg = runs.settings(name, profile=args.profile)
+            print(f"{name:18s} {spec.label:18s} {spec.family:13s} {spec.when:15s} ≤ {spec.epochs(cfg):3d} epochs, "
+                  f"{spec.cuts(cfg)} cut(s) ({args.profile}): {spec.schedule}")
         return 0
     if args.command == "lessons":
 

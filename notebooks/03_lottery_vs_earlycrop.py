@@ -77,7 +77,8 @@ from torch.utils.data import DataLoader
 
 import cropkit as ck
 from cropkit.experiments import profiles
-from cropkit.experiments import lottery
+from cropkit.experiments import grid, lottery
+from cropkit.methods.registry import FAMILIES, LABELS, REGISTRY, entry_of
 
 phases = ck.notebook.Phases()  # wall seconds of each phase, printed as it ends and saved in the JSON
 cfg = profiles.settings("03_lottery_vs_earlycrop", PROFILE, DATA=DATA, MODEL=MODEL, WIDTH=WIDTH, EPOCHS=EPOCHS,
@@ -99,7 +100,7 @@ HARDWARE = ck.hardware.describe()
 print(cfg)
 print("measured on:", HARDWARE)
 STEM = "03_lottery_vs_earlycrop"
-LABELS = lottery.LABELS
+JOBS = grid.plan(["dense"] + METHODS, cfg.sparsities, cfg.seeds, progress=False, **RUN_OPTIONS)  # validated now
 phases.done("setup")
 
 # %% [markdown]
@@ -111,17 +112,10 @@ phases.done("setup")
 
 # %%
 E, R = cfg.epochs, cfg.ltr_rounds
-bill = {
-    "Dense (reference)": ("never", f"{E}"),
-    **{LABELS[m]: ("at initialisation", f"{E}") for m in METHODS if m in ("random-u", "snip", "grasp", "crop-u")},
-    **({"CroPit-U": ("at initialisation, 6 re-scored steps", f"{E}")} if "cropit-u" in METHODS else {}),
-    **{LABELS[m]: ("once, when the detector fires at t", f"t + {E}, t in 2..{cfg.max_dense_epochs}")
-       for m in METHODS if m in ("earlycrop-u", "earlycrop-u-magnitude")},
-    **{LABELS[m]: (f"{R} rounds after a full training", f"(R + 1) x E = {(R + 1) * E}")
-       for m in METHODS if m in ("ltr", "ltr-reinit")},
-}
-for name, (when, epochs) in bill.items():
-    print(f"{name:>20}  prunes {when:<38} trains {epochs} epochs")
+for job in JOBS:  # each method's facts (`cropkit methods`): the most epochs it trains with these settings
+    if job.seed == cfg.seeds[0] and job.sparsity in (0.0, cfg.focus_sparsity):
+        spec = REGISTRY[job.method]
+        print(f"{LABELS[job.entry]:>30}  prunes {spec.when:<15} {spec.schedule:<75} trains at most {job.epochs} epochs")
 print(f"LTR rewinds to the weights after epoch {cfg.rewind_epoch}; round r prunes to the sparsity 1 - (1 - p)^(r/{R})")
 print(f"EarlyCroP's detector: {cfg.rule} rule, tau = {cfg.threshold}, at most {cfg.max_dense_epochs} dense epochs")
 phases.done("bill")
@@ -135,14 +129,16 @@ phases.done("bill")
 
 # %%
 start = time.perf_counter()
-results = lottery.sweep(["dense"] + METHODS, cfg.sparsities, cfg.seeds, **RUN_OPTIONS)
+if not all(job.cached for job in JOBS):
+    lottery.warm_up(**RUN_OPTIONS)  # one untimed dense epoch: the first timed run pays no start-up costs
+results = grid.execute(JOBS)
 sweep_seconds = time.perf_counter() - start
-runs = lottery.frame(results)
+runs = lottery.frame(JOBS, results)
 replayed = sum(r.from_cache for r in results)
 print(f"{len(results)} runs ({replayed} replayed from the cache) in {sweep_seconds:.0f} s on {HARDWARE}")
 for r in results:
     for w in r.warnings:
-        print(f"warning in {lottery.entry_of(r)} at sparsity {r.target_sparsity}, seed {r.seed}: {w}")
+        print(f"warning in {entry_of(r.method, r.config)} at sparsity {r.target_sparsity}, seed {r.seed}: {w}")
 phases.done("sweep")
 
 # %% [markdown]
@@ -232,7 +228,7 @@ def firing_record(result):
 dense_final_train_acc = np.mean([r.history[-1]["train_acc"] for r in results if r.method == "dense"])
 when_how_rows = []
 for m in WHEN_HOW:
-    mine = [r for r in results if lottery.entry_of(r) == m and r.target_sparsity == cfg.focus_sparsity]
+    mine = [r for r in results if entry_of(r.method, r.config) == m and r.target_sparsity == cfg.focus_sparsity]
     fired_at = [firing_record(r) for r in mine]
     when_how_rows.append({
         "method": LABELS[m], "when": WHEN[m], "score": HOW[m],
@@ -414,7 +410,7 @@ phases.done("cost plot")
 
 # %%
 table_rows = [r for r in runs.to_dict("records") if r["method"] == "dense" or r["target_sparsity"] == cfg.focus_sparsity]
-table = ck.results.paper_table(table_rows, LABELS, lottery.FAMILIES)
+table = ck.results.paper_table(table_rows, LABELS, FAMILIES)
 table = table[["Method", "Seeds", "Test accuracy ↑", "Weight sparsity", "Epochs", "Training time (s) ↓",
                "Batch time (ms) ↓", "Peak memory (MB) ↓", "Disk (kB) ↓", "Emissions (mg) ↓"]]
 print(f"{cfg.data} / {cfg.model}, target weight sparsity {cfg.focus_sparsity:.0%}, measured on {HARDWARE}")
@@ -477,7 +473,7 @@ print(f"EarlyCroP runs (CroP and magnitude) pruned at the cap of {cfg.max_dense_
 emptied = {}
 for r in results:
     if any("would lose every weight" in w for w in r.warnings):
-        emptied.setdefault(lottery.entry_of(r), []).append(f"{r.target_sparsity:.0%}")
+        emptied.setdefault(entry_of(r.method, r.config), []).append(f"{r.target_sparsity:.0%}")
 print("Runs in which a layer would have lost every weight (it keeps one): " +
       ("; ".join(f"{LABELS[m]} at {sorted(set(v))} ({len(v)} runs)" for m, v in emptied.items()) or "none"))
 print("Below the Random-U floor: " + ("; ".join(f"{LABELS[m]} at {[f'{s:.0%}' for s in v]}"

@@ -62,21 +62,17 @@ CACHE = True  # type: bool  replay runs stored in outputs/cache; False trains ev
 
 # %%
 import math
-import multiprocessing
 import time
-import warnings
-from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 from IPython.display import display
-from tqdm.auto import tqdm
 
 import cropkit as ck
 from cropkit.experiments import profiles
-from cropkit.experiments import runs
+from cropkit.experiments import grid, runs
 from cropkit.methods import registry
 from cropkit.tasks import control, domains, task as tasks
 
@@ -219,32 +215,26 @@ phases.done("gradient flow")
 # code's version, so running this notebook again replays the runs (set `CACHE = False` to train again).
 
 # %%
-PLAN = [(domain, method, sparsity, seed)
-        for domain in cfg.domains
-        for method in DENSE + [m for m in METHODS if m not in SKIPPED.get(domain, {})]
-        for sparsity in ([0.0] if method in DENSE else cfg.sparsities[domain])
-        for seed in cfg.seeds]
+def jobs_for(domain):
+    """The domain's runs as grids (`cropkit.experiments.grid`): dense (E epochs), the methods it supports (EarlyCroP
+    with the detector of lessons 02-04), and "dense-long" (dense as long as the longest EarlyCroP run)."""
+    methods = [m for m in METHODS if m not in SKIPPED.get(domain, {})]
+    early = [m for m in methods if m.startswith("earlycrop")]
+    common = dict(SETTINGS[domain], data=domain, profile=PROFILE, cache=CACHE, progress=False,
+                  threads=cfg.threads or 1)
+    return ([("dense", job) for job in grid.plan(["dense"], seeds=cfg.seeds, **common)]
+            + [(job.entry, job) for job in grid.plan([m for m in methods if m not in early], cfg.sparsities[domain],
+                                                     cfg.seeds, **common)]
+            + [(job.entry, job) for job in grid.plan(early, cfg.sparsities[domain], cfg.seeds, rule=cfg.rule,
+                                                     threshold=cfg.threshold, **common)]
+            + [("dense-long", job) for job in grid.plan(["dense"], seeds=cfg.seeds,
+                                                        **{**common, "epochs": long_epochs(domain)})])
 
 
-def launch(submit, job):
-    domain, method, sparsity, seed = job
-    return submit(ck.run, "dense" if method in DENSE else method, data=domain, sparsity=sparsity, seed=seed,
-                  **options_for(method, domain))
-
-
+PLAN = [(domain, name, job) for domain in cfg.domains for name, job in jobs_for(domain)]
 start = time.perf_counter()
-results = {}
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")  # a forced prune and similar notes are kept in each result's warnings
-    if cfg.workers > 1:
-        with ProcessPoolExecutor(cfg.workers, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=torch.set_num_threads, initargs=(cfg.threads or 1,)) as pool:
-            futures = {launch(pool.submit, job): job for job in PLAN}
-            for future in tqdm(as_completed(futures), total=len(PLAN), desc="runs", unit="run"):
-                results[futures[future]] = future.result()
-    else:
-        for job in tqdm(PLAN, desc="runs", unit="run"):
-            results[job] = launch(lambda f, *a, **k: f(*a, **k), job)
+results = grid.execute([job for _, _, job in PLAN], "processes" if cfg.workers > 1 else "here",
+                       workers=cfg.workers)
 sweep_seconds = time.perf_counter() - start
 
 
@@ -252,12 +242,12 @@ def forced(result):
     return bool(result.forced)
 
 
-RUNS = pd.DataFrame([dict(domain=job[0], method=job[1], label=LABELS[job[1]], target_sparsity=r.target_sparsity,
+RUNS = pd.DataFrame([dict(domain=domain, method=name, label=LABELS[name], target_sparsity=r.target_sparsity,
                           seed=r.seed, metric=r.metric, test_metric=r.test_metric,
                           best_test_metric=r.best_test_metric, weight_sparsity=r.weight_sparsity,
                           node_sparsity=r.node_sparsity, prune_epoch=r.prune_epoch, forced=forced(r),
                           epochs_trained=r.epochs_trained, train_seconds=r.train_seconds, from_cache=r.from_cache)
-                     for job, r in ((job, results[job]) for job in PLAN)])
+                     for (domain, name, _), r in zip(PLAN, results)])
 replayed = int(RUNS.from_cache.sum())
 print(f"{len(RUNS)} runs ({replayed} replayed from the cache) in {sweep_seconds:.0f} s wall, "
       f"{RUNS.train_seconds.sum():.0f} s of training in all")

@@ -2,15 +2,16 @@
 import pandas as pd
 import pytest
 
-from cropkit.experiments import lottery
+from cropkit.experiments import grid, lottery, runs
 from cropkit.experiments.results import Result
+from cropkit.methods import registry
 
 
 def test_entries_resolve_to_methods_and_variants():
-    assert lottery.resolve("snip") == ("snip", {})
-    assert lottery.resolve("ltr-reinit") == ("ltr", {"reinit": True})
-    with pytest.raises(ValueError, match="unknown entry 'lth'.*ltr-reinit"):
-        lottery.resolve("lth")
+    assert registry.resolve("snip") == ("snip", {})
+    assert registry.resolve("ltr-reinit") == ("ltr", {"reinit": True})
+    with pytest.raises(ValueError, match="unknown method 'lth'.*ltr-reinit"):
+        registry.resolve("lth")
 
 
 def test_round_targets_end_at_the_target_and_prune_a_constant_fraction():
@@ -59,10 +60,12 @@ def test_gap_calls_ties_within_the_seed_spread():
 
 def test_is_cached_agrees_with_the_cache_of_cropkit_run(tmp_path):
     options = dict(profile="smoke", epochs=1, limit=64, cache_dir=tmp_path, measure_emissions=False)
-    assert not lottery.is_cached("ltr", 0.5, 0, reinit=True, **options)
-    results = lottery.sweep(["ltr-reinit"], sparsities=[0.5], seeds=[0], progress=False, **options)
-    assert not results[0].from_cache and lottery.entry_of(results[0]) == "ltr-reinit"
-    assert lottery.is_cached("ltr", 0.5, 0, reinit=True, **options)
-    assert not lottery.is_cached("ltr", 0.5, 0, **options), "rewinding and its control are different runs"
-    assert not lottery.is_cached("ltr", 0.5, 0, reinit=True, **{**options, "cache": False})
-    assert lottery.sweep(["ltr-reinit"], sparsities=[0.5], seeds=[0], progress=False, **options)[0].from_cache
+    is_cached = lambda entry, **extra: grid.plan([entry], [0.5], [0], **options, **extra)[0].cached
+    assert not is_cached("ltr-reinit")
+    jobs = grid.plan(["ltr-reinit"], [0.5], [0], **options)
+    results = grid.execute(jobs, progress=False)
+    assert not results[0].from_cache and registry.entry_of(results[0].method, results[0].config) == "ltr-reinit"
+    assert is_cached("ltr-reinit") and runs.replay("ltr", sparsity=0.5, seed=0, reinit=True, **options) is not None
+    assert not is_cached("ltr"), "rewinding and its control are different runs"
+    assert not is_cached("ltr-reinit", cache=False)
+    assert grid.execute(grid.plan(["ltr-reinit"], [0.5], [0], **options), progress=False)[0].from_cache

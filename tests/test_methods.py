@@ -2,6 +2,7 @@
 
 The sixteen smoke runs happen once per module (``smoke``) and share one cache directory with the other tests.
 """
+import dataclasses
 import json
 import math
 import os
@@ -16,8 +17,11 @@ import cropkit as ck
 from cropkit.core import prune
 from cropkit.core.layers import prunable_layers
 from cropkit.experiments import profiles, results, runs
+from cropkit.methods import ltr
 from cropkit.methods import registry as methods
 from cropkit.tasks import models
+from cropkit.training.callbacks import rewind, state_of
+from cropkit.training.loop import Trainer
 
 PAPER_METHODS = ("dense", "random-u", "snip", "grasp", "crop-u", "cropit-u", "earlycrop-u", "ltr",
                 "random-s", "snap", "crop-s", "cropit-s", "earlycrop-s", "earlybird",
@@ -128,7 +132,7 @@ def test_cache_replays_without_training(smoke, cache_dir, monkeypatch):
     def must_not_train(ctx):
         raise AssertionError("a cached run trained again")
 
-    monkeypatch.setitem(methods.REGISTRY, "snap", methods.Method(must_not_train, "SNAP", "Structured"))
+    monkeypatch.setitem(methods.REGISTRY, "snap", dataclasses.replace(methods.REGISTRY["snap"], train=must_not_train))
     again = ck.run("snap", sparsity=0.9, profile="smoke", cache_dir=cache_dir, progress=False)
     assert again.from_cache and _same(again.row(), smoke["snap"].row())
     # dense ignores sparsity: any target replays the same run
@@ -142,7 +146,7 @@ def test_cache_false_bypasses(cache_dir, monkeypatch):
     def trains(ctx):
         raise Trained
 
-    monkeypatch.setitem(methods.REGISTRY, "snap", methods.Method(trains, "SNAP", "Structured"))
+    monkeypatch.setitem(methods.REGISTRY, "snap", dataclasses.replace(methods.REGISTRY["snap"], train=trains))
     with pytest.raises(Trained):
         ck.run("snap", sparsity=0.9, profile="smoke", cache_dir=cache_dir, cache=False, progress=False)
 
@@ -187,12 +191,12 @@ def test_compare_gives_the_paper_table(smoke, cache_dir, tmp_path):
 
 def test_rewind_keeps_masks_and_restores_survivors():
     model = models.build("mlp", (1, 8), 3, width=0.1, seed=0)
-    start = methods.state_of(model)
+    start = state_of(model)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(1.0)
     prune.unstructured(model, ck.scores.magnitude(model), 0.5)
-    methods.rewind(model, start)
+    rewind(model, start)
     for name, module in prunable_layers(model):
         kept = prune.masks(model)[f"{name}.weight"]
         assert torch.equal(module.weight[kept], start[f"{name}.weight"][kept])
@@ -256,9 +260,9 @@ def test_ltr_reinit_redraws_the_survivors(cache_dir, monkeypatch):
     """The control re-initialises the survivors with a new draw from the same initialiser; rewinding (k = 0 in the
     smoke profile) puts back θ₀ itself."""
     seen = {}
-    real = methods.rewind
-    monkeypatch.setattr(methods, "rewind", lambda model, state: seen.setdefault("state", state) and real(model, state))
-    theta0 = methods.state_of(models.build("cnn", (1, 8, 8), 10, width=SMOKE["width"], seed=0))
+    real = ltr.rewind
+    monkeypatch.setattr(ltr, "rewind", lambda model, state: seen.setdefault("state", state) and real(model, state))
+    theta0 = state_of(models.build("cnn", (1, 8, 8), 10, width=SMOKE["width"], seed=0))
     for reinit in (False, True):
         seen.clear()
         ck.run("ltr", sparsity=0.9, profile="smoke", cache=False, progress=False, reinit=reinit)
@@ -285,8 +289,8 @@ def test_earlycrop_scores_and_keeps_theta_t_not_theta0(method, criterion, monkey
 
     monkeypatch.setitem(table, criterion, spy)
     train_begin = []
-    monkeypatch.setattr(methods.train.Trainer, "reset_optimizer",
-                        lambda self, *a, real=methods.train.Trainer.reset_optimizer, **k:
+    monkeypatch.setattr(Trainer, "reset_optimizer",
+                        lambda self, *a, real=Trainer.reset_optimizer, **k:
                         train_begin.append({n: m.weight.detach().clone()
                                             for n, m in prunable_layers(self.model)})
                         or real(self, *a, **k))
@@ -349,7 +353,7 @@ def test_limit_none_means_the_whole_training_set(tmp_path, monkeypatch):
         seen["train"] = len(ctx.data.train.dataset)
         raise KeyboardInterrupt  # stop before training: the data is what this test is about
 
-    monkeypatch.setitem(methods.REGISTRY, "dense", methods.Method(probe, "Dense", "Dense"))
+    monkeypatch.setitem(methods.REGISTRY, "dense", dataclasses.replace(methods.REGISTRY["dense"], train=probe))
     with pytest.raises(KeyboardInterrupt):
         ck.run("dense", profile="smoke", limit=None, cache_dir=tmp_path, progress=False)
     assert seen["train"] == 1437  # digits' whole training split, not smoke's 256
@@ -412,12 +416,14 @@ def test_first_run_of_a_process_is_timed_after_the_warm_up(tmp_path):
         "import sys, time, torch\n"
         "torch.set_num_threads(1)\n"
         "from cropkit.experiments import runs\n"
+        "import dataclasses\n"
         "from cropkit.methods import registry as methods\n"
+        "from cropkit.methods.dense import dense\n"
         "seen = []\n"
         "def probe(ctx):\n"
         "    seen.append('torch._dynamo' in sys.modules)\n"
-        "    return methods.dense(ctx)\n"
-        "methods.REGISTRY['dense'] = methods.Method(probe, 'Dense', 'Dense')\n"
+        "    return dense(ctx)\n"
+        "methods.REGISTRY['dense'] = dataclasses.replace(methods.REGISTRY['dense'], train=probe)\n"
         "assert 'torch._dynamo' not in sys.modules, 'not a fresh process'\n"
         "t = [runs.run('dense', profile='smoke', cache=False, progress=False).train_seconds for _ in range(2)]\n"
         "print(seen, f'first {t[0]:.3f} s, again {t[1]:.3f} s, ratio {t[0] / t[1]:.2f}')\n"

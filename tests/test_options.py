@@ -7,7 +7,7 @@ import torch
 
 import cropkit as ck
 from cropkit import cli
-from cropkit.experiments import comparison, profiles, results, runs
+from cropkit.experiments import grid, profiles, results, runs
 from cropkit.methods import options
 from cropkit.methods import registry as methods
 
@@ -81,7 +81,7 @@ def test_declared_defaults_are_valid_and_the_cli_lists_every_option():
 
 def test_the_torch_threads_of_a_cpu_run_are_in_its_key_and_its_row(tmp_path, monkeypatch):
     """Threads change a CPU run's last digits: a run with 1 and one with 2 threads are two cache entries."""
-    from cropkit.experiments import lottery
+    from cropkit.experiments import grid
 
     threads = torch.get_num_threads()
     kw = dict(profile="smoke", cache_dir=tmp_path, progress=False)
@@ -94,13 +94,13 @@ def test_the_torch_threads_of_a_cpu_run_are_in_its_key_and_its_row(tmp_path, mon
     assert again.from_cache and again.key == one.key
     torch.set_num_threads(2)
     try:  # threads=None: the process's, as torch has them
-        assert ck.run("dense", **kw).key == two.key and lottery.is_cached("dense", 0.9, 0, **kw)
+        assert ck.run("dense", **kw).key == two.key and grid.plan(["dense"], seeds=[0], **kw)[0].cached
         assert runs.replay("dense", **kw).key == two.key
     finally:
         torch.set_num_threads(threads)
     assert runs.replay("dense", threads=1, **kw).key == one.key and runs.replay("dense", threads=3, **kw) is None
-    assert lottery.is_cached("dense", 0.9, 0, threads=1, **kw) and not lottery.is_cached("dense", 0.9, 0, threads=3,
-                                                                                         **kw)
+    assert grid.plan(["dense"], seeds=[0], threads=1, **kw)[0].cached
+    assert not grid.plan(["dense"], seeds=[0], threads=3, **kw)[0].cached
     monkeypatch.setattr(runs.hardware, "device_name", lambda device: "a GPU")
     cfg = runs.settings("dense", profile="smoke")
     assert "threads" not in runs._config("dense", cfg, 0.0, 0, torch.device("cuda"))  # a GPU run's do not count
@@ -117,6 +117,6 @@ def test_compare_in_worker_processes_replays_from_the_cache_without_starting_wor
     def no_workers(*args, **kwargs):
         raise AssertionError("a cached compare started worker processes")
 
-    monkeypatch.setattr(comparison, "_rows_in_workers", no_workers)
+    monkeypatch.setattr(grid, "_in_processes", no_workers)
     second = ck.compare(["dense"], **kw)
     assert second.to_json() == first.to_json()

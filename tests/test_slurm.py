@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 import slurm_cluster
 
+from cropkit.core import hardware
 from cropkit.experiments import executors
 
 CROPKIT = str(Path(sys.executable).with_name("cropkit"))  # the environment's console script, as a user types it
@@ -299,14 +300,14 @@ def test_a_job_takes_its_threads_from_its_allocation(monkeypatch):
     for name in ("SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE", "SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID",
                  "SLURM_ARRAY_TASK_ID"):
         monkeypatch.delenv(name, raising=False)
-    assert executors.allocated_cpus() is None and executors.allocation() == {}
+    assert hardware.allocated_cpus() is None and hardware.allocation() == dict(cpus_per_task=None, slurm_job=None)
     monkeypatch.setenv("SLURM_JOB_ID", "44")
     monkeypatch.setenv("SLURM_CPUS_ON_NODE", "8")  # a GPU job that asked for no CPU count: all it holds
-    assert executors.allocated_cpus() == 8 and executors.allocation() == dict(cpus_per_task=8, slurm_job="44")
+    assert hardware.allocated_cpus() == 8 and hardware.allocation() == dict(cpus_per_task=8, slurm_job="44")
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "3")
     monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "41")
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")
-    assert executors.allocation() == dict(cpus_per_task=3, slurm_job="41_2")
+    assert hardware.allocation() == dict(cpus_per_task=3, slurm_job="41_2")
 
 
 def test_polling_starts_at_a_second_and_backs_off_to_poll_s(monkeypatch):

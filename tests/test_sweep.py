@@ -13,7 +13,7 @@ import submitit
 
 import cropkit as ck
 from cropkit import cli
-from cropkit.experiments import executors, results, sweeps
+from cropkit.experiments import executors, grid, results
 
 SMOKE = ["--profile", "smoke", "--quiet", "--threads", "1"]
 
@@ -55,7 +55,8 @@ def test_the_dry_run_lists_the_jobs_their_epochs_and_the_hours(tmp_path, capsys)
     assert cli.main([*argv, "--epoch-seconds", "3600"]) == 0
     out = capsys.readouterr().out
     lines = [line.split() for line in out.splitlines()]
-    assert ["dense", "0.5", "0", "2", "cached"] in lines and ["dense", "0.9", "0", "2", "cached"] in lines
+    assert ["dense", "0.0", "0", "2", "cached"] in lines  # dense ignores the sparsity: one run, at 0
+    assert sum(line[:1] == ["dense"] for line in lines) == 1
     assert ["ltr", "0.9", "0", "6", "to", "run"] in lines and ["earlycrop-u", "0.5", "0", "4", "to", "run"] in lines
     assert "to run: 20 epochs at most" in out and "≈ 20 device-hours" in out and "submitted 0 jobs" in out
     assert not (tmp_path / "sweep").exists()
@@ -99,11 +100,10 @@ def test_a_slurm_sweep_finds_results_of_any_gpu_and_a_preempted_job_resubmits_it
     data = json.loads(stored.read_text())
     data["config"].update(device="cuda", device_name="NVIDIA H100 80GB HBM3")
     stored.write_text(json.dumps(data))
-    jobs = sweeps.plan(["dense"], [0.9], [0], profile="smoke", cache_dir=tmp_path, remote_device="cuda")
+    jobs = grid.plan(["dense"], [0.9], [0], profile="smoke", cache_dir=tmp_path, remote="cuda")
     assert jobs[0].cached and jobs[0].path == stored and jobs[0].epochs == result.epochs_trained
-    at_half, at_ninety = sweeps.plan(["dense"], [0.5, 0.9], [1], profile="smoke", cache_dir=tmp_path,
-                                     remote_device="cuda")
-    assert not at_half.cached and at_half.key == at_ninety.key  # dense ignores the sparsity: one run, not two
+    (dense,) = grid.plan(["dense"], [0.5, 0.9], [1], profile="smoke", cache_dir=tmp_path, remote="cuda")
+    assert not dense.cached and dense.sparsity == 0.0  # dense ignores the sparsity: one run, not two
     job = executors.Run()
     again = job.checkpoint(method="dense", seed=3)
     assert again.function is job and again.kwargs == dict(method="dense", seed=3) and not again.args

@@ -85,11 +85,11 @@ def test_reference_rule_for_structured_earlycrop(sparsity, tau, epoch):
 def test_earlycrop_s_uses_the_structured_reference_threshold():
     from types import SimpleNamespace
 
-    from cropkit.methods import registry as methods
+    from cropkit.methods import earlycrop
 
     ctx = SimpleNamespace(cfg=SimpleNamespace(rule="reference", threshold=None), sparsity=0.8)
-    assert methods._detector_threshold(ctx, structured=True) == dict(sparsity=0.8, structured=True)
-    assert methods._detector_threshold(ctx, structured=False) == dict(sparsity=0.8, structured=False)
+    assert earlycrop._detector_threshold(ctx, structured=True) == dict(sparsity=0.8, structured=True)
+    assert earlycrop._detector_threshold(ctx, structured=False) == dict(sparsity=0.8, structured=False)
 
 
 def test_maximum_dense_phase_forces_firing_with_a_warning():

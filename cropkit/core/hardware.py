@@ -92,3 +92,22 @@ def describe() -> str:
     if torch.cuda.is_available():
         return f"GPU {device_name('cuda')} · torch {torch.__version__}"
     return f"CPU {device_name('cpu')} · {torch.get_num_threads()} threads · torch {torch.__version__}"
+
+
+def allocated_cpus() -> int | None:
+    """The CPUs SLURM gave this job (``--cpus-per-task``, else all it holds on this node); None outside SLURM.
+    torch would otherwise start a thread per core of the whole node and oversubscribe the jobs sharing it."""
+    for name in ("SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return None
+
+
+def allocation() -> dict:
+    """What a SLURM job runs on, for its result: the CPUs allocated (``cpus_per_task``) and the job's id (``12_3``:
+    task 3 of array 12); None for both outside SLURM."""
+    if "SLURM_JOB_ID" not in os.environ:
+        return dict(cpus_per_task=None, slurm_job=None)
+    array = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return dict(cpus_per_task=allocated_cpus(),
+                slurm_job="_".join(array) if all(array) else os.environ["SLURM_JOB_ID"])

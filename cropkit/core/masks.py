@@ -21,8 +21,9 @@ from cropkit.core.layers import require_prunable
 
 
 def check_sparsity(sparsity) -> float:
+    """``sparsity`` as a float, or a ValueError saying what a sparsity is."""
     if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0 <= sparsity < 1:
-        raise ValueError(f"sparsity is the fraction of weights removed and must be a number in [0, 1); "
+        raise ValueError(f"sparsity is the (target) fraction of weights removed, a number in [0, 1); "
                          f"got {sparsity!r}")
     return float(sparsity)
 

@@ -18,6 +18,12 @@ from cropkit.core.masks import check_sparsity, pruned_layers, unstructured, unst
 from cropkit.core.structured import structured_plan
 
 
+def geometric(sparsity: float, step: int, steps: int) -> float:
+    """The cumulative sparsity after ``step`` of ``steps`` equal steps to ``sparsity``: 1 − (1 − p)^(step/steps),
+    each step removing the same fraction of the weights that remain (SynFlow's rounds, LTR's, GateDecorators')."""
+    return 1 - (1 - sparsity) ** (step / steps)
+
+
 def synflow(model: nn.Module, batches, sparsity: float, iterations: int = 100) -> nn.Module:
     """SynFlow's iterative schedule (Tanaka et al. 2020): for k = 1..n re-score with `cropkit.core.scores.synflow`
     and prune to the cumulative sparsity 1 − (1 − p)^{k/n}. In place; returns the model. The network is linearised
@@ -30,7 +36,7 @@ def synflow(model: nn.Module, batches, sparsity: float, iterations: int = 100) -
     with S.linearised(model):  # the weights do not change between rounds, only the masks: linearise once
         for k in range(1, iterations + 1):
             unstructured_layers(layers, S.synflow_round(model, inputs.shape[1:], layers),
-                          1 - (1 - sparsity) ** (k / iterations))
+                                geometric(sparsity, k, iterations))
     return model
 
 

@@ -23,42 +23,58 @@ import statistics
 from typing import Callable, Sequence
 
 from cropkit.core import hardware, measure, prune, scores
-from cropkit.experiments import profiles, runs
+from cropkit.experiments import grid, profiles, runs
 from cropkit.methods import registry as methods_lib
+from cropkit.methods.registry import REGISTRY, family
 from cropkit.tasks import data as data_lib
 from cropkit.tasks import models
 
-UNSTRUCTURED_AT_INIT = ("random-u", "snip", "grasp", "crop-u", "cropit-u")
-STRUCTURED = ("random-s", "snap", "crop-s", "cropit-s", "earlycrop-s", "earlybird", "gatedecorators",
-              "efficientconvnets")
+UNSTRUCTURED_AT_INIT = tuple(m for m in family("Unstructured") if REGISTRY[m].when == "at init")
+STRUCTURED = family("Structured")
+
+Need = tuple  # (method, sparsity, options): runs over the setting's seeds that a claim reads
 
 
 @dataclasses.dataclass(frozen=True)
 class Claim:
-    """One claim: what the paper says, its number, and the test applied to the kit's runs."""
+    """One claim: what the paper says, its number, the test applied to the kit's runs, and the runs it reads."""
 
     name: str
     statement: str
     paper: str
     test: str   # the pass rule in words, fixed before any run
     check: Callable[["Runs"], tuple[str, bool | None]]   # → (the kit's number, passed?) ; None = not testable
+    needs: Callable[[object], list[Need]] = lambda cfg: []  # noqa: E731  (the setting → the runs it reads)
 
 
 class Runs:
-    """The runs a claim needs, made (or replayed) on first use: ``runs.get(method, sparsity, **options)``."""
+    """The runs the claims read, over the setting's seeds: made as one grid (`cropkit.experiments.grid`) by
+    :meth:`fetch`, then read with ``runs.get(method, sparsity, **options)``."""
 
-    def __init__(self, cfg, progress: bool = True, cache_dir=None):
-        self.cfg, self.progress, self.cache_dir, self._done = cfg, progress, cache_dir, {}
+    def __init__(self, cfg, progress: bool = True, cache_dir=None, workers: int = 1):
+        self.cfg, self.progress, self.cache_dir, self.workers, self._done = cfg, progress, cache_dir, workers, {}
+
+    def fetch(self, needs: Sequence[Need]) -> None:
+        """Make (or replay) every run of ``needs`` at once, ``workers`` at a time."""
+        c = self.cfg
+        needs = [n for n in dict.fromkeys((m, float(p), tuple(sorted(o.items()))) for m, p, o in needs)
+                 if n not in self._done]
+        plans = []
+        for method, sparsity, options in needs:
+            run_options = dict(data=c.data, model=c.model, width=c.width, epochs=c.epochs, **c.run_options)
+            run_options.update(options)
+            plans.append(grid.plan([method], [sparsity], c.seeds, profile=c.profile, cache_dir=self.cache_dir,
+                                   progress=False, **run_options))
+        jobs = [job for plan in plans for job in plan]
+        results = iter(grid.execute(jobs, "processes" if self.workers > 1 else "here", workers=self.workers,
+                                    progress=self.progress))
+        for need, plan in zip(needs, plans):
+            self._done[need] = [next(results) for _ in plan]
 
     def get(self, method: str, sparsity: float, **options) -> list:
-        key = (method, sparsity, tuple(sorted(options.items())))
+        key = (method, float(sparsity), tuple(sorted(options.items())))
         if key not in self._done:
-            c = self.cfg
-            run_options = dict(profile=c.profile, data=c.data, model=c.model, width=c.width, epochs=c.epochs,
-                               progress=self.progress, cache_dir=self.cache_dir, **c.run_options)
-            run_options.update(options)
-            self._done[key] = [runs.run(method, sparsity=sparsity, seed=seed, **run_options)
-                               for seed in c.seeds]
+            self.fetch([(method, sparsity, options)])
         return self._done[key]
 
     def values(self, method: str, sparsity: float, column: str, **options) -> list[float]:
@@ -176,6 +192,15 @@ def _paper_pair(runs: Runs, pair: dict) -> tuple[str, bool]:
                   and memory["wide"] <= memory["narrow"])
 
 
+def _wide_needs(c) -> list[Need]:
+    pair = getattr(c, "wide_pair", None)
+    if pair:
+        return [(pair["method"], pair["sparsity"], dict(model=pair["wide"], width=1.0)),
+                ("dense", 0.0, dict(model=pair["narrow"], width=1.0))]
+    return [("crop-s", c.wide_sparsity, dict(width=c.wide_width))] + [("dense", 0.0, dict(width=w))
+                                                                      for w in c.narrow_widths]
+
+
 def _wide_beats_narrow(runs: Runs) -> tuple[str, bool]:
     c = runs.cfg
     if getattr(c, "wide_pair", None):  # the paper profile: exactly the paper's ResNeXt pair
@@ -199,16 +224,20 @@ def _wide_beats_narrow(runs: Runs) -> tuple[str, bool]:
 CLAIMS = (
     Claim("earlycrop-s near dense", "EarlyCroP-S stays close to dense at high sparsity",
           "ResNet18/CIFAR-10 @95 %: 91.0 % vs dense 91.5 %; VGG16/CIFAR-10 @98 %: 93.0 % vs 90.2 %",
-          "within 2 points of dense at every high sparsity", _near_dense),
+          "within 2 points of dense at every high sparsity", _near_dense,
+          lambda c: [("dense", 0.0, {})] + [("earlycrop-s", p, {}) for p in c.high_sparsities]),
     Claim("earlycrop-s best structured", "EarlyCroP-S beats the other structured methods",
           "ResNet18/CIFAR-10 @95 %: 91.0 % vs next best CroPit-S 87.8 % (best in all four tables)",
-          "highest mean test accuracy of the eight structured methods", _structured_best),
+          "highest mean test accuracy of the eight structured methods", _structured_best,
+          lambda c: [(m, c.sparsity, {}) for m in STRUCTURED]),
     Claim("earlycrop-u beats at-init", "EarlyCroP-U beats the at-init unstructured criteria",
           "ResNet18/CIFAR-10 @95 %: 91.1 % vs best at-init CroPit-U 89.1 %",
-          "mean test accuracy ≥ that of Random-U, SNIP, GraSP, CroP-U and CroPit-U", _unstructured_best),
+          "mean test accuracy ≥ that of Random-U, SNIP, GraSP, CroP-U and CroPit-U", _unstructured_best,
+          lambda c: [(m, c.sparsity, {}) for m in ("earlycrop-u", *UNSTRUCTURED_AT_INIT)]),
     Claim("ltr matches at a cost", "LTR matches EarlyCroP-U, at ≥ 2.5× the training cost",
           "ResNet18/CIFAR-10 @95 %: LTR 91.5 % in 1.94 h vs EarlyCroP-U 91.1 % in 0.74 h (2.6×)",
-          "LTR within 1 point of (or above) EarlyCroP-U and ≥ 2.5× its training time", _ltr_cost),
+          "LTR within 1 point of (or above) EarlyCroP-U and ≥ 2.5× its training time", _ltr_cost,
+          lambda c: [("ltr", c.sparsity, {}), ("earlycrop-u", c.sparsity, {})]),
     Claim("structured saves, masks do not", "Structured pruning saves time and memory; masks do not",
           "ResNet18/CIFAR-10 @95 %: EarlyCroP-S 66 ms, 0.56 GB vs dense 109 ms, 2.38 GB; EarlyCroP-U 97 ms, 2.86 GB",
           "structured (CroP-S) below 0.9× dense in batch time and peak memory; masked (CroP-U) ≥ 0.9× in both",
@@ -216,7 +245,7 @@ CLAIMS = (
     Claim("pruned wide beats dense narrow", "A pruned wide model beats a dense narrow one of equal memory",
           "ResNeXt101 32×48d CroP-S @98.5 %: 92.5 % at 3.56 GB vs dense 32×16d: 92.1 % at 3.89 GB",
           "pruned wide mean accuracy ≥ the widest dense model whose peak memory fits the same budget",
-          _wide_beats_narrow),
+          _wide_beats_narrow, lambda c: _wide_needs(c)),
 )
 
 
@@ -226,7 +255,7 @@ def settings(profile: str = "cpu", **overrides):
 
 
 def check(profile: str = "cpu", claims: Sequence[Claim] = CLAIMS, progress: bool = True, cache_dir=None,
-          **overrides):
+          workers: int = 1, **overrides):
     """Run what every claim needs (or replay it from the results cache ``cache_dir``, default
     `cropkit.paths.cache_root`) and return the table (pandas.DataFrame, one row per claim)."""
     import pandas as pd
@@ -234,7 +263,8 @@ def check(profile: str = "cpu", claims: Sequence[Claim] = CLAIMS, progress: bool
     cfg = settings(profile, **overrides)
     if len(cfg.seeds) != len(set(cfg.seeds)):
         raise ValueError(f"seeds must be distinct; got {cfg.seeds}")
-    runs = Runs(cfg, progress=progress, cache_dir=cache_dir)
+    runs = Runs(cfg, progress=progress, cache_dir=cache_dir, workers=workers)
+    runs.fetch([need for claim in claims for need in claim.needs(cfg)])
     rows = []
     for claim in claims:
         measured, passed = claim.check(runs)

@@ -17,6 +17,8 @@ from typing import Sequence
 
 import submitit
 
+from cropkit.core.hardware import allocated_cpus
+from cropkit.experiments.results import Result
 from cropkit.experiments.runs import run
 from cropkit.methods.options import check_int
 
@@ -25,37 +27,18 @@ SLURM = dict(partition=None, gpus_per_job=1, time_min=24 * 60, array_parallelism
 
 
 class Run(submitit.helpers.Checkpointable):
-    """A sweep's job: ``cropkit.run(**kwargs)``, returning the result's row (``kwargs["threads"]``: its torch
-    threads). Pre-empted or timed out, submitit calls :meth:`checkpoint`, which resubmits the same call: the run
-    resumes from its own checkpoint. On SLURM the job's threads are its allocation (:func:`allocated_cpus`) and the
-    row gains the allocation (:func:`allocation`)."""
+    """A sweep's job: ``cropkit.run(**kwargs)``, returning its `cropkit.Result` (``kwargs["threads"]``: its torch
+    threads; on SLURM, unless given, the job's allocation, `cropkit.core.hardware.allocated_cpus`). Pre-empted or
+    timed out, submitit calls :meth:`checkpoint`, which resubmits the same call: the run resumes from its own
+    checkpoint."""
 
-    def __call__(self, **kwargs) -> dict:
+    def __call__(self, **kwargs) -> Result:
         if kwargs.get("threads") is None and allocated_cpus():  # a SLURM job: torch on the CPUs it was given
             kwargs["threads"] = allocated_cpus()
-        return {**run(**kwargs).row(), **allocation()}
+        return run(**kwargs)
 
     def checkpoint(self, **kwargs) -> submitit.helpers.DelayedSubmission:
         return submitit.helpers.DelayedSubmission(self, **kwargs)
-
-
-def allocated_cpus() -> int | None:
-    """The CPUs SLURM gave this job (``--cpus-per-task``, else all it holds on this node); None outside SLURM.
-    torch would otherwise start a thread per core of the whole node and oversubscribe the jobs sharing it."""
-    for name in ("SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE"):
-        if os.environ.get(name, "").isdigit():
-            return int(os.environ[name])
-    return None
-
-
-def allocation() -> dict:
-    """What a SLURM job ran on, for its row: the CPUs allocated (``cpus_per_task``) and the job's id (``12_3``: task
-    3 of array 12); nothing outside SLURM."""
-    if "SLURM_JOB_ID" not in os.environ:
-        return {}
-    array = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
-    return dict(cpus_per_task=allocated_cpus(),
-                slurm_job="_".join(array) if all(array) else os.environ["SLURM_JOB_ID"])
 
 
 # Shell lines every SLURM job runs before Python starts: OpenMP's threads, one per allocated CPU, sleep instead of
@@ -146,7 +129,7 @@ def submit(executor, kind: str, calls: list[dict], parallel: int, wait: bool, pr
            log: Path) -> list:
     """Submit one :class:`Run` per ``calls`` entry (its arguments; SLURM: one array; local: ``parallel`` processes
     at a time, their controllers' own output into ``log``) and, with ``wait``, wait for them all; returns their
-    rows (or the exception of a job that failed). Ctrl+C cancels the local jobs, then raises KeyboardInterrupt."""
+    results (or the exception of a job that failed). Ctrl+C cancels the local jobs, then raises KeyboardInterrupt."""
     from tqdm.auto import tqdm
 
     pending, submitted = [(Run(), kwargs) for kwargs in calls], []

@@ -1,15 +1,15 @@
 """Lottery tickets against early pruning (lesson 03): sweeps over sparsity, LTR round by round, costs.
 
-    results = cropkit.lottery.sweep(["ltr", "ltr-reinit", "earlycrop-u", "snip"], sparsities=(0.5, 0.9), seeds=(0,))
-    frame = cropkit.lottery.frame(results)          # one row per run, "method" names the entry (ltr-reinit too)
-    rounds = cropkit.lottery.rounds(results)        # LTR's test accuracy after every training, per run
+    jobs = grid.plan(["dense", "ltr", "ltr-reinit", "earlycrop-u", "snip"], sparsities=(0.5, 0.9), seeds=(0,))
+    results = grid.execute(jobs)
+    frame = lottery.frame(jobs, results)   # one row per run, "method" names the entry (ltr-reinit too)
+    rounds = lottery.rounds(results)       # LTR's test accuracy after every training, per run
 
-An *entry* is a method of `cropkit.METHODS` or a named variant of one: ``ltr-reinit`` is LTR with the survivors
-re-initialised at random instead of rewound (Frankle & Carbin's control, `cropkit.run(..., reinit=True)`);
-``earlycrop-u-magnitude`` prunes when EarlyCroP's detector fires but by |θ_t| instead of CroP
-(`cropkit.run("earlycrop-u", criterion="magnitude")`), to tell *when* from *how*.
+The entries ``ltr-reinit`` (LTR with the survivors re-initialised at random instead of rewound, Frankle & Carbin's
+control) and ``earlycrop-u-magnitude`` (pruning when EarlyCroP's detector fires but by |θ_t| instead of CroP, to
+tell *when* from *how*) are named variants of `cropkit.methods.registry.VARIANTS`.
 
-LTR as `cropkit.methods.registry.ltr` defines it: one training of ``epochs`` E, then R = ``ltr_rounds`` rounds of
+LTR as `cropkit.methods.ltr` defines it: one training of ``epochs`` E, then R = ``ltr_rounds`` rounds of
 prune → rewind → retrain for E epochs, round r pruning to the cumulative sparsity 1 − (1 − p)^(r/R). It trains
 R + 1 times, so ``epochs_trained = (R + 1) · E`` where an at-init method trains E and EarlyCroP t + E.
 """
@@ -17,38 +17,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
+from cropkit.core import schedules
 from cropkit.experiments import runs
-from cropkit.experiments.runs import replay
-from cropkit.methods import registry as methods_lib
+from cropkit.methods.registry import LABELS, entry_of
 
 if TYPE_CHECKING:  # annotations only: pandas loads when a table is made
     import pandas
-
-# Named variants: entry → (method, options of cropkit.run)
-VARIANTS: dict[str, tuple[str, dict]] = {"ltr-reinit": ("ltr", {"reinit": True}),
-                                         "earlycrop-u-magnitude": ("earlycrop-u", {"criterion": "magnitude"})}
-LABELS = {**methods_lib.LABELS, "ltr-reinit": "LTR, random reinit",
-          "earlycrop-u-magnitude": "EarlyCroP timing, magnitude"}
-FAMILIES = {**methods_lib.FAMILIES, "ltr-reinit": "Unstructured", "earlycrop-u-magnitude": "Unstructured"}
-
-
-def resolve(entry: str) -> tuple[str, dict]:
-    """(method, extra options of `cropkit.run`) of an entry; unknown names raise ``ValueError``."""
-    if entry in VARIANTS:
-        return VARIANTS[entry]
-    if entry in methods_lib.REGISTRY:
-        return entry, {}
-    raise ValueError(f"unknown entry {entry!r}; choose a method of cropkit.METHODS {list(methods_lib.METHODS)} "
-                     f"or a variant {list(VARIANTS)}")
-
-
-def entry_of(result) -> str:
-    """The entry a `cropkit.Result` belongs to (``ltr-reinit`` is told apart by its configuration)."""
-    for entry, (method, options) in VARIANTS.items():
-        if result.method == method and all(result.config.get(k) == v for k, v in options.items()):
-            return entry
-    return result.method
-
 
 def warm_up(**run_options) -> None:
     """One untimed, uncached dense epoch, so that the first timed run does not pay PyTorch's one-time start-up
@@ -57,55 +31,18 @@ def warm_up(**run_options) -> None:
     runs.run("dense", epochs=1, cache=False, progress=False, **options)
 
 
-def is_cached(method: str, sparsity: float, seed: int, **run_options) -> bool:
-    """True when `cropkit.run` would replay this run from its cache instead of training."""
-
-    return replay(method, sparsity=sparsity, seed=seed, **run_options) is not None
-
-
-def sweep(entries: Sequence[str], sparsities: Sequence[float], seeds: Sequence[int], *, progress: bool = True,
-          **run_options) -> list:
-    """`cropkit.run` for every entry × sparsity × seed (``dense`` once per seed, at sparsity 0); a list of Results.
-
-    ``run_options`` go to every run (profile, data, model, epochs, cache, ltr_rounds, …). Every name is checked
-    before the first run starts, and :func:`warm_up` runs before it unless every run replays from the cache.
-    """
-    from tqdm.auto import tqdm
-
-    plan = []
-    for entry in entries:
-        method, options = resolve(entry)
-        for sparsity in ([0.0] if method == "dense" else sparsities):
-            plan += [(method, sparsity, seed, options) for seed in seeds]
-    for method, _, _, options in plan:
-        run_settings = {k: v for k, v in run_options.items()
-                        if k not in ("cache", "cache_dir", "device", "root", "threads")}
-        runs.settings(method, **options, **run_settings)
-    if not all(is_cached(method, sparsity, seed, **options, **run_options) for method, sparsity, seed, options in plan):
-        warm_up(**run_options)
-    results = []
-    for method, sparsity, seed, options in tqdm(plan, desc="runs", unit="run", disable=not progress):
-        results.append(runs.run(method, sparsity=sparsity, seed=seed, progress=False,
-                                       **options, **run_options))
-    return results
-
-
-def frame(results) -> "pandas.DataFrame":
-    """One row per run (`Result.row`), ``method`` holding the entry name, ``label`` its name in the tables."""
+def frame(jobs, results) -> "pandas.DataFrame":
+    """One row per run of a grid (`cropkit.experiments.grid`: its jobs and their results), ``method`` holding the
+    entry's name (``ltr-reinit`` too), ``label`` its name in the tables."""
     import pandas as pd
 
-    rows = []
-    for result in results:
-        row = result.row()
-        row["method"] = entry_of(result)
-        row["label"] = LABELS[row["method"]]
-        rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame([{**result.row(), "method": job.entry, "label": LABELS[job.entry]}
+                         for job, result in zip(jobs, results)])
 
 
 def round_targets(sparsity: float, rounds: int) -> list[float]:
     """LTR's cumulative sparsity after each training: 0 for the first (dense) one, then 1 − (1 − p)^(r/R)."""
-    return [0.0] + [1 - (1 - sparsity) ** (r / rounds) for r in range(1, rounds + 1)]
+    return [schedules.geometric(sparsity, r, rounds) for r in range(rounds + 1)]
 
 
 def ltr_rounds(result) -> list[dict]:
@@ -115,10 +52,11 @@ def ltr_rounds(result) -> list[dict]:
         raise ValueError(f"ltr_rounds reads an LTR run; got a {result.method!r} run")
     targets = round_targets(result.target_sparsity, result.config["ltr_rounds"])
     table = []
+    entry = entry_of(result.method, result.config)
     for r, target in enumerate(targets):
         epochs = [e for e in result.history if e["training"] == r]
-        table.append(dict(method=entry_of(result), target_sparsity=result.target_sparsity, seed=result.seed,
-                          round=r, round_sparsity=target, epochs=len(epochs), test_acc=epochs[-1]["test_acc"],
+        table.append(dict(method=entry, target_sparsity=result.target_sparsity, seed=result.seed, round=r,
+                          round_sparsity=target, epochs=len(epochs), test_acc=epochs[-1]["test_acc"],
                           best_test_acc=max(e["test_acc"] for e in epochs)))
     return table
 

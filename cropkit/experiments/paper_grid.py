@@ -6,7 +6,7 @@
 Each :class:`Setting` is one table or one figure panel of the paper: data × model × methods × sparsities, run under
 the ``paper`` profile (`cropkit.experiments.profiles`) with the setting's options on top, over the profile's seeds (0,
 1, 2). The
-dry run validates every configuration as `cropkit.run` would (`cropkit.experiments.sweeps.plan`), looks it up in the
+dry run validates every configuration as `cropkit.run` would (`cropkit.experiments.grid.plan`), looks it up in the
 results cache,
 and prices it; it never loads a dataset, so it works where the real sets are absent.
 
@@ -19,7 +19,7 @@ here
 games) plot the metric over sparsity; their sparsities, methods, epochs and sizes are the kit's choices
 (`cropkit.experiments.profiles.DOMAINS["paper"]`, lesson 05's methods), not read off the paper.
 
-**The price.** A job's epochs are the most it trains (`cropkit.experiments.sweeps.planned_epochs`); ``upper`` prices
+**The price.** A job's epochs are the most it trains (`cropkit.methods.method.Method.epochs`); ``upper`` prices
 every one at
 the cost of a dense epoch, ``estimate`` prices the epochs a structured method trains after pruning at (1 − p) of it
 (a physically smaller network: FLOPs fall about as the weights do; a masked network costs a dense epoch). One dense
@@ -37,9 +37,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from cropkit.experiments import profiles
+from cropkit.experiments import grid, profiles
 from cropkit.experiments.results import default_cache_dir
-from cropkit.experiments.sweeps import plan as plan_jobs
 
 IMAGE_METHODS = ("dense", "random-u", "snip", "grasp", "crop-u", "cropit-u", "earlycrop-u", "ltr", "random-s",
                  "snap", "crop-s", "cropit-s", "earlycrop-s", "earlybird", "gatedecorators", "efficientconvnets")
@@ -116,14 +115,13 @@ def jobs(plan: str = "paper", seeds=None, cache_dir: str | Path | None = None,
     (``upper``, ``estimate``; see the module docstring). Validated as `cropkit.run` validates a run; no data is read."""
     import pandas as pd
 
-
     seeds = tuple(profiles.settings("run", "paper").seeds if seeds is None else seeds)
     cache_dir = Path(cache_dir or default_cache_dir()).expanduser().absolute()
     rows, seen = [], set()
     for s in settings(plan):
         seconds = _seconds(s, epoch_seconds)
-        for job in plan_jobs(s.methods, s.sparsities, seeds, profile="paper", cache_dir=cache_dir,
-                             remote_device="cuda", data=s.data, model=s.model, **s.options):
+        for job in grid.plan(s.methods, s.sparsities, seeds, profile="paper", cache_dir=cache_dir, remote="cuda",
+                            data=s.data, model=s.model, **s.options):
             sparse = s.options.get("epochs", profiles.RUN["paper"]["epochs"])
             after = sparse * (1 - job.sparsity) if job.method in STRUCTURED_AFTER_PRUNING else sparse
             status = "cached" if job.cached else "same run as above" if job.key in seen else "to run"

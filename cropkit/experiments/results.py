@@ -86,6 +86,8 @@ class Result:
                         warning when forced
     threads             torch's CPU threads during the run (in the cache key of a CPU run: they change the last
                         digits); cpus: the CPUs the process was allowed to use. None in results cached before them
+    cpus_per_task       a SLURM job's CPU allocation; slurm_job: its id (``12_3``: task 3 of array 12); None
+                        elsewhere
     """
 
     method: str
@@ -121,6 +123,8 @@ class Result:
     forced_reason: str | None = None
     threads: int | None = None
     cpus: int | None = None
+    cpus_per_task: int | None = None
+    slurm_job: str | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)
     config: dict = dataclasses.field(default_factory=dict)
     history: list[dict] = dataclasses.field(default_factory=list)

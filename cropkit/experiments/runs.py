@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from cropkit.core import dependencies, hardware, measure, storage
+from cropkit.core.masks import check_sparsity
 from cropkit.core.plumbing import is_cropkit_warning
 from cropkit.experiments import profiles
 from cropkit.experiments.results import (
@@ -31,8 +32,9 @@ from cropkit.experiments.results import (
     store,
 )
 from cropkit.methods.context import Context
-from cropkit.methods.options import COMMON, PROFILE, check_int, check_seed, check_sparsity, check_width, declared
-from cropkit.methods.registry import METHODS, REGISTRY, Method
+from cropkit.methods.method import Method
+from cropkit.methods.options import COMMON, DEFAULT_SPARSITY, PROFILE, check_int, check_seed, check_width, declared
+from cropkit.methods.registry import METHODS, REGISTRY
 from cropkit.tasks import data as data_lib
 from cropkit.tasks import models
 from cropkit.tasks import task as tasks
@@ -185,7 +187,7 @@ def _measure(ctx: Context, final: nn.Module) -> dict:
     )
 
 
-def configuration(method: str, data: str | None = None, model: str | None = None, sparsity: float = 0.9,
+def configuration(method: str, data: str | None = None, model: str | None = None, sparsity: float = DEFAULT_SPARSITY,
                   epochs: int | None = None, seed: int = 0, profile: str = "cpu", width: float | None = None,
                   device: str | None = None, threads: int | None = None, **options) -> tuple:
     """``(settings, configuration)`` of a run, validated as :func:`run` validates them: the configuration is
@@ -224,7 +226,7 @@ def _observed(callbacks, config: dict, ctx: Context):
             getattr(callback, "on_run_end", lambda: None)()
 
 
-def run(method: str, data: str | None = None, model: str | None = None, sparsity: float = 0.9,
+def run(method: str, data: str | None = None, model: str | None = None, sparsity: float = DEFAULT_SPARSITY,
         epochs: int | None = None, seed: int = 0, profile: str = "cpu", width: float | None = None,
         cache: bool = True, cache_dir: str | Path | None = None, progress: bool = True,
         device: str | None = None, root: str | Path | None = None, callbacks: Sequence[train.Callback] = (),
@@ -319,4 +321,5 @@ def _execute(spec: Method, cfg, sparsity: float, seed: int, device: torch.device
         target_sparsity=sparsity, profile=cfg.profile, epochs=cfg.epochs, epochs_trained=ctx.epochs_trained,
         prune_epoch=ctx.prune_epoch, forced=ctx.forced, forced_reason=ctx.forced_reason, train_seconds=seconds,
         emissions_g=emissions.grams, device=str(device), threads=torch.get_num_threads(), cpus=cpus(),
-        key=path.stem, warnings=list(dict.fromkeys(recorded)), config=config, history=ctx.history, **columns)
+        **hardware.allocation(), key=path.stem, warnings=list(dict.fromkeys(recorded)), config=config,
+        history=ctx.history, **columns)

@@ -1,45 +1,38 @@
-"""Sweeps: one job per configuration (method × sparsity × seed) through submitit, all jobs sharing one cache, then
-the paper's table (Rachwan et al. 2022, Tables 1–4) from the cache.
+"""Sweeps: a grid of runs (`cropkit.experiments.grid`) as submitit jobs, all sharing one cache, then the paper's
+table of every sparsity (Rachwan et al. 2022, Tables 1–4) from the cache.
 
     table = cropkit.sweep(["dense", "snap", "earlycrop-s"], sparsity=(0.9, 0.95), seeds=(0, 1, 2), profile="paper",
                           executor="slurm", slurm=dict(partition="gpu", gpus_per_job=1, time_min=600,
                                                        array_parallelism=16), folder="outputs/sweep")
 
-``executor="slurm"`` submits one SLURM array job (submitit's ``SlurmExecutor``; the array runs at most
-``array_parallelism`` jobs at once); ``executor="local"`` runs the same jobs as processes on this machine
-(submitit's ``LocalExecutor``), ``array_parallelism`` at a time. Every job calls `cropkit.run` with the sweep's
-cache folder, so:
+``executor="slurm"`` submits one SLURM array job (submitit's ``SlurmExecutor``; at most ``array_parallelism`` jobs
+at once); ``executor="local"`` runs the same jobs as processes on this machine (submitit's ``LocalExecutor``),
+``array_parallelism`` at a time. Every job calls `cropkit.run` with the sweep's cache folder, so:
 
-- a configuration already in the cache is not submitted (the same sweep called again submits nothing and writes
-  the table, which is also how to collect a sweep submitted with ``wait=False``);
+- a run already in the cache is not submitted (the same sweep called again submits nothing and writes the table,
+  which is also how to collect a sweep submitted with ``wait=False``);
 - a job that is pre-empted or reaches its time limit is resubmitted by submitit (the job, a
-  `cropkit.experiments.executors.Run`, is a ``submitit.helpers.Checkpointable``: its ``checkpoint`` resubmits the same
-  call),
-  and `cropkit.run` resumes from the run's own per-epoch checkpoint.
-
-This module plans the jobs and writes the tables; `cropkit.experiments.executors` submits them, waits, and cancels
-local ones
-on Ctrl+C.
+  `cropkit.experiments.executors.Run`, is a ``submitit.helpers.Checkpointable``) and `cropkit.run` resumes from
+  the run's own per-epoch checkpoint.
 
 A SLURM job runs torch on the CPUs it is given (``cpus_per_task``; 1 without a GPU), its OpenMP threads waiting
-passively (`cropkit.experiments.executors.JOB_SETUP`): jobs sharing a node do not oversubscribe it. Where the cluster
-keeps no
-accounting, the jobs' states come from ``squeue`` (`cropkit.experiments.executors.QueueWatcher`) instead of ``sacct``.
+passively (`cropkit.experiments.executors.JOB_SETUP`): jobs sharing a node do not oversubscribe it. Where the
+cluster keeps no accounting, the jobs' states come from ``squeue`` instead of ``sacct``.
 
-``dry_run=True`` submits nothing: it prints the jobs, cached or to run, the epochs each trains at most
-(:func:`planned_epochs`) and an estimate of the device-hours, epochs × the measured time of one dense epoch
-(:func:`epoch_seconds`; a structured network's epoch is shorter, a masked one's about as long (docs/performance.md);
-the detector's and the scoring's small extra costs are not counted).
+``dry_run=True`` submits nothing: it prints the runs, cached or to run, the epochs each trains at most (its
+method's entry, `cropkit.methods.method.Method.epochs`) and an estimate of the device-hours: epochs × the measured
+time of one dense epoch (:func:`epoch_seconds`; a structured network's epoch is shorter, a masked one's about as
+long (docs/performance.md); the detector's and the scoring's small extra costs are not counted).
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 from typing import Sequence
 
 from cropkit.core.hardware import device_name
-from cropkit.experiments.comparison import check_callbacks, check_methods, check_seeds, write_tables
+from cropkit.experiments import grid
+from cropkit.experiments.comparison import write_tables
 from cropkit.experiments.executors import (
     EXECUTORS,
     SLURM,
@@ -47,94 +40,14 @@ from cropkit.experiments.executors import (
     make_executor,
     sbatch_header,
     slurm_parameters,
-    submit,
 )
-from cropkit.experiments.profiles import settings as profile_settings
-from cropkit.experiments.results import cache_path, config_key, default_cache_dir, load_cached
-from cropkit.experiments.runs import configuration, cpus, settings
-from cropkit.methods.options import check_int, check_sparsity
+from cropkit.experiments.results import default_cache_dir
+from cropkit.experiments.runs import cpus, settings
+from cropkit.methods.options import DEFAULT_SPARSITY
 from cropkit.paths import unwritable
 from cropkit.tasks import data as data_lib
 from cropkit.tasks import models
 from cropkit.training import loop as train
-
-# The most epochs a method trains, from its settings (the table of `cropkit.methods.registry`): early methods stop their
-# dense phase when the detector fires, at the latest after max_dense_epochs.
-PLANNED_EPOCHS = {
-    "earlycrop-u": lambda c: c.max_dense_epochs + c.epochs,
-    "earlycrop-s": lambda c: c.max_dense_epochs + c.epochs,
-    "earlybird": lambda c: c.max_dense_epochs + c.epochs,
-    "ltr": lambda c: (c.ltr_rounds + 1) * c.epochs,
-    "gatedecorators": lambda c: c.ticks + c.epochs,
-    "efficientconvnets": lambda c: c.dense_epochs + c.epochs,
-}
-
-
-def planned_epochs(method: str, cfg) -> int:
-    """The most epochs ``method`` trains with the settings ``cfg`` (`cropkit.experiments.runs.settings`); the others:
-    E."""
-    return PLANNED_EPOCHS.get(method, lambda c: c.epochs)(cfg)
-
-
-@dataclasses.dataclass
-class Job:
-    """One configuration of a sweep: its run's arguments, its cache entry and whether that already exists. ``key``
-    names the run: dense ignores the sparsity, so its jobs at several sparsities are one run."""
-
-    method: str
-    sparsity: float
-    seed: int
-    epochs: int
-    key: str
-    path: Path | None   # the cached result, or where this machine would store it (None: the jobs' GPU decides)
-    cached: bool
-    kwargs: dict
-
-
-def _portable(config: dict, unknown: tuple[str, ...]) -> dict:
-    """``config`` without the entries ``unknown`` where a SLURM sweep is submitted, as stored in JSON."""
-    import json
-
-    return json.loads(json.dumps({k: v for k, v in config.items() if k not in unknown}, default=str))
-
-
-def _cached(cache_dir: Path, config: dict, unknown: tuple[str, ...] | None) -> Path | None:
-    """The cached result of ``config``, or None. For jobs on other machines (SLURM, ``unknown`` not None) some
-    entries of the key are unknown here (the GPU's name, the job's CPU threads): any entry that matches in
-    everything else counts."""
-    if unknown is None:
-        path = cache_path(cache_dir, config)
-        return path if load_cached(path) is not None else None
-    pattern = f"{config['method']}-{config['data']}-{config['model']}-s{config['seed']}-*.json"
-    entries = ((path, load_cached(path)) for path in sorted(cache_dir.glob(pattern)))
-    mine = _portable(config, unknown)
-    return next((path for path, r in entries if r is not None and _portable(r.config, unknown) == mine), None)
-
-
-def plan(methods: Sequence[str], sparsities: Sequence[float], seeds: Sequence[int], *, profile: str,
-         cache_dir: Path, remote_device: str | None = None, **run_kwargs) -> list[Job]:
-    """The jobs of a sweep, validated, each with its cache entry looked up. ``remote_device`` ("cuda"/"cpu"): the
-    jobs run elsewhere, on that kind of device; None: here, on ``run_kwargs["device"]``. ``run_kwargs["threads"]``
-    are the jobs' torch threads, in a CPU run's key (None on SLURM: the job's own, unknown here)."""
-    device = None if remote_device else run_kwargs.get("device")
-    arguments = {k: v for k, v in run_kwargs.items() if k not in ("device", "callbacks", "pin_memory")}
-    unknown = None if not remote_device else \
-        ("device_name",) + (("threads",) if remote_device != "cpu" or run_kwargs.get("threads") is None else ())
-    jobs = []
-    for method in methods:
-        for sparsity in sparsities:
-            for seed in seeds:
-                cfg, config = configuration(method, sparsity=sparsity, seed=seed, profile=profile, device=device,
-                                            **arguments)
-                if remote_device:
-                    config = {**config, "device": remote_device}
-                found = _cached(cache_dir, config, unknown)
-                path = found or (None if remote_device else cache_path(cache_dir, config))
-                key = config_key(_portable(config, unknown) if remote_device else config)
-                jobs.append(Job(method, sparsity, seed, planned_epochs(method, cfg), key, path, found is not None,
-                                dict(method=method, sparsity=sparsity, seed=seed, profile=profile,
-                                     cache_dir=str(cache_dir), progress=False, **run_kwargs)))
-    return jobs
 
 
 def epoch_seconds(profile: str = "cpu", device: str | None = None, **options) -> tuple[float, str]:
@@ -155,7 +68,7 @@ def epoch_seconds(profile: str = "cpu", device: str | None = None, **options) ->
 
 # ----------------------------------------------------------------------------- the sweep
 
-def _estimate(todo: list[Job], epoch_time: float | None, profile: str, device, arguments: dict) -> str:
+def _estimate(todo: list[grid.Job], epoch_time: float | None, profile: str, device, arguments: dict) -> str:
     """The device-hours of the jobs to run: their epochs × the time of one dense epoch (measured here or given)."""
     epochs = sum(job.epochs for job in todo)
     if epoch_time is None:
@@ -169,13 +82,12 @@ def _estimate(todo: list[Job], epoch_time: float | None, profile: str, device, a
             f"≈ {epochs * epoch_time / 3600:.3g} {unit}")
 
 
-def _listing(jobs: list[Job], unique: dict[str, Job]):
+def _listing(jobs: list[grid.Job]):
     """The jobs as a frame: method, sparsity, seed, epochs (at most) and status."""
     import pandas as pd
 
-    status = lambda j: "cached" if j.cached else "to run" if unique[j.key] is j else "same run as above"  # noqa
-    return pd.DataFrame([dict(method=j.method, sparsity=j.sparsity, seed=j.seed, epochs=j.epochs, status=status(j))
-                         for j in jobs])
+    return pd.DataFrame([dict(method=j.entry, sparsity=j.sparsity, seed=j.seed, epochs=j.epochs,
+                              status="cached" if j.cached else "to run") for j in jobs])
 
 
 def _resources(executor: str, slurm: dict | None) -> dict:
@@ -193,7 +105,7 @@ def _resources(executor: str, slurm: dict | None) -> dict:
     return {**SLURM, **given}
 
 
-def sweep(methods: Sequence[str], data: str | None = None, model: str | None = None, sparsity=(0.9,),
+def sweep(methods: Sequence[str], data: str | None = None, model: str | None = None, sparsity=(DEFAULT_SPARSITY,),
           seeds: Sequence[int] | None = None, profile: str = "cpu", executor: str = "local",
           cache_dir: str | Path | None = None, folder: str | Path | None = None, slurm: dict | None = None,
           dry_run: bool = False, callbacks: Sequence[train.Callback] = (), wait: bool = True,
@@ -217,12 +129,6 @@ def sweep(methods: Sequence[str], data: str | None = None, model: str | None = N
     jobs
                at once, SLURM: the job's own
     """
-    methods = [methods] if isinstance(methods, str) else list(methods)
-    check_methods(methods)
-    sparsities = tuple(check_sparsity(s) for s in ((sparsity,) if isinstance(sparsity, (int, float)) else sparsity))
-    if not sparsities or len(set(sparsities)) < len(sparsities):
-        raise ValueError(f"sparsity must be one or more distinct targets in [0, 1); got {list(sparsities)}")
-    seeds = check_seeds(profile_settings("run", profile).seeds if seeds is None else seeds)
     resources = _resources(executor, slurm)
     if not wait and executor == "local":
         raise ValueError("wait=False (--no-wait) is for SLURM sweeps; a local sweep runs its jobs as this process's "
@@ -231,53 +137,47 @@ def sweep(methods: Sequence[str], data: str | None = None, model: str | None = N
     if epoch_time is not None and (isinstance(epoch_time, bool) or not isinstance(epoch_time, (int, float))
                                    or not epoch_time > 0):
         raise ValueError(f"epoch_time (--epoch-seconds) must be a number of seconds > 0; got {epoch_time!r}")
-    check_callbacks(callbacks, workers=2, remedy="every job of a sweep gets a copy: ")
+    grid.check_callbacks(callbacks, remedy="every job of a sweep gets a copy: ")
     cache_dir = Path(cache_dir or default_cache_dir()).expanduser().absolute()  # jobs may start elsewhere
     folder = Path(folder).expanduser().absolute() if folder is not None else cache_dir.parent / "sweep"
     for where, path in (("cache_dir", cache_dir), ("folder", folder)):
         reason = None if dry_run else unwritable(path, folder=True)
         if reason:
             raise ValueError(f"cannot write the sweep's {where} {path}: {reason}")
-    arguments = dict(data=data, model=model, **options)
     remote = ("cuda" if resources["gpus_per_job"] > 0 else "cpu") if executor == "slurm" else None
     if executor == "local" and device is None and resources["gpus_per_job"] == 0:
         device = "cpu"  # the local jobs see no GPU (submitit empties CUDA_VISIBLE_DEVICES): their keys say cpu
-    if threads is not None:
-        check_int("threads", threads, 1)
-    elif executor == "local":  # share this machine's CPUs among the jobs at once
+    if threads is None and executor == "local":  # share this machine's CPUs among the jobs at once
         threads = max(1, cpus() // resources["array_parallelism"])
-    jobs = plan(methods, sparsities, seeds, profile=profile, cache_dir=cache_dir, remote_device=remote,
-                device=device, callbacks=list(callbacks), pin_memory=pin_memory, threads=threads, **arguments)
-    unique: dict[str, Job] = {}
-    for job in jobs:
-        if not job.cached:
-            unique.setdefault(job.key, job)
-    todo = list(unique.values())
-    print(f"{len(jobs)} configurations ({len(methods)} methods × {len(sparsities)} sparsities × {len(seeds)} seeds): "
-          f"{sum(j.cached for j in jobs)} cached, {len(todo)} to run ({executor}); cache {cache_dir}")
+    jobs = grid.plan(methods, sparsity, seeds, profile=profile, cache_dir=cache_dir, remote=remote, data=data,
+                     model=model, device=device, callbacks=list(callbacks), pin_memory=pin_memory, threads=threads,
+                     progress=False, **options)
+    todo = [job for job in jobs if not job.cached]
+    print(f"{len(jobs)} runs ({len({j.entry for j in jobs})} methods, dense once per seed): "
+          f"{len(jobs) - len(todo)} cached, {len(todo)} to run ({executor}); cache {cache_dir}")
     if dry_run:
-        print(_listing(jobs, unique).to_string(index=False))
-    if dry_run:
-        print(_estimate(todo, epoch_time, profile, None if remote else device, arguments))
+        print(_listing(jobs).to_string(index=False))
+        print(_estimate(todo, epoch_time, profile, None if remote else device, dict(data=data, model=model,
+                                                                                   **options)))
         if executor == "slurm" and todo:
             print(sbatch_header(folder / "jobs" / "%j", len(todo), parameters))
         print("dry run: submitted 0 jobs")
-        return _listing(jobs, unique)
-    if todo:
-        pool = make_executor(executor, folder / "jobs", parameters, resources["time_min"])
-        rows = submit(pool, executor, [job.kwargs for job in todo], resources["array_parallelism"], wait, progress,
-                      poll_s or (0.5 if executor == "local" else 60), folder / "jobs" / "controllers.log")
-        if not wait:
-            print(f"submitted {len(todo)} jobs; call the same sweep again when they have finished to write the table")
-            return None
-        failed = [f"{j.method} p={j.sparsity:g} seed {j.seed}: {e}" for j, e in zip(todo, rows)
-                  if isinstance(e, Exception)]
-        if failed:
-            raise RuntimeError(f"{len(failed)} of {len(todo)} jobs failed (the others are cached; the same sweep "
-                               f"retries the failed ones): " + "; ".join(failed))
+        return _listing(jobs)
+    results = grid.execute(jobs, executor, progress=progress, submitit=dict(
+        executor=make_executor(executor, folder / "jobs", parameters, resources["time_min"]) if todo else None,
+        parallel=resources["array_parallelism"], wait=wait, poll_s=poll_s or (0.5 if executor == "local" else 60),
+        log=folder / "jobs" / "controllers.log"))
+    if not results:
+        print(f"submitted {len(todo)} jobs; call the same sweep again when they have finished to write the table")
+        return None
+    failed = [f"{j.entry} p={j.sparsity:g} seed {j.seed}: {r}" for j, r in zip(jobs, results)
+              if isinstance(r, Exception)]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(todo)} jobs failed (the others are cached; the same sweep retries "
+                           f"the failed ones): " + "; ".join(failed))
     print(f"submitted {len(todo)} jobs")
-    ran = {job.key: row for job, row in zip(todo, rows)} if todo else {}  # the rows the jobs stored
-    rows = [ran[job.key] if job.key in ran else load_cached(job.path).row() for job in jobs]
-    frame = write_tables(jobs, rows, folder, seeds=list(seeds), profile=profile, executor=executor)
+    frame = write_tables(jobs, [r.row() for r in results], folder, grid.check_sparsities(sparsity),
+                         seeds=list(dict.fromkeys(j.seed for j in jobs)),
+                         profile=profile, executor=executor)
     frame.attrs.update(submitted=len(todo), cached=len(jobs) - len(todo))
     return frame

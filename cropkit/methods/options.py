@@ -16,6 +16,8 @@ import dataclasses
 import math
 from typing import Any, Iterable
 
+DEFAULT_SPARSITY = 0.9  # the target weight sparsity a run, a grid or a sweep prunes to when none is given
+
 
 class _Profile:
     def __repr__(self) -> str:
@@ -45,12 +47,6 @@ def check_width(width) -> float:
     if isinstance(width, bool) or not isinstance(width, (int, float)) or not math.isfinite(width) or width <= 0:
         raise ValueError(f"width must be a finite number > 0 (the zoo model's width multiplier); got {width!r}")
     return width
-
-
-def check_sparsity(sparsity) -> float:
-    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0 <= sparsity < 1:
-        raise ValueError(f"sparsity is the target fraction of weights removed, a number in [0, 1); got {sparsity!r}")
-    return float(sparsity)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,3 +120,8 @@ def declared(per_method: Iterable[tuple[Option, ...]]) -> dict[str, Option]:
 def help_text(options: dict[str, Option]) -> str:
     """The ``--set`` options of the command line, one line each."""
     return "\n".join(f"  {o.describe()}" for o in options.values() if o.name != "epochs")
+
+
+# Read by the methods with a detector (EarlyCroP, EarlyBird): one declaration both list.
+MAX_DENSE_EPOCHS = Option("max_dense_epochs", int, "the longest dense phase in epochs; the prune is forced then",
+                          minimum=1)
