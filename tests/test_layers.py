@@ -123,3 +123,19 @@ def test_names_are_imported_from_where_they_live(module):
                 passed_on += [f"{alias.name} from {source}" for alias in node.names
                               if alias.name not in defined(source) | {"__version__"}]
     assert not passed_on, f"cropkit.{module} imports names their module only passes on: {passed_on}"
+
+
+def test_the_module_map_names_every_module_and_nothing_else():
+    """docs/design.md's module map (the one map: README and CONTRIBUTING link to it) against the tree."""
+    import re
+
+    text = (PACKAGE.parent / "docs" / "design.md").read_text()
+    section = text[text.index("## The layers and the module map"):text.index("## The registry")]
+    named = {name for cell in re.findall(r"^\| ([^|]+) \|", section, flags=re.M)
+             for name in re.findall(r"`([a-z_]+(?:/[a-z_]+)?)`", cell)}
+    modules = {m.replace(".", "/") for m in MODULES if m != "__init__"} - FACE
+    method_modules = {f"methods/{t.split('.')[-1]}" for t, *_ in EDGES["methods.registry"]
+                      if t.startswith("methods.") and t.split(".")[-1] not in ("method", "options", "context")}
+    modules -= method_modules  # one row of the map stands for them: adding a method adds no row
+    assert modules - named == set(), f"modules missing from docs/design.md's map: {sorted(modules - named)}"
+    assert named - modules == set(), f"docs/design.md's map names modules that do not exist: {sorted(named - modules)}"
