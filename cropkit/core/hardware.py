@@ -4,26 +4,33 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import tempfile
+from pathlib import Path
 
 import torch
 
 
 @contextlib.contextmanager
-def quiet_stderr():
-    """Silence C++-level chatter on file descriptor 2 (the profiler's start/stop lines) for the block."""
-    import sys
-
+def stderr_into(path: str | Path):
+    """This process's standard error (file descriptor 2: C++ chatter too, and the processes started meanwhile)
+    appended to ``path`` for the block."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     sys.stderr.flush()
     saved = os.dup(2)
     try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
+        with open(path, "a") as target:
+            os.dup2(target.fileno(), 2)
+        yield
     finally:
         sys.stderr.flush()
         os.dup2(saved, 2)
         os.close(saved)
+
+
+def quiet_stderr():
+    """Silence C++-level chatter on file descriptor 2 (the profiler's start/stop lines) for the block."""
+    return stderr_into(os.devnull)
 
 
 class Emissions(contextlib.AbstractContextManager):

@@ -40,14 +40,22 @@ def _conv_backward(gy, x, w, spec, which: int) -> torch.Tensor:
                                                groups, mask)[which]
 
 
-class _ConvInputGrad(torch.autograd.Function):
-    """∂L/∂x = wᵀ ⋆ gy: bilinear in (gy, w); x gives only the shape."""
+class _ConvGrad(torch.autograd.Function):
+    """A gradient of `Conv` w.r.t. its input (``which = 0``) or its weight (``which = 1``)."""
 
-    @staticmethod
-    def forward(ctx, gy, x, w, spec):
+    which = 0
+
+    @classmethod
+    def forward(cls, ctx, gy, x, w, spec):
         ctx.save_for_backward(gy, x, w)
         ctx.spec = spec
-        return _conv_backward(gy, x, w, spec, 0)
+        return _conv_backward(gy, x, w, spec, cls.which)
+
+
+class _ConvInputGrad(_ConvGrad):
+    """∂L/∂x = wᵀ ⋆ gy: bilinear in (gy, w); x gives only the shape."""
+
+    which = 0
 
     @staticmethod
     def backward(ctx, u):  # ⟨u, wᵀ ⋆ gy⟩ = ⟨w ⋆ u, gy⟩
@@ -57,14 +65,10 @@ class _ConvInputGrad(torch.autograd.Function):
         return d_gy, None, d_w, None
 
 
-class _ConvWeightGrad(torch.autograd.Function):
+class _ConvWeightGrad(_ConvGrad):
     """∂L/∂w = gy ⋆ x: bilinear in (gy, x); w gives only the shape."""
 
-    @staticmethod
-    def forward(ctx, gy, x, w, spec):
-        ctx.save_for_backward(gy, x, w)
-        ctx.spec = spec
-        return _conv_backward(gy, x, w, spec, 1)
+    which = 1
 
     @staticmethod
     def backward(ctx, v):  # ⟨v, gy ⋆ x⟩ = ⟨gy, v ⋆ x⟩ = ⟨vᵀ ⋆ gy, x⟩

@@ -85,3 +85,15 @@ PACKAGE = Path(__file__).resolve().parent.parent
 def is_cropkit_warning(w: warnings.WarningMessage) -> bool:
     """Whether a caught warning was raised by cropkit's own code (a run records those in its result)."""
     return Path(w.filename).resolve().is_relative_to(PACKAGE)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch CPU threads (``None``: unchanged), then put the previous count back."""
+    previous = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

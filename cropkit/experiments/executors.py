@@ -7,17 +7,14 @@ submitit's job controllers print tracebacks of their own: their standard error g
 """
 from __future__ import annotations
 
-import contextlib
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
 import submitit
 
-from cropkit.core.hardware import allocated_cpus
+from cropkit.core.hardware import allocated_cpus, stderr_into
 from cropkit.experiments.results import Result
 from cropkit.experiments.runs import run
 from cropkit.methods.options import check_int
@@ -99,23 +96,6 @@ def make_executor(kind: str, folder: Path, parameters: dict, time_min: int):
     return executor
 
 
-@contextlib.contextmanager
-def _stderr_into(path: Path):
-    """This process's standard error (file descriptor 2) appended to ``path`` meanwhile: the processes started
-    here inherit it. submitit's local job controllers print a traceback when they are cancelled (Ctrl+C)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(path, "a") as log:
-            os.dup2(log.fileno(), 2)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def _cancel(submitted: list, patience_s: float = 10.0) -> None:
     """Cancel local jobs (submitit interrupts them) and wait until they have ended, ``patience_s`` at most."""
     for job in submitted:
@@ -146,7 +126,7 @@ def submit(executor, kind: str, calls: list[dict], parallel: int, wait: bool, pr
             while pending or not all(j.done() for j in submitted):
                 running = sum(not j.done() for j in submitted)
                 for fn, kwargs in pending[:max(0, parallel - running)]:
-                    with _stderr_into(log):
+                    with stderr_into(log):
                         submitted.append(executor.submit(fn, **kwargs))
                 pending = pending[max(0, parallel - running):]
                 bar.update(sum(j.done() for j in submitted) - bar.n)
@@ -166,22 +146,6 @@ def _pauses(poll_s: float):
     start = time.monotonic()
     while True:
         yield min(poll_s, max(1.0, (time.monotonic() - start) / 10))
-
-
-def _result(job):
-    """The job's row, or a RuntimeError with the last line of its traceback (or the state SLURM ended it in: a
-    cancelled job leaves no traceback) and the path of its log."""
-    if isinstance(job, submitit.SlurmJob) and not job.paths.result_pickle.exists():
-        state = (job.state.split() or ["UNKNOWN"])[0]  # "CANCELLED by 0" → CANCELLED
-        if state not in ("COMPLETED", "UNKNOWN"):  # else the result may still be on its way: job.result() waits
-            ended = "left the queue" if state == "GONE" else f"ended {state}"
-            return RuntimeError(f"SLURM job {job.job_id} {ended} without a result (log: {job.paths.stderr})")
-    try:
-        return job.result()
-    except Exception as err:  # submitit's FailedJobError: the traceback between two lines of dashes, then paths
-        parts = str(err).split("-" * 22)
-        trace = (parts[1] if len(parts) > 2 else str(err)).strip().splitlines() or [type(err).__name__]
-        return RuntimeError(f"{trace[-1]} (log: {job.paths.stderr})")
 
 
 def _result(job):

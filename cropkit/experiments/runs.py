@@ -20,7 +20,7 @@ from torch import nn
 
 from cropkit.core import dependencies, hardware, measure, storage
 from cropkit.core.masks import check_sparsity
-from cropkit.core.plumbing import is_cropkit_warning
+from cropkit.core.plumbing import is_cropkit_warning, torch_threads
 from cropkit.experiments import profiles
 from cropkit.experiments.results import (
     Result,
@@ -145,18 +145,6 @@ def cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-@contextlib.contextmanager
-def _threads(threads: int | None):
-    """torch's CPU threads set to ``threads`` (None: left as they are), and put back after."""
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 # ----------------------------------------------------------------------------- run
 
 def _measure(ctx: Context, final: nn.Module) -> dict:
@@ -269,7 +257,7 @@ def run(method: str, data: str | None = None, model: str | None = None, sparsity
             return cached
     config_text = json.dumps(config, sort_keys=True, default=str)
     ckpt = checkpoint.CheckpointFile(checkpoint.path_for(path), config_text) if cache else None
-    with _threads(threads):
+    with torch_threads(threads):
         try:
             result = _execute(spec, cfg, sparsity, seed, device, progress, root, config, path, ckpt, callbacks,
                               pin_memory)

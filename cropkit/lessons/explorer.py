@@ -18,7 +18,6 @@ Its callbacks follow the kit's one widget error policy, `cropkit.lessons.widgets
 from __future__ import annotations
 
 import base64
-import contextlib
 import copy
 import io
 import time
@@ -27,6 +26,7 @@ from typing import Iterable
 import torch
 
 from cropkit.core import hardware, measure, prune, scores
+from cropkit.core.plumbing import torch_threads
 from cropkit.lessons.widgets import safe_observe
 from cropkit.tasks import models
 from cropkit.training import loop as train
@@ -46,18 +46,6 @@ def _html_output(html: str, text: str) -> dict:
 
 def _mb(n_bytes: float) -> str:
     return f"{n_bytes / 1e6:,.2f} MB"
-
-
-@contextlib.contextmanager
-def _threads(n: int | None):
-    """Run the block with ``n`` torch CPU threads (``None``: unchanged), then restore the previous count."""
-    previous = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 # (measured key, its ratio-to-dense key, label, number format; None = megabytes)
@@ -250,7 +238,7 @@ class StructuredExplorer:
 
 
         start = time.perf_counter()
-        with _threads(self.threads):
+        with torch_threads(self.threads):
             dense = self.dense(name)
             node_scores = self.node_scores(name, criterion)
             with warnings.catch_warnings(record=True) as caught:

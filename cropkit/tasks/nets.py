@@ -96,7 +96,8 @@ class LSTMLanguageModel(nn.Module):
                 w.uniform_(-0.1, 0.1)
             self.decoder.bias.zero_()
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def hidden_states(self, tokens: torch.Tensor) -> torch.Tensor:
+        """h_1 … h_T: (N, T, H), from a zero state."""
         x = self.input_gates(self.embedding(tokens))           # (N, T, 4H), every step at once
         h = x.new_zeros(x.shape[0], self.hidden_size)
         c, outputs = h, []
@@ -105,7 +106,10 @@ class LSTMLanguageModel(nn.Module):
             c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
             h = torch.sigmoid(o) * torch.tanh(c)
             outputs.append(h)
-        return self.decoder(torch.stack(outputs, 1))           # (N, T, V)
+        return torch.stack(outputs, 1)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.hidden_states(tokens))        # (N, T, V)
 
 
 def lstm(input_shape, num_classes, width=1.0) -> nn.Module:

@@ -58,18 +58,6 @@ class PointerSentinelLM(LSTMLanguageModel):
             for w in (self.query.weight, self.query.bias, self.sentinel):
                 w.uniform_(-bound, bound)
 
-    def hidden_states(self, tokens: torch.Tensor) -> torch.Tensor:
-        """h_1 … h_T: (N, T, H), the LSTM of `LSTMLanguageModel` from a zero state."""
-        x = self.input_gates(self.embedding(tokens))         # (N, T, 4H), every step at once
-        h = x.new_zeros(x.shape[0], self.hidden_size)
-        c, outputs = h, []
-        for t in range(x.shape[1]):
-            i, f, g, o = (x[:, t] + self.hidden_gates(h)).chunk(4, dim=1)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            h = torch.sigmoid(o) * torch.tanh(c)
-            outputs.append(h)
-        return torch.stack(outputs, 1)
-
     def mixture(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(p_vocab (N, T, V), a (N, T, T): the pointer's weight on position i at step t, g (N, T): the gate)."""
         h = self.hidden_states(tokens)                       # (N, T, H)
