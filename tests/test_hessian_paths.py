@@ -10,7 +10,7 @@ from torch.func import functional_call
 from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
-from cropkit.core import derivatives, kernels, prune, scores
+from cropkit.core import derivatives, kernels, node_derivatives, prune, scores
 from cropkit.core.layers import node_layers, prunable_layers
 from cropkit.tasks import models
 
@@ -89,9 +89,9 @@ def test_both_paths_agree_in_float64(name, masked, n_batches):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # no fallback: forward mode really ran
         g_f, hg_f = derivatives.hessian_gradient(model, data, method="forward")
-        dz_f = derivatives.gate_hessian_gradient(model, data, gated, None, method="forward")
+        dz_f = node_derivatives.gate_hessian_gradient(model, data, gated, None, method="forward")
     g_d, hg_d = derivatives.hessian_gradient(model, data, method="double")
-    dz_d = derivatives.gate_hessian_gradient(model, data, gated, None, method="double")
+    dz_d = node_derivatives.gate_hessian_gradient(model, data, gated, None, method="double")
     assert rel_err(g_f, g_d) < 1e-12
     assert rel_err(hg_f, hg_d) < 1e-10
     assert rel_err(dz_f, dz_d) < 1e-10

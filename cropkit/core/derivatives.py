@@ -73,11 +73,38 @@ def seeded_uniform(shape, seed: int, like: torch.Tensor) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- gradients
 
-def _sum_over_batches(model: nn.Module, data, loss_fn: Callable, per_batch, n: int) -> list[torch.Tensor]:
-    """Σ_b per_batch(weights, L_b / n) over ``data`` (already `prepared_batches`), in eval mode, with ``weights`` the
-    effective prunable weights of that forward pass (``parametrize.cached``: a masked weight is computed once)."""
-    total = None
+NORM_MODES = ("eval", "train")
+
+
+@contextlib.contextmanager
+def scoring_mode(model: nn.Module, norms: str = "eval"):
+    """The mode a criterion differentiates the network in: eval mode (dropout off, every BatchNorm normalising with
+    its running statistics), or with ``norms="train"`` every BatchNorm normalising with the batch's statistics, as
+    in training — what GraSP's authors score in (`cropkit.core.scores.grasp`); the running statistics such a pass
+    updates are put back afterwards, so scoring leaves no trace."""
+    if norms not in NORM_MODES:
+        raise ValueError(f"unknown norms {norms!r}; choose one of {list(NORM_MODES)}")
     with eval_mode(model):
+        norm_layers = [m for m in model.modules() if isinstance(m, NORM_TYPES)] if norms == "train" else []
+        saved = [{k: v.clone() for k, v in m.named_buffers(recurse=False)} for m in norm_layers]
+        for m in norm_layers:
+            m.train()
+        try:
+            yield model
+        finally:
+            with torch.no_grad():
+                for m, buffers in zip(norm_layers, saved):
+                    for k, v in buffers.items():
+                        getattr(m, k).copy_(v)
+
+
+def _sum_over_batches(model: nn.Module, data, loss_fn: Callable, per_batch, n: int,
+                      norms: str = "eval") -> list[torch.Tensor]:
+    """Σ_b per_batch(weights, L_b / n) over ``data`` (already `prepared_batches`), in `scoring_mode`, with
+    ``weights`` the effective prunable weights of that forward pass (``parametrize.cached``: a masked weight is
+    computed once)."""
+    total = None
+    with scoring_mode(model, norms):
         for inputs, targets in data:
             with parametrize.cached():
                 weights = list(effective_weights(model).values())
@@ -86,11 +113,11 @@ def _sum_over_batches(model: nn.Module, data, loss_fn: Callable, per_batch, n: i
     return [t.detach() for t in total]
 
 
-def gradient(model: nn.Module, batches, loss_fn: Callable | None = None) -> Scores:
-    """g = ∇_θ L with L = (1/B) Σ_b L_b, w.r.t. the effective prunable weights (eval mode)."""
+def gradient(model: nn.Module, batches, loss_fn: Callable | None = None, norms: str = "eval") -> Scores:
+    """g = ∇_θ L with L = (1/B) Σ_b L_b, w.r.t. the effective prunable weights (in `scoring_mode`)."""
     data = prepared_batches(batches, model)
     total = _sum_over_batches(model, data, resolve_loss(loss_fn), lambda weights, loss: grad_or_zeros(loss, weights),
-                              len(data))
+                              len(data), norms)
     return dict(zip(_names(model), total))
 
 
@@ -106,7 +133,7 @@ def _masks(model: nn.Module) -> Scores:
     return out
 
 
-def _flowing(model: nn.Module, g: Scores) -> Scores:
+def flowing(model: nn.Module, g: Scores) -> Scores:
     """g ⊙ m: a pruned weight is frozen at zero, so its gradient carries no gradient flow."""
     m = _masks(model)
     return {k: v * m[k].to(v.dtype) if k in m else v for k, v in g.items()}
@@ -119,7 +146,7 @@ FORWARD_FALLBACKS: dict[str, str] = {}  # model class → why method="forward" f
 
 
 def hessian_gradient(model: nn.Module, batches, loss_fn: Callable | None = None,
-                     method: str = "double") -> tuple[Scores, Scores]:
+                     method: str = "double", norms: str = "eval") -> tuple[Scores, Scores]:
     """(g, Hg): g as in `gradient`, then Hg = (1/B) Σ_b H_b g with g held constant; H itself is never formed.
 
     On a masked network g is first restricted to the kept weights, g ← g ⊙ m, and the product is H(g ⊙ m): a
@@ -137,41 +164,45 @@ def hessian_gradient(model: nn.Module, batches, loss_fn: Callable | None = None,
                             the forward), and on the CPUs measured it was the slower one (docs/performance.md).
                             Where forward AD fails it falls back to double backprop, with a warning and the reason
                             in ``FORWARD_FALLBACKS``.
+
+    ``norms``: the `scoring_mode` ("eval", or "train": BatchNorms with the batch's statistics).
     """
     data, loss_fn = prepared_batches(batches, model), resolve_loss(loss_fn)
-    if _check_method(method) == "forward":
-        result = _forward_or_none(model, lambda: _hessian_gradient_forward(model, data, loss_fn))
+    if check_hvp_method(method) == "forward":
+        result = forward_or_none(model, lambda: _hessian_gradient_forward(model, data, loss_fn, norms))
         if result is not None:
             return result
-    return _hessian_gradient_double(model, data, loss_fn)
+    return _hessian_gradient_double(model, data, loss_fn, norms)
 
 
-def _check_method(method: str) -> str:
+def check_hvp_method(method: str) -> str:
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r} for the Hessian-gradient product; choose one of {list(METHODS)}")
     return method
 
 
-def _head_gradient(model: nn.Module, data, loss_fn: Callable) -> list[torch.Tensor] | None:
+def head_gradient(model: nn.Module, data, loss_fn: Callable, norms: str) -> list[torch.Tensor] | None:
     """Σ_b ∇L_b / B over every batch but the last (None for one batch): the last batch's gradient comes with its Hg."""
     if len(data) == 1:
         return None
-    return _sum_over_batches(model, data[:-1], loss_fn, lambda weights, loss: grad_or_zeros(loss, weights), len(data))
+    return _sum_over_batches(model, data[:-1], loss_fn, lambda weights, loss: grad_or_zeros(loss, weights), len(data),
+                             norms)
 
 
-def _completed(model: nn.Module, head: list[torch.Tensor] | None, last: list[torch.Tensor]) -> list[torch.Tensor]:
+def completed_gradient(model: nn.Module, head: list[torch.Tensor] | None,
+                       last: list[torch.Tensor]) -> list[torch.Tensor]:
     """g ⊙ m from the other batches' gradient sum and the last batch's gradient (a graph kept for its Hg)."""
     total = [d.detach() for d in last] if head is None else [h + d.detach() for h, d in zip(head, last)]
-    return list(_flowing(model, dict(zip(_names(model), total))).values())
+    return list(flowing(model, dict(zip(_names(model), total))).values())
 
 
-def _hessian_gradient_double(model: nn.Module, data, loss_fn: Callable) -> tuple[Scores, Scores]:
-    head, n, names = _head_gradient(model, data, loss_fn), len(data), _names(model)
-    with eval_mode(model), derivative_kernels(model, convs=True), parametrize.cached():
+def _hessian_gradient_double(model: nn.Module, data, loss_fn: Callable, norms: str) -> tuple[Scores, Scores]:
+    head, n, names = head_gradient(model, data, loss_fn, norms), len(data), _names(model)
+    with scoring_mode(model, norms), derivative_kernels(model, convs=True), parametrize.cached():
         inputs, targets = data[-1]
         weights = list(effective_weights(model).values())
         grads = grad_or_zeros(loss_fn(model(inputs), targets) / n, weights, create_graph=True)
-        g = _completed(model, head, grads)
+        g = completed_gradient(model, head, grads)
         hg = grad_or_zeros(sum((d * v).sum() for d, v in zip(grads, g)), weights)  # the kept graph: ∇(gᵀ∇L_last)
     del grads
 
@@ -180,17 +211,17 @@ def _hessian_gradient_double(model: nn.Module, data, loss_fn: Callable) -> tuple
         return grad_or_zeros(sum((d * v).sum() for d, v in zip(grads, g)), weights)  # ∇_θ(gᵀ∇L_b), g constant
 
     if len(data) > 1:
-        with eval_mode(model), derivative_kernels(model, convs=True):
-            hg = [a + b for a, b in zip(_sum_over_batches(model, data[:-1], loss_fn, hvp, n), hg)]
+        with derivative_kernels(model, convs=True):
+            hg = [a + b for a, b in zip(_sum_over_batches(model, data[:-1], loss_fn, hvp, n, norms), hg)]
     return dict(zip(names, g)), {k: v.detach() for k, v in zip(names, hg)}
 
 
-def _hessian_gradient_forward(model: nn.Module, data, loss_fn: Callable) -> tuple[Scores, Scores]:
-    g = _flowing(model, gradient(model, data, loss_fn))
-    theta, fixed = _functional_weights(model)  # {functional name: θ}, the masks set to ones
+def _hessian_gradient_forward(model: nn.Module, data, loss_fn: Callable, norms: str) -> tuple[Scores, Scores]:
+    g = flowing(model, gradient(model, data, loss_fn, norms))
+    theta, fixed = functional_weights(model)  # {functional name: θ}, the masks set to ones
     tangent = {f: g[k] for f, k in zip(theta, g)}
     total = None
-    with eval_mode(model), derivative_kernels(model, convs=False):
+    with scoring_mode(model, norms), derivative_kernels(model, convs=False):
         for inputs, targets in data:
             def batch_loss(theta_, inputs=inputs, targets=targets):
                 return loss_fn(functional_call(model, (theta_, fixed), (inputs,)), targets) / len(data)
@@ -201,7 +232,7 @@ def _hessian_gradient_forward(model: nn.Module, data, loss_fn: Callable) -> tupl
     return g, {k: total[f] for f, k in zip(theta, g)}
 
 
-def _functional_weights(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+def functional_weights(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """The effective prunable weights under the names ``torch.func.functional_call`` swaps, in layer order, and the
     tensors that make the swap exact: a masked weight is passed as its parametrisation's ``original`` with the mask
     set to ones, so that θ_orig ⊙ m enters the forward as the effective weight itself and the derivative is w.r.t.
@@ -228,7 +259,7 @@ def _forward_blocker(model: nn.Module) -> str | None:
     return None
 
 
-def _forward_or_none(model: nn.Module, compute: Callable):
+def forward_or_none(model: nn.Module, compute: Callable):
     """compute() when forward mode works for ``model``; else None, with a warning and the reason recorded in
     ``FORWARD_FALLBACKS[type(model).__name__]``. A failure that is not forward mode's own (a bad loss, say)
     raises again on the double-backprop path, so nothing is hidden."""
@@ -247,98 +278,3 @@ def _forward_or_none(model: nn.Module, compute: Callable):
 def weights_now(model: nn.Module) -> Scores:
     with parametrize.cached():
         return {k: w.detach() for k, w in effective_weights(model).items()}
-
-
-# ----------------------------------------------------------------------------- gates
-
-def _gate_shape(module: nn.Module, output: torch.Tensor, channels: int) -> tuple[int, ...]:
-    """Broadcast shape of a gate over ``output``: conv channels sit on dim 1, linear features on the last dim."""
-    if isinstance(module, nn.Linear):
-        return (channels,)
-    return (1, channels) + (1,) * (output.dim() - 2)
-
-
-@contextlib.contextmanager
-def gates(modules: dict[str, nn.Module], like: torch.Tensor):
-    """Attach a gate c = 1 (requires grad) to the output of each module: out ← out ⊙ c. Yields {name: c}; the hooks
-    read the gates from that dict, so a caller may swap them (forward mode passes its own)."""
-    cs, handles = {}, []
-    for name, module in modules.items():
-        channels = module.num_features if isinstance(module, NORM_TYPES) else module.weight.shape[0]
-        cs[name] = torch.ones(channels, dtype=like.dtype, device=like.device, requires_grad=True)
-
-        def hook(mod, inputs, output, name=name):
-            return output * cs[name].view(_gate_shape(mod, output, cs[name].numel()))
-
-        handles.append(module.register_forward_hook(hook))
-    try:
-        yield cs
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def gate_gradient(model: nn.Module, batches, gated: dict[str, nn.Module], loss_fn) -> dict[str, torch.Tensor]:
-    """∂L/∂c at c = 1, L = (1/B) Σ_b L_b, for gates on the outputs of ``gated``."""
-    loss_fn, data = resolve_loss(loss_fn), prepared_batches(batches, model)
-    like = next(iter(model.parameters()))
-    total = None
-    with eval_mode(model), gates(gated, like) as cs:
-        for inputs, targets in data:
-            loss = loss_fn(model(inputs), targets) / len(data)
-            grads = grad_or_zeros(loss, list(cs.values()))
-            total = grads if total is None else [t + g for t, g in zip(total, grads)]
-    return {name: g.detach() for name, g in zip(cs, total)}
-
-
-def gate_hessian_gradient(model: nn.Module, batches, gated: dict[str, nn.Module], loss_fn,
-                          method: str = "double") -> dict[str, torch.Tensor]:
-    """∂z/∂c at c = 1, z = gᵀ ∇_θ L(θ, c) with g = ∇_θ L(θ, 1) held constant (g ⊙ m on a masked network, as in
-    `hessian_gradient`), for gates on the outputs of ``gated``. ``method`` as in `hessian_gradient`: ``"double"``
-    backpropagates z to the gates (the last batch's gradient graph serves g too); ``"forward"`` takes the
-    derivative of ∂L/∂c along g, ∂/∂ε ∂L(θ + εg, c)/∂c, by forward mode."""
-    loss_fn, data = resolve_loss(loss_fn), prepared_batches(batches, model)
-    if _check_method(method) == "forward":
-        result = _forward_or_none(model, lambda: _gate_hessian_gradient_forward(model, data, gated, loss_fn))
-        if result is not None:
-            return result
-    return _gate_hessian_gradient_double(model, data, gated, loss_fn)
-
-
-def _gate_hessian_gradient_double(model: nn.Module, data, gated: dict[str, nn.Module], loss_fn) -> dict:
-    head, n = _head_gradient(model, data, loss_fn), len(data)
-    like = next(iter(model.parameters()))
-    total, g = None, None
-    with eval_mode(model), gates(gated, like) as cs, derivative_kernels(model, convs=True):
-        for inputs, targets in data[::-1]:  # the last batch first: its gradient completes g
-            with parametrize.cached():
-                weights = list(effective_weights(model).values())
-                grads = grad_or_zeros(loss_fn(model(inputs), targets) / n, weights, create_graph=True)
-                g = _completed(model, head, grads) if g is None else g
-                dz = grad_or_zeros(sum((d * v).sum() for d, v in zip(grads, g)), list(cs.values()))
-            total = dz if total is None else [t + d for t, d in zip(total, dz)]
-    return {name: d.detach() for name, d in zip(cs, total)}
-
-
-def _gate_hessian_gradient_forward(model: nn.Module, data, gated: dict[str, nn.Module], loss_fn) -> dict:
-    g = _flowing(model, gradient(model, data, loss_fn))
-    theta, fixed = _functional_weights(model)
-    tangent = {f: g[k] for f, k in zip(theta, g)}
-    like = next(iter(model.parameters()))
-    total = None
-    with eval_mode(model), gates(gated, like) as cs, derivative_kernels(model, convs=False):
-        ones = {name: c.detach() for name, c in cs.items()}
-        try:
-            for inputs, targets in data:
-                def gate_grad(theta_, inputs=inputs, targets=targets):
-                    def batch_loss(c):
-                        cs.update(c)  # the hooks read their gates from cs
-                        return loss_fn(functional_call(model, (theta_, fixed), (inputs,)), targets) / len(data)
-                    return torch.func.grad(batch_loss)(ones)
-
-                with torch.no_grad():
-                    _, dz = torch.func.jvp(gate_grad, (theta,), (tangent,))  # ∂/∂ε ∂L(θ + εg, c)/∂c
-                total = dz if total is None else {k: total[k] + dz[k] for k in total}
-        finally:
-            cs.update(ones)
-    return total

@@ -39,9 +39,9 @@ multiplies each such layer's output channel-wise by c = 1 (after the layer's bia
     bn_nodes           |γ| of the BatchNorm right after  (EarlyBird, You et al. 2020)
     taylor_gate_nodes  |γ_g · ∂L/∂γ_g|, gate γ_g = 1 after that BatchNorm  (GateDecorators, You et al. 2019)
 
-Model mode. Scores are computed in **eval mode**, as the EarlyCroP reference code does: BatchNorm uses
-its running statistics and dropout is off, so scoring is deterministic and leaves no trace in the BN
-buffers. Every module's own mode is restored afterwards.
+Model mode. Scores are computed in **eval mode**, as the EarlyCroP reference code does (GraSP excepted: see
+`grasp`): BatchNorm uses its running statistics and dropout is off, so scoring is deterministic and leaves no trace
+in the BN buffers. Every module's own mode is restored afterwards.
 
 Effective weights. If the model carries masks (``cropkit.core.prune.unstructured``), θ means the *effective*
 weight θ_orig ⊙ m: the gradient and the Hessian-vector product are taken with respect to it. The pruned
@@ -64,8 +64,6 @@ from torch.nn.utils import parametrize
 from cropkit.core.dependencies import coupled_outputs
 from cropkit.core.derivatives import (
     Scores,
-    gate_gradient,
-    gate_hessian_gradient,
     grad_or_zeros,
     gradient,
     hessian_gradient,
@@ -75,6 +73,7 @@ from cropkit.core.derivatives import (
     weights_now,
 )
 from cropkit.core.layers import node_layers, norms_or_raise
+from cropkit.core.node_derivatives import gate_gradient, gate_hessian_gradient
 from cropkit.core.plumbing import eval_mode
 
 # ----------------------------------------------------------------------------- per-weight criteria
@@ -95,10 +94,21 @@ def snip(model: nn.Module, batches, loss_fn=None, seed: int = 0) -> Scores:
     return {k: (theta[k] * g[k]).abs() for k in theta}
 
 
-def grasp(model: nn.Module, batches, loss_fn=None, seed: int = 0, method: str = "double") -> Scores:
+def grasp(model: nn.Module, batches, loss_fn=None, seed: int = 0, method: str = "double",
+          norms: str = "train") -> Scores:
     """θ ⊙ Hg, i.e. −S with GraSP's S = −θ ⊙ Hg. GraSP removes the largest S, so keeping the highest θ ⊙ Hg
-    keeps exactly what GraSP keeps (signed: no absolute value). ``method``: how Hg is computed (`hessian_gradient`)."""
-    theta, (_, hg) = weights_now(model), hessian_gradient(model, batches, loss_fn, method)
+    keeps exactly what GraSP keeps (signed: no absolute value). ``method``: how Hg is computed (`hessian_gradient`).
+
+    Scored with every BatchNorm normalising with the batch's statistics (``norms="train"``, `scoring_mode`), as
+    Wang et al.'s code scores (its ``GraSP`` copies the freshly built network without ``.eval()``): at
+    initialisation an eval-mode BatchNorm is the identity, so in eval mode the score ranks the weights of an
+    un-normalised network. There GraSP's keep rule favours weights whose removal would lower the gradient flow most:
+    weights that amplify the signal coherently, and a sign-biased classifier; on a ResNet the pruned network then
+    starts at chance and trains far worse than one scored with batch statistics (``python -m benchmarks.grasp_mode``
+    measures both). With batch statistics a conv followed by a BatchNorm is scale-invariant per channel,
+    Σ_{i∈channel} θ_i g_i = 0, so GraSP cannot reward a whole channel for amplifying. ``norms="eval"`` gives the
+    eval-mode score."""
+    theta, (_, hg) = weights_now(model), hessian_gradient(model, batches, loss_fn, method, norms)
     return {k: theta[k] * hg[k] for k in theta}
 
 
