@@ -2,6 +2,7 @@
 zeroed (the oracle), hit its budget, and stay an ordinary module that trains, saves and reloads."""
 import copy
 import io
+import math
 import os
 
 import pytest
@@ -279,7 +280,7 @@ def test_warns_when_a_layer_is_cut_to_one_node():
     first = next(iter(node_scores))
     node_scores[first] = node_scores[first] - 1e6  # every node of the first conv ranks last
     node_scores[first][0] = 1e6  # but one (each layer keeps its best node)
-    with pytest.warns(UserWarning, match=rf"single node: \['{first}'\]"):
+    with pytest.warns(UserWarning, match=rf"a single node: \['{first}'\]"):
         prune.structured(model, node_scores, 0.3, x[:1])
 
 
@@ -297,7 +298,7 @@ def test_earlybird_scores_every_layer_of_the_cnn():
         norm.weight.data.uniform_(0.5, 1.5)  # |γ| of a trained net are spread; at init they are all 1
     bn = scores.bn_nodes(model, [(x, torch.zeros(len(x), dtype=torch.long))])
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # no layer collapse
+        warnings.filterwarnings("error", message=".*a single node")  # no layer collapse
         small = prune.structured(model, bn, 0.9, x[:1])
     assert min(m.weight.shape[0] for _, m in prunable_layers(small)) > 1
 
@@ -316,3 +317,26 @@ def test_random_s_keeps_the_same_fraction_in_every_layer():
         for name, (k, n) in measure.kept_nodes(small, dense).items():
             kept[name] = kept.get(name, 0) + k / n / 3
     assert all(0.2 < f < 0.5 for f in kept.values()), kept
+
+
+def test_a_layer_left_with_two_nodes_is_starved_and_a_floor_keeps_a_share_of_every_layer():
+    """The warning fires at ≤ 2 kept nodes (not only at one); ``min_fraction`` (the runs' ``layer_floor``) keeps
+    at least that fraction of every coupled group, still at the weight target; 0 is the paper's single ranking."""
+    model = build("cnn")
+    x = example(ZOO["cnn"]["input_shape"])
+    generator = torch.Generator().manual_seed(0)
+    node_scores = {name: 0.1 + 0.8 * torch.rand(m.weight.shape[0], generator=generator)
+                   for name, m in list(prunable_layers(model))[:-1]}
+    first = next(iter(node_scores))
+    node_scores[first] = torch.full_like(node_scores[first], 1e-6)  # one layer scored far below the others
+    node_scores[first][:2] = 1.0
+    with pytest.warns(UserWarning, match=rf"at most 2 nodes: {{'{first}': 2}}"):
+        plan = prune.structured_plan(copy.deepcopy(model), node_scores, 0.5, x)
+    assert len(plan.removed[first]) == model.get_submodule(first).weight.shape[0] - 2
+    floored = prune.structured_plan(copy.deepcopy(model), node_scores, 0.5, x, min_fraction=0.25)
+    assert abs(floored.weight_sparsity - 0.5) <= 0.01
+    for name, m in list(prunable_layers(model))[:-1]:
+        channels = m.weight.shape[0]
+        assert channels - len(floored.removed.get(name, ())) >= math.ceil(0.25 * channels)
+    with pytest.raises(ValueError, match="min_fraction"):
+        prune.structured_plan(copy.deepcopy(model), node_scores, 0.5, x, min_fraction=1.0)

@@ -49,7 +49,8 @@ def cropit_targets(sparsity: float) -> list[float]:
 
 
 def cropit(model: nn.Module, batches, sparsity: float, structured: bool = False,
-           example_inputs: torch.Tensor | None = None, loss_fn: Callable | None = None) -> nn.Module:
+           example_inputs: torch.Tensor | None = None, loss_fn: Callable | None = None,
+           min_fraction: float = 0.0) -> nn.Module:
     """CroPit-U (masks, ``crop``) or CroPit-S (surgery, ``crop_nodes``): prune at init through `cropit_targets`,
     re-scoring the current network before each step. Returns the pruned model (in place for CroPit-U;
     CroPit-S shrinks the same object). Structured targets are weight sparsities of the original dense model."""
@@ -67,5 +68,5 @@ def cropit(model: nn.Module, batches, sparsity: float, structured: bool = False,
     for target in targets:
         # structured_plan(...).apply() is `structured`, whose name the flag argument shadows here
         model = structured_plan(model, S.crop_nodes(model, batches, loss_fn), target, example_inputs,
-                                dense_weights=dense).apply()
+                                dense_weights=dense, min_fraction=min_fraction).apply()
     return model

@@ -8,7 +8,8 @@ torch-pruning's ``DependencyGraph``; each coupled *group* is pruned with the sam
                    a group none of whose layers has a score is left whole)
     selection      one global order over the units (j, G), lowest S_G[j] removed first (``scope="global"``)
                    or the same fraction from every group (``scope="layer"``, EfficientConvNets style);
-                   each group keeps its best unit, so every layer keeps at least one node
+                   each group keeps its best unit, so every layer keeps at least one node (``min_fraction``:
+                   its best ⌈min_fraction · units⌉, a per-layer floor)
     budget         "weights": 1 − W_kept / W_dense reaches ``sparsity`` (±1 %, W = prunable weights)
                    "nodes":   removed nodes / nodes reaches ``sparsity``
                    "flops":   1 − F_kept / F reaches ``sparsity``, units ranked by S_G[j] / ΔF_G[j]
@@ -24,6 +25,7 @@ one from a freshly built dense model and a saved ``state_dict``.
 """
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -70,8 +72,10 @@ def _totals(table: list[LayerShape], removed: torch.Tensor) -> tuple[torch.Tenso
     return weights, flops, nodes
 
 
-def _order(groups: list[Group], table: list[LayerShape], budget: str, scope: str) -> list[tuple[int, int]]:
-    """(group, unit) pairs in removal order. Each group's best unit is left out, so every layer keeps a node."""
+def _order(groups: list[Group], table: list[LayerShape], budget: str, scope: str,
+           min_fraction: float = 0.0) -> list[tuple[int, int]]:
+    """(group, unit) pairs in removal order. Each group's best unit is left out, so every layer keeps a node; with
+    ``min_fraction`` > 0 its best ⌈min_fraction · units⌉ are (a per-layer floor)."""
     keys, pairs = [], []
     dense_flops = _totals(table, torch.zeros(1, 2 * len(table), dtype=torch.float64))[1]
     for gi, group in enumerate(groups):
@@ -84,9 +88,10 @@ def _order(groups: list[Group], table: list[LayerShape], budget: str, scope: str
             key = group.score / saved.clamp_min(1e-12)
         else:
             key = group.score
-        best = int(torch.argmax(group.score))
+        floor = max(1, math.ceil(min_fraction * len(group.units) - 1e-9))
+        kept = set(torch.sort(group.score, descending=True, stable=True).indices[:floor].tolist())
         for u in range(len(group.units)):
-            if u != best:
+            if u not in kept:
                 keys.append(float(key[u]))
                 pairs.append((gi, u))
     order = torch.sort(torch.tensor(keys, dtype=torch.float64), stable=True).indices
@@ -121,19 +126,24 @@ class StructuredPlan:
 
 def structured_plan(model: nn.Module, node_scores: dict[str, torch.Tensor], sparsity: float,
                     example_inputs: torch.Tensor, budget: str = "weights", scope: str = "global",
-                    dense_weights: int | None = None) -> StructuredPlan:
+                    dense_weights: int | None = None, min_fraction: float = 0.0) -> StructuredPlan:
     """Decide a structured prune (see the module docstring); ``structured`` applies it.
 
     ``dense_weights``: prunable-weight count that the weight budget refers to (default: the model's own), so an
     already-shrunk model can be pruned further to a sparsity measured against the original dense one.
+    ``min_fraction``: a per-layer floor — every coupled group keeps at least this fraction of its units (its
+    best-scored), instead of one. 0 is the paper's rule: one global ranking, each layer keeping at least a node.
     """
     sparsity = check_sparsity(sparsity)
     example_inputs = _check_plan_inputs(model, node_scores, example_inputs, budget, scope)
     table, groups, graph = _scored_groups(model, node_scores, example_inputs)
-    order = _order(groups, table, budget, scope)
+    if isinstance(min_fraction, bool) or not isinstance(min_fraction, (int, float)) or not 0 <= min_fraction < 1:
+        raise ValueError(f"min_fraction is the fraction of every layer's nodes kept at least, in [0, 1); got "
+                         f"{min_fraction!r}")
+    order = _order(groups, table, budget, scope, min_fraction)
     chosen, achieved = _choose(groups, table, order, sparsity, budget, dense_weights)
     removed, cuts = _cuts(groups, chosen)
-    _warn_single_nodes(table[:-1], removed, sparsity, budget)
+    _warn_starved(table[:-1], removed, sparsity, budget)
     return StructuredPlan(model, removed, budget, sparsity, achieved["weights"], achieved["nodes"],
                           achieved["flops"], graph, cuts)
 
@@ -205,14 +215,21 @@ def _cuts(groups: list[Group], chosen: list[tuple[int, int]]) -> tuple[dict[str,
     return removed, cuts
 
 
-def _warn_single_nodes(node_layers: list[LayerShape], removed: dict[str, list[int]], sparsity: float,
-                       budget: str) -> None:
-    """Warn when a layer is cut to a single node: the network then hangs on one channel (layer collapse)."""
-    collapsed = [layer.name for layer in node_layers
-                 if layer.out > 1 and layer.out - len(removed.get(layer.name, ())) == 1]
-    if collapsed:
-        warnings.warn(f"structured pruning to {sparsity} {budget} sparsity leaves {len(collapsed)} layer(s) with a "
-                      f"single node: {collapsed} (layer collapse; check the scores of these layers)", stacklevel=4)
+STARVED = 2  # a layer left with this many nodes or fewer (of more) is starved: the network hangs on a thread
+
+
+def _warn_starved(node_layers: list[LayerShape], removed: dict[str, list[int]], sparsity: float,
+                  budget: str) -> None:
+    """Warn when a layer keeps at most `STARVED` of its nodes (layer starvation; one node: layer collapse)."""
+    kept = {layer.name: layer.out - len(removed.get(layer.name, ())) for layer in node_layers
+            if layer.out > STARVED}
+    starved = {name: k for name, k in kept.items() if k <= STARVED}
+    if starved:
+        single = [name for name, k in starved.items() if k == 1]
+        warnings.warn(f"structured pruning to {sparsity} {budget} sparsity leaves {len(starved)} layer(s) with at "
+                      f"most {STARVED} nodes: {starved} (layer starvation"
+                      + (f"; a single node: {single}" if single else "") + "; see the scores of these layers, or "
+                      "keep a share of every layer with layer_floor)", stacklevel=4)
 
 
 def _closest(achieved: torch.Tensor, target: float, budget: str) -> int:
@@ -230,10 +247,11 @@ def _closest(achieved: torch.Tensor, target: float, budget: str) -> int:
 
 def structured(model: nn.Module, node_scores: dict[str, torch.Tensor], sparsity: float,
                example_inputs: torch.Tensor, budget: str = "weights", scope: str = "global",
-               dense_weights: int | None = None) -> nn.Module:
+               dense_weights: int | None = None, min_fraction: float = 0.0) -> nn.Module:
     """Remove whole nodes until the budget's sparsity is reached; returns the physically smaller model (the same
     object, changed in place). Arguments as in `structured_plan`; ``budget`` ∈ BUDGETS, ``scope`` ∈ SCOPES."""
-    return structured_plan(model, node_scores, sparsity, example_inputs, budget, scope, dense_weights).apply()
+    return structured_plan(model, node_scores, sparsity, example_inputs, budget, scope, dense_weights,
+                           min_fraction).apply()
 
 
 # ----------------------------------------------------------------------------- reloading a shrunk model

@@ -86,6 +86,7 @@ class Result:
                         warning when forced
     threads             torch's CPU threads during the run (in the cache key of a CPU run: they change the last
                         digits); cpus: the CPUs the process was allowed to use. None in results cached before them
+    layout              structured methods: {node layer: [kept, dense] nodes} (where a budget went; {} otherwise)
     cpus_per_task       a SLURM job's CPU allocation; slurm_job: its id (``12_3``: task 3 of array 12); None
                         elsewhere
     """
@@ -123,6 +124,7 @@ class Result:
     forced_reason: str | None = None
     threads: int | None = None
     cpus: int | None = None
+    layout: dict = dataclasses.field(default_factory=dict)
     cpus_per_task: int | None = None
     slurm_job: str | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)
@@ -137,7 +139,7 @@ class Result:
     def row(self) -> dict:
         """The flat row of the per-run frame: every scalar column; warnings joined by " | "."""
         row = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-               if f.name not in ("warnings", "config", "history", "from_cache")}
+               if f.name not in ("warnings", "config", "history", "from_cache", "layout")}
         row["warnings"] = " | ".join(self.warnings)
         return row
 

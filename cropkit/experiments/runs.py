@@ -88,7 +88,17 @@ def settings(method: str, *, data=None, model=None, epochs=None, width=None, pro
         _check_traceable(cfg.model, *data_lib.IMAGE_SHAPES[cfg.data])
     if REGISTRY[method].check is not None:
         REGISTRY[method].check(cfg)
+    _check_budget(method, cfg)
     return cfg
+
+
+def _check_budget(method: str, cfg) -> None:
+    """An equal budget (``total_epochs``) must leave a sparse phase after the longest phase before the last cut."""
+    reads = REGISTRY[method].settings
+    before = {k: getattr(cfg, k) for k in ("max_dense_epochs", "ticks", "dense_epochs") if k in reads}
+    if cfg.total_epochs is not None and before and cfg.total_epochs <= max(before.values()):
+        raise ValueError(f"total_epochs ({cfg.total_epochs}) must exceed {method}'s longest phase before its last cut "
+                         f"({', '.join(f'{k}={v}' for k, v in before.items())}): the sparse phase is what is left")
 
 
 def _check_setting(cfg, table: dict) -> None:
@@ -147,11 +157,11 @@ def cpus() -> int:
 
 # ----------------------------------------------------------------------------- run
 
-def _measure(ctx: Context, final: nn.Module) -> dict:
+def _measure(ctx: Context, final: nn.Module, structured: bool) -> dict:
     """The cost columns of the paper's tables for the final model, against the dense model built with the same seed,
     and the task's metric (`cropkit.tasks.task`): ``test_metric``, ``best_test_metric`` (max or min by the task), and
-    for
-    classification also ``test_acc``/``best_test_acc`` (NaN for the other tasks)."""
+    for classification also ``test_acc``/``best_test_acc`` (NaN for the other tasks); for a structured method the
+    ``layout``: {node layer: [kept, dense] nodes}."""
     reference = ctx.build_model()
     x, y = ctx.batches_for(final)[0]
     x, y = x.to(ctx.device), y.to(ctx.device)
@@ -166,6 +176,7 @@ def _measure(ctx: Context, final: nn.Module) -> dict:
         **metric, test_acc=accuracy[0], best_test_acc=accuracy[1],
         weight_sparsity=measure.weight_sparsity(final, reference=reference),
         node_sparsity=measure.node_sparsity(final, reference=reference),
+        layout={name: list(kept) for name, kept in measure.kept_nodes(final, reference).items()} if structured else {},
         params=measure.nonzero_param_count(final),
         flops=measure.flops(final, x[:2]),
         nonzero_macs=measure.nonzero_macs(final, x[:1]),
@@ -299,7 +310,7 @@ def _execute(spec: Method, cfg, sparsity: float, seed: int, device: torch.device
             if ckpt is not None:
                 ckpt.check_used()
             seconds = time.perf_counter() - start if ckpt is None else ckpt.seconds()
-        columns = _measure(ctx, final)
+        columns = _measure(ctx, final, spec.family == "Structured")
     fresh = caught[ckpt.caught_from:] if ckpt is not None else caught  # a replay's warnings are not the run's
     for w in fresh:  # recorded in the result, and still shown to the user
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

@@ -10,13 +10,14 @@ from torch import nn
 from cropkit.core import prune, schedules
 from cropkit.methods.context import Context
 from cropkit.methods.method import Method
+from cropkit.methods.options import LAYER_FLOOR
 
 
 def at_init(how: Callable[[Context, nn.Module], nn.Module], ctx: Context) -> nn.Module:
     """Prune the freshly initialised network with ``how``, then train it for ``epochs``."""
     model = how(ctx, ctx.build_model())
     ctx.pruned()
-    return ctx.fit(ctx.trainer(model, ctx.cfg.epochs))
+    return ctx.fit(ctx.trainer(model, ctx.sparse_epochs()))
 
 
 def once(criterion: str) -> Callable[[Context, nn.Module], nn.Module]:
@@ -27,13 +28,14 @@ def once(criterion: str) -> Callable[[Context, nn.Module], nn.Module]:
 def cropit(structured: bool) -> Callable[[Context, nn.Module], nn.Module]:
     """CroPit's iterative at-init schedule, re-scoring before each step (`cropkit.core.prune.cropit`)."""
     return lambda ctx, model: prune.cropit(model, ctx.batches_for(model), ctx.sparsity, structured=structured,
-                                           example_inputs=ctx.example_inputs, loss_fn=ctx.loss_fn)
+                                           example_inputs=ctx.example_inputs, loss_fn=ctx.loss_fn,
+                                           min_fraction=ctx.cfg.layer_floor)
 
 
 def one_shot(criterion: str, label: str, family: str) -> Method:
     """The method that prunes the fresh network once with ``criterion``, then trains."""
     return Method(functools.partial(at_init, once(criterion)), label, family, when="at init",
-                  schedule=f"once, by {criterion}")
+                  schedule=f"once, by {criterion}", options=(LAYER_FLOOR,) if family == "Structured" else ())
 
 
 def iterative(structured: bool) -> Method:
@@ -41,4 +43,5 @@ def iterative(structured: bool) -> Method:
     label, family = ("CroPit-S", "Structured") if structured else ("CroPit-U", "Unstructured")
     return Method(functools.partial(at_init, cropit(structured)), label, family,
                   when="at init", schedule="in CroPit's steps, re-scoring before each",
-                  cuts=lambda cfg: len(schedules.cropit_targets(0.9)))
+                  cuts=lambda cfg: len(schedules.cropit_targets(0.9)),
+                  options=(LAYER_FLOOR,) if structured else ())

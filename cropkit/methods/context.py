@@ -49,6 +49,12 @@ class Context:
         self.prune_epoch, self.state = saved["prune_epoch"], dict(saved["state"])
         self.forced, self.forced_reason = saved["forced"], saved["forced_reason"]
 
+    def sparse_epochs(self, spent: int = 0) -> int:
+        """The epochs of the sparse phase after ``spent`` epochs before the last cut: E, or with an equal budget
+        (``total_epochs`` T) what is left of it, T − spent (the settings check that it is at least one)."""
+        total = self.cfg.total_epochs
+        return self.cfg.epochs if total is None else total - spent
+
     def build_model(self, seed: int | None = None) -> nn.Module:
         shape, classes = self.data.input_shape, self.data.num_classes
         model = models.build(self.cfg.model, shape, classes, width=self.cfg.width,
@@ -134,7 +140,8 @@ class Context:
 
     def prune(self, model: nn.Module, criterion: str, sparsity: float | None = None, **structured) -> nn.Module:
         """Score ``model`` with ``criterion`` on the scoring batches and prune it to ``sparsity`` (default: the
-        run's target): masks for a per-weight criterion, physical removal for a per-node one."""
+        run's target): masks for a per-weight criterion, physical removal for a per-node one (every layer keeping
+        at least ``layer_floor`` of its nodes)."""
         sparsity = self.sparsity if sparsity is None else sparsity
         if criterion in scores.WEIGHT_SCORES:
             weight_scores = scores.WEIGHT_SCORES[criterion](model, self.batches_for(model), loss_fn=self.loss_fn,
@@ -142,4 +149,5 @@ class Context:
             return prune.unstructured(model, weight_scores, sparsity)
         node_scores = scores.NODE_SCORES[criterion](model, self.batches_for(model), loss_fn=self.loss_fn,
                                                     seed=self.seed)
-        return prune.structured(model, node_scores, sparsity, self.example_inputs, **structured)
+        return prune.structured(model, node_scores, sparsity, self.example_inputs,
+                                **{"min_fraction": self.cfg.layer_floor, **structured})

@@ -9,7 +9,7 @@ from cropkit.methods.method import Method
 
 def dense(ctx: Context) -> nn.Module:
     """The reference row: no pruning."""
-    return ctx.fit(ctx.trainer(ctx.build_model(), ctx.cfg.epochs))
+    return ctx.fit(ctx.trainer(ctx.build_model(), ctx.sparse_epochs()))
 
 
 DENSE = Method(dense, "Dense", "Dense", when="never", schedule="does not prune", cuts=lambda cfg: 0)

@@ -7,13 +7,14 @@ import math
 from torch import nn
 
 from cropkit.methods.context import Context
-from cropkit.methods.method import Method
-from cropkit.methods.options import MAX_DENSE_EPOCHS, Option
+from cropkit.methods.method import Method, budget
+from cropkit.methods.options import LAYER_FLOOR, MAX_DENSE_EPOCHS, Option
 from cropkit.training import timing
 from cropkit.training.callbacks import BatchNormL1, DetectorCallback
 
 EARLYBIRD_OPTIONS = (
     MAX_DENSE_EPOCHS,
+    LAYER_FLOOR,
     Option("bn_l1", float, "λ of the L1 penalty on BatchNorm γ (You et al. 2020)", default=1e-4),
     Option("eb_epsilon", float, "Hamming distance below which the BN channel mask counts as settled", default=0.1),
     Option("eb_window", int, "consecutive masks compared", default=5, minimum=1),
@@ -35,7 +36,7 @@ def earlybird(ctx: Context) -> nn.Module:
         penalty.remove()
         trainer.model = ctx.prune(trainer.model, "bn_nodes")
         ctx.pruned(trainer, detector)
-        trainer.reset_optimizer(epochs=c.epochs, schedule=c.schedule)
+        trainer.reset_optimizer(epochs=ctx.sparse_epochs(trainer.epoch), schedule=c.schedule)
 
     trainer = ctx.trainer(model, c.max_dense_epochs, schedule="constant",
                           callbacks=[penalty, DetectorCallback(detector, on_fire=prune_now)])
@@ -45,4 +46,4 @@ def earlybird(ctx: Context) -> nn.Module:
 EARLYBIRD = Method(earlybird, "EarlyBird", "Structured",
                    when="early",
                    schedule="once, when the BatchNorm channel mask settles (at the latest max_dense_epochs)",
-                   epochs=lambda cfg: cfg.max_dense_epochs + cfg.epochs, options=EARLYBIRD_OPTIONS)
+                   epochs=lambda cfg: budget(cfg, cfg.max_dense_epochs), options=EARLYBIRD_OPTIONS)

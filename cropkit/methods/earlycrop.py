@@ -8,8 +8,8 @@ from torch import nn
 
 from cropkit.core import prune, schedules, scores
 from cropkit.methods.context import Context
-from cropkit.methods.method import Method
-from cropkit.methods.options import MAX_DENSE_EPOCHS, Option
+from cropkit.methods.method import Method, budget
+from cropkit.methods.options import LAYER_FLOOR, MAX_DENSE_EPOCHS, Option
 from cropkit.training import timing
 from cropkit.training.callbacks import DetectorCallback
 
@@ -64,12 +64,14 @@ def earlycrop(structured: bool, ctx: Context) -> nn.Module:
         if c.iterative:  # the reference code's EarlyCROP re-scores θ_t in CroPit's cumulative steps
             trainer.model = prune.cropit(trainer.model, ctx.batches_for(trainer.model), ctx.sparsity,
                                          structured=structured,
-                                         example_inputs=ctx.example_inputs, loss_fn=ctx.loss_fn)
+                                         example_inputs=ctx.example_inputs, loss_fn=ctx.loss_fn,
+                                         min_fraction=c.layer_floor)
         else:            # the paper (§3.3): one CroP / CroP-S prune at the firing epoch
             trainer.model = ctx.prune(trainer.model, criterion)
         ctx.pruned(trainer, detector)
         mid_epoch = int(trainer.epoch_step > 0)  # the running epoch's rest belongs to the sparse phase
-        trainer.reset_optimizer(epochs=c.epochs + mid_epoch, schedule=c.schedule)  # no rewinding: θ_t goes on
+        trainer.reset_optimizer(epochs=ctx.sparse_epochs(trainer.epoch) + mid_epoch * (c.total_epochs is None),
+                                schedule=c.schedule)  # no rewinding: θ_t goes on
 
     def forced(trainer):
         detector.force(f"EarlyCroP detector ({c.rule} rule, τ = {detector.threshold:g}, every {every} steps) did not "
@@ -87,9 +89,10 @@ def _method(structured: bool) -> Method:
     return Method(functools.partial(earlycrop, structured), label, family,
                   when="early",
                   schedule="once, when the detector fires at epoch t (at the latest max_dense_epochs)",
-                  epochs=lambda cfg: cfg.max_dense_epochs + cfg.epochs,
+                  epochs=lambda cfg: budget(cfg, cfg.max_dense_epochs),
                   cuts=lambda cfg: len(schedules.cropit_targets(0.9)) if cfg.iterative else 1,
-                  options=EARLYCROP_OPTIONS, check=functools.partial(_early_criterion, structured=structured))
+                  options=EARLYCROP_OPTIONS + ((LAYER_FLOOR,) if structured else ()),
+                  check=functools.partial(_early_criterion, structured=structured))
 
 
 EARLYCROP_U, EARLYCROP_S = _method(False), _method(True)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from torch import nn
 
 from cropkit.methods.context import Context
-from cropkit.methods.method import Method
-from cropkit.methods.options import Option
+from cropkit.methods.method import Method, budget
+from cropkit.methods.options import LAYER_FLOOR, Option
 
 EFFICIENTCONVNETS_OPTIONS = (
     Option("dense_epochs", int, "epochs of dense training before the filters are ranked", minimum=0),
+    LAYER_FLOOR,
 )
 
 
@@ -22,10 +23,10 @@ def efficientconvnets(ctx: Context) -> nn.Module:
         model = ctx.fit(ctx.trainer(model, c.dense_epochs, schedule="constant"))
     model = ctx.prune(model, "l1_nodes", scope="layer")
     ctx.pruned()
-    return ctx.fit(ctx.trainer(model, c.epochs))
+    return ctx.fit(ctx.trainer(model, ctx.sparse_epochs(c.dense_epochs)))
 
 
 EFFICIENTCONVNETS = Method(efficientconvnets, "EfficientConvNets", "Structured",
                            when="early",
                            schedule="once, after dense_epochs of dense training",
-                           epochs=lambda cfg: cfg.dense_epochs + cfg.epochs, options=EFFICIENTCONVNETS_OPTIONS)
+                           epochs=lambda cfg: budget(cfg, cfg.dense_epochs), options=EFFICIENTCONVNETS_OPTIONS)

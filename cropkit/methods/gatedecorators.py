@@ -6,7 +6,7 @@ from torch import nn
 from cropkit.core import measure, prune, schedules
 from cropkit.methods import gates as gates_lib
 from cropkit.methods.context import Context
-from cropkit.methods.method import Method
+from cropkit.methods.method import Method, budget
 from cropkit.methods.options import Option
 from cropkit.training.loop import Callback
 
@@ -52,7 +52,7 @@ class _TickTock(Callback):
         else:
             self.gates = None
             ctx.pruned(trainer)
-            trainer.reset_optimizer(epochs=c.epochs, schedule=c.schedule)
+            trainer.reset_optimizer(epochs=ctx.sparse_epochs(c.ticks), schedule=c.schedule)
 
     def state_dict(self) -> dict:
         return dict(gated=self.gates is not None)
@@ -66,5 +66,5 @@ class _TickTock(Callback):
 
 GATEDECORATORS = Method(gatedecorators, "GateDecorators", "Structured", when="early",
                         schedule="a little at each of the first ticks epochs",
-                        epochs=lambda cfg: cfg.ticks + cfg.epochs, cuts=lambda cfg: cfg.ticks,
+                        epochs=lambda cfg: budget(cfg, cfg.ticks), cuts=lambda cfg: cfg.ticks,
                         options=GATEDECORATORS_OPTIONS)

@@ -6,7 +6,7 @@ from torch import nn
 
 from cropkit.core import schedules
 from cropkit.methods.context import Context
-from cropkit.methods.method import Method
+from cropkit.methods.method import Method, budget
 from cropkit.methods.options import Option
 from cropkit.training.callbacks import Snapshot, rewind, state_of
 
@@ -30,7 +30,7 @@ def ltr(ctx: Context) -> nn.Module:
     c = ctx.cfg
     model = ctx.build_model()
     snapshot = Snapshot(c.rewind_epoch)
-    ctx.fit(ctx.trainer(model, c.epochs, callbacks=[snapshot]))
+    ctx.fit(ctx.trainer(model, ctx.sparse_epochs(), callbacks=[snapshot]))
     if "start" not in ctx.state:  # in ctx.state: a resumed run skips the training that took it
         ctx.state["start"] = state_of(ctx.build_model(seed=ctx.seed + 10_000)) if c.reinit else snapshot.state
     start = ctx.state["start"]
@@ -38,10 +38,11 @@ def ltr(ctx: Context) -> nn.Module:
         ctx.prune(model, "magnitude", sparsity=schedules.geometric(ctx.sparsity, r, c.ltr_rounds))
         rewind(model, start)
         ctx.pruned()
-        ctx.fit(ctx.trainer(model, c.epochs))
+        ctx.fit(ctx.trainer(model, ctx.sparse_epochs()))
     return model
 
 
 LTR = Method(ltr, "LTR", "Unstructured", when="after training",
              schedule="R = ltr_rounds rounds, each after a full training, rewinding the survivors",
-             epochs=lambda cfg: (cfg.ltr_rounds + 1) * cfg.epochs, cuts=lambda cfg: cfg.ltr_rounds, options=LTR_OPTIONS)
+             epochs=lambda cfg: (cfg.ltr_rounds + 1) * budget(cfg), cuts=lambda cfg: cfg.ltr_rounds,
+             options=LTR_OPTIONS)

@@ -18,9 +18,15 @@ from cropkit.methods.options import Option
 WHEN = ("never", "at init", "early", "after training")
 
 
+def budget(cfg, before: int = 0) -> int:
+    """The most epochs a run trains when at most ``before`` epochs come before its last cut: the equal budget
+    ``total_epochs`` when set, else ``before`` + E (the paper's "80 epochs after pruning")."""
+    return cfg.total_epochs or before + cfg.epochs
+
+
 def sparse_phase(cfg) -> int:
-    """E: the epochs of the sparse phase (the paper's "80 epochs after pruning")."""
-    return cfg.epochs
+    """A method that prunes at initialisation (or never): its whole budget."""
+    return budget(cfg)
 
 
 @dataclasses.dataclass(frozen=True)

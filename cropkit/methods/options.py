@@ -95,6 +95,9 @@ def _is_int(value, minimum) -> bool:
 # What every run reads (the data, the model's training, the scoring batches, the cost columns): in every key.
 COMMON: tuple[Option, ...] = (
     Option("epochs", int, "epochs of the sparse phase (the paper's 80 epochs after pruning)", minimum=1),
+    Option("total_epochs", int, "every method's total budget: the sparse phase is what is left after the epochs "
+           "spent before the last cut (LTR: each of its trainings)", default=None, minimum=1,
+           none="E epochs after the last cut, whatever came before (the paper's tables)"),
     Option("batch_size", int, "training batch size", minimum=1),
     Option("limit", int, "training samples kept", minimum=1, none="the whole training set"),
     Option("lr", float, "learning rate (Adam)"),
@@ -125,3 +128,8 @@ def help_text(options: dict[str, Option]) -> str:
 # Read by the methods with a detector (EarlyCroP, EarlyBird): one declaration both list.
 MAX_DENSE_EPOCHS = Option("max_dense_epochs", int, "the longest dense phase in epochs; the prune is forced then",
                           minimum=1)
+
+# Read by every structured method: one declaration they all list.
+LAYER_FLOOR = Option("layer_floor", float, "the least fraction of every layer's nodes a structured prune keeps "
+                     "(a per-layer floor, e.g. 0.1; the rest by the global ranking); 0: the paper's single "
+                     "global ranking", default=0.0)
