@@ -56,27 +56,46 @@ def test_tock_trains_the_gates_and_the_penalty_pulls_them_down():
     assert phi.mean() < 0.9  # λ = 0.5 pushes every gate by 0.05 per step towards 0
 
 
-def test_tick_accumulates_the_taylor_score_and_trains_only_the_gates():
+def test_tick_accumulates_the_taylor_score_batch_by_batch_in_train_mode():
+    """The authors' tick: Θ = Σ_b |φ ∂L_b/∂φ| (not |Σ_b …|), the network in train mode (batch statistics), no
+    penalty. Oracle at lr = 0 (φ stays 1): ∂L/∂φ of a gate after y = γ x̂ + β is γ ∂L/∂γ + β ∂L/∂β."""
     model, batches = tiny(), data()
-    # Oracle at lr = 0 (φ stays 1): ∂L/∂φ of a gate after y = γ x̂ + β is γ ∂L/∂γ + β ∂L/∂β, summed over batches
     want = {}
-    for layer, bn in (("0", model[1]), ("4", model[5])):
+    oracle = copy.deepcopy(model).train()
+    norms = {"0": oracle[1], "4": oracle[5]}
+    for layer, bn in norms.items():
         total = 0
         for x, y in batches:
-            dgamma, dbeta = torch.autograd.grad(F.cross_entropy(model(x), y), [bn.weight, bn.bias])
-            total = total + bn.weight.detach() * dgamma + bn.bias.detach() * dbeta
-        want[layer] = total.abs()
-    before = copy.deepcopy(model.state_dict())
+            dgamma, dbeta = torch.autograd.grad(F.cross_entropy(oracle(x), y), [bn.weight, bn.bias])
+            total = total + (bn.weight.detach() * dgamma + bn.bias.detach() * dbeta).abs()
+        want[layer] = total
     theta = gates.GateDecorator(model, batches, penalty=0.3).tick(batches, lr=0.0)
     for layer in want:
         torch.testing.assert_close(theta[layer], want[layer])
-    # with lr > 0 the gates move (penalty included) and nothing else does
+    assert not model.training and all(not m.training for m in model.modules())  # its modes are given back
+
+
+def test_tick_trains_the_gates_the_norm_shifts_and_the_classifier_and_nothing_else():
+    model, batches = tiny(), data()
+    before = copy.deepcopy(model.state_dict())
     decorator = gates.GateDecorator(model, batches, penalty=0.3)
     decorator.tick(batches, lr=0.1)
     assert all((g != 1).all() for g in decorator.gates.values())
-    for k, v in model.state_dict().items():
-        if not k.endswith("gate"):
-            assert torch.equal(v, before[k]), k
+    moved = {k for k, v in model.state_dict().items() if not k.endswith("gate") and not torch.equal(v, before[k])}
+    trained = {"1.bias", "5.bias", "7.weight", "7.bias"}  # the norms' β and the classifier
+    statistics = {k for k in moved if "running" in k or "num_batches" in k}  # train mode updates them, as training
+    assert moved - statistics == trained
+
+
+def test_the_tick_has_no_sparsity_penalty():
+    """At lr > 0 a gate moves by −lr ∂L/∂φ alone in the tick (the penalty belongs to the tock)."""
+    model, batches = tiny(), data(n_batches=1)
+    with_penalty = gates.GateDecorator(copy.deepcopy(model), batches, penalty=5.0)
+    without = gates.GateDecorator(copy.deepcopy(model), batches, penalty=0.0)
+    with_penalty.tick(batches, lr=0.1)
+    without.tick(batches, lr=0.1)
+    for layer in with_penalty.gates:
+        torch.testing.assert_close(with_penalty.gates[layer], without.gates[layer])
 
 
 def test_a_layer_without_a_norm_is_an_error():

@@ -152,6 +152,19 @@ def test_earlybird_fires_at_the_hand_computed_epoch():
     assert fired == [False, False, False, False, True] and det.fired_at == 5
 
 
+def test_earlybird_fires_at_a_distance_equal_to_epsilon():
+    """The authors' rule is distance ≤ ε (their code returns False only when a distance exceeds ε): with ε = 0.25
+    the trajectory above fires as soon as the window is full, at epoch 3."""
+    model, det = _bn_model(), timing.EarlyBirdDetector(ratio=0.5, epsilon=0.25, window=3)
+    fired = []
+    for kept in KEPT:
+        _set_gammas(model, kept)
+        fired.append(det.update(model))
+        if fired[-1]:
+            break
+    assert det.distances[-1] == 0.25 and fired == [False, False, True] and det.fired_at == 3
+
+
 def test_earlybird_cap_and_errors():
     model, det = _bn_model(), timing.EarlyBirdDetector(ratio=0.5, epsilon=0.2, window=3, max_epochs=2)
     _set_gammas(model, KEPT[0])

@@ -16,7 +16,8 @@ EARLYBIRD_OPTIONS = (
     MAX_DENSE_EPOCHS,
     LAYER_FLOOR,
     Option("bn_l1", float, "λ of the L1 penalty on BatchNorm γ (You et al. 2020)", default=1e-4),
-    Option("eb_epsilon", float, "Hamming distance below which the BN channel mask counts as settled", default=0.1),
+    Option("eb_epsilon", float, "Hamming distance at or below which the BN channel mask counts as settled",
+           default=0.1),
     Option("eb_window", int, "consecutive masks compared", default=5, minimum=1),
 )
 

@@ -13,17 +13,23 @@ from cropkit.training.loop import Callback
 GATEDECORATORS_OPTIONS = (
     Option("ticks", int, "tick-tock rounds, each removing nodes", minimum=1),
     Option("gate_l1", float, "λ of the L1 sparsity penalty on the gates φ (the kit's default)", default=1e-4),
+    Option("gate_min_fraction", float, "the least fraction of every layer's filters kept (the authors' code "
+           "keeps 10 %)", default=0.1),
 )
 
 
 def gatedecorators(ctx: Context) -> nn.Module:
     """Gate Decorator (You et al. 2019, `cropkit.methods.gates`), from initialisation: learnable gates φ = 1 after every
     node layer's BatchNorm, trained with the L1 penalty ``gate_l1``·‖φ‖₁. ``ticks`` times: tock = one epoch of
-    training (all parameters and the gates, penalty on); tick = one pass over the scoring batches in which only
-    the gates train while the Taylor score Θ = |Σ_b φ ⊙ ∂L_b/∂φ| accumulates, then the gates are folded into the
-    norms (γφ, βφ) and the lowest-Θ nodes removed to the cumulative weight sparsity 1 − (1 − p)^(i/ticks) of the
-    dense model (the same fraction of the remaining weights each tick; the last tick lands on p), and fresh gates
-    go on. Then train without gates."""
+    training (all parameters and the gates, penalty on); tick = one pass over the scoring batches in which the
+    gates, the norms' shifts and the classifier train (`cropkit.methods.gates.GateDecorator.tick`) while the
+    Taylor score Θ = Σ_b |φ ⊙ ∂L_b/∂φ| accumulates, then the gates are folded into the norms (γφ, βφ) and the
+    lowest-Θ nodes removed to the cumulative weight sparsity 1 − (1 − p)^(i/ticks) of the dense model (the same
+    fraction of the remaining weights each tick; the last tick lands on p), every layer keeping at least
+    ``gate_min_fraction`` of its filters, and fresh gates go on. Then train without gates.
+
+    Where this differs from the authors' code: they remove 0.5 % of the filters per tick over hundreds of tick-tock
+    rounds; here ``ticks`` rounds (4 under the cpu profile) each remove the same fraction of what remains."""
     model = ctx.build_model()
     tick_tock = _TickTock(ctx, model)  # the gates come before the optimizer exists
     return ctx.fit(ctx.trainer(model, ctx.cfg.ticks, schedule="constant", callbacks=[tick_tock]))
@@ -45,7 +51,7 @@ class _TickTock(Callback):
         self.gates.fold()
         target = schedules.geometric(ctx.sparsity, i, c.ticks)
         trainer.model = prune.structured(trainer.model, theta, target, ctx.example_inputs,
-                                         dense_weights=self.dense_weights)
+                                         dense_weights=self.dense_weights, min_fraction=c.gate_min_fraction)
         if i < c.ticks:  # tensors changed: fresh gates and a fresh optimizer for the next tock
             self.gates = gates_lib.GateDecorator(trainer.model, ctx.batches, penalty=c.gate_l1)
             trainer.reset_optimizer(epochs=c.ticks - i, schedule="constant")

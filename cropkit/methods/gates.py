@@ -5,10 +5,16 @@ A *gated batch norm* multiplies the output of each node layer's BatchNorm channe
 (initialised to 1): y = φ ⊙ BN(x). The paper's sparsity penalty λ‖φ‖₁ pushes unimportant gates towards 0.
 Removing channel i sets φ_i = 0, and its first-order Taylor estimate of the loss change is (the paper's eq. 5)
 
-    Θ(φ_i) = | Σ_b  φ_i · ∂L_b/∂φ_i |        summed over the batches of the *tick* phase.
+    Θ(φ_i) = Σ_b | φ_i · ∂L_b/∂φ_i |        accumulated over the batches of the *tick* phase,
 
-Tick: only the gates are trained (with the penalty) while Θ accumulates; then the lowest-Θ channels are removed.
-Tock: the whole network trains with the penalty. `cropkit.methods.registry.gatedecorators` alternates them.
+as the authors' code accumulates it (a hook adds |φ ⊙ ∂L/∂φ| at every backward; the paper's Θ is the magnitude
+of the first-order term and leaves where the sum goes open).
+
+Tick, as in the authors' code (the paper's Fig. 2: "the convolution kernels are set to non-updatable"): the network
+in train mode (BatchNorm with batch statistics), the convolution kernels and the BatchNorm scales γ frozen, the
+gates, the BatchNorm shifts β and the classifier training, no sparsity penalty; Θ accumulates; then the lowest-Θ
+channels are removed. Tock: the whole network trains with the penalty. `cropkit.methods.gatedecorators`
+alternates them.
 
     gates = GateDecorator(model, batches, penalty=1e-4)   # φ = 1 after every node layer's BatchNorm
     ...train (tock): the optimizer sees the gates, the penalty is a gradient hook...
@@ -27,8 +33,7 @@ import torch
 from torch import nn
 
 from cropkit.core import derivatives as D
-from cropkit.core.layers import norms_or_raise
-from cropkit.core.plumbing import eval_mode
+from cropkit.core.layers import classifier_name, norms_or_raise
 
 
 class GateDecorator:
@@ -38,7 +43,7 @@ class GateDecorator:
     def __init__(self, model: nn.Module, batches, penalty: float = 1e-4):
         if penalty < 0:
             raise ValueError(f"penalty (λ of the L1 sparsity term on the gates) must be >= 0; got {penalty}")
-        self.model, self.penalty = model, penalty
+        self.model, self.penalty, self._penalty_on = model, penalty, True
         modules = dict(model.named_modules())
         norms = norms_or_raise(model, D.prepared_batches(batches, model)[0][0])
         self.norms = {layer: modules[norm] for layer, norm in norms.items()}
@@ -50,7 +55,8 @@ class GateDecorator:
                 norm.register_parameter("gate", gate)
             self._handles.append(norm.register_forward_hook(_apply_gate))
             if penalty:
-                self._handles.append(gate.register_hook(lambda g, gate=gate: g + penalty * torch.sign(gate.detach())))
+                self._handles.append(gate.register_hook(lambda g, gate=gate: g + penalty * torch.sign(gate.detach())
+                                                        if self._penalty_on else g))
 
     @property
     def gates(self) -> dict[str, nn.Parameter]:
@@ -58,30 +64,36 @@ class GateDecorator:
         return {layer: norm.gate for layer, norm in self.norms.items()}
 
     def tick(self, batches, lr: float, loss_fn: Callable | None = None) -> dict[str, torch.Tensor]:
-        """The tick phase: one pass over ``batches`` in which only the gates train (SGD, the penalty included),
-        accumulating Σ_b φ ⊙ ∂L_b/∂φ; returns Θ = |that sum| per node layer.
-
-        Eval mode, as every criterion of `cropkit.core.scores` (BN uses its running statistics and keeps them)."""
+        """The tick phase: one pass over ``batches`` in train mode in which the gates, the norms' shifts β and the
+        classifier train (SGD, no penalty; convolution kernels, other weights and the norms' scales γ frozen),
+        accumulating Σ_b |φ ⊙ ∂L_b/∂φ|; returns that Θ per node layer."""
         loss_fn, data = D.resolve_loss(loss_fn), D.prepared_batches(batches, self.model)
         gates = list(self.gates.values())
-        others = [p for p in self.model.parameters() if all(p is not g for g in gates)]
+        classifier = self.model.get_submodule(classifier_name(self.model))
+        trained = gates + [norm.bias for norm in self.norms.values()] + list(classifier.parameters())
+        others = [p for p in self.model.parameters() if all(p is not t for t in trained)]
         frozen = [p.requires_grad for p in others]
+        modes = [(m, m.training) for m in self.model.modules()]
         for p in others:
             p.requires_grad_(False)
         total = [torch.zeros_like(g) for g in gates]
-        optimizer = torch.optim.SGD(gates, lr=lr)
+        optimizer = torch.optim.SGD(trained, lr=lr)
+        self._penalty_on = False
         try:
-            with eval_mode(self.model):
-                for inputs, targets in data:
-                    optimizer.zero_grad(set_to_none=True)
-                    loss_fn(self.model(inputs), targets).backward()  # the gates' hooks add λ·sign(φ)
-                    for t, phi in zip(total, gates):
-                        t += phi.detach() * (phi.grad - self.penalty * torch.sign(phi.detach()))  # φ ⊙ ∂L_b/∂φ
-                    optimizer.step()
+            self.model.train()
+            for inputs, targets in data:
+                optimizer.zero_grad(set_to_none=True)
+                loss_fn(self.model(inputs), targets).backward()
+                for t, phi in zip(total, gates):
+                    t += (phi.detach() * phi.grad).abs()  # |φ ⊙ ∂L_b/∂φ|, batch by batch
+                optimizer.step()
         finally:
+            self._penalty_on = True
             for p, requires in zip(others, frozen):
                 p.requires_grad_(requires)
-        return {layer: t.abs() for layer, t in zip(self.gates, total)}
+            for m, training in modes:
+                m.training = training
+        return dict(zip(self.gates, total))
 
     def unhook(self) -> None:
         """Remove the forward and penalty hooks, leaving the gates' tensors in place."""

@@ -263,8 +263,11 @@ class EarlyBirdDetector:
 
     Each ``update(model)`` takes the channel mask of pruning ratio ``ratio`` (:func:`bn_channel_mask`) and
     keeps the last ``window`` masks. Once the window is full it computes the largest normalised Hamming
-    distance between the newest mask and the others, and fires at the first epoch where that is < ε
-    (You et al.: ε = 0.1, window 5, so the earliest possible firing is epoch ``window``). ``distances``
+    distance between the newest mask and the others, and fires at the first epoch where that is ≤ ε, as the
+    authors' code does (You et al.: ε = 0.1, window 5). The window fills after epoch ``window``, so the earliest
+    firing is after ``window`` trained epochs. (The authors' code also puts the initial network's mask in its
+    window — its γ are all tied, so that mask keeps no channel — and can therefore fire after ``window`` − 1 epochs
+    when the kept fraction 1 − ratio ≤ ε; its log counts that as epoch ``window`` − 1.) ``distances``
     holds that maximum per epoch (None while the window fills). ``max_epochs`` caps the dense phase as
     for :class:`EarlyCroPDetector`.
     """
@@ -310,7 +313,7 @@ class EarlyBirdDetector:
         self.distances.append(distance)
         if self.fired_at is not None:
             return False
-        if distance is not None and distance < self.epsilon:
+        if distance is not None and distance <= self.epsilon:
             self.fired_at = self.epoch
             return True
         if self.max_epochs is not None and self.epoch >= self.max_epochs:
