@@ -16,6 +16,9 @@ import argparse
 import ast
 import sys
 import time
+from pathlib import Path
+
+import torch
 
 from cropkit.experiments import claims, comparison, paper_grid, results, runs, sweeps
 from cropkit.experiments.results import default_cache_dir
@@ -138,7 +141,10 @@ def parser() -> argparse.ArgumentParser:
                         "(default: outputs/claims.md)")
     claims.add_argument("--cache-dir", help="where results are cached (default: outputs/cache or $CROPKIT_CACHE)")
     claims.add_argument("--quiet", action="store_true", help="no progress bars")
-    claims.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    claims.add_argument("--threads", type=_positive_int, nargs="+", metavar="N",
+                        help="torch CPU threads per run (default: the setting's, 1 under cpu); several (e.g. 1 2) "
+                        "run the claims under each and call a verdict that differs between them undecided")
+    claims.add_argument("--workers", type=_positive_int, help="runs at once (default: the setting's, 2 under cpu)")
     lessons = sub.add_parser("lessons",
                              help="copy the lessons (notebooks) into a folder, e.g. cropkit lessons my-lessons")
     lessons.add_argument("dest", help="folder to copy them into (created if needed)")
@@ -198,14 +204,11 @@ def _check_outputs(args) -> None:
 
 
 def _claims(args) -> int:
-    from pathlib import Path
-
-
     reason = unwritable(args.out)
     if reason:
         raise ValueError(f"cannot write {args.out}: {reason}")
-    table = claims.check(args.profile, progress=not args.quiet, cache_dir=args.cache_dir,
-                         **({"seeds": args.seeds} if args.seeds else {}))
+    table = claims.check(args.profile, progress=not args.quiet, cache_dir=args.cache_dir, threads=args.threads,
+                         seeds=args.seeds, workers=args.workers)
     text = claims.markdown(table)
     print(text)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -252,9 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     """Exit status 0 on success; 2 with ``cropkit: error: ...`` (no traceback) for a user's mistake; 130 on Ctrl+C."""
 
     args = parser().parse_args(argv)
-    if getattr(args, "threads", None):
-        import torch
-
+    if getattr(args, "threads", None) and args.command != "claims":  # the claims set each run's threads
         torch.set_num_threads(args.threads)
     if args.command == "methods":
         for name, spec in methods.REGISTRY.items():

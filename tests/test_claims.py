@@ -1,9 +1,14 @@
-"""The claims table: every claim gets the kit's number and a verdict; the deviations are measured."""
+"""The claims table: every claim gets the kit's number and a verdict by a margin read against the seeds' spread;
+equal budgets; the runs behind it with their epochs, losses, detector and layouts; provenance; the deviations."""
 import pytest
 
 import cropkit as ck
+from cropkit.experiments import grid
+from cropkit.experiments import runs as run_lib
+from cropkit.experiments import verdicts as V
+from cropkit.methods.registry import REGISTRY
 
-VERDICTS = {"reproduced", "not reproduced", "not testable offline"}
+VERDICTS = {"reproduced", "not reproduced", "undecided"}
 
 
 @pytest.fixture(scope="module")
@@ -35,21 +40,58 @@ def test_markdown_lists_setting_and_deviations(table):
     deviations = {d["deviation"]: d["changes"] for d in table.attrs["deviations"]}
     grasp = next(v for k, v in deviations.items() if k.startswith("GraSP"))
     assert "(100.0%)" in grasp  # inverting GraSP keeps exactly what GraSP removes
+    assert "Provenance: torch threads [1]" in text and "cropkit " in text
+    runs = table.attrs["runs"][1]
+    assert {"train_loss_end", "epochs", "cuts", "detector", "layout"} <= set(runs[0])
+    structured = [r for r in runs if r["layout"]]
+    assert structured and all(r["method"].split()[0] in {REGISTRY[m].label for m in ck.claims.STRUCTURED}
+                              for r in structured)
+    assert any("layer_floor=0.1" in r["method"] for r in runs)  # the floored EarlyCroP-S beside the claims
     strict = next(v for k, v in deviations.items() if "k − 1" in k)
     assert strict.startswith("1 of")  # continuous scores: no ties, so exactly the k-th weight is dropped
 
 
-def test_verdict_follows_the_stated_rule(monkeypatch, tmp_path):
-    """A claim whose test passes reads 'reproduced', one that fails 'not reproduced', None 'not testable'."""
-    claims = [ck.claims.Claim(n, n, "p", "t", lambda runs, r=r: ("1 %", r)) for n, r in
-              (("a", True), ("b", False), ("c", None))]
-    monkeypatch.setattr(ck.claims, "reference_deviations", lambda cfg: [])
-    table = ck.claims.check("smoke", claims=claims, progress=False, cache_dir=tmp_path)
-    assert list(table.verdict) == ["reproduced", "not reproduced", "not testable offline"]
+def test_a_margin_within_the_seeds_spread_is_undecided():
+    assert V.margin_verdict(0.03, 0.02) == "reproduced" and V.margin_verdict(-0.03, 0.02) == "not reproduced"
+    assert V.margin_verdict(0.01, 0.02) == V.margin_verdict(-0.01, 0.02) == "undecided"
+    assert V.seed_spread([0.5, 0.7], [0.9, 0.9]) == pytest.approx(0.1414, abs=1e-3) and V.seed_spread([0.5]) == 0
+    assert V.combine(["reproduced", "reproduced"]) == "reproduced"
+    assert V.combine(["reproduced", "undecided"]) == "undecided"
+    assert V.combine(["undecided", "not reproduced"]) == "not reproduced"
+    assert V.across(["reproduced", "reproduced"]) == "reproduced" and V.across(["reproduced", "not reproduced"]) == \
+        "undecided"
+
+
+def test_a_verdict_that_changes_between_thread_counts_is_undecided(monkeypatch, tmp_path):
+    claims = [ck.claims.Claim("a", "a", "p", "t", lambda runs: ("1 %", "reproduced")),
+              ck.claims.Claim("b", "b", "p", "t", lambda runs: ("1 %", "reproduced" if runs.cfg.threads == 1
+                                                                else "not reproduced"))]
+    monkeypatch.setattr(ck.claims.deviations, "reference_deviations", lambda cfg: [])
+    monkeypatch.setattr(ck.claims, "_floor_needs", lambda cfg: [])
+    table = ck.claims.check("smoke", claims=claims, progress=False, cache_dir=tmp_path, threads=(1, 2))
+    assert list(table.verdict) == ["reproduced", "undecided"]
+    assert list(table["verdict (2 threads)"]) == ["reproduced", "not reproduced"]
+
+
+def test_every_method_gets_the_same_total_budget_and_the_threads_are_in_the_keys(tmp_path):
+    """The cpu setting plans every run with total_epochs (LTR: each of its R + 1 trainings) and one torch thread,
+    in its cache key; the deciding methods over five seeds."""
+    cfg = ck.claims.settings("cpu")
+    runs = ck.claims.Runs(cfg, progress=False, cache_dir=tmp_path)
+    needs = [n for claim in ck.claims.CLAIMS for n in claim.needs(cfg)]
+    for method, sparsity, options in needs:
+        jobs = grid.plan([method], [sparsity], runs.seeds(method), profile="cpu", cache_dir=tmp_path,
+                         threads=cfg.threads, **{**runs.run_options(), **options})
+        rounds = cfg.run_options["ltr_rounds"] + 1 if method == "ltr" else 1
+        assert {job.epochs for job in jobs} == {rounds * cfg.total_epochs}, method
+        assert all(job.kwargs["threads"] == 1 for job in jobs)
+        assert len(jobs) == (5 if method in ck.claims.DECIDING else 3)
+    _, config = run_lib.configuration("crop-s", profile="cpu", threads=1, sparsity=0.95, **runs.run_options())
+    assert config["threads"] == 1 and config["total_epochs"] == 40  # the key holds the threads and the budget
 
 
 def test_duplicate_seeds_are_rejected(tmp_path):
-    with pytest.raises(ValueError, match="distinct"):
+    with pytest.raises(ValueError, match="repeat"):
         ck.claims.check("smoke", seeds=[0, 0], cache_dir=tmp_path)
 
 
@@ -76,23 +118,23 @@ def test_command_rejects_an_unwritable_output_before_running(tmp_path, capsys):
 
 
 def test_against_dense_follows_its_rule_in_both_directions():
-    """Lesson 05's verdict rule (ck.claims.against_dense) on hand-made means ± stds, for a metric where lower is better
+    """Lesson 05's verdict rule (verdicts.against_dense) on hand-made means ± stds, for a metric where lower is better
     (RMSE) and one where higher is better (return)."""
     at_init = ("crop-u", "snip")
     lower = {("dense-long", 0.0): (0.50, 0.01), ("earlycrop-u", 0.5): (0.505, 0.01), ("crop-u", 0.5): (0.60, 0.0),
              ("snip", 0.5): (0.55, 0.0), ("earlycrop-u", 0.9): (0.70, 0.01), ("crop-u", 0.9): (0.80, 0.0),
              ("snip", 0.9): (0.75, 0.0)}
-    v = ck.claims.against_dense(lower, [0.5, 0.9], higher_is_better=False, at_init=at_init, floor=("constant", 1.0))
+    v = V.against_dense(lower, [0.5, 0.9], higher_is_better=False, at_init=at_init, floor=("constant", 1.0))
     first, second = v["per_sparsity"]
     assert first["close_to_dense"] and not second["close_to_dense"]  # 0.005 worse within √2·0.01; 0.2 is not
     assert first["best_at_init"] == "snip" and first["ahead_of_at_init"] and second["ahead_of_at_init"]
     assert v["verdict"] == "mixed" and v["close_to_dense_up_to"] == 0.5
     assert v["spread_over_learned"] == pytest.approx(0.01 * 2 ** 0.5 / 0.5)
     # the same numbers as returns (higher is better): EarlyCroP-U is now behind SNIP and CroP-U everywhere
-    higher = ck.claims.against_dense(lower, [0.5, 0.9], higher_is_better=True, at_init=at_init)
+    higher = V.against_dense(lower, [0.5, 0.9], higher_is_better=True, at_init=at_init)
     assert [r["best_at_init"] for r in higher["per_sparsity"]] == ["crop-u", "crop-u"]
     assert higher["verdict"] == "not reproduced" and "spread_over_learned" not in higher
-    only_low = ck.claims.against_dense(lower, [0.5], higher_is_better=False, at_init=at_init)
+    only_low = V.against_dense(lower, [0.5], higher_is_better=False, at_init=at_init)
     assert only_low["verdict"] == "reproduced"
-    assert ck.claims.against_dense(lower, [0.5], higher_is_better=False, at_init=at_init,
+    assert V.against_dense(lower, [0.5], higher_is_better=False, at_init=at_init,
                                 floor=("constant", 0.505))["verdict"].startswith("undecided")
