@@ -100,7 +100,7 @@ phases.done("setup")
 # %% [markdown]
 # ## 1 · The bill before the race
 #
-# What each contestant must train, in epochs, with this profile's $E$ (`EPOCHS`), $R$ (`LTR_ROUNDS`) and EarlyCroP's
+# What each contestant must train, in epochs, with $E$ (`EPOCHS`), $R$ (`LTR_ROUNDS`) and EarlyCroP's
 # cap on the dense phase (`max_dense_epochs`). The EarlyCroP detector decides its own dense phase $t$; the table
 # shows the range it can take.
 
