@@ -1,5 +1,6 @@
-"""The lessons ship inside the wheel: `notebooks/*.ipynb` (their source, kept at the top of the repository) are
-copied into `cropkit/lessons/notebooks/` when the package is built, so `cropkit lessons DIR` works after `pip install`.
+"""The lessons ship inside the wheel: `notebooks/NN_name.ipynb` (their source, kept at the top of the repository) and
+each one's sidecar of profile values, `notebooks/NN_name.profiles.json`, are copied into `cropkit/lessons/notebooks/`
+when the package is built, so `cropkit lessons DIR` and the main job work after `pip install`.
 Everything else about the package is in pyproject.toml."""
 import shutil
 from pathlib import Path
@@ -20,8 +21,9 @@ class BuildWithLessons(build_py):
         lessons = sorted(ROOT.glob("notebooks/[0-9][0-9]_*.ipynb"))
         if not lessons:
             raise FileNotFoundError(f"no lessons in {ROOT / 'notebooks'} to package")
-        for lesson in lessons:
-            shutil.copyfile(lesson, target / lesson.name)
+        sidecars = sorted(ROOT.glob("notebooks/[0-9][0-9]_*.profiles.json"))
+        for path in lessons + sidecars:
+            shutil.copyfile(path, target / path.name)
 
 
 setup(cmdclass={"build_py": BuildWithLessons})

@@ -1,7 +1,6 @@
-"""Issue 21: how LunarLander-v3 learns under the control games' cpu settings
-(`cropkit.experiments.profiles.DOMAINS["cpu"]`:
-the ``policy`` ×0.5, REINFORCE with Adam 5e-3 at a constant rate, ``batch_size`` episodes and one step per epoch),
-against a uniformly random policy on the same evaluation seeds, and what an epoch costs.
+"""Issue 21: how LunarLander-v3 learns under the control games' cpu settings (lesson 05's ``SETTINGS`` for
+CartPole and Acrobot: the ``policy`` ×0.5, REINFORCE with Adam 5e-3 at a constant rate, ``batch_size`` episodes and
+one step per epoch), against a uniformly random policy on the same evaluation seeds, and what an epoch costs.
 
     python benchmarks/lunarlander_learning.py                            # 16 episodes, 100 epochs, seeds 0 1 2
     python benchmarks/lunarlander_learning.py --episodes 32 --epochs 60

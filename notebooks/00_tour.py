@@ -33,14 +33,14 @@ if HOSTED and importlib.util.find_spec("cropkit") is None:
     importlib.invalidate_caches()  # let this running kernel see the new package
 
 # %% tags=["parameters"]
-PROFILE = "cpu"  # type: str  smoke (seconds, for tests) | cpu (a laptop, the default) | paper (a GPU)
+PROFILE = "cpu"  # type: str  the values below are the cpu profile (a laptop); the harness (--profile smoke or paper) applies 00_tour.profiles.json on top
 OUTPUT_DIR = "outputs"  # type: str  where the JSON results and figures are written
-DATA = None  # type: str  dataset name; None means the profile value (digits)
-MODEL = None  # type: str  model name; None means the profile value (cnn)
-WIDTH = None  # type: float  width multiplier; None means the profile value
-EPOCHS = None  # type: int  training epochs; None means the profile value
-BATCH_SIZE = None  # type: int  training batch size; None means the profile value
-LIMIT = None  # type: int  training samples kept, the first ones; None means the profile value (all on cpu and paper)
+DATA = "digits"  # type: str  dataset name
+MODEL = "cnn"  # type: str  model name
+WIDTH = 1.0  # type: float  width multiplier
+EPOCHS = 15  # type: int  training epochs
+BATCH_SIZE = 64  # type: int  training batch size
+LIMIT = None  # type: int|None  training samples kept, the first ones; None keeps them all
 SEED = 0  # type: int  seeds the initialisation and the shuffling
 
 # %%
@@ -48,12 +48,8 @@ import matplotlib.pyplot as plt
 import torch
 
 import cropkit as ck
-from cropkit.experiments import profiles
 from cropkit.core.layers import prunable_layers
 
-cfg = profiles.settings("00_tour", PROFILE, DATA=DATA, MODEL=MODEL, WIDTH=WIDTH, EPOCHS=EPOCHS,
-                           BATCH_SIZE=BATCH_SIZE, LIMIT=LIMIT)
-print(cfg)
 print("measured on:", ck.hardware.describe())
 
 # %% [markdown]
@@ -62,8 +58,8 @@ print("measured on:", ck.hardware.describe())
 # of classes. `digits` is scikit-learn's bundled set of 1797 handwritten 8×8 digits, so this runs offline.
 
 # %%
-data = ck.data.load(cfg.data, batch_size=cfg.batch_size, seed=SEED, limit=cfg.limit)
-print(f"{cfg.data}: input shape {data.input_shape}, {data.num_classes} classes, "
+data = ck.data.load(DATA, batch_size=BATCH_SIZE, seed=SEED, limit=LIMIT)
+print(f"{DATA}: input shape {data.input_shape}, {data.num_classes} classes, "
       f"{len(data.train.dataset)} training and {len(data.test.dataset)} test samples")
 
 x, y = next(iter(data.train))
@@ -82,7 +78,7 @@ if len(data.input_shape) == 3:
 # The *prunable* layers are the convolutions and linear layers; their weights are what pruning removes.
 
 # %%
-model = ck.models.build(cfg.model, data.input_shape, data.num_classes, width=cfg.width, seed=SEED)
+model = ck.models.build(MODEL, data.input_shape, data.num_classes, width=WIDTH, seed=SEED)
 for name, layer in prunable_layers(model):
     print(f"{name:>4}  {type(layer).__name__:<7} weight {tuple(layer.weight.shape)}")
 print(f"parameters: {ck.measure.param_count(model):,}  (prunable weights: {ck.measure.prunable_count(model):,})")
@@ -93,7 +89,7 @@ print(f"parameters: {ck.measure.param_count(model):,}  (prunable weights: {ck.me
 # step and epoch. Later lessons plug pruning and the EarlyCroP detector in as callbacks; here there are none.
 
 # %%
-trainer = ck.train.Trainer(model, data, epochs=cfg.epochs, lr=2e-3, schedule="onecycle", seed=SEED)
+trainer = ck.train.Trainer(model, data, epochs=EPOCHS, lr=2e-3, schedule="onecycle", seed=SEED)
 history = trainer.fit()
 final = history.epochs[-1]
 print(f"after {final['epoch']} epochs: train loss {final['train_loss']:.3f}, test accuracy {final['test_acc']:.1%}")
@@ -149,7 +145,7 @@ for key, value in cost.items():
 
 # %%
 results = {
-    "profile": PROFILE, "data": cfg.data, "model": cfg.model, "width": cfg.width, "epochs": cfg.epochs,
+    "profile": PROFILE, "data": DATA, "model": MODEL, "width": WIDTH, "epochs": EPOCHS,
     "hardware": ck.hardware.describe(),
     "final_test_acc": final["test_acc"], "first_train_loss": history.epochs[0]["train_loss"],
     "final_train_loss": final["train_loss"], "history": history.epochs, **cost,

@@ -47,21 +47,21 @@ if HOSTED and importlib.util.find_spec("cropkit") is None:
     importlib.invalidate_caches()  # let this running kernel see the new package
 
 # %% tags=["parameters"]
-PROFILE = "cpu"  # type: str  smoke (seconds, for tests) | cpu (a laptop, the default) | paper (a GPU)
+PROFILE = "cpu"  # type: str  the values below are the cpu profile (a laptop); the harness (--profile smoke or paper) applies 01_gradient_flow_and_ntk.profiles.json on top
 OUTPUT_DIR = "outputs"  # type: str  where the JSON results and figures are written
-DATA = None  # type: str  dataset name; None means the profile value (digits)
-MODEL = None  # type: str  model name; None means the profile value (cnn)
-WIDTH = None  # type: float  width multiplier; None means the profile value
-BATCH_SIZE = None  # type: int  batch size of the scoring and probe batches; None means the profile value
-LIMIT = None  # type: int  training samples kept, the first ones; None means the profile value
-CHECK_SEEDS = None  # type: int  initialisations in the identity check; None means the profile value
-CHECK_BATCHES = None  # type: int  batches per initialisation in the identity check; None means the profile value
-CHECK_BATCH_SIZE = None  # type: int  samples per batch in the identity check; None means the profile value
-PROBE_SIZE = None  # type: int  samples in the probe batch whose NTK is compared; None means the profile value
-SCORE_BATCHES = None  # type: int  training batches the criteria score on; None means the profile value
-SWEEP_SEEDS = None  # type: int  initialisations averaged in the pruning sweep; None means the profile value
-SPARSITIES = None  # type: list  weight sparsities of the sweep, a list; None means the profile value
-EIGENVALUES = None  # type: int  largest NTK eigenvalues kept for the spectrum plot; None means the profile value
+DATA = "digits"  # type: str  dataset name
+MODEL = "cnn"  # type: str  model name
+WIDTH = 0.5  # type: float  width multiplier
+BATCH_SIZE = 64  # type: int  batch size of the scoring and probe batches
+LIMIT = None  # type: int|None  training samples kept, the first ones; None keeps them all
+CHECK_SEEDS = 4  # type: int  initialisations in the identity check
+CHECK_BATCHES = 4  # type: int  batches per initialisation in the identity check
+CHECK_BATCH_SIZE = 12  # type: int  samples per batch in the identity check
+PROBE_SIZE = 16  # type: int  samples in the probe batch whose NTK is compared
+SCORE_BATCHES = 4  # type: int  training batches the criteria score on
+SWEEP_SEEDS = 3  # type: int  initialisations averaged in the pruning sweep
+SPARSITIES = [0.5, 0.7, 0.8, 0.9, 0.95, 0.98]  # type: list  weight sparsities of the sweep
+EIGENVALUES = 40  # type: int  largest NTK eigenvalues kept for the spectrum plot
 SEED = 0  # type: int  seeds the initialisations and the shuffling
 
 # %%
@@ -75,19 +75,13 @@ import torch
 from IPython.display import display
 
 import cropkit as ck
-from cropkit.experiments import profiles
 from cropkit.lessons.widgets_ntk import NTKExplorer, pruned_copy
 
-cfg = profiles.settings("01_gradient_flow_and_ntk", PROFILE, DATA=DATA, MODEL=MODEL, WIDTH=WIDTH,
-                           CHECK_SEEDS=CHECK_SEEDS, CHECK_BATCHES=CHECK_BATCHES, CHECK_BATCH_SIZE=CHECK_BATCH_SIZE,
-                           PROBE_SIZE=PROBE_SIZE, SCORE_BATCHES=SCORE_BATCHES, SWEEP_SEEDS=SWEEP_SEEDS,
-                           SPARSITIES=SPARSITIES, BATCH_SIZE=BATCH_SIZE, LIMIT=LIMIT, EIGENVALUES=EIGENVALUES)
-print(cfg)
 device = ck.train.default_device()
 print("measured on:", ck.hardware.describe(), "| device:", device)
 
-data = ck.data.load(cfg.data, batch_size=cfg.batch_size, seed=SEED, limit=cfg.limit)
-print(f"{cfg.data}: input {data.input_shape}, {data.num_classes} classes, {len(data.train.dataset)} training samples")
+data = ck.data.load(DATA, batch_size=BATCH_SIZE, seed=SEED, limit=LIMIT)
+print(f"{DATA}: input {data.input_shape}, {data.num_classes} classes, {len(data.train.dataset)} training samples")
 
 # %% [markdown]
 # ## 1 · The identity, checked in float64
@@ -100,11 +94,11 @@ print(f"{cfg.data}: input {data.input_shape}, {data.num_classes} classes, {len(d
 
 # %%
 checks = []
-for s in range(cfg.check_seeds):
-    model = ck.models.build(cfg.model, data.input_shape, data.num_classes, width=cfg.width, seed=SEED + s)
+for s in range(CHECK_SEEDS):
+    model = ck.models.build(MODEL, data.input_shape, data.num_classes, width=WIDTH, seed=SEED + s)
     model = model.double().to(device)
-    for x, y in ck.data.take(data.train, cfg.check_batches):
-        x, y = x[:cfg.check_batch_size].double().to(device), y[:cfg.check_batch_size].to(device)
+    for x, y in ck.data.take(data.train, CHECK_BATCHES):
+        x, y = x[:CHECK_BATCH_SIZE].double().to(device), y[:CHECK_BATCH_SIZE].to(device)
         for params in ("all", "prunable"):
             direct = ck.ntk.gradient_flow(model, x, y, params=params)
             via_ntk = ck.ntk.gradient_flow_from_ntk(model, x, y, params=params)
@@ -112,8 +106,8 @@ for s in range(cfg.check_seeds):
                                rel_error=ck.ntk.relative_error(direct, via_ntk)))
 checks = pd.DataFrame(checks)
 max_rel_error = float(checks.rel_error.max())
-print(f"{len(checks)} checks ({cfg.check_seeds} initialisations x {cfg.check_batches} batches of "
-      f"{cfg.check_batch_size} x 2 parameter sets), float64")
+print(f"{len(checks)} checks ({CHECK_SEEDS} initialisations x {CHECK_BATCHES} batches of "
+      f"{CHECK_BATCH_SIZE} x 2 parameter sets), float64")
 print(f"largest relative error |GF - g_L(Y)^T NTK g_L(Y)| / GF = {max_rel_error:.2e}")
 
 # %%
@@ -155,22 +149,22 @@ plt.show()
 CRITERIA = ["crop", "snip", "grasp", "magnitude", "random"]  # keys of ck.scores.WEIGHT_SCORES
 SWEEP_DTYPE = torch.float32  # changes of tens of percent need no float64; the identity above did
 rows, spectra = [], {}
-for s in range(cfg.sweep_seeds):
-    dense = ck.models.build(cfg.model, data.input_shape, data.num_classes, width=cfg.width, seed=SEED + 100 + s)
+for s in range(SWEEP_SEEDS):
+    dense = ck.models.build(MODEL, data.input_shape, data.num_classes, width=WIDTH, seed=SEED + 100 + s)
     dense = dense.to(device)
-    batches = [(x.to(device), y.to(device)) for x, y in ck.data.take(data.train, cfg.score_batches + 1)]
+    batches = [(x.to(device), y.to(device)) for x, y in ck.data.take(data.train, SCORE_BATCHES + 1)]
     score_batches, (probe_x, probe_y) = batches[:-1], batches[-1]
-    probe_x, probe_y = probe_x[:cfg.probe_size], probe_y[:cfg.probe_size]
+    probe_x, probe_y = probe_x[:PROBE_SIZE], probe_y[:PROBE_SIZE]
     x_score, y_score = torch.cat([x for x, _ in score_batches]), torch.cat([y for _, y in score_batches])
     reference = ck.ntk.dense_reference(dense, x_score, y_score, probe_x, "prunable", dtype=SWEEP_DTYPE)
     probe_gf_dense = ck.ntk.gradient_flow(dense, probe_x, probe_y, params="prunable")
-    spectra.setdefault(("dense", None), []).append(ck.ntk.top_eigenvalues(reference["kernel"], cfg.eigenvalues).tolist())
+    spectra.setdefault(("dense", None), []).append(ck.ntk.top_eigenvalues(reference["kernel"], EIGENVALUES).tolist())
     scores_by_criterion = {c: ck.scores.get(c)(dense, score_batches, seed=SEED + s) for c in CRITERIA}
     for criterion, scores in scores_by_criterion.items():
-        for sparsity in cfg.sparsities:
+        for sparsity in SPARSITIES:
             pruned = pruned_copy(dense, scores, sparsity)
             effect = ck.ntk.pruning_effect(dense, pruned, x_score, y_score, probe_x, "prunable", dtype=SWEEP_DTYPE,
-                                           eigenvalues=cfg.eigenvalues, reference=reference)
+                                           eigenvalues=EIGENVALUES, reference=reference)
             probe_gf = ck.ntk.gradient_flow(pruned, probe_x, probe_y, params="prunable")
             spectra.setdefault((criterion, sparsity), []).append(effect.pop("eigenvalues"))
             rows.append(dict(init=s, criterion=criterion, sparsity=sparsity, **effect,
@@ -178,8 +172,8 @@ for s in range(cfg.sweep_seeds):
                              weight_sparsity=ck.measure.weight_sparsity(pruned, dense)))
 sweep = pd.DataFrame(rows)
 sweep["gf_ratio"], sweep["gf_ratio_probe"] = 1 + sweep.gf_change, 1 + sweep.gf_change_probe
-print(f"{len(sweep)} pruned networks ({cfg.sweep_seeds} initialisations x {len(CRITERIA)} criteria x "
-      f"{len(cfg.sparsities)} sparsities); achieved weight sparsity within "
+print(f"{len(sweep)} pruned networks ({SWEEP_SEEDS} initialisations x {len(CRITERIA)} criteria x "
+      f"{len(SPARSITIES)} sparsities); achieved weight sparsity within "
       f"{(sweep.weight_sparsity - sweep.sparsity).abs().max():.1e} of the target")
 # A network with no path left from input to output has an all-zero NTK: its kernel distance is undefined (NaN)
 # and stays out of the means below.
@@ -212,13 +206,13 @@ for ax in axes[:2]:
 axes[0].set_title("gradient flow (what CroP keeps; 1 = kept)")
 axes[1].set_title("gradient flow on samples the criteria never saw")
 axes[2].set_title("shape of the NTK (0 = same up to scale)")
-axes[0].legend(title=f"mean, range over {cfg.sweep_seeds} inits", fontsize=8)
-fig.suptitle(f"Pruning {cfg.model} (width {cfg.width}) at initialisation on {cfg.data}")
+axes[0].legend(title=f"mean, range over {SWEEP_SEEDS} inits", fontsize=8)
+fig.suptitle(f"Pruning {MODEL} (width {WIDTH}) at initialisation on {DATA}")
 fig.savefig(ck.paths.output_file(OUTPUT_DIR, "01_sweep.png"), dpi=110)
 plt.show()
 
 # %%
-target = min(cfg.sparsities, key=lambda p: abs(p - 0.9))  # the spectrum at (about) 90 % sparsity
+target = min(SPARSITIES, key=lambda p: abs(p - 0.9))  # the spectrum at (about) 90 % sparsity
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
 dense_spec = np.mean(spectra[("dense", None)], axis=0)
 axes[0].semilogy(np.arange(1, len(dense_spec) + 1), dense_spec, "k-", lw=2.5, label="dense")
@@ -238,12 +232,12 @@ plt.show()
 means = sweep.groupby(["sparsity", "criterion"])[["gf_change", "gf_change_probe", "kernel_distance", "trace_ratio"]].mean()
 best = {}
 for column in ("gf_change", "gf_change_probe", "kernel_distance"):
-    best[column] = {float(p): means.loc[p][column].abs().idxmin() for p in cfg.sparsities}
+    best[column] = {float(p): means.loc[p][column].abs().idxmin() for p in SPARSITIES}
     print(f"smallest |{column}| per sparsity:", best[column])
-best["trace_ratio"] = {float(p): (means.loc[p]["trace_ratio"].apply(np.log).abs()).idxmin() for p in cfg.sparsities}
+best["trace_ratio"] = {float(p): (means.loc[p]["trace_ratio"].apply(np.log).abs()).idxmin() for p in SPARSITIES}
 print("trace ratio closest to 1 per sparsity:", best["trace_ratio"])
 crop_wins = {column: sum(v == "crop" for v in best[column].values()) for column in best}
-print(f"CroP moves the quantity least at this many of {len(cfg.sparsities)} sparsities:", crop_wins)
+print(f"CroP moves the quantity least at this many of {len(SPARSITIES)} sparsities:", crop_wins)
 grasp_gain = summary.loc["grasp", "gf_change"]
 print("GraSP's GF change per sparsity:", {float(p): round(float(v), 2) for p, v in grasp_gain.items()})
 
@@ -278,7 +272,7 @@ print("GraSP's GF change per sparsity:", {float(p): round(float(v), 2) for p, v 
 # only the initial choice is drawn.)
 
 # %%
-explorer = NTKExplorer(dense, scores_by_criterion, probe_x[: min(8, cfg.probe_size)], cfg.sparsities,
+explorer = NTKExplorer(dense, scores_by_criterion, probe_x[: min(8, PROBE_SIZE)], SPARSITIES,
                        params="prunable", classes=data.num_classes)
 display(explorer.widget("crop", target))
 explorer.figure("random", target).savefig(ck.paths.output_file(OUTPUT_DIR, "01_kernels_random.png"), dpi=110)
@@ -288,16 +282,16 @@ plt.close("all")
 # ## 4 · Results
 
 # %%
-gf_change = {c: {str(p): float(summary.loc[(c, p), "gf_change"]) for p in cfg.sparsities} for c in CRITERIA}
+gf_change = {c: {str(p): float(summary.loc[(c, p), "gf_change"]) for p in SPARSITIES} for c in CRITERIA}
 results = {
-    "profile": PROFILE, "data": cfg.data, "model": cfg.model, "width": cfg.width, "hardware": ck.hardware.describe(),
+    "profile": PROFILE, "data": DATA, "model": MODEL, "width": WIDTH, "hardware": ck.hardware.describe(),
     "identity": {"max_relative_error": max_rel_error, "checks": len(checks), "dtype": "float64"},
-    "criteria": CRITERIA, "sparsities": cfg.sparsities,
+    "criteria": CRITERIA, "sparsities": SPARSITIES,
     "gf_change": gf_change,
-    "gf_change_probe": {c: {str(p): float(summary.loc[(c, p), "gf_change_probe"]) for p in cfg.sparsities} for c in CRITERIA},
-    "kernel_distance": {c: {str(p): float(summary.loc[(c, p), "kernel_distance"]) for p in cfg.sparsities} for c in CRITERIA},
+    "gf_change_probe": {c: {str(p): float(summary.loc[(c, p), "gf_change_probe"]) for p in SPARSITIES} for c in CRITERIA},
+    "kernel_distance": {c: {str(p): float(summary.loc[(c, p), "kernel_distance"]) for p in SPARSITIES} for c in CRITERIA},
     "disconnected": [dict(criterion=c, sparsity=float(p), init=int(i)) for c, p, i in zip(cut.criterion, cut.sparsity, cut.init)],
-    "trace_ratio": {c: {str(p): float(summary.loc[(c, p), "trace_ratio"]) for p in cfg.sparsities} for c in CRITERIA},
+    "trace_ratio": {c: {str(p): float(summary.loc[(c, p), "trace_ratio"]) for p in SPARSITIES} for c in CRITERIA},
     "least_moved_by": best, "crop_wins": crop_wins,
     "figures": [str(ck.paths.output_file(OUTPUT_DIR, f)) for f in ("01_identity.png", "01_sweep.png", "01_spectrum.png", "01_kernels_random.png")],
     "process_cpu_seconds": time.process_time(),

@@ -50,25 +50,27 @@ if HOSTED and importlib.util.find_spec("cropkit") is None:
     importlib.invalidate_caches()  # let this running kernel see the new package
 
 # %% tags=["parameters"]
-PROFILE = "cpu"  # type: str  smoke (seconds, for tests) | cpu (a laptop, the default) | paper (a GPU)
+PROFILE = "cpu"  # type: str  the values below are the cpu profile (a laptop); the harness (--profile smoke or paper) applies 02_rich_to_lazy.profiles.json on top
 OUTPUT_DIR = "outputs"  # type: str  where the JSON results, figures and the animation are written
-DATA = None  # type: str  dataset name; None means the profile value (mnist1d)
-MODEL = None  # type: str  model name; None means the profile value (cnn)
-WIDTH = None  # type: float  width multiplier; None means the profile value
-BATCH_SIZE = None  # type: int  training batch size; None means the profile value
-LIMIT = None  # type: int  training samples kept, the first ones; None means the profile value
-EPOCHS = None  # type: int  epochs of the watched dense training run; None means the profile value
-LR = None  # type: float  Adam learning rate; None means the profile value
-PROBE_SIZE = None  # type: int  training samples in the fixed probe batch of the NTK; None means the profile value
-NTK_EVERY = None  # type: int  optimizer steps between two NTK measurements; None means the profile value
-TAU = None  # type: float  threshold of the seed rule; None means the profile value (0.1)
-REF_TAU = None  # type: float  threshold of the reference rule; None means the profile value (0.7)
-TRY_WIDTHS = None  # type: list  widths compared in the try-this section, a list; None means the profile value
-TRY_LRS = None  # type: list  learning rates compared in the try-this section, a list; None means the profile value
-TRY_EPOCHS = None  # type: int  epochs of each try-this run; None means the profile value
-DIGITS_EPOCHS = None  # type: int  epochs of the digits run of section 2; None means the profile value
-FRAMES = None  # type: int  frames of the rich-to-lazy animation; None means the profile value
-THREADS = None  # type: int  torch CPU threads; None means the profile value (1 on cpu, small nets run fastest so)
+DATA = "mnist1d"  # type: str  dataset name
+MODEL = "cnn"  # type: str  model name
+WIDTH = 0.5  # type: float  width multiplier
+BATCH_SIZE = 128  # type: int  training batch size
+LIMIT = None  # type: int|None  training samples kept, the first ones; None keeps them all
+EPOCHS = 16  # type: int  epochs of the watched dense training run
+LR = 2e-3  # type: float  Adam learning rate
+PROBE_SIZE = 16  # type: int  training samples in the fixed probe batch of the NTK
+NTK_EVERY = 8  # type: int  optimizer steps between two NTK measurements
+TAU = 0.1  # type: float  threshold of the seed rule
+REF_TAU = 0.7  # type: float  threshold of the reference rule
+TRY_WIDTHS = [0.25, 0.5, 1.0, 2.0]  # type: list  widths compared in the try-this section
+TRY_LRS = [5e-4, 2e-3, 8e-3]  # type: list  learning rates compared in the try-this section
+TRY_EPOCHS = 10  # type: int  epochs of each try-this run
+DIGITS_WIDTH = 1.0  # type: float  width of the cnn of the digits run of section 2
+DIGITS_BATCH_SIZE = 64  # type: int  batch size of the digits run of section 2
+DIGITS_EPOCHS = 15  # type: int  epochs of the digits run of section 2
+FRAMES = 40  # type: int  frames of the rich-to-lazy animation
+THREADS = 1  # type: int|None  torch CPU threads (small nets run fastest on one); None lets torch choose
 SEED = 0  # type: int  seeds the initialisation and the shuffling
 
 # %%
@@ -83,21 +85,14 @@ from torch.utils.data import DataLoader
 
 import cropkit as ck
 from cropkit.training.callbacks import KernelDrift
-from cropkit.experiments import profiles
 from cropkit.lessons.widgets_ntk import detector_figure, rich_to_lazy_animation, tau_slider
 
-cfg = profiles.settings("02_rich_to_lazy", PROFILE, DATA=DATA, MODEL=MODEL, WIDTH=WIDTH, EPOCHS=EPOCHS, LR=LR,
-                           PROBE_SIZE=PROBE_SIZE, NTK_EVERY=NTK_EVERY, TAU=TAU, REF_TAU=REF_TAU,
-                           TRY_WIDTHS=TRY_WIDTHS, TRY_LRS=TRY_LRS, TRY_EPOCHS=TRY_EPOCHS, DIGITS_EPOCHS=DIGITS_EPOCHS,
-                           THREADS=THREADS,
-                           BATCH_SIZE=BATCH_SIZE, LIMIT=LIMIT, FRAMES=FRAMES)
-if cfg.threads:
-    torch.set_num_threads(cfg.threads)
-print(cfg)
+if THREADS:
+    torch.set_num_threads(THREADS)
 device = ck.train.default_device()
 print("measured on:", ck.hardware.describe(), "| device:", device)
-data = ck.data.load(cfg.data, batch_size=cfg.batch_size, seed=SEED, limit=cfg.limit)
-print(f"{cfg.data}: input {data.input_shape}, {data.num_classes} classes, {len(data.train.dataset)} training samples")
+data = ck.data.load(DATA, batch_size=BATCH_SIZE, seed=SEED, limit=LIMIT)
+print(f"{DATA}: input {data.input_shape}, {data.num_classes} classes, {len(data.train.dataset)} training samples")
 
 # %% [markdown]
 # ## 1 · One training run, three observers
@@ -115,13 +110,13 @@ print(f"{cfg.data}: input {data.input_shape}, {data.num_classes} classes, {len(d
 # The detectors keep $\theta_0$ as one on-device copy of the parameters; an update is a few reductions and one `.item()`.
 
 # %%
-model = ck.models.build(cfg.model, data.input_shape, data.num_classes, width=cfg.width, seed=SEED).to(device)
-probe = next(iter(data.train))[0][:cfg.probe_size]  # fixed probe inputs for the NTK
-seed_rule = ck.timing.DetectorCallback(ck.timing.EarlyCroPDetector(model, threshold=cfg.tau), record_steps=True)
-reference_rule = ck.timing.DetectorCallback(ck.timing.EarlyCroPDetector(model, rule="reference", threshold=cfg.ref_tau))
-drift = KernelDrift(probe, every_steps=cfg.ntk_every)
+model = ck.models.build(MODEL, data.input_shape, data.num_classes, width=WIDTH, seed=SEED).to(device)
+probe = next(iter(data.train))[0][:PROBE_SIZE]  # fixed probe inputs for the NTK
+seed_rule = ck.timing.DetectorCallback(ck.timing.EarlyCroPDetector(model, threshold=TAU), record_steps=True)
+reference_rule = ck.timing.DetectorCallback(ck.timing.EarlyCroPDetector(model, rule="reference", threshold=REF_TAU))
+drift = KernelDrift(probe, every_steps=NTK_EVERY)
 train_eval = ck.train.EvaluateOn(DataLoader(data.train.dataset, batch_size=512))  # not shuffled: data order unchanged
-trainer = ck.train.Trainer(model, data, epochs=cfg.epochs, lr=cfg.lr, seed=SEED,
+trainer = ck.train.Trainer(model, data, epochs=EPOCHS, lr=LR, seed=SEED,
                            callbacks=[train_eval, seed_rule, reference_rule, drift])
 history = trainer.fit()
 
@@ -136,7 +131,7 @@ table["reference d_t"] = reference_rule.detector.history
 table["reference ratio"] = pad(reference_rule.detector.ratios)
 display(table.round(4))
 final_test_acc = history.epochs[-1]["test_acc"]
-print(f"final test accuracy {final_test_acc:.3f} after {cfg.epochs} epochs of {steps_per_epoch} steps "
+print(f"final test accuracy {final_test_acc:.3f} after {EPOCHS} epochs of {steps_per_epoch} steps "
       f"({sum(table.seconds):.0f} s of training on {ck.hardware.describe()})")
 
 
@@ -146,13 +141,13 @@ def reason(detector, rule):
     if detector.fired_at is not None:
         return None
     smallest = min(detector.ratios) if detector.ratios else float("nan")
-    return (f"{rule} rule did not fire within {cfg.epochs} epochs: smallest ratio {smallest:.3g} "
+    return (f"{rule} rule did not fire within {EPOCHS} epochs: smallest ratio {smallest:.3g} "
             f"never went below its threshold {detector.threshold:.3g}")
 
 fired = {"seed": seed_rule.detector.fired_at, "reference": reference_rule.detector.fired_at}
 reasons = {"seed": reason(seed_rule.detector, "seed"), "reference": reason(reference_rule.detector, "reference")}
-print(f"seed rule (tau = {cfg.tau}) fires at epoch {fired['seed']}" if fired["seed"] else reasons["seed"])
-print(f"reference rule (tau = {cfg.ref_tau}) fires at epoch {fired['reference']}" if fired["reference"]
+print(f"seed rule (tau = {TAU}) fires at epoch {fired['seed']}" if fired["seed"] else reasons["seed"])
+print(f"reference rule (tau = {REF_TAU}) fires at epoch {fired['reference']}" if fired["reference"]
       else reasons["reference"])
 
 # The witness: how much of its total drift has the NTK done by the time each rule fires?
@@ -175,7 +170,7 @@ ax.plot(steps, seed_rule.step_distances, lw=1, label="every step")
 ax.plot([t * steps_per_epoch for t in range(1, len(delta) + 1)], delta, "o", label="Δ_t (epoch ends)")
 ax.set(xlabel="optimizer step", ylabel="Δ = ‖θ − θ₀‖²", title="distance travelled from initialisation")
 ax.legend()
-detector_figure(reference_rule.detector.history, cfg.ref_tau, "reference", ax=axes[0, 1])
+detector_figure(reference_rule.detector.history, REF_TAU, "reference", ax=axes[0, 1])
 ax = axes[1, 0]
 ax.plot(drift.steps, drift.distance, "-", color="tab:orange", label="kernel distance d(Θ₀, Θ_t)")
 ax.set(xlabel="optimizer step", ylabel="kernel distance from Θ₀", title="NTK drift on the probe batch")
@@ -198,7 +193,7 @@ if fired["reference"]:
 twin.set_ylabel("accuracy")
 ax.legend(loc="center right")
 twin.legend(loc="lower right")
-fig.suptitle(f"{cfg.model} (width {cfg.width}) on {cfg.data}, Adam lr {cfg.lr}")
+fig.suptitle(f"{MODEL} (width {WIDTH}) on {DATA}, Adam lr {LR}")
 fig.savefig(ck.paths.output_file(OUTPUT_DIR, "02_run.png"), dpi=110)
 plt.show()
 
@@ -225,13 +220,13 @@ plt.show()
 # kind of run on `digits` (8×8 images, 1 437 training samples; the lessons' former setting), watched by both rules.
 
 # %%
-digits = ck.data.load("digits", batch_size=cfg.digits_batch_size, seed=SEED, limit=cfg.limit)
-digits_model = ck.models.build("cnn", digits.input_shape, digits.num_classes, width=cfg.digits_width, seed=SEED)
-digits_rules = {"seed": ck.timing.DetectorCallback(ck.timing.EarlyCroPDetector(digits_model, threshold=cfg.tau)),
+digits = ck.data.load("digits", batch_size=DIGITS_BATCH_SIZE, seed=SEED, limit=LIMIT)
+digits_model = ck.models.build("cnn", digits.input_shape, digits.num_classes, width=DIGITS_WIDTH, seed=SEED)
+digits_rules = {"seed": ck.timing.DetectorCallback(ck.timing.EarlyCroPDetector(digits_model, threshold=TAU)),
                 "reference": ck.timing.DetectorCallback(
-                    ck.timing.EarlyCroPDetector(digits_model, rule="reference", threshold=cfg.ref_tau))}
+                    ck.timing.EarlyCroPDetector(digits_model, rule="reference", threshold=REF_TAU))}
 digits_history = ck.train.Trainer(
-    digits_model, digits, epochs=cfg.digits_epochs, lr=cfg.lr, seed=SEED, progress=False,
+    digits_model, digits, epochs=DIGITS_EPOCHS, lr=LR, seed=SEED, progress=False,
     callbacks=[ck.train.EvaluateOn(DataLoader(digits.train.dataset, batch_size=512)), *digits_rules.values()]).fit()
 
 
@@ -245,14 +240,14 @@ def at_firing(epochs, fire_epoch):
                 test_acc_at_fire=at["test_acc"] if at else None, test_acc_final=last["test_acc"])
 
 
-RUNS = {"setting": f"{cfg.data} {cfg.model} x{cfg.width}", "digits": f"digits cnn x{cfg.digits_width}"}
+RUNS = {"setting": f"{DATA} {MODEL} x{WIDTH}", "digits": f"digits cnn x{DIGITS_WIDTH}"}
 by_rule = {
     "setting": {"seed": at_firing(history.epochs, fired["seed"]),
                 "reference": at_firing(history.epochs, fired["reference"])},
     "digits": {rule: at_firing(digits_history.epochs, cb.detector.fired_at) for rule, cb in digits_rules.items()},
 }
 premise_table = pd.DataFrame([
-    {"run": RUNS[run], "rule": f"{rule} (tau {cfg.tau if rule == 'seed' else cfg.ref_tau})", **row}
+    {"run": RUNS[run], "rule": f"{rule} (tau {TAU if rule == 'seed' else REF_TAU})", **row}
     for run, rules in by_rule.items() for rule, row in rules.items()]).set_index(["run", "rule"])
 premise_table["acc gap (points)"] = 100 * (premise_table.train_acc_final - premise_table.train_acc_at_fire)
 premise_table["loss at fire / final"] = premise_table.loss_at_fire / premise_table.loss_final
@@ -297,11 +292,11 @@ for run in by_rule:
 # `OUTPUT_DIR`.
 
 # %%
-animation = rich_to_lazy_animation(seed_rule.step_distances, steps_per_epoch, cfg.tau,
-                                   drift_steps=drift.steps, drift=drift.distance, frames=cfg.frames)
+animation = rich_to_lazy_animation(seed_rule.step_distances, steps_per_epoch, TAU,
+                                   drift_steps=drift.steps, drift=drift.distance, frames=FRAMES)
 gif_path = ck.paths.output_file(OUTPUT_DIR, "02_rich_to_lazy.gif")
 animation.save(gif_path, writer=PillowWriter(fps=8))
-print(f"saved {gif_path} ({gif_path.stat().st_size / 1e3:.0f} kB, {cfg.frames} frames)")
+print(f"saved {gif_path} ({gif_path.stat().st_size / 1e3:.0f} kB, {FRAMES} frames)")
 html = animation.to_jshtml()
 plt.close(animation._fig)
 HTML(html)
@@ -315,12 +310,12 @@ HTML(html)
 # authors' code sets the reference rule's to $1-p$, i.e. 0.1 at 90 % sparsity.
 
 # %%
-taus = sorted({0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, cfg.tau, cfg.ref_tau, 0.9})
+taus = sorted({0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, TAU, REF_TAU, 0.9})
 tau_table = {tau: ck.timing.detection_epoch(delta, tau, "seed") for tau in taus}
 ref_tau_table = {tau: ck.timing.detection_epoch(reference_rule.detector.history, tau, "reference") for tau in taus}
 print("reference rule, detection epoch per tau:", ref_tau_table)
 print("seed rule, detection epoch per tau:     ", tau_table)
-display(tau_slider(reference_rule.detector.history, "reference", taus, cfg.ref_tau))
+display(tau_slider(reference_rule.detector.history, "reference", taus, REF_TAU))
 
 # %% [markdown]
 # ## 5 · Seed rule vs reference-code rule, on the same run
@@ -337,11 +332,11 @@ display(tau_slider(reference_rule.detector.history, "reference", taus, cfg.ref_t
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), constrained_layout=True)
-detector_figure(delta, cfg.tau, "seed", ax=axes[0])
-detector_figure(reference_rule.detector.history, cfg.ref_tau, "reference", ax=axes[1])
+detector_figure(delta, TAU, "seed", ax=axes[0])
+detector_figure(reference_rule.detector.history, REF_TAU, "reference", ax=axes[1])
 fig.savefig(ck.paths.output_file(OUTPUT_DIR, "02_rules.png"), dpi=110)
 plt.show()
-print(f"seed rule (tau {cfg.tau}): epoch {fired['seed']}   reference rule (tau {cfg.ref_tau}): epoch {fired['reference']}")
+print(f"seed rule (tau {TAU}): epoch {fired['seed']}   reference rule (tau {REF_TAU}): epoch {fired['reference']}")
 increments = [b - a for a, b in zip(delta, delta[1:])]
 print("seed rule: Δ_t − Δ_(t−1) per epoch, divided by Δ_1: " + ", ".join(f"{d / delta[0]:.2f}" for d in increments))
 print("reference rule: ratio per epoch from t = 3: " + ", ".join(f"{r:.2f}" for r in reference_rule.detector.ratios))
@@ -362,14 +357,14 @@ print("reference rule: ratio per epoch from t = 3: " + ", ".join(f"{r:.2f}" for 
 # rates (at the width above) and record when each rule fires and how far the NTK moved by the end.
 
 # %%
-variants = [("width", w, w, cfg.lr) for w in cfg.try_widths] + [("lr", lr, cfg.width, lr) for lr in cfg.try_lrs]
+variants = [("width", w, w, LR) for w in TRY_WIDTHS] + [("lr", lr, WIDTH, lr) for lr in TRY_LRS]
 rows, curves = [], {}
 for varied, value, width, lr in variants:
-    net = ck.models.build(cfg.model, data.input_shape, data.num_classes, width=width, seed=SEED).to(device)
+    net = ck.models.build(MODEL, data.input_shape, data.num_classes, width=width, seed=SEED).to(device)
     kernel_0 = ck.ntk.empirical_ntk(net, probe.to(device))
-    watch = ck.timing.DetectorCallback(ck.timing.EarlyCroPDetector(net, threshold=cfg.tau))
-    watch_ref = ck.timing.DetectorCallback(ck.timing.EarlyCroPDetector(net, rule="reference", threshold=cfg.ref_tau))
-    run = ck.train.Trainer(net, data, epochs=cfg.try_epochs, lr=lr, seed=SEED, callbacks=[watch, watch_ref],
+    watch = ck.timing.DetectorCallback(ck.timing.EarlyCroPDetector(net, threshold=TAU))
+    watch_ref = ck.timing.DetectorCallback(ck.timing.EarlyCroPDetector(net, rule="reference", threshold=REF_TAU))
+    run = ck.train.Trainer(net, data, epochs=TRY_EPOCHS, lr=lr, seed=SEED, callbacks=[watch, watch_ref],
                            progress=False).fit()
     kernel_end = ck.ntk.empirical_ntk(net, probe.to(device))
     curves[(varied, value)] = [d / watch.detector.history[0] for d in watch.detector.history]
@@ -410,10 +405,10 @@ plt.show()
 
 # %%
 results = {
-    "profile": PROFILE, "data": cfg.data, "model": cfg.model, "width": cfg.width, "lr": cfg.lr, "epochs": cfg.epochs,
-    "hardware": ck.hardware.describe(), "tau": cfg.tau, "ref_tau": cfg.ref_tau,
+    "profile": PROFILE, "data": DATA, "model": MODEL, "width": WIDTH, "lr": LR, "epochs": EPOCHS,
+    "hardware": ck.hardware.describe(), "tau": TAU, "ref_tau": REF_TAU,
     "detection_epoch": fired, "detection_reason": reasons,
-    "premise": {**{key: {"run": RUNS[key], "rule": "reference", "tau": cfg.ref_tau, **by_rule[key]["reference"],
+    "premise": {**{key: {"run": RUNS[key], "rule": "reference", "tau": REF_TAU, **by_rule[key]["reference"],
                          "holds": premise_holds(by_rule[key]["reference"])} for key in RUNS},
                 "by_rule": by_rule},
     "train_acc": table["train acc"].tolist(), "train_loss": table["train loss"].tolist(),

@@ -44,24 +44,26 @@ if HOSTED and importlib.util.find_spec("cropkit") is None:
     importlib.invalidate_caches()  # let this running kernel see the new package
 
 # %% tags=["parameters"]
-PROFILE = "cpu"  # type: str  smoke (seconds, for tests) | cpu (a laptop, the default) | paper (a GPU)
+PROFILE = "cpu"  # type: str  the values below are the cpu profile (a laptop), and cropkit.run takes its other defaults from it; the harness (--profile smoke or paper) applies 03_lottery_vs_earlycrop.profiles.json on top
 OUTPUT_DIR = "outputs"  # type: str  where the JSON results and figures are written
-DATA = None  # type: str  dataset name; None means the profile value (mnist1d)
-MODEL = None  # type: str  model name; None means the profile value (cnn)
-WIDTH = None  # type: float  width multiplier; None means the profile value
-EPOCHS = None  # type: int  epochs E of the sparse phase, and of each LTR training; None means the profile value
-BATCH_SIZE = None  # type: int  training batch size of every run; None means the profile value
-LIMIT = None  # type: int  training samples kept, the first ones; None means the profile value
-SCORE_BATCHES = None  # type: int  training batches the pruning scores see; None means the profile value
-MAX_DENSE_EPOCHS = None  # type: int  longest dense phase of EarlyCroP before the prune is forced; None means the profile value
-MEASURE_EMISSIONS = None  # type: bool  estimate each run with codecarbon; None means the profile value (on under paper)
-SPARSITIES = None  # type: list  target weight sparsities of the sweep, a list; None means the profile value
-SEEDS = None  # type: list  seeds of every configuration, a list; None means the profile value
-LTR_ROUNDS = None  # type: int  prune-rewind-retrain rounds R of LTR; None means the profile value
-REWIND_EPOCH = None  # type: int  epoch k whose weights LTR rewinds to, 0 means initialisation; None means the profile value
-FOCUS_SPARSITY = None  # type: float  sparsity of the cost plot and of the table; None means the profile value
+DATA = "mnist1d"  # type: str  dataset name; with the model, the width and the detector below: lesson 02 setting, where EarlyCroP premise holds
+MODEL = "cnn"  # type: str  model name
+WIDTH = 0.5  # type: float  width multiplier
+EPOCHS = 6  # type: int  epochs E of the sparse phase, and of each LTR training
+BATCH_SIZE = 128  # type: int  training batch size of every run
+LIMIT = None  # type: int|None  training samples kept, the first ones; None keeps them all
+SCORE_BATCHES = 4  # type: int  training batches the pruning scores see
+MAX_DENSE_EPOCHS = 10  # type: int  longest dense phase of EarlyCroP before the prune is forced
+RULE = "reference"  # type: str  rule of the EarlyCroP detector, seed or reference (lesson 02)
+THRESHOLD = 0.7  # type: float|None  threshold tau of the detector rule; None takes the rule default
+MEASURE_EMISSIONS = False  # type: bool  estimate each run with codecarbon
+SPARSITIES = [0.5, 0.8, 0.9, 0.95]  # type: list  target weight sparsities of the sweep
+SEEDS = [0, 1, 2]  # type: list  seeds of every configuration
+LTR_ROUNDS = 3  # type: int  prune-rewind-retrain rounds R of LTR
+REWIND_EPOCH = 1  # type: int  epoch k whose weights LTR rewinds to, 0 means initialisation
+FOCUS_SPARSITY = 0.9  # type: float  sparsity of the cost plot and of the table, one of the SPARSITIES
 METHODS = ["ltr", "ltr-reinit", "earlycrop-u", "earlycrop-u-magnitude", "crop-u", "snip", "random-u"]  # type: list  contestants; dense runs as the reference
-THREADS = None  # type: int  torch CPU threads; None means the profile value (1 on cpu)
+THREADS = 1  # type: int|None  torch CPU threads (these small nets train several times faster on one than on two busy cores); None lets torch choose
 CACHE = True  # type: bool  replay runs stored in outputs/cache; False trains everything again
 
 # %%
@@ -76,48 +78,40 @@ from IPython.display import display
 from torch.utils.data import DataLoader
 
 import cropkit as ck
-from cropkit.experiments import profiles
-from cropkit.experiments import grid, lottery
+from cropkit.experiments import grid, lottery, profiles
 from cropkit.methods.registry import FAMILIES, LABELS, REGISTRY, entry_of
 
 phases = ck.notebook.Phases()  # wall seconds of each phase, printed as it ends and saved in the JSON
-cfg = profiles.settings("03_lottery_vs_earlycrop", PROFILE, DATA=DATA, MODEL=MODEL, WIDTH=WIDTH, EPOCHS=EPOCHS,
-                           SPARSITIES=SPARSITIES, SEEDS=SEEDS, LTR_ROUNDS=LTR_ROUNDS, REWIND_EPOCH=REWIND_EPOCH,
-                           FOCUS_SPARSITY=FOCUS_SPARSITY, THREADS=THREADS,
-                           BATCH_SIZE=BATCH_SIZE, LIMIT=LIMIT, SCORE_BATCHES=SCORE_BATCHES,
-                           MAX_DENSE_EPOCHS=MAX_DENSE_EPOCHS, MEASURE_EMISSIONS=MEASURE_EMISSIONS)
-if cfg.threads:
-    torch.set_num_threads(cfg.threads)
-if cfg.focus_sparsity not in cfg.sparsities:
-    raise ValueError(f"FOCUS_SPARSITY={cfg.focus_sparsity} must be one of the SPARSITIES {cfg.sparsities}")
+if THREADS:
+    torch.set_num_threads(THREADS)
+if FOCUS_SPARSITY not in SPARSITIES:
+    raise ValueError(f"FOCUS_SPARSITY={FOCUS_SPARSITY} must be one of the SPARSITIES {SPARSITIES}")
 # Every run gets the same settings; each method reads the ones it needs (cropkit.run documents them all).
-RUN_OPTIONS = dict(profile=PROFILE, data=cfg.data, model=cfg.model, width=cfg.width, epochs=cfg.epochs,
-                   batch_size=cfg.batch_size, limit=cfg.limit, score_batches=cfg.score_batches,
-                   max_dense_epochs=cfg.max_dense_epochs, rule=cfg.rule, threshold=cfg.threshold,
-                   ltr_rounds=cfg.ltr_rounds, rewind_epoch=cfg.rewind_epoch,
-                   measure_emissions=cfg.measure_emissions, cache=CACHE)
+RUN_OPTIONS = dict(profile=PROFILE, data=DATA, model=MODEL, width=WIDTH, epochs=EPOCHS, batch_size=BATCH_SIZE,
+                   limit=LIMIT, score_batches=SCORE_BATCHES, max_dense_epochs=MAX_DENSE_EPOCHS, rule=RULE,
+                   threshold=THRESHOLD, ltr_rounds=LTR_ROUNDS, rewind_epoch=REWIND_EPOCH,
+                   measure_emissions=MEASURE_EMISSIONS, cache=CACHE)
 HARDWARE = ck.hardware.describe()
-print(cfg)
 print("measured on:", HARDWARE)
 STEM = "03_lottery_vs_earlycrop"
-JOBS = grid.plan(["dense"] + METHODS, cfg.sparsities, cfg.seeds, progress=False, **RUN_OPTIONS)  # validated now
+JOBS = grid.plan(["dense"] + METHODS, SPARSITIES, SEEDS, progress=False, **RUN_OPTIONS)  # validated now
 phases.done("setup")
 
 # %% [markdown]
 # ## 1 · The bill before the race
 #
-# What each contestant must train, in epochs, with this profile's $E$ (`EPOCHS`), $R$ (`LTR_ROUNDS`) and EarlyCroP's
+# What each contestant must train, in epochs, with $E$ (`EPOCHS`), $R$ (`LTR_ROUNDS`) and EarlyCroP's
 # cap on the dense phase (`max_dense_epochs`). The EarlyCroP detector decides its own dense phase $t$; the table
 # shows the range it can take.
 
 # %%
-E, R = cfg.epochs, cfg.ltr_rounds
+E, R = EPOCHS, LTR_ROUNDS
 for job in JOBS:  # each method's facts (`cropkit methods`): the most epochs it trains with these settings
-    if job.seed == cfg.seeds[0] and job.sparsity in (0.0, cfg.focus_sparsity):
+    if job.seed == SEEDS[0] and job.sparsity in (0.0, FOCUS_SPARSITY):
         spec = REGISTRY[job.method]
         print(f"{LABELS[job.entry]:>30}  prunes {spec.when:<15} {spec.schedule:<75} trains at most {job.epochs} epochs")
-print(f"LTR rewinds to the weights after epoch {cfg.rewind_epoch}; round r prunes to the sparsity 1 - (1 - p)^(r/{R})")
-print(f"EarlyCroP's detector: {cfg.rule} rule, tau = {cfg.threshold}, at most {cfg.max_dense_epochs} dense epochs")
+print(f"LTR rewinds to the weights after epoch {REWIND_EPOCH}; round r prunes to the sparsity 1 - (1 - p)^(r/{R})")
+print(f"EarlyCroP's detector: {RULE} rule, tau = {THRESHOLD}, at most {MAX_DENSE_EPOCHS} dense epochs")
 phases.done("bill")
 
 # %% [markdown]
@@ -182,9 +176,9 @@ for method, group in accuracy.groupby("method", sort=False):
     color, marker, line = STYLE.get(method, ("k", ".", "-"))
     ax.errorbar(position(group.target_sparsity), 100 * group["mean"], yerr=100 * group["std"], color=color,
                 marker=marker, ls=line, capsize=3, label=LABELS[method], mfc=FACE.get(method, color))
-ax.set_xticks(position(cfg.sparsities), [f"{s:.0%}" for s in cfg.sparsities])
+ax.set_xticks(position(SPARSITIES), [f"{s:.0%}" for s in SPARSITIES])
 ax.set(xlabel="target weight sparsity (spaced by log of 1/density)", ylabel="test accuracy (%)",
-       title=f"Accuracy over sparsity · {cfg.data} / {cfg.model} · mean ± std over {len(cfg.seeds)} seed(s)")
+       title=f"Accuracy over sparsity · {DATA} / {MODEL} · mean ± std over {len(SEEDS)} seed(s)")
 ax.grid(alpha=0.3)
 ax.legend(ncol=2, fontsize=9, loc="lower left")
 fig.tight_layout()
@@ -228,7 +222,7 @@ def firing_record(result):
 dense_final_train_acc = np.mean([r.history[-1]["train_acc"] for r in results if r.method == "dense"])
 when_how_rows = []
 for m in WHEN_HOW:
-    mine = [r for r in results if entry_of(r.method, r.config) == m and r.target_sparsity == cfg.focus_sparsity]
+    mine = [r for r in results if entry_of(r.method, r.config) == m and r.target_sparsity == FOCUS_SPARSITY]
     fired_at = [firing_record(r) for r in mine]
     when_how_rows.append({
         "method": LABELS[m], "when": WHEN[m], "score": HOW[m],
@@ -240,7 +234,7 @@ for m in WHEN_HOW:
         "forced at the cap": sum(bool(r.forced) for r in mine),
     })
 when_how = pd.DataFrame(when_how_rows).set_index("method")
-print(f"{cfg.data} / {cfg.model} x{cfg.width}, target sparsity {cfg.focus_sparsity:.0%}, {len(cfg.seeds)} seed(s); "
+print(f"{DATA} / {MODEL} x{WIDTH}, target sparsity {FOCUS_SPARSITY:.0%}, {len(SEEDS)} seed(s); "
       f"dense: test accuracy {dense_mean:.1%}, train accuracy in its last epoch {dense_final_train_acc:.1%}")
 display(when_how.round(3))
 acc = when_how["test acc"]
@@ -262,19 +256,19 @@ phases.done("when or how")
 
 # %%
 run_cfg = profiles.settings("run", PROFILE)
-seed = cfg.seeds[0]
-moment_data = ck.data.load(cfg.data, batch_size=cfg.batch_size, seed=seed, limit=cfg.limit)
-net = ck.models.build(cfg.model, moment_data.input_shape, moment_data.num_classes, width=cfg.width, seed=seed)
+seed = SEEDS[0]
+moment_data = ck.data.load(DATA, batch_size=BATCH_SIZE, seed=seed, limit=LIMIT)
+net = ck.models.build(MODEL, moment_data.input_shape, moment_data.num_classes, width=WIDTH, seed=seed)
 theta_0 = copy.deepcopy(net)
 detector = ck.timing.DetectorCallback(
-    ck.timing.EarlyCroPDetector(net, rule=cfg.rule, threshold=cfg.threshold, max_epochs=cfg.max_dense_epochs),
+    ck.timing.EarlyCroPDetector(net, rule=RULE, threshold=THRESHOLD, max_epochs=MAX_DENSE_EPOCHS),
     on_fire=lambda trainer: setattr(trainer, "stop", True))
-ck.train.Trainer(net, moment_data, cfg.max_dense_epochs, lr=run_cfg.lr, weight_decay=run_cfg.weight_decay,
+ck.train.Trainer(net, moment_data, MAX_DENSE_EPOCHS, lr=run_cfg.lr, weight_decay=run_cfg.weight_decay,
                  schedule="constant", callbacks=[detector], seed=seed, progress=False).fit()
-scoring = ck.data.take(DataLoader(moment_data.train.dataset, batch_size=cfg.batch_size, shuffle=True,
-                                  generator=torch.Generator().manual_seed(seed)), cfg.score_batches)
+scoring = ck.data.take(DataLoader(moment_data.train.dataset, batch_size=BATCH_SIZE, shuffle=True,
+                                  generator=torch.Generator().manual_seed(seed)), SCORE_BATCHES)
 early_run = next(r for r in results if r.method == "earlycrop-u" and r.seed == seed
-                 and r.target_sparsity == cfg.focus_sparsity)
+                 and r.target_sparsity == FOCUS_SPARSITY)
 print(f"re-created: the detector fired after epoch {detector.fired_epoch} (the EarlyCroP-U run of seed {seed} pruned "
       f"after epoch {early_run.prune_epoch})")
 
@@ -282,7 +276,7 @@ print(f"re-created: the detector fired after epoch {detector.fired_epoch} (the E
 def kept_per_layer(model, criterion):
     """Fraction of each prunable layer's weights kept when ``model`` is pruned by ``criterion`` to the focus sparsity."""
     pruned_copy = ck.prune.unstructured(copy.deepcopy(model), ck.scores.WEIGHT_SCORES[criterion](
-        model, scoring, seed=seed), cfg.focus_sparsity)
+        model, scoring, seed=seed), FOCUS_SPARSITY)
     return {name: mask.float().mean().item() for name, mask in ck.prune.masks(pruned_copy).items()}
 
 
@@ -297,7 +291,7 @@ layers.insert(0, "layer", [f"{type(modules[n.rsplit('.', 1)[0]]).__name__} {tupl
 display(layers.drop(columns="weights").round(4))
 big = layers["share of all weights"].idxmax()
 print(f"the largest layer, {big} ({layers.loc[big, 'layer']}), holds {layers.loc[big, 'share of all weights']:.0%} of the prunable weights; at "
-      f"{cfg.focus_sparsity:.0%} sparsity it keeps " + ", ".join(f"{layers.loc[big, c]:.1%} ({c})" for c in kept))
+      f"{FOCUS_SPARSITY:.0%} sparsity it keeps " + ", ".join(f"{layers.loc[big, c]:.1%} ({c})" for c in kept))
 phases.done("kept per layer")
 
 # %% [markdown]
@@ -331,17 +325,17 @@ round_acc = (per_round.groupby(["method", "target_sparsity", "round"], sort=Fals
              .agg(sparsity=("round_sparsity", "first"), mean=("test_acc", "mean"), std=("test_acc", "std"))
              .fillna({"std": 0.0}).reset_index())
 fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
-colors = plt.cm.viridis(np.linspace(0, 0.9, len(cfg.sparsities)))
-for color, target in zip(colors, cfg.sparsities):
+colors = plt.cm.viridis(np.linspace(0, 0.9, len(SPARSITIES)))
+for color, target in zip(colors, SPARSITIES):
     g = round_acc[(round_acc.method == "ltr") & (round_acc.target_sparsity == target)]
     left.errorbar(g["round"], 100 * g["mean"], yerr=100 * g["std"], color=color, marker="o", capsize=3,
                   label=f"target {target:.0%}")
 left.set(xlabel="round (0 = dense training before any pruning)", ylabel="test accuracy after the round (%)",
-         title="LTR with rewinding: accuracy after each round", xticks=range(cfg.ltr_rounds + 1))
+         title="LTR with rewinding: accuracy after each round", xticks=range(LTR_ROUNDS + 1))
 left.legend(fontsize=9)
 left.grid(alpha=0.3)
 for method in ("ltr", "ltr-reinit"):
-    g = round_acc[(round_acc.method == method) & (round_acc.target_sparsity == cfg.focus_sparsity)]
+    g = round_acc[(round_acc.method == method) & (round_acc.target_sparsity == FOCUS_SPARSITY)]
     color, marker, line = STYLE[method]
     right.errorbar(g["round"], 100 * g["mean"], yerr=100 * g["std"], color=color, marker=marker, ls=line,
                    capsize=3, label=LABELS[method], mfc=FACE.get(method, color))
@@ -349,14 +343,14 @@ for method in ("ltr", "ltr-reinit"):
         right.annotate(f"{row.sparsity:.0%}", (row["round"], 100 * row["mean"]), textcoords="offset points",
                        xytext=(0, 8), ha="center", fontsize=8, color="0.3")
 right.set(xlabel="round (labels: sparsity trained at)", ylabel="test accuracy after the round (%)",
-          title=f"Rewinding vs random reinit, target {cfg.focus_sparsity:.0%}", xticks=range(cfg.ltr_rounds + 1))
+          title=f"Rewinding vs random reinit, target {FOCUS_SPARSITY:.0%}", xticks=range(LTR_ROUNDS + 1))
 right.legend(fontsize=9)
 right.grid(alpha=0.3)
 fig.tight_layout()
 fig.savefig(ck.paths.output_file(OUTPUT_DIR, f"{STEM}_ltr_rounds.png"), dpi=110)
 plt.show()
 
-focus_rounds = round_acc[round_acc.target_sparsity == cfg.focus_sparsity]
+focus_rounds = round_acc[round_acc.target_sparsity == FOCUS_SPARSITY]
 display(focus_rounds.pivot(index="round", columns="method", values="mean").rename(columns=LABELS)
         .assign(sparsity=focus_rounds.groupby("round", sort=False).sparsity.first()).round(3))
 phases.done("ltr rounds plot")
@@ -370,7 +364,7 @@ phases.done("ltr rounds plot")
 # measured on the hardware printed above, one run at a time; on a shared machine they are noisy, epochs are not.
 
 # %%
-focus = pruned[pruned.target_sparsity == cfg.focus_sparsity]
+focus = pruned[pruned.target_sparsity == FOCUS_SPARSITY]
 cost = focus.groupby("method", sort=False).agg(
     acc=("test_acc", "mean"), acc_std=("test_acc", "std"), epochs=("epochs_trained", "mean"),
     epochs_std=("epochs_trained", "std"), seconds=("train_seconds", "mean"), seconds_std=("train_seconds", "std"),
@@ -390,8 +384,8 @@ for ax, column, xlabel in ((axes[0], "epochs", "epochs trained (dense phase and 
     ax.plot(dense_cost, 100 * dense_mean, "*", color="0.5", ms=13, label="Dense (not pruned)")
     ax.set(xlabel=xlabel, ylabel="test accuracy (%)")
     ax.grid(alpha=0.3)
-axes[0].set_title(f"Accuracy over epochs at {cfg.focus_sparsity:.0%} sparsity")
-axes[1].set_title(f"Accuracy over wall time at {cfg.focus_sparsity:.0%} sparsity")
+axes[0].set_title(f"Accuracy over epochs at {FOCUS_SPARSITY:.0%} sparsity")
+axes[1].set_title(f"Accuracy over wall time at {FOCUS_SPARSITY:.0%} sparsity")
 axes[1].legend(fontsize=8, loc="lower right", ncol=2)
 fig.tight_layout()
 fig.savefig(ck.paths.output_file(OUTPUT_DIR, f"{STEM}_pareto.png"), dpi=110)
@@ -409,11 +403,11 @@ phases.done("cost plot")
 # tracker adds seconds to every run; it is on under `paper`).
 
 # %%
-table_rows = [r for r in runs.to_dict("records") if r["method"] == "dense" or r["target_sparsity"] == cfg.focus_sparsity]
+table_rows = [r for r in runs.to_dict("records") if r["method"] == "dense" or r["target_sparsity"] == FOCUS_SPARSITY]
 table = ck.results.paper_table(table_rows, LABELS, FAMILIES)
 table = table[["Method", "Seeds", "Test accuracy ↑", "Weight sparsity", "Epochs", "Training time (s) ↓",
                "Batch time (ms) ↓", "Peak memory (MB) ↓", "Disk (kB) ↓", "Emissions (mg) ↓"]]
-print(f"{cfg.data} / {cfg.model}, target weight sparsity {cfg.focus_sparsity:.0%}, measured on {HARDWARE}")
+print(f"{DATA} / {MODEL}, target weight sparsity {FOCUS_SPARSITY:.0%}, measured on {HARDWARE}")
 display(table)
 phases.done("table")
 
@@ -447,15 +441,15 @@ if "earlycrop-u-magnitude" in METHODS:
 c = cost
 epochs_ratio = c.loc["ltr", "epochs"] / c.loc["earlycrop-u", "epochs"]
 seconds_ratio = c.loc["ltr", "seconds"] / c.loc["earlycrop-u", "seconds"]
-print(f"\nWhat it costs at {cfg.focus_sparsity:.0%}: LTR trained {c.loc['ltr', 'epochs']:.0f} epochs, EarlyCroP-U "
+print(f"\nWhat it costs at {FOCUS_SPARSITY:.0%}: LTR trained {c.loc['ltr', 'epochs']:.0f} epochs, EarlyCroP-U "
       f"{c.loc['earlycrop-u', 'epochs']:.1f} and CroP-U {c.loc['crop-u', 'epochs']:.0f}: {epochs_ratio:.1f}x the epochs "
       f"and {seconds_ratio:.1f}x the wall time of EarlyCroP-U.")
-focus_gap = rewind_gap.set_index("target_sparsity").loc[cfg.focus_sparsity]
-focus_ltr = ltr_vs_early.set_index("target_sparsity").loc[cfg.focus_sparsity]
+focus_gap = rewind_gap.set_index("target_sparsity").loc[FOCUS_SPARSITY]
+focus_ltr = ltr_vs_early.set_index("target_sparsity").loc[FOCUS_SPARSITY]
 ltr_over_dense = (R + 1) * E / E
 print(f"LTR here costs (R + 1) x E = ({R} + 1) x {E} = {(R + 1) * E} epochs, {ltr_over_dense:.0f}x the {E} epochs of "
       f"dense training (R + 1 = {R + 1}), against the 2.5x dense training the paper reports for LTR.")
-print(f"What it buys at {cfg.focus_sparsity:.0%}: {100 * focus_gap.difference:+.1f} points over random reinit "
+print(f"What it buys at {FOCUS_SPARSITY:.0%}: {100 * focus_gap.difference:+.1f} points over random reinit "
       f"({focus_gap.verdict}) and {100 * focus_ltr.difference:+.1f} points over EarlyCroP-U ({focus_ltr.verdict}).")
 ltr_wins = [s for s, v in zip(ltr_vs_early.target_sparsity, ltr_vs_early.verdict) if v == "LTR ahead"]
 early_wins = [s for s, v in zip(ltr_vs_early.target_sparsity, ltr_vs_early.verdict) if v == "EarlyCroP-U ahead"]
@@ -468,7 +462,7 @@ for m in METHODS:
         below_random[m] = [s for s, v in zip(lost.target_sparsity, lost.verdict) if v == "Random-U ahead"]
 n_early = sum(r.method == "earlycrop-u" for r in results)
 forced = sum(r.method == "earlycrop-u" and bool(r.forced) for r in results)
-print(f"EarlyCroP runs (CroP and magnitude) pruned at the cap of {cfg.max_dense_epochs} dense epochs because the detector had not fired: "
+print(f"EarlyCroP runs (CroP and magnitude) pruned at the cap of {MAX_DENSE_EPOCHS} dense epochs because the detector had not fired: "
       f"{forced} of {n_early}")
 emptied = {}
 for r in results:
@@ -521,11 +515,11 @@ COLUMNS = ["method", "label", "target_sparsity", "seed", "test_acc", "best_test_
            "epochs_trained", "prune_epoch", "train_seconds", "params", "flops", "nonzero_macs", "batch_time_ms",
            "peak_memory_bytes", "disk_bytes", "emissions_g"]
 results_json = {
-    "profile": PROFILE, "hardware": HARDWARE, "data": cfg.data, "model": cfg.model, "width": cfg.width,
-    "epochs": cfg.epochs, "sparsities": cfg.sparsities, "seeds": cfg.seeds, "focus_sparsity": cfg.focus_sparsity,
-    "methods": METHODS, "max_dense_epochs": cfg.max_dense_epochs,
-    "ltr": {"rounds": cfg.ltr_rounds, "trainings": cfg.ltr_rounds + 1, "epochs_per_round": cfg.epochs,
-            "rewind_epoch": cfg.rewind_epoch},
+    "profile": PROFILE, "hardware": HARDWARE, "data": DATA, "model": MODEL, "width": WIDTH,
+    "epochs": EPOCHS, "sparsities": SPARSITIES, "seeds": SEEDS, "focus_sparsity": FOCUS_SPARSITY,
+    "methods": METHODS, "max_dense_epochs": MAX_DENSE_EPOCHS,
+    "ltr": {"rounds": LTR_ROUNDS, "trainings": LTR_ROUNDS + 1, "epochs_per_round": EPOCHS,
+            "rewind_epoch": REWIND_EPOCH},
     "runs_total": len(results), "runs_replayed": replayed, "sweep_seconds": sweep_seconds,
     "table": table.reset_index().to_dict("records"),
     "rows": runs[COLUMNS].to_dict("records"),
@@ -537,7 +531,7 @@ results_json = {
     "magnitude_vs_crop_at_theta_t": how_gap.to_dict("records") if "earlycrop-u-magnitude" in METHODS else [],
     "ltr_epochs_over_earlycrop": epochs_ratio, "ltr_seconds_over_earlycrop": seconds_ratio,
     "ltr_epochs_over_dense": ltr_over_dense,
-    "detector": {"rule": cfg.rule, "threshold": cfg.threshold, "max_dense_epochs": cfg.max_dense_epochs},
+    "detector": {"rule": RULE, "threshold": THRESHOLD, "max_dense_epochs": MAX_DENSE_EPOCHS},
     "when_how": when_how.reset_index().to_dict("records"), "dense_final_train_acc": dense_final_train_acc,
     "kept_per_layer": {"seed": seed, "fire_epoch": detector.fired_epoch, "largest": big,
                        "layers": layers.rename_axis("name").reset_index().to_dict("records")},

@@ -37,21 +37,25 @@ if HOSTED and importlib.util.find_spec("cropkit") is None:
     importlib.invalidate_caches()  # let this running kernel see the new package
 
 # %% tags=["parameters"]
-PROFILE = "cpu"  # type: str  smoke (seconds, for tests) | cpu (a laptop, the default) | paper (a GPU: CIFAR-10, ResNet18 at 95 %, VGG16 at 98 %)
+PROFILE = "cpu"  # type: str  the values below are the cpu profile (a laptop), and cropkit.run takes its other defaults from it; the harness (--profile smoke or paper) applies 04_structured_pruning.profiles.json on top (paper: CIFAR-10, ResNet18 at 95 %, VGG16 at 98 %)
 OUTPUT_DIR = "outputs"  # type: str  where the JSON results and figures are written
-DATA = None  # type: str  dataset of the method tables; None: the profile value (mnist1d; cifar10 on paper)
-TABLES = None  # type: list  [[model, target weight sparsity], ...] compared in the paper table; None: the profile value
-WIDTH = None  # type: float  width multiplier of the table models; None: the profile value
-EPOCHS = None  # type: int  epochs after pruning; None: the profile value
-SEEDS = None  # type: list  seeds per method, e.g. [0] for a quick table; None: the profile value ([0, 1, 2] on cpu)
-EXPLORER_WIDTH = None  # type: float  width of the explorer ResNet18 / VGG16; None: the profile value (0.25 on a CPU)
-EXPLORER_CRITERION = None  # type: str  criterion the explorer starts with (a key of cropkit.scores.NODE_SCORES); None: the profile value
-WIDE_WIDTH = None  # type: float  width of the wide model pruned in section 4; None: the profile value
-NARROW_WIDTHS = None  # type: list  dense widths measured against the pruned wide model; None: the profile value
-EXPLORER_BATCH = None  # type: int  samples in the batch the explorer scores and times; None: the profile value
-SWEEP = None  # type: list  target weight sparsities of the explorer sweep; None: the profile value
-OPTIONS = None  # type: dict  options of every cropkit.run below, e.g. batch_size or limit; None: the profile value
-THREADS = None  # type: int  torch CPU threads; None: the profile value (1 on smoke and cpu; paper: torch chooses)
+DATA = "mnist1d"  # type: str  dataset of the method tables and of section 4 (lesson 02 setting)
+TABLES = [["cnn", 0.9]]  # type: list  [[model, target weight sparsity], ...] compared in the paper table
+WIDTH = 0.5  # type: float  width multiplier of the table models
+EPOCHS = 6  # type: int  epochs after pruning
+SEEDS = [0, 1, 2]  # type: list  seeds per method, e.g. [0] for a quick table
+OPTIONS = {"batch_size": 128, "rule": "reference", "threshold": 0.7, "max_dense_epochs": 10}  # type: dict  options of every cropkit.run below (lesson 02 batch size and EarlyCroP-S detector: the reference rule at tau 0.7)
+EXPLORER_MODELS = ["resnet18", "vgg16"]  # type: list  models of the explorer dropdown and of its sweep
+EXPLORER_CRITERION = "crop_nodes"  # type: str  criterion the explorer starts with (a key of cropkit.core.scores.NODE_SCORES)
+EXPLORER_WIDTH = 0.25  # type: float  width of the explorer ResNet18 / VGG16
+EXPLORER_BATCH = 8  # type: int  samples in the batch the explorer scores and times
+EXPLORER_DATA = "synthetic"  # type: str  what the explorer scores on: synthetic (one batch of random inputs) or a dataset name
+EXPLORER_THREADS = 1  # type: int|None  torch CPU threads of the explorer (one is steadier for timing); None leaves them
+SWEEP = [0.3, 0.5, 0.7, 0.8, 0.9, 0.95]  # type: list  target weight sparsities of the explorer sweep
+WIDE_WIDTH = 2.0  # type: float  width of the wide model pruned in section 4
+WIDE_SPARSITY = 0.9  # type: float  target weight sparsity of the wide model of section 4
+NARROW_WIDTHS = [0.25, 0.375, 0.5, 0.625, 0.75, 1.0]  # type: list  dense widths measured against the pruned wide model
+THREADS = 1  # type: int|None  torch CPU threads; None lets torch choose
 
 # %%
 import matplotlib.pyplot as plt
@@ -64,18 +68,11 @@ from cropkit.experiments import profiles
 from cropkit.methods.registry import FAMILIES, LABELS
 from cropkit.experiments.results import PAPER_COLUMNS, runs_frame
 
-cfg = profiles.settings("04_structured_pruning", PROFILE, DATA=DATA, TABLES=TABLES, WIDTH=WIDTH, EPOCHS=EPOCHS,
-                           SEEDS=SEEDS, EXPLORER_WIDTH=EXPLORER_WIDTH, EXPLORER_CRITERION=EXPLORER_CRITERION,
-                           WIDE_WIDTH=WIDE_WIDTH, THREADS=THREADS,
-                           NARROW_WIDTHS=NARROW_WIDTHS, EXPLORER_BATCH=EXPLORER_BATCH, SWEEP=SWEEP,
-                           RUN_OPTIONS=OPTIONS)
 run_cfg = profiles.settings("run", PROFILE)
-# Options of every cropkit.run below: under cpu, lesson 02's batch size and EarlyCroP-S's detector (reference rule, τ 0.7)
-RUN_OPTIONS = dict(profile=PROFILE, epochs=cfg.epochs, **cfg.run_options)
+RUN_OPTIONS = dict(profile=PROFILE, epochs=EPOCHS, **OPTIONS)
 batch_size = RUN_OPTIONS.get("batch_size", run_cfg.batch_size)
-if cfg.threads:
-    torch.set_num_threads(cfg.threads)
-print(cfg)
+if THREADS:
+    torch.set_num_threads(THREADS)
 print("measured on:", ck.hardware.describe())
 
 # %% [markdown]
@@ -90,22 +87,22 @@ print("measured on:", ck.hardware.describe())
 #
 # * **budget** `weights` reaches the target *weight* sparsity (the paper's axis); `nodes` removes that fraction of
 #   nodes; `flops` removes nodes until the FLOPs fall by that fraction, ranking nodes by score per FLOP saved.
-# * On a CPU profile the explorer scores on one batch of random CIFAR-shaped inputs: it is about the *shape* and
-#   the *cost* of the pruned network, not its accuracy (sections 3 and 4 train real networks). `bn_nodes`
-#   (EarlyBird's |γ|) sees all γ = 1 at initialisation, so its ties are broken by position: it is meant for
-#   trained networks.
+# * With `EXPLORER_DATA = "synthetic"` (the `cpu` value) the explorer scores on one batch of random CIFAR-shaped
+#   inputs: it is about the *shape* and the *cost* of the pruned network, not its accuracy (sections 3 and 4 train
+#   real networks). `bn_nodes` (EarlyBird's |γ|) sees all γ = 1 at initialisation, so its ties are broken by
+#   position: it is meant for trained networks.
 # * Batch-time ratios are wall-clock measurements of a few steps (on a CPU profile with one thread, which is
 #   steadier for such small steps): on a shared or busy machine they are noisy; parameter, FLOP and memory
 #   ratios are exact or nearly so.
 
 # %%
 explorer_batches = None  # None: one seeded batch of random inputs (shape and cost only)
-if cfg.explorer_data != "synthetic":
-    explorer_data = ck.data.load(cfg.explorer_data, batch_size=cfg.explorer_batch, seed=0)
+if EXPLORER_DATA != "synthetic":
+    explorer_data = ck.data.load(EXPLORER_DATA, batch_size=EXPLORER_BATCH, seed=0)
     explorer_batches = ck.data.take(explorer_data.train, 1)
-explorer = ck.explorer.StructuredExplorer(model_names=cfg.explorer_models, criterion=cfg.explorer_criterion,
-                                         width=cfg.explorer_width, batch_size=cfg.explorer_batch,
-                                         batches=explorer_batches, threads=cfg.explorer_threads, sparsity=0.5)
+explorer = ck.explorer.StructuredExplorer(model_names=EXPLORER_MODELS, criterion=EXPLORER_CRITERION,
+                                         width=EXPLORER_WIDTH, batch_size=EXPLORER_BATCH,
+                                         batches=explorer_batches, threads=EXPLORER_THREADS, sparsity=0.5)
 explorer.update()  # draw the current choice now, so that the executed notebook shows it too
 display(explorer.widget)
 
@@ -125,14 +122,14 @@ print(ck.explorer.StructuredExplorer.summary_text(state))
 # %% [markdown]
 # ## 2 · Sweeping the slider
 #
-# The explorer's numbers for every model over a range of target weight sparsities, with the profile's criterion.
+# The explorer's numbers for every model over a range of target weight sparsities (`SWEEP`), with `EXPLORER_CRITERION`.
 # The dashed line is `1 − sparsity`: the parameter ratio sits on it by construction (the budget counts prunable
 # weights; biases and norm layers shrink with their channels).
 
 # %%
 sweep = []
-for name in cfg.explorer_models:
-    for s in explorer.sweep(name, cfg.explorer_criterion, cfg.sweep):
+for name in EXPLORER_MODELS:
+    for s in explorer.sweep(name, EXPLORER_CRITERION, SWEEP):
         sweep.append({k: s[k] for k in ("model", "target_sparsity", "weight_sparsity", "node_sparsity",
                                         "params_ratio", "flops_ratio", "batch_time_ratio", "peak_memory_ratio")})
 sweep = pd.DataFrame(sweep)
@@ -146,8 +143,8 @@ for ax, key, title in zip(axes, ["params_ratio", "flops_ratio", "batch_time_rati
     ax.plot(sweep["target_sparsity"], 1 - sweep["target_sparsity"], "k--", lw=0.8, label="1 − sparsity")
     ax.set(title=f"{title} ÷ dense", xlabel="target weight sparsity", ylim=(0, None))
 axes[0].legend(fontsize=8)
-fig.suptitle(f"{cfg.explorer_criterion} at initialisation, width {cfg.explorer_width}, "
-             f"batch {cfg.explorer_batch} on {explorer.last['hardware']}", fontsize=9)
+fig.suptitle(f"{EXPLORER_CRITERION} at initialisation, width {EXPLORER_WIDTH}, "
+             f"batch {EXPLORER_BATCH} on {explorer.last['hardware']}", fontsize=9)
 fig.tight_layout()
 fig.savefig(ck.paths.output_file(OUTPUT_DIR, "04_sweep.png"), dpi=100)
 plt.show()
@@ -176,13 +173,13 @@ STRUCTURED = ["random-s", "snap", "crop-s", "cropit-s", "earlycrop-s", "earlybir
 SHOWN = ["Type", "Method"] + [header for _, header, *_ in PAPER_COLUMNS] + ["FLOPs", "Epochs", "Prune epoch"]
 
 tables, runs = {}, {}
-for model, sparsity in cfg.tables:
+for model, sparsity in TABLES:
     key = f"{model}@{sparsity}"
-    tables[key] = ck.compare(["dense", *UNSTRUCTURED, *STRUCTURED], data=cfg.data, model=model, sparsity=sparsity,
-                             seeds=cfg.seeds, width=cfg.width, **RUN_OPTIONS)
+    tables[key] = ck.compare(["dense", *UNSTRUCTURED, *STRUCTURED], data=DATA, model=model, sparsity=sparsity,
+                             seeds=SEEDS, width=WIDTH, **RUN_OPTIONS)
     runs[key] = runs_frame(tables[key])
-    print(f"\n{cfg.data} · {model} (width {cfg.width}) · target weight sparsity {sparsity} · seeds {cfg.seeds} · "
-          f"{cfg.epochs} epochs after pruning · {runs[key]['device'].iloc[0]}")
+    print(f"\n{DATA} · {model} (width {WIDTH}) · target weight sparsity {sparsity} · seeds {SEEDS} · "
+          f"{EPOCHS} epochs after pruning · {runs[key]['device'].iloc[0]}")
     display(tables[key][SHOWN])
 
 
@@ -229,36 +226,36 @@ for key, frame in runs.items():
 # ## 4 · A pruned wide network against a dense one of equal memory
 #
 # Structured pruning lets you train a network whose *dense* version would not fit. Here a wide model (width
-# `WIDE_WIDTH`) is pruned at initialisation with CroP-S to the profile's sparsity and trained; its peak training
+# `WIDE_WIDTH`) is pruned at initialisation with CroP-S to `WIDE_SPARSITY` and trained; its peak training
 # memory sets the budget. Among narrower *dense* models we pick the widest whose peak memory fits that budget and
 # train it the same way. Same memory, same epochs: which learns more? (Peak memory is measured as in the table,
 # on a batch of the run's batch size.)
 
 # %%
-wide_model = cfg.tables[0][0]
-wide = ck.run("crop-s", data=cfg.data, model=wide_model, width=cfg.wide_width, sparsity=cfg.wide_sparsity,
-              seed=cfg.seeds[0], **RUN_OPTIONS)
+wide_model = TABLES[0][0]
+wide = ck.run("crop-s", data=DATA, model=wide_model, width=WIDE_WIDTH, sparsity=WIDE_SPARSITY,
+              seed=SEEDS[0], **RUN_OPTIONS)
 budget_bytes = wide.peak_memory_bytes
 
-memory_data = ck.data.load(cfg.data, batch_size=batch_size, seed=cfg.seeds[0], limit=run_cfg.limit)
+memory_data = ck.data.load(DATA, batch_size=batch_size, seed=SEEDS[0], limit=run_cfg.limit)
 xb, yb = next(iter(memory_data.train))
 def dense_memory(width):
     model = ck.models.build(wide_model, memory_data.input_shape, memory_data.num_classes, width=width, seed=0)
     return ck.measure.peak_memory(model.to(ck.train.default_device()), xb, yb)["bytes"]
 
-candidates = {w: dense_memory(w) for w in cfg.narrow_widths}
-wide_dense_bytes = dense_memory(cfg.wide_width)
+candidates = {w: dense_memory(w) for w in NARROW_WIDTHS}
+wide_dense_bytes = dense_memory(WIDE_WIDTH)
 fitting = [w for w, b in candidates.items() if b <= budget_bytes]
 narrow_width = max(fitting) if fitting else min(candidates)
 if not fitting:
-    print(f"no dense width in {cfg.narrow_widths} fits {budget_bytes / 1e6:.2f} MB; using the narrowest")
-narrow = ck.run("dense", data=cfg.data, model=wide_model, width=narrow_width, seed=cfg.seeds[0], **RUN_OPTIONS)
+    print(f"no dense width in {NARROW_WIDTHS} fits {budget_bytes / 1e6:.2f} MB; using the narrowest")
+narrow = ck.run("dense", data=DATA, model=wide_model, width=narrow_width, seed=SEEDS[0], **RUN_OPTIONS)
 
 print(f"dense widths and their peak memory: " + ", ".join(f"{w}: {b / 1e6:.2f} MB" for w, b in candidates.items()))
 wide_vs_narrow = pd.DataFrame([
-    {"model": f"{wide_model} ×{cfg.wide_width}, dense (not trained)", "peak_memory_MB": wide_dense_bytes / 1e6,
+    {"model": f"{wide_model} ×{WIDE_WIDTH}, dense (not trained)", "peak_memory_MB": wide_dense_bytes / 1e6,
      "params": None, "test_acc": None},
-    {"model": f"{wide_model} ×{cfg.wide_width}, CroP-S {cfg.wide_sparsity:.0%}", "peak_memory_MB": budget_bytes / 1e6,
+    {"model": f"{wide_model} ×{WIDE_WIDTH}, CroP-S {WIDE_SPARSITY:.0%}", "peak_memory_MB": budget_bytes / 1e6,
      "params": wide.params, "test_acc": wide.test_acc},
     {"model": f"{wide_model} ×{narrow_width}, dense", "peak_memory_MB": narrow.peak_memory_bytes / 1e6,
      "params": narrow.params, "test_acc": narrow.test_acc},
@@ -329,15 +326,15 @@ def rows_of(frame):
 
 explorer_state = {k: v for k, v in explorer.last.items()}
 results = {
-    "profile": PROFILE, "data": cfg.data, "width": cfg.width, "epochs": cfg.epochs, "seeds": cfg.seeds,
-    "run_options": cfg.run_options,
+    "profile": PROFILE, "data": DATA, "width": WIDTH, "epochs": EPOCHS, "seeds": SEEDS,
+    "run_options": OPTIONS,
     "hardware": ck.hardware.describe(),
     "families": {m: FAMILIES[m] for m in ["dense", *UNSTRUCTURED, *STRUCTURED]},
     "tables": [{"model": model, "sparsity": sparsity, "rows": rows_of(runs[f"{model}@{sparsity}"])}
-               for model, sparsity in cfg.tables],
+               for model, sparsity in TABLES],
     "explorer": explorer_state,
     "sweep": sweep.to_dict(orient="records"),
-    "wide_vs_narrow": {"model": wide_model, "wide_width": cfg.wide_width, "sparsity": cfg.wide_sparsity,
+    "wide_vs_narrow": {"model": wide_model, "wide_width": WIDE_WIDTH, "sparsity": WIDE_SPARSITY,
                        "narrow_width": narrow_width, "budget_bytes": budget_bytes,
                        "wide_dense_bytes": wide_dense_bytes, "candidate_bytes": candidates,
                        "wide": {k: wide.row()[k] for k in ("test_acc", "params", "peak_memory_bytes", "weight_sparsity",

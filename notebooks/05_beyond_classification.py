@@ -43,21 +43,29 @@ if HOSTED and importlib.util.find_spec("cropkit") is None:
     importlib.invalidate_caches()  # let this running kernel see the new package
 
 # %% tags=["parameters"]
-PROFILE = "cpu"  # type: str  smoke (seconds, for tests) | cpu (a laptop, the default) | paper (a GPU)
+PROFILE = "cpu"  # type: str  the values below are the cpu profile (a laptop), and cropkit.run takes its other defaults from it; the harness (--profile smoke or paper) applies 05_beyond_classification.profiles.json on top
 OUTPUT_DIR = "outputs"  # type: str  where the JSON results and figures are written
-DOMAINS = None  # type: list  datasets to run, of depth, pydoc, cartpole, acrobot; None means the profile value (all four)
-WIDTH = None  # type: float  width multiplier of every network; None means each domain profile value
-EPOCHS = None  # type: int  epochs E of every sparse phase (and of dense training); None means each domain profile value
-BATCH_SIZE = None  # type: int  batch size, episodes per epoch for control; None means each domain profile value
-LIMIT = None  # type: int  training samples kept, steps per training episode for control; None means the profile value
-SCORE_BATCHES = None  # type: int  training batches the pruning scores see; None means each domain profile value
-MAX_DENSE_EPOCHS = None  # type: int  longest dense phase of EarlyCroP before the prune is forced; None means the profile value
-MEASURE_EMISSIONS = None  # type: bool  estimate each run with codecarbon; None means the profile value
-SPARSITIES = None  # type: list  target weight sparsities for every domain; None means each domain profile list
-SEEDS = None  # type: list  seeds of every configuration, a list; None means the profile value
+DOMAINS = ["depth", "pydoc", "cartpole", "acrobot"]  # type: list  datasets to run, of depth, pydoc, cartpole, acrobot
+SETTINGS = {  # the sweep makes about 30 runs per domain, so each run here takes a few seconds on one thread
+    "depth": {"model": "fcn", "width": 0.5, "epochs": 4, "batch_size": 32, "limit": 512, "score_batches": 2, "max_dense_epochs": 3, "measure_emissions": False},  # a quarter of the 2000 scenes
+    "pydoc": {"model": "lstm", "width": 0.5, "epochs": 3, "batch_size": 32, "limit": 1024, "lr": 5e-3, "score_batches": 2, "max_dense_epochs": 3, "measure_emissions": False},  # a third of the sequences; lr 5e-3 (dense after 3 epochs, seed 0: 5.23 nats at 2e-3, 5.17 at 5e-3)
+    "cartpole": {"model": "policy", "width": 0.5, "epochs": 30, "batch_size": 16, "limit": None, "lr": 5e-3, "schedule": "constant", "score_batches": 1, "max_dense_epochs": 10, "measure_emissions": False},  # REINFORCE: 16 episodes and one step per epoch (CartPole reaches 500 within 30 epochs)
+    "acrobot": {"model": "policy", "width": 0.5, "epochs": 30, "batch_size": 16, "limit": None, "lr": 5e-3, "schedule": "constant", "score_batches": 1, "max_dense_epochs": 10, "measure_emissions": False},  # as CartPole
+}  # type: dict  cropkit.run settings of each domain
+SPARSITIES = {"depth": [0.5, 0.9, 0.95], "pydoc": [0.5, 0.9, 0.98], "cartpole": [0.5, 0.8, 0.9], "acrobot": [0.5, 0.8, 0.9]}  # type: dict|list  target weight sparsities of each domain, where the methods part (one seed: at 98 % the at-init depth nets are at the constant predictor RMSE, 1, and EarlyCroP-U at 0.93); a list: the same for every domain
+SEEDS = [0, 1]  # type: list  seeds of every configuration
 METHODS = ["earlycrop-u", "earlycrop-s", "crop-u", "snip", "random-u"]  # type: list  contestants; dense runs as the reference
-THREADS = None  # type: int  torch CPU threads per run; None means the profile value (1 on cpu)
-WORKERS = None  # type: int  runs at once, each in its own process; None means the profile value (2 on cpu)
+RULE = "reference"  # type: str  rule of the EarlyCroP detector, as in lessons 02-04
+THRESHOLD = 0.7  # type: float|None  threshold tau of the detector rule; None takes the rule default
+WIDTH = None  # type: float|None  width multiplier of every network, over SETTINGS; None keeps the SETTINGS value
+EPOCHS = None  # type: int|None  epochs E of every sparse phase (and of dense training), over SETTINGS; None keeps the SETTINGS value
+BATCH_SIZE = None  # type: int|None  batch size, episodes per epoch for control, over SETTINGS; None keeps the SETTINGS value
+LIMIT = None  # type: int|None  training samples kept, steps per training episode for control, over SETTINGS; None keeps the SETTINGS value
+SCORE_BATCHES = None  # type: int|None  training batches the pruning scores see, over SETTINGS; None keeps the SETTINGS value
+MAX_DENSE_EPOCHS = None  # type: int|None  longest dense phase of EarlyCroP before the prune is forced, over SETTINGS; None keeps the SETTINGS value
+MEASURE_EMISSIONS = None  # type: bool|None  estimate each run with codecarbon, over SETTINGS; None keeps the SETTINGS value
+THREADS = 1  # type: int|None  torch CPU threads per run; None lets torch choose
+WORKERS = 2  # type: int  runs at once, each in its own one-thread process (2 cores: two runs side by side)
 CACHE = True  # type: bool  replay runs stored in outputs/cache; False trains everything again
 
 # %%
@@ -71,24 +79,20 @@ import torch
 from IPython.display import display
 
 import cropkit as ck
-from cropkit.experiments import profiles
 from cropkit.experiments import grid, runs
 from cropkit.methods import registry
 from cropkit.tasks import control, domains, task as tasks
 
 STEM = "05_beyond_classification"
 phases = ck.notebook.Phases()  # wall seconds of each phase, printed as it ends and saved in the JSON
-cfg = profiles.settings(STEM, PROFILE, DOMAINS=DOMAINS, SPARSITIES=SPARSITIES, SEEDS=SEEDS, THREADS=THREADS,
-                           WORKERS=WORKERS)
-if isinstance(cfg.sparsities, (list, tuple)):  # SPARSITIES given: the same sweep for every domain
-    cfg.sparsities = {d: list(cfg.sparsities) for d in cfg.domains}
-if cfg.threads:
-    torch.set_num_threads(cfg.threads)
+if isinstance(SPARSITIES, (list, tuple)):  # one list: the same sweep for every domain
+    SPARSITIES = {d: list(SPARSITIES) for d in DOMAINS}
+if THREADS:
+    torch.set_num_threads(THREADS)
 OVERRIDES = {k: v for k, v in dict(width=WIDTH, epochs=EPOCHS, batch_size=BATCH_SIZE, limit=LIMIT,
                                    score_batches=SCORE_BATCHES, max_dense_epochs=MAX_DENSE_EPOCHS,
                                    measure_emissions=MEASURE_EMISSIONS).items() if v is not None}
-# Each domain's run settings: the kit's DOMAINS table for this profile, the lesson's sizes on top, then the parameters.
-SETTINGS = {d: {**profiles.DOMAINS[PROFILE][d], **cfg.sizes.get(d, {}), **OVERRIDES} for d in cfg.domains}
+SETTINGS = {d: {**SETTINGS[d], **OVERRIDES} for d in DOMAINS}  # each domain's runs, with the overrides on top
 TITLES = {"depth": "Depth (regression)", "pydoc": "pydoc (language)", "cartpole": "CartPole-v1 (control)",
           "acrobot": "Acrobot-v1 (control)"}
 AT_INIT = [m for m in ("crop-u", "snip", "random-u") if m in METHODS]  # pruned before the first step
@@ -110,22 +114,22 @@ def options_for(method, domain):
     if method == "dense-long":
         options["epochs"] = long_epochs(domain)
     if method.startswith("earlycrop"):
-        options.update(rule=cfg.rule, threshold=cfg.threshold)
+        options.update(rule=RULE, threshold=THRESHOLD)
     return options
 
 
 # Which method runs on which network: a method the network cannot take raises a ValueError before any training.
 SKIPPED = {}
-for domain in cfg.domains:
+for domain in DOMAINS:
     for method in METHODS:
         try:
             runs.settings(method, data=domain, **{k: v for k, v in options_for(method, domain).items()
                                                      if k not in ("cache", "progress")})
         except ValueError as err:
             SKIPPED.setdefault(domain, {})[method] = str(err)
-setting_table = pd.DataFrame(SETTINGS).T.assign(sparsities=[cfg.sparsities[d] for d in cfg.domains])
-print(f"profile {PROFILE}, seeds {cfg.seeds}, {cfg.workers} run(s) at a time, measured on {HARDWARE}")
-print(f"EarlyCroP's detector: {cfg.rule} rule, tau = {cfg.threshold}")
+setting_table = pd.DataFrame(SETTINGS).T.assign(sparsities=[SPARSITIES[d] for d in DOMAINS])
+print(f"profile {PROFILE}, seeds {SEEDS}, {WORKERS} run(s) at a time, measured on {HARDWARE}")
+print(f"EarlyCroP's detector: {RULE} rule, tau = {THRESHOLD}")
 display(setting_table)
 for domain, why in SKIPPED.items():
     for method, message in why.items():
@@ -149,24 +153,24 @@ phases.done("setup")
 
 # %%
 REFERENCES = {}
-if "depth" in cfg.domains:
+if "depth" in DOMAINS:
     d = domains.depth_data()
     REFERENCES["depth"] = {
         "constant-mean predictor": d["y_test"].pow(2).mean().sqrt().item(),  # training mean is 0 after standardising
         "per-pixel mean map": (d["y_test"] - d["y_train"].mean(0)).pow(2).mean().sqrt().item()}
-if "pydoc" in cfg.domains:
+if "pydoc" in DOMAINS:
     corpus = domains.pydoc_corpus()
     V = len(corpus["words"])
     counts = torch.bincount(corpus["train"], minlength=V).double() + 1  # add-one: no test word gets probability 0
     REFERENCES["pydoc"] = {"uniform over the vocabulary": math.log(V),
                            "unigram frequencies": -(counts / counts.sum()).log()[corpus["test"]].mean().item()}
 for env in ("cartpole", "acrobot"):
-    if env in cfg.domains:
+    if env in DOMAINS:
         data = ck.data.load(env, batch_size=1, seed=0)
         uniform = torch.nn.Linear(data.input_shape[0], data.num_classes)  # zero weights: every action equally likely
         torch.nn.init.zeros_(uniform.weight), torch.nn.init.zeros_(uniform.bias)
         REFERENCES[env] = {"random policy": control.evaluate(uniform, data.test)[1]}
-METRIC = {d: ck.data.of_data(d) for d in cfg.domains}
+METRIC = {d: ck.data.of_data(d) for d in DOMAINS}
 UNITS = {"rmse": "test RMSE ↓ (depth std units)", "log_ppl": "test log-perplexity ↓ (nats / token)",
          "return": "mean return ↑ (10 evaluation episodes)"}
 for domain, refs in REFERENCES.items():
@@ -188,7 +192,7 @@ phases.done("references")
 # fresh policy.
 
 # %%
-CONTROL = [d for d in cfg.domains if d in ("cartpole", "acrobot")]
+CONTROL = [d for d in DOMAINS if d in ("cartpole", "acrobot")]
 if CONTROL:
     env = CONTROL[0]
     data = ck.data.load(env, batch_size=SETTINGS[env]["batch_size"], seed=0)  # whole episodes, however long
@@ -221,20 +225,20 @@ def jobs_for(domain):
     methods = [m for m in METHODS if m not in SKIPPED.get(domain, {})]
     early = [m for m in methods if m.startswith("earlycrop")]
     common = dict(SETTINGS[domain], data=domain, profile=PROFILE, cache=CACHE, progress=False,
-                  threads=cfg.threads or 1)
-    return ([("dense", job) for job in grid.plan(["dense"], seeds=cfg.seeds, **common)]
-            + [(job.entry, job) for job in grid.plan([m for m in methods if m not in early], cfg.sparsities[domain],
-                                                     cfg.seeds, **common)]
-            + [(job.entry, job) for job in grid.plan(early, cfg.sparsities[domain], cfg.seeds, rule=cfg.rule,
-                                                     threshold=cfg.threshold, **common)]
-            + [("dense-long", job) for job in grid.plan(["dense"], seeds=cfg.seeds,
+                  threads=THREADS or 1)
+    return ([("dense", job) for job in grid.plan(["dense"], seeds=SEEDS, **common)]
+            + [(job.entry, job) for job in grid.plan([m for m in methods if m not in early], SPARSITIES[domain],
+                                                     SEEDS, **common)]
+            + [(job.entry, job) for job in grid.plan(early, SPARSITIES[domain], SEEDS, rule=RULE,
+                                                     threshold=THRESHOLD, **common)]
+            + [("dense-long", job) for job in grid.plan(["dense"], seeds=SEEDS,
                                                         **{**common, "epochs": long_epochs(domain)})])
 
 
-PLAN = [(domain, name, job) for domain in cfg.domains for name, job in jobs_for(domain)]
+PLAN = [(domain, name, job) for domain in DOMAINS for name, job in jobs_for(domain)]
 start = time.perf_counter()
-results = grid.execute([job for _, _, job in PLAN], "processes" if cfg.workers > 1 else "here",
-                       workers=cfg.workers)
+results = grid.execute([job for _, _, job in PLAN], "processes" if WORKERS > 1 else "here",
+                       workers=WORKERS)
 sweep_seconds = time.perf_counter() - start
 
 
@@ -278,14 +282,14 @@ SUMMARY = (RUNS.groupby(["domain", "method", "target_sparsity"], sort=False)
            .agg(mean=("test_metric", "mean"), std=("test_metric", "std"), n=("test_metric", "size"),
                 weight_sparsity=("weight_sparsity", "mean"), metric=("metric", "first"))
            .fillna({"std": 0.0}).reset_index())
-for domain in cfg.domains:
+for domain in DOMAINS:
     s = SUMMARY[SUMMARY.domain == domain]
     cells = s.assign(cell=[f"{m:.3f} ± {sd:.3f}" for m, sd in zip(s["mean"], s["std"])])
     table = cells.pivot(index="method", columns="target_sparsity", values="cell")
     table = table.loc[[m for m in DENSE + METHODS if m in table.index]].rename(index=LABELS).fillna("")
     table.columns = [f"{p:.0%}" for p in table.columns]
     arrow = "↑" if METRIC[domain].higher_is_better else "↓"
-    print(f"\n{TITLES[domain]} · test {METRIC[domain].metric} {arrow} · {len(cfg.seeds)} seed(s) · E = "
+    print(f"\n{TITLES[domain]} · test {METRIC[domain].metric} {arrow} · {len(SEEDS)} seed(s) · E = "
           f"{SETTINGS[domain]['epochs']}, as long = {long_epochs(domain)}"
           + "".join(f" · {k}: {v:.3f}" for k, v in REFERENCES.get(domain, {}).items()))
     display(table)
@@ -310,10 +314,10 @@ def position(sparsity):
     return -np.log10(1 - np.asarray(sparsity, dtype=float))
 
 
-columns = min(len(cfg.domains), 2)
-rows = math.ceil(len(cfg.domains) / columns)
+columns = min(len(DOMAINS), 2)
+rows = math.ceil(len(DOMAINS) / columns)
 fig, axes = plt.subplots(rows, columns, figsize=(6.2 * columns, 4.3 * rows), squeeze=False)
-for ax, domain in zip(axes.flat, cfg.domains):
+for ax, domain in zip(axes.flat, DOMAINS):
     s = SUMMARY[SUMMARY.domain == domain]
     dense = s[s.method == "dense"].iloc[0]
     ax.axhspan(dense["mean"] - dense["std"], dense["mean"] + dense["std"], color="0.85", zorder=0)
@@ -331,17 +335,17 @@ for ax, domain in zip(axes.flat, cfg.domains):
             color, marker, line = STYLE.get(method, ("k", ".", "-"))
             ax.errorbar(position(g.target_sparsity), g["mean"], yerr=g["std"], color=color, marker=marker, ls=line,
                         capsize=3, label=LABELS[method])
-    ax.set_xticks(position(cfg.sparsities[domain]), [f"{p:.0%}" for p in cfg.sparsities[domain]])
+    ax.set_xticks(position(SPARSITIES[domain]), [f"{p:.0%}" for p in SPARSITIES[domain]])
     ax.set(xlabel="target weight sparsity (spaced by log of 1/density)", ylabel=UNITS[METRIC[domain].metric],
            title=f"{TITLES[domain]} · {SETTINGS[domain]['model']}")
     ax.grid(alpha=0.3)
-for ax in list(axes.flat)[len(cfg.domains):]:
+for ax in list(axes.flat)[len(DOMAINS):]:
     ax.axis("off")
 handles = {label: h for ax in axes.flat for h, label in zip(*ax.get_legend_handles_labels()) if label in
            {LABELS[m] for m in METHODS}}
 fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=len(handles), fontsize=10,
            bbox_to_anchor=(0.5, -0.04))
-fig.suptitle(f"The metric over sparsity · mean ± std over {len(cfg.seeds)} seed(s) · profile {PROFILE}", y=1.0)
+fig.suptitle(f"The metric over sparsity · mean ± std over {len(SEEDS)} seed(s) · profile {PROFILE}", y=1.0)
 fig.tight_layout()
 fig.savefig(ck.paths.output_file(OUTPUT_DIR, f"{STEM}_sweep.png"), dpi=110, bbox_inches="tight")
 plt.show()
@@ -368,9 +372,9 @@ for (domain, method), g in early.groupby(["domain", "method"], sort=False):
     d = DETECTOR[domain][method]
     print(f"{TITLES[domain]:>22} {LABELS[method]:>12}: pruned after epochs {d['prune_epochs']}, forced at the cap of "
           f"{d['max_dense_epochs']} in {d['forced']} of {d['runs']} runs; then {d['sparse_epochs']} sparse epochs")
-EARLIEST = ck.timing.ratios([1.0] * 5, cfg.rule)[0][0]  # the first epoch that has a ratio
+EARLIEST = ck.timing.ratios([1.0] * 5, RULE)[0][0]  # the first epoch that has a ratio
 ONE_CHANCE = [d for d in DETECTOR if SETTINGS[d]["max_dense_epochs"] <= EARLIEST]
-print(f"the {cfg.rule} rule can fire from epoch {EARLIEST} on; a single chance (cap = that epoch) in:",
+print(f"the {RULE} rule can fire from epoch {EARLIEST} on; a single chance (cap = that epoch) in:",
       ", ".join(TITLES[d] for d in ONE_CHANCE) or "no domain")
 phases.done("detector")
 
@@ -407,12 +411,12 @@ def standing(gap, spread):
 
 
 VERDICTS = {}
-for domain in cfg.domains:  # the rule above is ck.claims.against_dense
+for domain in DOMAINS:  # the rule above is ck.claims.against_dense
     s = SUMMARY[SUMMARY.domain == domain].set_index(["method", "target_sparsity"])
     dense = s.loc[("dense-long", 0.0)]
     floor_name, floor = next(iter(REFERENCES[domain].items())) if domain in REFERENCES else (None, None)
     VERDICTS[domain] = ck.claims.against_dense(
-        {key: (row["mean"], row["std"]) for key, row in s.iterrows()}, cfg.sparsities[domain],
+        {key: (row["mean"], row["std"]) for key, row in s.iterrows()}, SPARSITIES[domain],
         METRIC[domain].higher_is_better, AT_INIT, floor=None if floor is None else (floor_name, floor))
     verdict, per_sparsity = VERDICTS[domain]["verdict"], VERDICTS[domain]["per_sparsity"]
     print(f"\n{TITLES[domain]}: {verdict.upper() if ':' not in verdict else verdict}")
@@ -433,9 +437,9 @@ for domain in cfg.domains:  # the rule above is ck.claims.against_dense
               f"{floor_name}" + (": too wide for this verdict to say much; add seeds" if resolution > 0.2 else ""))
     up_to = VERDICTS[domain]["close_to_dense_up_to"]
     print(f"  EarlyCroP-U stays close to dense up to: {'no swept sparsity' if up_to is None else format(up_to, '.0%')}")
-    if ("earlycrop-s", cfg.sparsities[domain][-1]) in s.index:
-        es = s.loc[("earlycrop-s", cfg.sparsities[domain][-1])]
-        print(f"  EarlyCroP-S at {cfg.sparsities[domain][-1]:.0%}: {es['mean']:.3f} ± {es['std']:.3f} "
+    if ("earlycrop-s", SPARSITIES[domain][-1]) in s.index:
+        es = s.loc[("earlycrop-s", SPARSITIES[domain][-1])]
+        print(f"  EarlyCroP-S at {SPARSITIES[domain][-1]:.0%}: {es['mean']:.3f} ± {es['std']:.3f} "
               f"(dense as long {dense['mean']:.3f} ± {dense['std']:.3f})")
 
 
@@ -490,13 +494,13 @@ phases.done("verdicts")
 
 # %%
 RESULTS_JSON = {
-    "profile": PROFILE, "hardware": HARDWARE, "domains": cfg.domains, "methods": METHODS, "seeds": cfg.seeds,
-    "sparsities": cfg.sparsities, "settings": SETTINGS,
-    "detector": {"rule": cfg.rule, "threshold": cfg.threshold, "per_domain": DETECTOR},
+    "profile": PROFILE, "hardware": HARDWARE, "domains": DOMAINS, "methods": METHODS, "seeds": SEEDS,
+    "sparsities": SPARSITIES, "settings": SETTINGS,
+    "detector": {"rule": RULE, "threshold": THRESHOLD, "per_domain": DETECTOR},
     "skipped": SKIPPED, "references": REFERENCES,
-    "metrics": {d: dict(metric=METRIC[d].metric, higher_is_better=METRIC[d].higher_is_better) for d in cfg.domains},
+    "metrics": {d: dict(metric=METRIC[d].metric, higher_is_better=METRIC[d].higher_is_better) for d in DOMAINS},
     "rows": SUMMARY.to_dict("records"), "runs": RUNS.to_dict("records"),
-    "runs_total": len(RUNS), "runs_replayed": replayed, "sweep_seconds": sweep_seconds, "workers": cfg.workers,
+    "runs_total": len(RUNS), "runs_replayed": replayed, "sweep_seconds": sweep_seconds, "workers": WORKERS,
     "verdicts": VERDICTS, "phase_seconds": phases.seconds,
 }
 print("wrote", ck.notebook.save_results(OUTPUT_DIR, STEM, RESULTS_JSON))

@@ -75,7 +75,7 @@ def test_a_comment_with_equals_is_refused(tmp_path):
 
 @pytest.mark.parametrize("stem, given", [("02_rich_to_lazy", {"REF_TAU": "high"}), ("00_tour", {"SEED": "0"}),
                                          ("00_tour", {"EPOCHS": 2.5}), ("03_lottery_vs_earlycrop", {"SEEDS": 3}),
-                                         ("00_tour", {"SEED": True})])
+                                         ("00_tour", {"SEED": True}), ("02_rich_to_lazy", {"REF_TAU": None})])
 def test_a_value_of_the_wrong_type_is_rejected_before_a_kernel_starts(tmp_path, stem, given):
     with pytest.raises(ValueError, match=f"{next(iter(given))} must be"):
         notebook.execute(ROOT / "notebooks" / f"{stem}.ipynb", profile="smoke", output_dir=tmp_path, parameters=given)
@@ -83,8 +83,10 @@ def test_a_value_of_the_wrong_type_is_rejected_before_a_kernel_starts(tmp_path, 
 
 
 def test_none_and_matching_types_are_accepted():
+    """None where the type comment allows it (`int|None`), an int for a float, a tuple for a list."""
     path = ROOT / "notebooks" / "02_rich_to_lazy.ipynb"
-    notebook.check_parameters(path, {"REF_TAU": None, "TAU": 1, "TRY_LRS": (1e-3,), "DATA": "digits", "SEED": 3})
+    lesson_parameters.check_parameters(path, {"THREADS": None, "LIMIT": None, "TAU": 1, "TRY_LRS": (1e-3,),
+                                              "DATA": "digits", "SEED": 3})
 
 
 # ----------------------------------------------------------------------------- paths
@@ -108,20 +110,26 @@ def test_a_relative_output_dir_is_the_checkouts_else_the_cwd(tmp_path, monkeypat
 
 
 def test_plain_papermill_runs_lesson_00_from_an_empty_folder(tmp_path):
-    """What JupyterLab, Colab and a user's `papermill` do: only PROFILE given, the default relative OUTPUT_DIR, a
-    kernel in some other folder. It must run, and write its figure and JSON where lesson_output says."""
+    """What JupyterLab, Colab and a user's `papermill` do, as the README writes it: the values in the parameters cell
+    (papermill reads no sidecar), one of them changed with -p, the default relative OUTPUT_DIR, a kernel in some other
+    folder. It must run, and write its figure and JSON where lesson_output says."""
+    command = "papermill notebooks/00_tour.ipynb /tmp/00_tour.ipynb -p EPOCHS 2"
+    assert command in (ROOT / "README.md").read_text()
     cwd = tmp_path / "empty"
     cwd.mkdir()
     before = _listing(ROOT / "notebooks")
     start = time.time()
     done = subprocess.run([sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "00_tour.ipynb"),
-                           "executed.ipynb", "-p", "PROFILE", "smoke"], cwd=cwd, capture_output=True, text=True,
+                           "executed.ipynb", "-p", "EPOCHS", "2"], cwd=cwd, capture_output=True, text=True,
                           env=_clean_env(PYTHONPATH=str(ROOT)), timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     out = paths.lesson_output("outputs")
     for name in ("00_tour.json", "00_tour_learning_curve.png"):
         assert (out / name).stat().st_mtime >= start - 1, f"{name} not written to {out}"
-    assert json.loads((out / "00_tour.json").read_text())["profile"] == "smoke"
+    result = json.loads((out / "00_tour.json").read_text())
+    cell = lesson_parameters.declared_parameters(ROOT / "notebooks" / "00_tour.ipynb")
+    assert result["profile"] == "cpu" and result["epochs"] == 2 and len(result["history"]) == 2
+    assert (result["data"], result["model"], result["width"]) == (cell["DATA"], cell["MODEL"], cell["WIDTH"])
     assert _listing(cwd) == {"executed.ipynb"}
     assert _listing(ROOT / "notebooks") == before, "nothing may be written under notebooks/"
 
@@ -230,10 +238,17 @@ def test_readme_and_binder_point_at_the_one_repository_url():
     assert os.access(post, os.X_OK) and "pip install --no-cache-dir -e ." in post.read_text()
 
 
+def _with_sidecars(lessons) -> list[str]:
+    """The names of the lessons and of their sidecars of profile values, sorted."""
+    return sorted(p.name for lesson in lessons
+                  for p in (lesson, lesson_parameters.sidecar(lesson)) if p.exists())
+
+
 def test_copy_lessons_and_the_lessons_command(tmp_path, capsys):
     dest = tmp_path / "mine"
     assert cli.main(["lessons", str(dest)]) == 0
-    assert sorted(p.name for p in dest.iterdir()) == [p.name for p in LESSONS]
+    assert sorted(p.name for p in dest.iterdir()) == _with_sidecars(LESSONS)
+    assert any(name.endswith(".profiles.json") for name in _with_sidecars(LESSONS))
     assert "00_tour.ipynb" in capsys.readouterr().out
     (dest / "00_tour.ipynb").write_text("my edits")
     assert cli.main(["lessons", str(dest)]) == 2, "a learner's edited lesson is never replaced silently"
@@ -262,8 +277,8 @@ def test_the_wheel_carries_the_lessons_and_runs_outside_the_checkout(tmp_path):
     uv = ["python3", "-m", "uv"]
     subprocess.run(uv + ["build", "--wheel", "--quiet", "--out-dir", str(tmp_path / "dist"), str(src)], check=True)
     (wheel,) = (tmp_path / "dist").glob("cropkit-*.whl")
-    packaged = [n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".ipynb")]
-    assert sorted(packaged) == [f"cropkit/lessons/notebooks/{p.name}" for p in LESSONS]
+    packaged = [n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("cropkit/lessons/notebooks/")]
+    assert sorted(packaged) == [f"cropkit/lessons/notebooks/{name}" for name in _with_sidecars(LESSONS)]
 
     venv = tmp_path / "venv"
     subprocess.run(uv + ["venv", "--quiet", str(venv), "--python", sys.executable], check=True)
@@ -287,13 +302,15 @@ def test_the_wheel_carries_the_lessons_and_runs_outside_the_checkout(tmp_path):
     copied = subprocess.run([str(venv / "bin" / "cropkit"), "lessons", "mine"], cwd=work, env=env,
                             capture_output=True, text=True)
     assert copied.returncode == 0, copied.stderr
-    assert sorted(p.name for p in (work / "mine").iterdir()) == [p.name for p in LESSONS]
+    assert sorted(p.name for p in (work / "mine").iterdir()) == _with_sidecars(LESSONS)
     ran = subprocess.run([python, "-m", "cropkit.lessons.notebook", "--profile", "smoke", "--only", "00",
                           "--output", "out"],
                          cwd=work, env=env, capture_output=True, text=True, timeout=900)
     assert ran.returncode == 0, ran.stderr[-3000:]
     result = json.loads((work / "out" / "smoke" / "00_tour.json").read_text())
     assert result["profile"] == "smoke" and result["final_train_loss"] < result["first_train_loss"]
+    smoke = json.loads(lesson_parameters.sidecar(ROOT / "notebooks" / "00_tour.ipynb").read_text())["smoke"]
+    assert result["epochs"] == smoke["EPOCHS"], "the packaged sidecar's smoke values were applied"
     assert (work / "out" / "smoke" / "00_tour.html").exists() and (work / "out" / "smoke" / "summary.html").exists()
 
 

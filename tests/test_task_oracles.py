@@ -1,6 +1,7 @@
 """The task-general core (issue 14): CroP's Hg for an L2 loss and a sequence loss against a dense float64 Hessian,
 SNIP's gradient against autograd, the depth and pydoc data, the classification path unchanged, the trainer's and
 the context's hooks, the data/model checks, and `cropkit.run` on the new tasks."""
+import functools
 import math
 
 import pytest
@@ -10,8 +11,9 @@ from torch.func import functional_call
 
 from cropkit.core import prune, scores
 from cropkit.core.layers import classifier_name, prunable_layers, signal_preserving_init
-from cropkit.experiments import profiles, runs
+from cropkit.experiments import paper_grid, profiles, runs
 from cropkit.experiments.results import Result, paper_table
+from cropkit.lessons import lesson_parameters, notebook
 from cropkit.methods.context import Context
 from cropkit.tasks import data, domains, models
 from cropkit.tasks import nets as task_models
@@ -218,8 +220,20 @@ def test_results_cached_before_the_metric_columns_still_load():
 
 # ----------------------------------------------------------------------------- cropkit.run on the new tasks
 
-def test_the_domain_profiles_are_valid_run_settings():
-    for profile, domains_ in profiles.DOMAINS.items():
+@functools.cache
+def lesson_05_settings() -> dict:
+    """{profile: {dataset: run options}} of lesson 05: its parameters cell (cpu) with its sidecar on top."""
+    path = notebook.lessons_dir() / "05_beyond_classification.ipynb"
+    cell = lesson_parameters.declared_parameters(path)["SETTINGS"]
+    return {p: lesson_parameters.profile_values(path, p).get("SETTINGS", cell) for p in profiles.PROFILES}
+
+
+def test_the_domain_settings_are_valid_run_settings():
+    """Lesson 05's settings under every profile and the paper grid's domain figures (`cropkit.run` options)."""
+    grid_settings = {name: dict(options) for name, options in paper_grid.DOMAIN_OPTIONS.items()}
+    for env in ("cartpole", "acrobot"):  # the lesson plays the games under paper as the grid does
+        assert lesson_05_settings()["paper"][env] == grid_settings[env]
+    for profile, domains_ in [*lesson_05_settings().items(), ("paper", grid_settings)]:
         for dataset, options in domains_.items():
             for method in ("dense", "crop-u", "earlycrop-u"):
                 cfg = runs.settings(method, data=dataset, profile=profile, **options)
@@ -231,7 +245,7 @@ def test_the_domain_profiles_are_valid_run_settings():
                          + [(("pydoc", "lstm"), m) for m in ("dense", "crop-u", "earlycrop-u")])
 def test_run_on_the_new_tasks(setting, method):
     dataset, model = setting
-    options = {**profiles.DOMAINS["smoke"][dataset], "model": model}
+    options = {**lesson_05_settings()["smoke"][dataset], "model": model}
     r = runs.run(method, data=dataset, sparsity=0.8, cache=False, progress=False, profile="smoke", device="cpu",
                  **options)
     task = data.of_data(dataset)

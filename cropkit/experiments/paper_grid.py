@@ -17,7 +17,7 @@ Each table's sparsity: ResNet18/CIFAR-10 at 95 % and VGG16/CIFAR-10 at 98 % are 
 here
 (``checked=False``: compare them with the paper before submitting). The domain figures (NYU depth, PTB, the control
 games) plot the metric over sparsity; their sparsities, methods, epochs and sizes are the kit's choices
-(`cropkit.experiments.profiles.DOMAINS["paper"]`, lesson 05's methods), not read off the paper.
+(:data:`DOMAIN_OPTIONS`, :data:`DOMAIN_METHODS`), not read off the paper.
 
 **The price.** A job's epochs are the most it trains (`cropkit.methods.method.Method.epochs`); ``upper`` prices
 every one at
@@ -44,6 +44,19 @@ IMAGE_METHODS = ("dense", "random-u", "snip", "grasp", "crop-u", "cropit-u", "ea
                  "snap", "crop-s", "cropit-s", "earlycrop-s", "earlybird", "gatedecorators", "efficientconvnets")
 DOMAIN_METHODS = ("dense", "random-u", "snip", "crop-u", "earlycrop-u", "earlycrop-s")  # lesson 05's comparison
 DOMAIN_SPARSITIES = (0.5, 0.8, 0.9, 0.95, 0.98)
+# Each domain figure's model and run options on top of the paper profile. The real sets: NYU Depth v2 with Laina et
+# al.'s FCRN (their batch of 16); PTB with the pointer sentinel LSTM at the EarlyCroP reference code's size and
+# optimiser (hidden 300, batch 128, Adam 1e-3, constant, 30 epochs); the control games with the zoo's 3-layer policy,
+# REINFORCE, 16 episodes and one step per epoch at a constant lr 5e-3.
+DOMAIN_OPTIONS = {
+    "nyudepth": dict(model="fcrn", width=1.0, epochs=30, batch_size=16, limit=None, score_batches=10,
+                     max_dense_epochs=10, measure_emissions=True),
+    "ptb": dict(model="pointer_lstm", width=2.34375, epochs=30, batch_size=128, limit=None, lr=1e-3,
+                schedule="constant", score_batches=10, max_dense_epochs=10, measure_emissions=True),
+    **{env: dict(model="policy", width=1.0, epochs=100, batch_size=16, limit=None, lr=5e-3, schedule="constant",
+                 score_batches=4, max_dense_epochs=20, measure_emissions=True)
+       for env in ("cartpole", "acrobot", "lunarlander")},
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +75,7 @@ class Setting:
 
 
 def _domain(name: str, source: str, methods=DOMAIN_METHODS, note: str = "") -> Setting:
-    options = dict(profiles.DOMAINS["paper"][name])
+    options = dict(DOMAIN_OPTIONS[name])
     model = options.pop("model")
     return Setting(name, source, name, model, methods, DOMAIN_SPARSITIES, options, checked=False, note=note)
 

@@ -2,10 +2,11 @@
 
     results = cropkit.notebook.execute("notebooks/00_tour.ipynb", profile="smoke", output_dir="outputs/smoke")
 
-Each lesson has one cell tagged ``parameters`` holding plain literals (``PROFILE``, ``OUTPUT_DIR``, …); they are
-checked before a kernel starts (:mod:`cropkit.lessons.lesson_parameters`, importable from here). A lesson writes its
-figures
-and key results through :func:`cropkit.paths.output_file` and :func:`save_results` into ``OUTPUT_DIR``.
+Each lesson has one cell tagged ``parameters`` holding plain literals, the ``cpu`` profile's values (``PROFILE``,
+``OUTPUT_DIR``, ``EPOCHS``, …); the ``smoke`` and ``paper`` values sit beside it in ``NN_name.profiles.json``
+(:mod:`cropkit.lessons.lesson_parameters`). :func:`execute` gives papermill the profile's values with the caller's
+parameters on top, all checked before a kernel starts. A lesson writes its figures and key results through
+:func:`cropkit.paths.output_file` and :func:`save_results` into ``OUTPUT_DIR``.
 
 The main job runs every lesson in order: ``python -m cropkit.notebook --profile cpu --output outputs`` (what
 ``./kit main`` runs). A lesson that fails is reported and the job goes on; the summary page lists it with its
@@ -17,9 +18,8 @@ loss fails it with the reason. Ctrl+C stops the running kernel, writes the summa
 (the interrupted one listed as such) and exits with status 130.
 
 Where the lessons come from: the checkout's ``notebooks/`` when cropkit runs from a source checkout, else the copies
-packaged inside cropkit (``cropkit/lessons/notebooks/``, put there when the wheel is built); ``cropkit lessons DIR``
-copies
-them out.
+packaged inside cropkit (``cropkit/lessons/notebooks/``, put there with their sidecars when the wheel is built);
+``cropkit lessons DIR`` copies them out.
 
 Every lesson is a jupytext pair (`cropkit.lessons.pairs`, importable from here): ``python -m cropkit.notebook --sync``
 syncs every pair.
@@ -37,8 +37,7 @@ from pathlib import Path
 
 from cropkit import paths
 from cropkit.experiments.profiles import PROFILES
-from cropkit.lessons import watchdog
-from cropkit.lessons.lesson_parameters import check_parameters
+from cropkit.lessons import lesson_parameters, watchdog
 from cropkit.lessons.pages import render_html
 from cropkit.lessons.pairs import paired_text, sync
 from cropkit.lessons.report import write_summary
@@ -61,11 +60,12 @@ def notebooks(directory: str | Path | None = None) -> list[Path]:
 
 
 def copy_lessons(dest: str | Path, overwrite: bool = False) -> list[Path]:
-    """Copy every lesson into ``dest`` (created) and return the copies; existing files are kept unless
-    ``overwrite`` (a learner's edited lesson is never replaced silently)."""
-    found = notebooks()
-    if not found:
+    """Copy every lesson, with its sidecar of profile values, into ``dest`` (created) and return the copies;
+    existing files are kept unless ``overwrite`` (a learner's edited lesson is never replaced silently)."""
+    lessons = notebooks()
+    if not lessons:
         raise FileNotFoundError(f"no lessons in {lessons_dir()}; this cropkit was installed without them")
+    found = [p for lesson in lessons for p in (lesson, lesson_parameters.sidecar(lesson)) if p.exists()]
     dest = paths.ensure_dir(dest)
     clash = [dest / p.name for p in found if (dest / p.name).exists()]
     if clash and not overwrite:
@@ -123,19 +123,21 @@ class Phases:
 # ----------------------------------------------------------------------------- executing
 
 def execute(path: str | Path, profile: str = "smoke", output_dir: str | Path = "outputs",
-            parameters: dict | None = None,  # noqa: F811 (shadows the re-exported function, as it always did)
+            parameters: dict | None = None,
             budget_s: float | None = -1, progress: bool = False,
             hang_cap_s: float | None = -1, watchdog_s: float | None = None) -> dict:
     """Execute a lesson under ``profile`` and return the JSON it wrote.
 
-    ``output_dir`` is resolved against the caller's working directory; the kernel runs in it and the executed copy
-    is written there (``output_dir/<stem>.ipynb``). Unknown parameter names and values of the wrong type raise
-    ``ValueError`` before the kernel starts. ``budget_s`` (default: the profile's, ``None``: none) is a warning:
-    a lesson running over it warns and its results say so (``_over_budget``). A single cell running longer than
-    ``hang_cap_s`` (default :data:`HANG_CAP` × the budget; ``None``: no cap) is stopped as a hang. A kernel message
-    lost on the way (:mod:`cropkit.lessons.watchdog`, patience ``watchdog_s``) runs the lesson once more; ``_watchdog``
-    in
-    the results counts restarts and late messages, and a second loss raises ``LostMessage``.
+    The lesson runs with its parameters cell's values (the ``cpu`` profile's), then the profile's values from its
+    sidecar ``NN_name.profiles.json`` (none for ``cpu`` or without a sidecar), then ``parameters``: the caller's
+    values win. ``output_dir`` is resolved against the caller's working directory; the kernel runs in it and the
+    executed copy is written there (``output_dir/<stem>.ipynb``). Unknown parameter names and values of the wrong
+    type, in ``parameters`` or in the sidecar, raise ``ValueError`` before the kernel starts. ``budget_s`` (default:
+    the profile's, ``None``: none) is a warning: a lesson running over it warns and its results say so
+    (``_over_budget``). A single cell running longer than ``hang_cap_s`` (default :data:`HANG_CAP` × the budget;
+    ``None``: no cap) is stopped as a hang. A kernel message lost on the way (:mod:`cropkit.lessons.watchdog`,
+    patience ``watchdog_s``) runs the lesson once more; ``_watchdog`` in the results counts restarts and late
+    messages, and a second loss raises ``LostMessage``.
     """
     import logging
 
@@ -148,8 +150,10 @@ def execute(path: str | Path, profile: str = "smoke", output_dir: str | Path = "
     path, output_dir = Path(path).resolve(), Path(output_dir).expanduser().resolve()
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {list(PROFILES)}")
-    given = {"PROFILE": profile, "OUTPUT_DIR": str(output_dir), **(parameters or {})}
-    check_parameters(path, given)
+    declared = lesson_parameters.parameters(path)
+    given = {**lesson_parameters.profile_values(path, profile, declared), "PROFILE": profile,
+             "OUTPUT_DIR": str(output_dir), **(parameters or {})}
+    lesson_parameters.check_parameters(path, given, declared)
     budget_s = BUDGET_S[profile] if budget_s == -1 else budget_s
     if hang_cap_s == -1:
         hang_cap_s = None if budget_s is None else HANG_CAP * budget_s
