@@ -32,7 +32,7 @@ total length. At every epoch end and at the firing point it measures, in eval mo
 
     train accuracy / loss on a fixed subset of the training set (``--train-probe`` samples),
     the scoring batches' accuracy / loss (the batches CroP scores θ_t on: ``score_batches`` batches of a loader
-    of their own, seeded like `cropkit.methods.registry.Context.batches`),
+    of their own, seeded like `cropkit.methods.context.Context.batches`),
     test accuracy, and the detector's ratio.
 
 The criterion (issue 11): at the firing point the train accuracy is at least 5 points below its final value and

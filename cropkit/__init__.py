@@ -24,7 +24,7 @@ MODULES = {"data": "tasks.data", "models": "tasks.models", "train": "training.lo
            "scores": "core.scores", "prune": "core.prune", "ntk": "core.ntk",
            "paths": "paths", "notebook": "lessons.notebook", "widgets": "lessons.widgets",
            "explorer": "lessons.explorer",
-           "claims": "experiments.claims", "results": "experiments.results"}
+           "claims": "experiments.claims", "verdicts": "experiments.verdicts", "results": "experiments.results"}
 # cropkit.<name> → a function or constant, and the module it lives in
 NAMES = {"run": "experiments.runs", "compare": "experiments.comparison", "sweep": "experiments.sweeps",
          "Result": "experiments.results", "METHODS": "methods.registry"}

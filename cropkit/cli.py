@@ -55,8 +55,8 @@ def _common(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
     """The run options every subcommand that runs takes; a sweep takes several sparsities and always caches."""
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = ("options for --set KEY=VALUE (cropkit.options; a method's own options are declared beside it in "
-                     "cropkit.methods):\n" + options.help_text(runs.options()))
+    parser.epilog = ("options for --set KEY=VALUE (cropkit.methods.options; a method's own options are declared "
+                     "beside it in cropkit.methods):\n" + options.help_text(runs.options()))
     parser.add_argument("--data", help="dataset (default: the profile's)")
     parser.add_argument("--model", help="model name (default: the profile's)")
     if sweep:
@@ -77,7 +77,7 @@ def _common(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
                                  "started again resumes from its last finished epoch)")
     parser.add_argument("--cache-dir", help="where results are cached (default: outputs/cache or $CROPKIT_CACHE)")
     parser.add_argument("--tensorboard", metavar="DIR", help="log every run's epochs for TensorBoard into DIR "
-                        "(cropkit.tracking; open with: tensorboard --logdir DIR); a cached run logs nothing")
+                        "(cropkit.training.tracking; open with: tensorboard --logdir DIR); a cached run logs nothing")
     parser.add_argument("--pin-memory", action=argparse.BooleanOptionalAction, default=None,
                         help="page-locked batches for fast copies to a GPU (default: on when the device is CUDA); "
                         "loader workers: --set num_workers=N")
@@ -108,7 +108,7 @@ def parser() -> argparse.ArgumentParser:
                            "or a SLURM array), skipping cached ones; then the paper's table")
     sweep.add_argument("methods", nargs="*", metavar="method", help=f"'all' or any of: {' '.join(METHODS)}")
     sweep.add_argument("--plan", choices=("paper",), help="instead of methods: every setting of the paper's tables "
-                       "and figures (cropkit.paper_grid), with --dry-run")
+                       "and figures (cropkit.experiments.paper_grid), with --dry-run")
     sweep.add_argument("--seeds", type=int, nargs="+", help="default: the profile's seeds")
     sweep.add_argument("--executor", default="local", choices=("local", "slurm"), help="default: local")
     sweep.add_argument("--partition", help="SLURM partition (required with --executor slurm)")
@@ -170,7 +170,7 @@ def _sweep(args) -> int:
         resources["array_parallelism"] = args.array_parallelism
     if args.cpus_per_job:
         resources["cpus_per_task"] = args.cpus_per_job
-    if args.plan:  # the paper's grid (cropkit.paper_grid): its own data, models, methods and sparsities
+    if args.plan:  # the paper's grid (cropkit.experiments.paper_grid): its own data, models, methods and sparsities
 
         if not args.dry_run or args.methods:
             raise ValueError("--plan lists and prices a whole plan: use it with --dry-run and no methods; each "

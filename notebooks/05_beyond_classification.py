@@ -411,11 +411,11 @@ def standing(gap, spread):
 
 
 VERDICTS = {}
-for domain in DOMAINS:  # the rule above is ck.claims.against_dense
+for domain in DOMAINS:  # the rule above is ck.verdicts.against_dense
     s = SUMMARY[SUMMARY.domain == domain].set_index(["method", "target_sparsity"])
     dense = s.loc[("dense-long", 0.0)]
     floor_name, floor = next(iter(REFERENCES[domain].items())) if domain in REFERENCES else (None, None)
-    VERDICTS[domain] = ck.claims.against_dense(
+    VERDICTS[domain] = ck.verdicts.against_dense(
         {key: (row["mean"], row["std"]) for key, row in s.iterrows()}, SPARSITIES[domain],
         METRIC[domain].higher_is_better, AT_INIT, floor=None if floor is None else (floor_name, floor))
     verdict, per_sparsity = VERDICTS[domain]["verdict"], VERDICTS[domain]["per_sparsity"]

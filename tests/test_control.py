@@ -1,4 +1,4 @@
-"""Control (cropkit.control): the REINFORCE loss against hand computation, finite differences and a dense-Hessian
+"""Control (cropkit.tasks.control): the REINFORCE loss against hand computation, finite differences and a dense-Hessian
 CroP oracle; seeded collection and evaluation repeat exactly; a short training learns CartPole; CroP scores an
 on-policy batch and the pruned policy still plays."""
 import math

@@ -1,4 +1,4 @@
-"""Laina et al.'s FCRN (cropkit.fcrn): full size checked on the meta device (Laina et al.'s 63.6 M parameters, the
+"""Laina et al.'s FCRN (cropkit.tasks.fcrn): full size checked on the meta device (Laina et al.'s 63.6 M parameters, the
 ResNet-50 encoder exactly torchvision's, 228×304 in and out), the unpooling by hand, structured surgery at a tiny width
 exact against the zero-masked dense network, and a structured run on the offline depth scenes."""
 import copy

@@ -1,4 +1,4 @@
-"""LunarLander-v3 (Box2D) beside CartPole and Acrobot (cropkit.control): the same REINFORCE path under the smoke
+"""LunarLander-v3 (Box2D) beside CartPole and Acrobot (cropkit.tasks.control): the same REINFORCE path under the smoke
 profile."""
 import math
 import warnings

@@ -1,4 +1,4 @@
-"""NYU Depth v2's labeled set (cropkit.nyu) on a tiny HDF5 file in the real file's layout (MATLAB v7.3: every array
+"""NYU Depth v2's labeled set (cropkit.tasks.nyu) on a tiny HDF5 file in the real layout (MATLAB v7.3: every array
 read with its dimensions reversed), with and without the official split file, and the paper profile's FCRN run."""
 import math
 import warnings

@@ -24,7 +24,7 @@ def _other_value(option: options.Option, value, method: str):
     if option.kind is int:
         return 3 if value is None else value + 1
     if option.kind is float:
-        return 0.05 if value is None else value * 2
+        return 0.05 if not value else value * 2  # 0 doubled is 0
     criterion = "l1_nodes" if method.endswith("-s") else "magnitude"
     return {"schedule": "constant", "criterion": criterion}.get(option.name, f"{value}-other")
 

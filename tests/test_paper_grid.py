@@ -1,6 +1,6 @@
-"""The paper's grid (cropkit.paper_grid): the dry run lists every configuration of the paper's tables and figures and
-prices it with no dataset present; the FLOPs behind the assumed epoch seconds recount; each setting's printed command
-is a valid `cropkit sweep`; the ResNeXt pair is priced by name and read by the claims' paper variant."""
+"""The paper's grid (cropkit.experiments.paper_grid): the dry run lists every configuration of the paper's tables and
+figures and prices it with no dataset present; the FLOPs behind the assumed epoch seconds recount; each setting's
+printed command is a valid `cropkit sweep`; the ResNeXt pair is priced by name and read by the claims' paper variant."""
 import shlex
 import types
 
@@ -9,7 +9,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from cropkit import cli
-from cropkit.experiments import claims, paper_grid, profiles
+from cropkit.experiments import claims, paper_grid
 from cropkit.tasks import models
 
 
@@ -118,4 +118,4 @@ def test_the_claims_paper_variant_is_the_papers_resnext_pair():
     text, passed = claims._wide_beats_narrow(Runs())
     assert passed and asked == [("crop-s", 0.985, "resnext101_32x48d"), ("dense", 0.0, "resnext101_32x16d")]
     assert "92.5 ± 0.0 %" in text and "3.56 GB" in text and "92.1 ± 0.0 %" in text and "3.89 GB" in text
-    assert profiles.CLAIMS["paper"]["wide_pair"] is not None
+    assert claims.SETTINGS["paper"]["wide_pair"] is not None

@@ -1,5 +1,5 @@
-"""PTB (cropkit.ptb) on tiny files in the standard format, and the pointer sentinel LSTM (cropkit.pointer): the
-mixture's weights sum to one, the mixture against a hand computation, L = 0 is the plain LSTM language model, the
+"""PTB (cropkit.tasks.ptb) on tiny files in the standard format, and the pointer sentinel LSTM (cropkit.tasks.pointer):
+the mixture's weights sum to one, the mixture against a hand computation, L = 0 is the plain LSTM language model, the
 language loss on its log-probabilities is the mixture's NLL (value and gradient), every unstructured method runs on it
 and the structured ones are refused."""
 import math

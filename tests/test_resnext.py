@@ -1,4 +1,4 @@
-"""The zoo's CIFAR-form ResNeXt101 32×16d / 32×48d (cropkit.resnext): parameter counts against the architecture's
+"""The zoo's CIFAR-form ResNeXt101 32×16d / 32×48d (cropkit.tasks.resnext): parameter counts against the architecture's
 arithmetic (full size on the meta device, where nothing is allocated; reduced depth and width for real), against
 torchvision's own ImageNet-form network, and structured surgery on grouped convolutions exact against the
 zero-masked dense network."""

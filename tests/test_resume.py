@@ -97,9 +97,9 @@ def run_keeping_model(monkeypatch, method: str, **kw) -> tuple[cropkit.Result, d
     finals = []
     measure = runs._measure
 
-    def keep(ctx, final):
+    def keep(ctx, final, *rest):
         finals.append({k: v.detach().clone() for k, v in final.state_dict().items()})
-        return measure(ctx, final)
+        return measure(ctx, final, *rest)
 
     with monkeypatch.context() as m:
         m.setattr(runs, "_measure", keep)

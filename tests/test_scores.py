@@ -78,7 +78,7 @@ def rel_err(got, want):
     return float((a - b).norm() / b.norm())
 
 
-@pytest.mark.parametrize("method", ["double", "forward"])  # the two ways to Hg (cropkit.derivatives)
+@pytest.mark.parametrize("method", ["double", "forward"])  # the two ways to Hg (cropkit.core.derivatives)
 @pytest.mark.parametrize("net", NETS)
 @pytest.mark.parametrize("masked", [False, True])
 def test_weight_scores_match_dense_hessian(net, masked, method):

@@ -1,4 +1,4 @@
-"""Tiny-ImageNet (cropkit.tinyimagenet) on a tiny set in the distributed layout (tests/tinyimagenet_files.py): the
+"""Tiny-ImageNet (cropkit.tasks.tinyimagenet) on a tiny set in the distributed layout (tests/tinyimagenet_files.py): the
 loader, the paper profile's run path with shrunk sizes, and the command line."""
 import pytest
 import torch

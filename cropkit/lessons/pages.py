@@ -1,6 +1,6 @@
 """A lesson's executed notebook as one HTML page that reads the same offline.
 
-    page = cropkit.pages.render_html("outputs/cpu/02_rich_to_lazy.ipynb")   # → outputs/cpu/02_rich_to_lazy.html
+    page = cropkit.lessons.pages.render_html("outputs/cpu/02_rich_to_lazy.ipynb")   # → outputs/cpu/02_rich_to_lazy.html
 
 nbconvert's own page fetches MathJax, require.js and the widgets' JavaScript from CDNs: offline, formulas show as
 raw LaTeX and widgets as nothing. This page fetches nothing:

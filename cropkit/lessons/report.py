@@ -1,9 +1,9 @@
 """One self-contained HTML page that gathers what every executed lesson produced.
 
-    path = cropkit.report.write_summary("outputs/cpu", {"00_tour": results_00, "03_lottery_vs_earlycrop": ...})
+    path = cropkit.lessons.report.write_summary("outputs/cpu", {"00_tour": results_00, "03_lottery_vs_earlycrop": ...})
 
-The main job calls :func:`write_summary`; ``python -m cropkit.report outputs/cpu`` rebuilds the page. It leads with
-one overview table, a row per lesson: status (ok, failed, interrupted, over budget, restarted), time, headline and
+The main job calls :func:`write_summary`; ``python -m cropkit.lessons.report outputs/cpu`` rebuilds the page. It leads
+with one overview table, a row per lesson: status (ok, failed, interrupted, over budget, restarted), time, headline and
 verdicts. A lesson says the last two in well-known keys of its JSON, ``headline`` (one sentence) and ``verdicts``
 (``{claim: verdict}``, a verdict may be a dict with a ``"verdict"`` key); without them the row shows its ``final_*``
 number and the ``verdict`` column of its tables. Below, a collapsed section per lesson holds its key scalars (nested

@@ -24,7 +24,7 @@ class _Profile:
         return "the profile's"
 
 
-PROFILE: Any = _Profile()  # default of an option whose value comes from cropkit.profiles.RUN
+PROFILE: Any = _Profile()  # default of an option whose value comes from cropkit.experiments.profiles.RUN
 
 
 def check_int(name: str, value, minimum: int) -> int:

@@ -183,7 +183,7 @@ def evaluate(model: nn.Module, loader: Evaluation, device=None) -> tuple[float, 
     surrogate whose value (≈ 0 with standardised advantages) says nothing about how good the policy is.
     ``device`` is unused: the policy plays on the device it is on."""
     if not isinstance(loader, Evaluation):
-        raise ValueError(f"a control task evaluates on a cropkit.control.Evaluation; got {type(loader).__name__}")
+        raise ValueError(f"a control task evaluates on a cropkit.tasks.control.Evaluation; got {type(loader).__name__}")
     generator = torch.Generator().manual_seed(_seed(*loader.seeds))
     episodes = play(model, loader.env, loader.seeds, generator)
     return float("nan"), float(np.mean([ep["rewards"].sum() for ep in episodes]))

@@ -38,7 +38,7 @@ from cropkit.core.structured import sync_shape_attributes
 from cropkit.training.loop import Callback
 
 FORMAT = 1
-_MASK = ".parametrizations.weight.0.mask"  # the buffer of a cropkit.masks.Mask
+_MASK = ".parametrizations.weight.0.mask"  # the buffer of a cropkit.core.masks.Mask
 _KEYS = {"format", "config", "training", "epoch", "seconds", "warnings", "context", "model", "parameters", "trainer",
          "callbacks"}
 

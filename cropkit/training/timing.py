@@ -324,4 +324,4 @@ class EarlyBirdDetector:
         return False
 
 
-from cropkit.training.callbacks import DetectorCallback  # noqa: E402,F401  (its home is cropkit.callbacks; kept importable here)
+from cropkit.training.callbacks import DetectorCallback  # noqa: E402,F401  (its home is cropkit.training.callbacks; kept importable here)

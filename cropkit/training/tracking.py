@@ -1,7 +1,7 @@
 """Experiment tracking: a TensorBoard callback that logs what a run does, epoch by epoch (offline, to files).
 
-    cropkit.run("earlycrop-u", callbacks=[cropkit.tracking.TensorBoard("outputs/tb")])
-    cropkit.compare(["dense", "earlycrop-u"], callbacks=[cropkit.tracking.TensorBoard("outputs/tb")])
+    cropkit.run("earlycrop-u", callbacks=[cropkit.training.tracking.TensorBoard("outputs/tb")])
+    cropkit.compare(["dense", "earlycrop-u"], callbacks=[cropkit.training.tracking.TensorBoard("outputs/tb")])
     # then: tensorboard --logdir outputs/tb     (in JupyterLab: %load_ext tensorboard, %tensorboard --logdir outputs/tb)
 
 Every run gets a sub-folder of its own, ``<method>-<data>-<model>-p<sparsity>-s<seed>``, and at the end of every
