@@ -63,6 +63,9 @@ def test_tour_results(run_notebook, smoke_dir):
 
 
 def test_lesson_03_times_its_phases(run_notebook):
-    phases = run_notebook("03_lottery_vs_earlycrop")["phase_seconds"]
+    r = run_notebook("03_lottery_vs_earlycrop")
+    phases = r["phase_seconds"]
     assert list(phases)[:3] == ["setup", "bill", "sweep"] and "verdicts" in phases
-    assert all(seconds >= 0 for seconds in phases.values()) and phases["sweep"] == max(phases.values())
+    assert all(seconds >= 0 for seconds in phases.values())
+    if r["runs_replayed"] == 0:  # training is the lesson's cost; replayed from the cache it is not
+        assert phases["sweep"] == max(phases.values())

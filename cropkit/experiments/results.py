@@ -36,8 +36,7 @@ if TYPE_CHECKING:  # annotations only: pandas loads when a table is made
 # it is named here).
 PRESENTATION_MODULES = ("__init__", "__main__", "cli", "paths", "lessons", "training.tracking",
                         "experiments.comparison", "experiments.grid", "experiments.sweeps", "experiments.executors",
-                        "experiments.claims", "experiments.lottery", "experiments.paper_grid",
-                        "experiments.profiles")  # profiles: every value it gives is in the key itself
+                        "experiments.claims", "experiments.lottery", "experiments.paper_grid")
 PACKAGE = Path(__file__).resolve().parent.parent
 
 
