@@ -295,22 +295,55 @@ print(f"the largest layer, {big} ({layers.loc[big, 'layer']}), holds {layers.loc
 phases.done("kept per layer")
 
 # %% [markdown]
-# **What to notice** (the `cpu` profile's numbers, 3 seeds at 90 %; yours are printed above).
-#
-# * **The detector fired while the network was learning:** after epoch 3 or 4 (3, 3, 4; never at the cap), with the
-#   firing epoch's training accuracy at 87.6 %, below the 91.4 % the dense runs reach in their last epoch.
-# * ***When* helps CroP a little.** CroP at $\theta_t$ (EarlyCroP-U) reaches 50.5 % against 45.7 % for CroP at
-#   initialisation: +4.7 points, inside the seed spread at 90 % (section 8 shows that at 50 % and 80 % the gain is
-#   about 15 points and beyond the spread).
-# * ***How* matters much more.** At the same moment, magnitude reaches 74.9 % — 24.4 points above CroP. **In this
-#   setting EarlyCroP does not win:** its timing is good (the magnitude twin uses it and comes within 3 points of LTR's
-#   77.9 % for 9.3 epochs instead of 24), but CroP's score is the weak part.
-# * **Why: one bottleneck layer.** The cnn's `Linear (64, 320)` after the flatten holds 77 % of the prunable weights.
-#   At 90 % sparsity CroP at $\theta_t$ keeps 0.8 % of it (about 160 of its 20 480 weights; SNIP at $\theta_t$ 1.1 %),
-#   while magnitude keeps 4.0 % and CroP at initialisation 7.3 %. CroP at $\theta_t$ spends the budget on the
-#   convolutions instead (it keeps 59–94 % of the first three), so every prediction has to pass through a layer
-#   with almost nothing left. Gradient-based scores at $\theta_t$ rank this wide layer's weights low; magnitude
-#   spreads the survivors more evenly. A network without such a layer (try `MODEL = "cnn1d"`) tells a different story.
+# **What to notice.** The sentences below are written by the next cell from the runs above, so they always say what
+# this run measured (under another profile, other seeds or your own settings they change with it).
+
+# %%
+def pct(x):
+    return f"{100 * x:.1f} %"
+
+
+def compare(a, b):
+    """'+x.x points (spread y.y: verdict)' for entries a and b at the focus sparsity."""
+    g = lottery.gap(accuracy, a, b).set_index("target_sparsity").loc[FOCUS_SPARSITY]
+    if len(SEEDS) < 2:
+        return f"{100 * g.difference:+.1f} points (one seed: no spread to read it against)"
+    verdict = "within the seed spread: undecided" if g.verdict.startswith("tie") else "beyond the seed spread"
+    return f"{100 * g.difference:+.1f} points ({verdict}, spread {100 * g.spread:.1f})"
+
+
+notice = []
+early = [r for r in results if entry_of(r.method, r.config) == "earlycrop-u" and r.target_sparsity == FOCUS_SPARSITY]
+epochs = sorted(r.prune_epoch for r in early)
+n_forced = sum(bool(r.forced) for r in early)
+fire_train = when_how.loc[LABELS["earlycrop-u"], "train acc at the prune"]
+notice.append(
+    f"**The detector** ({RULE} rule, τ = {THRESHOLD}) pruned after epoch(s) {', '.join(map(str, epochs))} at "
+    f"{FOCUS_SPARSITY:.0%}; {len(early) - n_forced} of {len(early)} runs fired, {n_forced} were forced at the cap of "
+    f"{MAX_DENSE_EPOCHS} dense epochs. The firing epoch's training accuracy was "
+    + (f"{pct(fire_train)}, against {pct(dense_final_train_acc)} in dense's last epoch"
+       if fire_train is not None and fire_train == fire_train else "not recorded")
+    + (": the network was still learning, EarlyCroP's premise." if fire_train is not None and
+       fire_train < dense_final_train_acc else "."))
+if {"crop-u", "earlycrop-u"} <= set(METHODS):
+    notice.append(f"***When*, same score:** CroP at θ_t (EarlyCroP-U) {pct(acc[LABELS['earlycrop-u']])} against CroP "
+                  f"at initialisation {pct(acc[LABELS['crop-u']])}: {compare('earlycrop-u', 'crop-u')}.")
+if "earlycrop-u-magnitude" in METHODS:
+    notice.append(f"***How*, same moment:** magnitude at θ_t {pct(acc[LABELS['earlycrop-u-magnitude']])} against CroP "
+                  f"at θ_t: {compare('earlycrop-u-magnitude', 'earlycrop-u')} for magnitude.")
+if "ltr" in METHODS:
+    ltr_acc = accuracy.set_index(["method", "target_sparsity"]).loc[("ltr", FOCUS_SPARSITY), "mean"]
+    notice.append(f"**LTR** reaches {pct(ltr_acc)} at {FOCUS_SPARSITY:.0%} for "
+                  f"{runs[(runs.method == 'ltr') & (runs.target_sparsity == FOCUS_SPARSITY)].epochs_trained.mean():.0f}"
+                  f" epochs; EarlyCroP-U trained {np.mean([r.epochs_trained for r in early]):.1f}.")
+share = layers.loc[big, "share of all weights"]
+notice.append(
+    f"**Where the scores put the survivors:** the largest layer, `{big}` ({layers.loc[big, 'layer']}), holds "
+    f"{share:.0%} of the prunable weights; at {FOCUS_SPARSITY:.0%} it keeps "
+    + ", ".join(f"{layers.loc[big, c]:.1%} ({c})" for c in kept)
+    + (". A score that keeps far less than the average of this layer makes it a bottleneck every prediction has to "
+       "pass through." if min(layers.loc[big, c] for c in kept) < 0.5 * (1 - FOCUS_SPARSITY) else "."))
+notice_text = ck.notebook.show_markdown(notice)
 
 # %% [markdown]
 # ## 5 · LTR round by round
@@ -477,27 +510,35 @@ phases.done("verdicts")
 # %% [markdown]
 # ## What to notice
 #
-# * **Rewinding versus the control.** The first block above says, sparsity by sparsity, whether the rewound ticket
-#   beats the same mask with fresh random weights. Under the `cpu` profile it does so only narrowly at 50 % and 80 %
-#   (+2.4 and +1.8 points, just beyond the spread) and ties at 90 % and 95 %: on this small problem the mask carries
-#   most of the ticket's value.
-# * **The bill.** LTR's epochs are $(R+1)\times E$ by construction: here $(3+1) \times 6 = 24$ epochs, 4× a dense
-#   training, where the paper reports LTR at about 2.5× dense. At 90 % that is 2.6× the epochs of EarlyCroP-U; the
-#   wall-time ratio printed beside it moves from run to run on a shared machine (read yours above). On a Pareto plot
-#   LTR can only stay on the front by being the most accurate
-#   point, because it is always the most expensive one — which it is at 90 %.
-# * **Where EarlyCroP stands.** EarlyCroP-U is ahead of LTR at 50 %, but LTR is ahead at 80 %, 90 % and 95 %, by up to
-#   34 points; against CroP-U (the same score at initialisation) EarlyCroP-U gains about 15 points at 50 % and 80 %,
-#   ties at 90 % and loses at 95 %. The detector was never forced to the cap. So the paper's claim — close to LTR at a
-#   fraction of its cost — holds here for EarlyCroP's *timing* paired with magnitude (on the Pareto front between
-#   SNIP and LTR), not for EarlyCroP-U itself beyond moderate sparsity: section 4 shows the bottleneck layer behind it.
-# * **Extreme sparsity.** At 95 % only 5 % of the weights remain; differences between criteria grow there, and so
-#   does the seed spread. Random-U is the floor every criterion should clear; the last line above names any method
-#   that fell below it. A sudden drop in a single round of the LTR plot (rather than a gradual decline) is the
-#   usual sign of a bottleneck: global magnitude pruning compares weights across layers, and a small layer whose
-#   weights happen to be small can lose almost all of them. Section 4 counted each layer's surviving weights with
-#   `ck.prune.masks(model)`; do the same on a run of your own.
-#
+# Written by the next cell from the verdicts above (a difference within the seed spread decides nothing).
+
+# %%
+def verdicts(g, a, b):
+    """'at 50 %: A ahead (+x.x); at 80 %: undecided (+y.y); …' from a gap table."""
+    return "; ".join(f"at {row.target_sparsity:.0%}: "
+                     + ("undecided" if row.verdict.startswith("tie") else row.verdict)
+                     + f" ({100 * row.difference:+.1f} pt, spread {100 * row.spread:.1f})" for _, row in g.iterrows())
+
+
+closing = [
+    f"**Rewinding against its control** (LTR − random reinit of the same mask): {verdicts(rewind_gap, 'ltr', 'ltr-reinit')}.",
+    f"**The bill.** LTR trains $(R+1)\\times E$ = ({R} + 1) × {E} = {(R + 1) * E} epochs, {ltr_over_dense:.0f}× a dense "
+    f"training, where the paper reports about 2.5× for LTR; at {FOCUS_SPARSITY:.0%} that is {epochs_ratio:.1f}× the "
+    f"epochs and {seconds_ratio:.1f}× the wall time of EarlyCroP-U (wall time moves with the machine's load).",
+    f"**LTR against EarlyCroP-U:** {verdicts(ltr_vs_early, 'ltr', 'earlycrop-u')}.",
+    f"**EarlyCroP-U against CroP-U** (when, same score): {verdicts(early_vs_init, 'earlycrop-u', 'crop-u')}.",
+    f"**Forced prunes:** {forced} of {n_early} EarlyCroP-U runs pruned at the cap of {MAX_DENSE_EPOCHS} dense epochs "
+    + ("(a verdict resting on them is about a fixed-epoch prune, not the detector)." if forced else
+       "(every prune was the detector's)."),
+    "**Below the Random-U floor:** " + ("; ".join(f"{LABELS[m]} at {[f'{s:.0%}' for s in v]}"
+                                                 for m, v in below_random.items() if v) or "no method at any sparsity")
+    + ". A sudden drop in a single LTR round (rather than a gradual decline) is the usual sign of a bottleneck: "
+    "global magnitude pruning compares weights across layers, and a small layer whose weights happen to be small "
+    "can lose almost all of them (section 4 counts each layer's survivors with `ck.prune.masks(model)`).",
+]
+closing_text = ck.notebook.show_markdown(closing)
+
+# %% [markdown]
 # ## Try this
 # * `LTR_ROUNDS = 1`: one-shot magnitude pruning with rewinding — cheaper, and often worse at high sparsity.
 # * `REWIND_EPOCH = 0`: rewind to initialisation, as in the original lottery-ticket paper. Does the gap to the
@@ -533,6 +574,7 @@ results_json = {
     "ltr_epochs_over_dense": ltr_over_dense,
     "detector": {"rule": RULE, "threshold": THRESHOLD, "max_dense_epochs": MAX_DENSE_EPOCHS},
     "when_how": when_how.reset_index().to_dict("records"), "dense_final_train_acc": dense_final_train_acc,
+    "notice": notice_text, "closing": closing_text,
     "kept_per_layer": {"seed": seed, "fire_epoch": detector.fired_epoch, "largest": big,
                        "layers": layers.rename_axis("name").reset_index().to_dict("records")},
     "phase_seconds": phases.seconds,

@@ -12,6 +12,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import fresh_clone as fc
 import nbformat
 import pytest
 from tiny_lessons import tiny_lesson
@@ -24,22 +25,14 @@ LESSONS = notebook.notebooks(ROOT / "notebooks")
 STEMS = [p.stem for p in LESSONS]
 
 
-def _clean_env(**extra) -> dict:
-    """The environment of a new user's shell: no PYTHONPATH to this checkout, no venv on PATH, no cropkit overrides."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME") and not k.startswith("CROPKIT_")}
-    venv_bin = str(Path(sys.prefix) / "bin")
-    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != venv_bin)
-    env.update(extra)
-    return env
+_clean_env = fc.clean_env
 
 
 def _listing(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*")}
 
 
-def _uv_works() -> bool:
-    return subprocess.run(["python3", "-m", "uv", "--version"], capture_output=True).returncode == 0
+_uv_works = fc.uv_works
 
 
 def _tiny_lesson(folder: Path, name: str, body: str) -> Path:
@@ -314,19 +307,14 @@ def test_the_wheel_carries_the_lessons_and_runs_outside_the_checkout(tmp_path):
     assert (work / "out" / "smoke" / "00_tour.html").exists() and (work / "out" / "smoke" / "summary.html").exists()
 
 
-@pytest.mark.skipif(shutil.which("git") is None or not _uv_works(), reason="needs git and uv (./kit installs uv)")
-def test_readme_main_command_in_a_fresh_clone(tmp_path):
+@pytest.mark.skipif(not fc.available(), reason="needs git and uv (./kit installs uv)")
+def test_readme_main_command_in_a_fresh_clone(fresh_clone):
     """`./kit main --profile smoke` exactly as the README writes it, in a fresh clone of the committed HEAD (work
     not yet committed is not in it), which builds its own .venv. Every lesson's JSON, HTML and the summary page
     must appear under the clone's outputs/smoke/, and the clone's git status must stay clean: nothing written outside
     the ignored outputs/, data/ and .venv/, and nothing at all under notebooks/."""
-    command = "./kit main --profile smoke"
-    assert command in (ROOT / "README.md").read_text()
-    clone = tmp_path / "clone"
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
-    subprocess.run(["git", "checkout", "--quiet", head.strip()], cwd=clone, check=True)
-    done = subprocess.run(command.split(), cwd=clone, env=_clean_env(), capture_output=True, text=True, timeout=1500)
+    assert fc.COMMAND in (ROOT / "README.md").read_text()
+    clone, done = fresh_clone  # the session's one run (tests/fresh_clone.py); its lessons' outputs feed their tests
     assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-4000:])
     out = clone / "outputs" / "smoke"
     page = (out / "summary.html").read_text()

@@ -91,3 +91,16 @@ def test_when_or_how(lesson):
         assert kept_share == pytest.approx(1 - lesson["focus_sparsity"], abs=0.01), column
     assert lesson["ltr_epochs_over_dense"] == lesson["ltr"]["trainings"]
     assert lesson["detector"]["rule"] == "reference" and lesson["detector"]["threshold"] == 0.7
+
+
+def test_the_prose_quotes_what_the_run_printed(lesson):
+    """The 'What to notice' sentences are written from the run (they cannot drift): the focus accuracies, the
+    detector's epochs and forced count, and the bill are the JSON's."""
+    focus = lesson["focus_sparsity"]
+    mean = {(r["method"], r["target_sparsity"]): r["mean"] for r in lesson["accuracy"]}
+    assert f"{100 * mean[('earlycrop-u', focus)]:.1f} %" in lesson["notice"]
+    assert f"{100 * mean[('crop-u', focus)]:.1f} %" in lesson["notice"]
+    early = [r for r in lesson["rows"] if r["method"] == "earlycrop-u" and r["target_sparsity"] == focus]
+    assert f"after epoch(s) {', '.join(str(int(e)) for e in sorted(r['prune_epoch'] for r in early))}" in lesson["notice"]
+    R, E = lesson["ltr"]["rounds"], lesson["epochs"]
+    assert f"({R} + 1) × {E} = {(R + 1) * E} epochs" in lesson["closing"]

@@ -69,3 +69,28 @@ def test_wide_pruned_model_fits_the_memory_of_the_narrow_dense_one(results, smok
     assert abs(w["wide"]["weight_sparsity"] - w["sparsity"]) <= 0.01 and w["wide"]["node_sparsity"] > 0
     for name in ("04_explorer.png", "04_sweep.png", "04_wide_vs_narrow.png", "04_structured_pruning.ipynb"):
         assert (Path(smoke_dir) / name).exists(), name
+
+
+def test_layouts_score_ratio_and_floor_are_recorded(results):
+    """Every structured row's layout (kept ≤ dense, at least one node per layer), the node-score ratio of the
+    re-created EarlyCroP-S moment (the last layer is the unit) and the floor row beside the paper rule's."""
+    rows = rows_by_method(results["tables"][0])
+    assert set(results["layouts"]) == {m for m, f in results["families"].items() if f == "Structured"}
+    for layout in results["layouts"].values():
+        assert layout and all(1 <= kept <= dense for kept, dense in layout.values())
+    layers = results["score_ratio"]["layers"]
+    assert layers[-1]["at θ_t"] == pytest.approx(1.0) and all(r["at θ_t"] > 0 for r in layers)
+    floor = results["layer_floor"]
+    assert len(floor["test_acc"]) == len(results["seeds"])
+    assert len(floor["paper_rule_test_acc"]) == len(results["seeds"])
+    assert rows["earlycrop-s"]["test_acc"] in floor["paper_rule_test_acc"]
+
+
+def test_the_prose_quotes_what_the_run_printed(results):
+    """The 'What to notice' sentences are written from the run: the numbers they quote are the JSON's."""
+    text, rows = results["notice"], rows_by_method(results["tables"][0])
+    floor = results["layer_floor"]["test_acc"]
+    assert f"{sum(floor) / len(floor):.1%}" in text
+    assert f"{rows['dense']['test_acc']:.1%}" in text and f"{rows['random-s']['test_acc']:.1%}" in text
+    ratio = results["score_ratio"]["layers"][0]
+    assert f"{ratio['at θ_t']:.1f}× the last one's" in text

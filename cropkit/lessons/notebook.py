@@ -81,6 +81,24 @@ def has_outputs(path: str | Path) -> bool:
     return any(c.get("outputs") or c.get("execution_count") for c in nb["cells"] if c["cell_type"] == "code")
 
 
+def show_markdown(sentences: list[str]) -> str:
+    """Show a lesson's prose written from its own results, as a bulleted Markdown list under the cell (plain text
+    outside a notebook), and return the text, for the lesson's JSON: numbers a lesson quotes come from its run, so
+    they cannot drift from what it printed."""
+    text = "\n".join(f"* {s}" for s in sentences)
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+    except ImportError:  # pragma: no cover - IPython comes with the lessons' dependencies
+        print(text)
+        return text
+    if get_ipython() is None:
+        print(text)
+    else:
+        display(Markdown(text))
+    return text
+
+
 def save_results(output_dir: str | Path, stem: str, results: dict) -> Path:
     """Write a lesson's key results to ``OUTPUT_DIR/stem.json`` (NaN becomes null) and return the path; a relative
     ``output_dir`` follows :func:`cropkit.paths.lesson_output`."""

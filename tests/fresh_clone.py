@@ -1,0 +1,53 @@
+"""The README's main command in a fresh clone of the committed HEAD, run once per test session.
+
+Its lessons' outputs are the smoke-profile outputs every lesson test reads (`conftest.run_notebook`) whenever the
+working tree's package and lessons equal HEAD (always on CI, which tests a clean clone): the six lessons then run
+once per session, not twice. With uncommitted changes to them, or without git and uv, the lessons run in this
+checkout instead."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMAND = "./kit main --profile smoke"
+# what the lessons are made of: when none differs from HEAD, the clone ran exactly this checkout's lessons
+SOURCES = ("cropkit", "notebooks", "pyproject.toml", "kit")
+
+
+def clean_env(**extra) -> dict:
+    """The environment of a new user's shell: no PYTHONPATH to this checkout, no venv on PATH, no cropkit overrides."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME") and not k.startswith("CROPKIT_")}
+    venv_bin = str(Path(sys.prefix) / "bin")
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != venv_bin)
+    env.update(extra)
+    return env
+
+
+def uv_works() -> bool:
+    return subprocess.run(["python3", "-m", "uv", "--version"], capture_output=True).returncode == 0
+
+
+def available() -> bool:
+    return shutil.which("git") is not None and uv_works()
+
+
+def tree_is_head() -> bool:
+    """Whether the package, the lessons and the installer of this checkout equal the committed HEAD."""
+    status = subprocess.run(["git", "status", "--porcelain", "--", *SOURCES], cwd=ROOT, capture_output=True,
+                            text=True)
+    return status.returncode == 0 and not status.stdout.strip()
+
+
+def run_main(folder: Path) -> tuple[Path, subprocess.CompletedProcess]:
+    """Clone HEAD into ``folder/clone`` and run `COMMAND` there as a new user would: (the clone, the process)."""
+    clone = folder / "clone"
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
+    subprocess.run(["git", "checkout", "--quiet", head.strip()], cwd=clone, check=True)
+    done = subprocess.run(COMMAND.split(), cwd=clone, env=clean_env(), capture_output=True, text=True, timeout=1500)
+    return clone, done
