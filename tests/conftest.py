@@ -13,6 +13,31 @@ ROOT = Path(__file__).resolve().parent.parent
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+# The fast lane (`./kit test -m "not slow"`, CONTRIBUTING) leaves out what takes seconds rather than milliseconds:
+# whatever executes a lesson (the fixtures below), starts a kernel, a browser, a cluster or worker processes, or runs
+# the claims or the benchmarks. Marked here, in one place, rather than test by test.
+SLOW_FIXTURES = {"run_notebook", "fresh_clone", "smoke_dir"}
+SLOW_MODULES = {"test_browser", "test_browser_lesson", "test_main_job", "test_sweep", "test_benchmarks", "test_claims",
+                "test_slurm", "test_paper_path", "test_notebooks_01_02", "test_first_contact"}
+SLOW_TESTS = {"test_runs_under_smoke_and_writes_json", "test_over_budget_is_a_warning_recorded_in_the_results",
+              "test_missing_and_corrupt_cifar_are_error_lines",
+              "test_ctrl_c_stops_every_worker_promptly_and_keeps_finished_runs",
+              "test_a_run_killed_after_any_epoch_resumes_to_the_uninterrupted_result",
+              "test_compare_in_worker_processes_gives_the_same_runs",
+              "test_compare_in_worker_processes_replays_from_the_cache_without_starting_workers",
+              "test_first_run_of_a_process_is_timed_after_the_warm_up",
+              "test_a_structured_method_runs_on_the_depth_scenes",
+              "test_every_unstructured_method_runs_on_it", "test_earlycrop_u_runs_on_lunarlander"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        if (SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or module in SLOW_MODULES
+                or item.originalname in SLOW_TESTS):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny smoke models run faster on one thread than on two on a shared, busy machine."""

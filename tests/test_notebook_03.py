@@ -101,6 +101,7 @@ def test_the_prose_quotes_what_the_run_printed(lesson):
     assert f"{100 * mean[('earlycrop-u', focus)]:.1f} %" in lesson["notice"]
     assert f"{100 * mean[('crop-u', focus)]:.1f} %" in lesson["notice"]
     early = [r for r in lesson["rows"] if r["method"] == "earlycrop-u" and r["target_sparsity"] == focus]
-    assert f"after epoch(s) {', '.join(str(int(e)) for e in sorted(r['prune_epoch'] for r in early))}" in lesson["notice"]
+    epochs = ", ".join(str(int(e)) for e in sorted(r["prune_epoch"] for r in early))
+    assert f"after epoch(s) {epochs}" in lesson["notice"]
     R, E = lesson["ltr"]["rounds"], lesson["epochs"]
     assert f"({R} + 1) × {E} = {(R + 1) * E} epochs" in lesson["closing"]
