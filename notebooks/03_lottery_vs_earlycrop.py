@@ -336,6 +336,12 @@ if "ltr" in METHODS:
     notice.append(f"**LTR** reaches {pct(ltr_acc)} at {FOCUS_SPARSITY:.0%} for "
                   f"{runs[(runs.method == 'ltr') & (runs.target_sparsity == FOCUS_SPARSITY)].epochs_trained.mean():.0f}"
                   f" epochs; EarlyCroP-U trained {np.mean([r.epochs_trained for r in early]):.1f}.")
+loss_end = {m: np.mean([r.history[-1]["train_loss"] for r in results if entry_of(r.method, r.config) == m
+                        and (m == "dense" or r.target_sparsity == FOCUS_SPARSITY)]) for m in ["dense", *METHODS]}
+notice.append(f"**Has training converged?** Training loss at the end, at {FOCUS_SPARSITY:.0%}: dense "
+              f"{loss_end['dense']:.3f}; " + ", ".join(f"{LABELS[m]} {loss_end[m]:.3f}" for m in METHODS)
+              + f". With {E} epochs after pruning, rows far above dense's are still learning: their accuracy is a "
+              "lower bound, and a gap between them may close with more epochs (`EPOCHS`).")
 share = layers.loc[big, "share of all weights"]
 notice.append(
     f"**Where the scores put the survivors:** the largest layer, `{big}` ({layers.loc[big, 'layer']}), holds "
@@ -574,7 +580,7 @@ results_json = {
     "ltr_epochs_over_dense": ltr_over_dense,
     "detector": {"rule": RULE, "threshold": THRESHOLD, "max_dense_epochs": MAX_DENSE_EPOCHS},
     "when_how": when_how.reset_index().to_dict("records"), "dense_final_train_acc": dense_final_train_acc,
-    "notice": notice_text, "closing": closing_text,
+    "notice": notice_text, "closing": closing_text, "train_loss_end": loss_end,
     "kept_per_layer": {"seed": seed, "fire_epoch": detector.fired_epoch, "largest": big,
                        "layers": layers.rename_axis("name").reset_index().to_dict("records")},
     "phase_seconds": phases.seconds,
