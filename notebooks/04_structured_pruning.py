@@ -406,7 +406,8 @@ notice = [
     + (f"{', '.join(LABELS[m] for m in starved)} cut a layer to 5 % or less. " if starved else "")
     + f"At θ_t the first node layer's mean CroP score is {score_ratio.iloc[0, 1]:.1f}× the last one's, against "
     f"{score_ratio.iloc[0, 0]:.1f}× at θ₀ (detector after epoch {detector.fired_epoch}).",
-    f"**EarlyCroP-S's detector** ({moment.rule} rule, τ = {moment.threshold}): pruned after epoch(s) "
+    f"**EarlyCroP-S's detector** ({moment.rule} rule, τ = "
+    f"{'its default' if moment.threshold is None else moment.threshold}): pruned after epoch(s) "
     f"{sorted(r.prune_epoch for r in every_run['earlycrop-s'])}; "
     f"{sum(not r.forced for r in every_run['earlycrop-s'])} of {len(SEEDS)} fired, "
     f"{sum(bool(r.forced) for r in every_run['earlycrop-s'])} forced at the cap of {moment.max_dense_epochs}.",
