@@ -182,14 +182,14 @@ def test_an_array_of_2_methods_x_2_seeds_builds_the_table_and_a_second_call_subm
 @pytest.mark.slow
 def test_a_job_on_a_shared_node_measures_the_batch_time_of_a_local_run(array):
     """The array's dense jobs shared the node with each other and with the same configuration run here meanwhile:
-    each job's batch time is within 4× of the local ones (on a busy machine two runs in a row can differ by 2×, so
-    the band is wide; the defect it guards against is an order of magnitude). Each job used to start a torch thread
-    per core of the node, spinning while it waited: 117× slower."""
+    no job's batch time is more than 2× the slower local one (each job used to start a torch thread per core of the
+    node, spinning while it waited: 117× slower). A job may be faster than the local runs, which shared the machine
+    with the array: down to a quarter of the faster one (below that it measured something else)."""
     tmp, _ = array
     here = [json.loads((tmp / f"local{n}.json").read_text())["batch_time_ms"] for n in (1, 2)]
     runs = pd.read_csv(tmp / "sweep" / "table-p90_runs.csv")
     dense = runs[runs["method"] == "dense"]["batch_time_ms"]
-    assert len(dense) == 2 and dense.between(min(here) / 4, max(here) * 4).all(), \
+    assert len(dense) == 2 and dense.between(min(here) / 4, max(here) * 2).all(), \
         f"jobs {list(dense)} ms, here {here} ms"
 
 
