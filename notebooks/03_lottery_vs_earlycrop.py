@@ -533,7 +533,7 @@ closing = [
     f"epochs and {seconds_ratio:.1f}× the wall time of EarlyCroP-U (wall time moves with the machine's load).",
     f"**LTR against EarlyCroP-U:** {verdicts(ltr_vs_early, 'ltr', 'earlycrop-u')}.",
     f"**EarlyCroP-U against CroP-U** (when, same score): {verdicts(early_vs_init, 'earlycrop-u', 'crop-u')}.",
-    f"**Forced prunes:** {forced} of {n_early} EarlyCroP-U runs pruned at the cap of {MAX_DENSE_EPOCHS} dense epochs "
+    f"**Forced prunes:** {forced} of {n_early} EarlyCroP runs (CroP and magnitude, every sparsity) pruned at the cap of {MAX_DENSE_EPOCHS} dense epochs "
     + ("(a verdict resting on them is about a fixed-epoch prune, not the detector)." if forced else
        "(every prune was the detector's)."),
     "**Below the Random-U floor:** " + ("; ".join(f"{LABELS[m]} at {[f'{s:.0%}' for s in v]}"
