@@ -69,6 +69,7 @@ CACHE = True  # type: bool  replay runs stored in outputs/cache; False trains ev
 # %%
 import copy
 import time
+import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -125,7 +126,13 @@ phases.done("bill")
 start = time.perf_counter()
 if not all(job.cached for job in JOBS):
     lottery.warm_up(**RUN_OPTIONS)  # one untimed dense epoch: the first timed run pays no start-up costs
-results = grid.execute(JOBS)
+with warnings.catch_warnings(record=True) as caught:  # each run's warnings are said below, one line per run
+    warnings.simplefilter("always")
+    results = grid.execute(JOBS)
+recorded = {w for r in results for w in r.warnings}
+for w in caught:
+    if str(w.message) not in recorded:
+        print(f"warning during the sweep: {w.message}")
 sweep_seconds = time.perf_counter() - start
 runs = lottery.frame(JOBS, results)
 replayed = sum(r.from_cache for r in results)
@@ -275,8 +282,12 @@ print(f"re-created: the detector fired after epoch {detector.fired_epoch} (the E
 
 def kept_per_layer(model, criterion):
     """Fraction of each prunable layer's weights kept when ``model`` is pruned by ``criterion`` to the focus sparsity."""
-    pruned_copy = ck.prune.unstructured(copy.deepcopy(model), ck.scores.WEIGHT_SCORES[criterion](
-        model, scoring, seed=seed), FOCUS_SPARSITY)
+    with warnings.catch_warnings(record=True) as caught:  # a layer that would be emptied: said as a sentence
+        warnings.simplefilter("always")
+        pruned_copy = ck.prune.unstructured(copy.deepcopy(model), ck.scores.WEIGHT_SCORES[criterion](
+            model, scoring, seed=seed), FOCUS_SPARSITY)
+    for w in caught:
+        print(f"{criterion} at the focus sparsity: {w.message}")
     return {name: mask.float().mean().item() for name, mask in ck.prune.masks(pruned_copy).items()}
 
 

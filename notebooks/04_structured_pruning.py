@@ -59,6 +59,8 @@ LAYER_FLOOR = 0.1  # type: float  least fraction of every layer nodes kept by th
 THREADS = 1  # type: int|None  torch CPU threads; None lets torch choose
 
 # %%
+import warnings
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -174,15 +176,27 @@ STRUCTURED = ["random-s", "snap", "crop-s", "cropit-s", "earlycrop-s", "earlybir
               "efficientconvnets"]
 SHOWN = ["Type", "Method"] + [header for _, header, *_ in PAPER_COLUMNS] + ["FLOPs", "Epochs", "Prune epoch"]
 
-tables, runs = {}, {}
+tables, runs, starvation_warnings = {}, {}, []
 for model, sparsity in TABLES:
     key = f"{model}@{sparsity}"
-    tables[key] = ck.compare(["dense", *UNSTRUCTURED, *STRUCTURED], data=DATA, model=model, sparsity=sparsity,
-                             seeds=SEEDS, width=WIDTH, **RUN_OPTIONS)
+    with warnings.catch_warnings(record=True) as caught:  # said below as sentences, not as a warning dump
+        warnings.simplefilter("always")
+        tables[key] = ck.compare(["dense", *UNSTRUCTURED, *STRUCTURED], data=DATA, model=model, sparsity=sparsity,
+                                 seeds=SEEDS, width=WIDTH, **RUN_OPTIONS)
+    starvation_warnings += [str(w.message).split(" (layer starvation")[0] for w in caught
+                            if "layer starvation" in str(w.message)]
+    for w in caught:
+        if "layer starvation" not in str(w.message):
+            print(f"note: {w.message}")
     runs[key] = runs_frame(tables[key])
     print(f"\n{DATA} · {model} (width {WIDTH}) · target weight sparsity {sparsity} · seeds {SEEDS} · "
           f"{EPOCHS} epochs after pruning · {runs[key]['device'].iloc[0]}")
     display(tables[key][SHOWN])
+if starvation_warnings:
+    print(f"{len(starvation_warnings)} run(s) left a layer with at most two nodes (layer starvation; the layouts "
+          "below show where):")
+    for text in starvation_warnings:
+        print("  " + text)
 
 
 # %% [markdown]
