@@ -138,3 +138,18 @@ def test_against_dense_follows_its_rule_in_both_directions():
     assert only_low["verdict"] == "reproduced"
     assert V.against_dense(lower, [0.5], higher_is_better=False, at_init=at_init,
                                 floor=("constant", 0.505))["verdict"].startswith("undecided")
+
+
+def test_the_readme_table_is_the_commands_output():
+    """README's claims table is `claims.markdown` as `./kit claims` wrote it: the claims in order with their paper
+    numbers and tests word for word, a verdict each, the setting and the provenance line."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## The paper's claims, checked", 1)[1].split("\n## ", 1)[0]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in section.splitlines()
+            if line.startswith("| ") and line.split("|")[1].strip() in {c.statement for c in ck.claims.CLAIMS}]
+    assert [r[0] for r in rows] == [c.statement for c in ck.claims.CLAIMS]
+    assert [(r[1], r[3]) for r in rows] == [(c.paper, c.test) for c in ck.claims.CLAIMS]
+    assert all(r[4].strip("*") in VERDICTS for r in rows)
+    assert "Provenance: torch threads" in section and "Setting: " in section
