@@ -17,6 +17,7 @@ from pathlib import Path
 from queue import Empty
 
 import pytest
+from processes import ctrl_c_reaches_it
 from tiny_lessons import tiny_lesson
 
 from cropkit.lessons import notebook, report, watchdog
@@ -115,7 +116,8 @@ def test_ctrl_c_stops_the_kernel_and_writes_the_summary_of_what_finished(tmp_pat
     script = ("import sys; from pathlib import Path; from cropkit import notebook; "
               "notebook.lessons_dir = lambda: Path(sys.argv[1]); sys.exit(notebook.main(sys.argv[2:]))")
     job = subprocess.Popen([sys.executable, "-c", script, str(folder), "--profile", "smoke", "--output",
-                            str(tmp_path / "out")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            str(tmp_path / "out")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=ctrl_c_reaches_it)
     try:
         while not (pid_file.exists() and pid_file.read_text()):
             assert job.poll() is None, job.communicate()

@@ -10,6 +10,7 @@ import time
 import pandas as pd
 import pytest
 import submitit
+from processes import ctrl_c_reaches_it
 
 import cropkit as ck
 from cropkit import cli
@@ -138,7 +139,7 @@ def test_ctrl_c_cancels_the_local_jobs_quietly_and_keeps_finished_runs(tmp_path)
     argv = ["sweep", "dense", "crop-u", "snap", "--seeds", "0", "1", "2", "--array-parallelism", "2", "--folder",
             str(tmp_path / "sweep"), "--cache-dir", str(cache), *SMOKE]
     proc = subprocess.Popen([sys.executable, "-m", "cropkit", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, preexec_fn=ctrl_c_reaches_it)
     try:
         deadline = time.monotonic() + 240
         while not list(cache.glob("*.json")):
