@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -47,12 +50,52 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+_CLONE: dict = {}  # the README's main command in a fresh clone, started in the background (`pytest_collection_finish`)
+
+
+def pytest_collection_finish(session):
+    """Once the tests are known: when one of them needs the fresh clone's main job (its own test, or the lessons'
+    tests that read its outputs), start it now in a thread, so that its ~100 s (a venv and six lesson kernels, one
+    core) run beside the fast tests instead of after them."""
+    import fresh_clone as fc
+
+    if session.config.option.collectonly:
+        return
+    needs = [set(getattr(item, "fixturenames", ())) for item in session.items]
+    direct = any("fresh_clone" in n for n in needs)
+    lessons = any({"run_notebook", "smoke_dir"} & n for n in needs)
+    if not (direct or (lessons and not os.environ.get("CROPKIT_TEST_OUTPUT") and fc.tree_is_head())) \
+            or not fc.available():
+        return
+    folder = Path(tempfile.mkdtemp(prefix="cropkit-fresh-clone-"))
+
+    def work():
+        try:
+            _CLONE["result"] = fc.run_main(folder)
+        except BaseException as error:  # raised by the fixture, in the test that needs it
+            _CLONE["error"] = error
+
+    _CLONE.update(folder=folder, thread=threading.Thread(target=work, name="fresh-clone", daemon=True))
+    _CLONE["thread"].start()
+
+
+def pytest_sessionfinish(session):
+    if "thread" in _CLONE:
+        _CLONE["thread"].join(timeout=5)
+        shutil.rmtree(_CLONE["folder"], ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def fresh_clone(tmp_path_factory):
     """The README's main command run in a fresh clone of HEAD (`fresh_clone.run_main`), once per session: (the
-    clone, the finished process); None without git and uv."""
+    clone, the finished process); None without git and uv. Started at collection when the session needs it."""
     import fresh_clone as fc
 
+    if "thread" in _CLONE:
+        _CLONE["thread"].join()
+        if "error" in _CLONE:
+            raise _CLONE["error"]
+        return _CLONE["result"]
     if not fc.available():
         return None
     return fc.run_main(tmp_path_factory.mktemp("fresh"))
