@@ -192,6 +192,7 @@ def test_a_job_on_a_shared_node_measures_the_batch_time_of_a_local_run(array):
     here = [json.loads((tmp / f"local{n}.json").read_text())["batch_time_ms"] for n in (1, 2)]
     runs = pd.read_csv(tmp / "sweep" / "table-p90_runs.csv")
     dense = runs[runs["method"] == "dense"]["batch_time_ms"]
+    print(f"batch time: SLURM jobs {list(dense)} ms, local runs {here} ms")  # shown by pytest -s
     assert len(dense) == 2 and dense.between(min(here) / 4, max(here) * 10).all(), \
         f"jobs {list(dense)} ms, here {here} ms"
     if not dense.between(min(here) / 4, max(here) * 2).all():
