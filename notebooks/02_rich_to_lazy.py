@@ -198,17 +198,39 @@ fig.savefig(ck.paths.output_file(OUTPUT_DIR, "02_run.png"), dpi=110)
 plt.show()
 
 # %% [markdown]
-# **What to notice** (this is what the `cpu` profile printed; read your own numbers above).
-#
-# * $\Delta_t$ (top left) keeps climbing for the whole run; each epoch adds a little less than the one before.
-# * The reference rule's ratio (top right) starts just under $\tau = 0.7$ at $t = 3$ — the first epoch at which this
-#   rule can fire — and keeps falling. So here it fires as early as it can.
-# * The NTK (orange, bottom left) is the independent witness: its distance from the initial kernel rises steeply in
-#   the first hundred steps and then stays on a plateau; by the firing epoch it has already done all of the drift it
-#   shows at the end (the printout says 100 % or more: the curve wobbles about its plateau). The kernel's *shape*
-#   has settled while its scale (the trace, dotted) keeps growing: the lazy phase in the sense of lesson 01.
-# * The bottom-right panel shows where that moment sits in the learning run: the training accuracy is still rising.
-#   Section 2 puts numbers on it.
+# **What to notice**, written by the next cell from this run's numbers (the `cpu` profile's, or yours).
+
+# %%
+def pct(x):
+    return f"{100 * x:.1f} %"
+
+
+EARLIEST = ck.timing.ratios([1.0] * 5, "reference")[0][0]  # the first epoch at which the reference rule has a ratio
+increments = [b - a for a, b in zip(delta, delta[1:])]
+shrinks = sum(b < a for a, b in zip(increments, increments[1:]))
+ref_ratios = reference_rule.detector.ratios
+notice = {"run": [
+    f"$\\Delta_t$ (top left) grows in {sum(i > 0 for i in increments)} of its {len(increments)} epoch-to-epoch steps, "
+    f"from {delta[0]:.3g} after epoch 1 to {delta[-1]:.3g} after epoch {len(delta)}; an epoch adds less than the one "
+    f"before {shrinks} times out of {len(increments) - 1}.",
+    f"The reference rule's ratio (top right) is {ref_ratios[0]:.2f} at $t = {EARLIEST}$, the first epoch at which "
+    f"this rule can fire, against $\\tau = {REF_TAU}$; "
+    + (f"it fires at epoch {fired['reference']}" + (", as early as it can." if fired["reference"] == EARLIEST else ".")
+       if fired["reference"] else "it does not fire within the run.")]}
+if fired["reference"]:
+    at = max(i for i, step in enumerate(drift.steps) if step <= fired["reference"] * steps_per_epoch)
+    share, trace_fire, trace_end = drift_share["reference"], drift.trace_ratio[at], drift.trace_ratio[-1]
+    notice["run"].append(
+        f"The NTK (orange, bottom left) is the independent witness: by the firing epoch it has done {100 * share:.0f} % "
+        f"of the drift it shows at the end (above 100 %: the curve wobbles about its plateau), while its scale (the "
+        f"trace, dotted) is {trace_fire:.2f}× its initial value there and {trace_end:.2f}× at the end"
+        + (": the kernel's *shape* has settled while its scale keeps growing, the lazy phase in the sense of lesson 01."
+           if share >= 0.8 and trace_end > trace_fire else "."))
+    notice["run"].append(
+        f"The bottom-right panel shows where that moment sits in the learning run: a training accuracy of "
+        f"{pct(history.epochs[fired['reference'] - 1]['train_eval_acc'])} at the firing epoch, "
+        f"{pct(history.epochs[-1]['train_eval_acc'])} at the end. Section 2 puts numbers on it.")
+ck.notebook.show_markdown(notice["run"]);
 
 # %% [markdown]
 # ## 2 · Is the network still learning when the detector fires?
@@ -272,17 +294,36 @@ for run in by_rule:
           f"{'yes' if premise_holds(row) else 'no'}")
 
 # %% [markdown]
-# **What to notice** (the `cpu` profile's numbers; the printout above has yours).
-#
-# * **`digits`: the transition coincides with memorisation.** Both rules fire early (the reference rule at epoch 3,
-#   the seed rule at epoch 4), and at that epoch the training accuracy is already 100 % with a training loss around
-#   0.01. There is nothing left to learn on the training set, so the gradient CroP scores $\theta_t$ with is close to
-#   zero: pruning "when training turns lazy" is, on `digits`, pruning after the data has been memorised.
-# * **`mnist1d`: the network is still learning.** The reference rule fires at epoch 3 with a training accuracy of
-#   89.5 %, 10.5 points below its final 100 %, and a training loss of 0.43, about 50 times its final 0.008. Here the
-#   kernel has settled (section 1) while the loss still has most of its way to go: the situation EarlyCroP's argument
-#   is about. That is why lessons 03 and 04 use this setting under the `cpu` profile.
-# * The seed rule at $\tau = 0.1$ did not fire within the 16 epochs on `mnist1d` (section 5 says why).
+# **What to notice**, written from the table above:
+
+# %%
+def premise_sentence(key):
+    """What the reference rule's firing epoch says about the run ``key``, in words, from ``by_rule``."""
+    row, seed_epoch = by_rule[key]["reference"], by_rule[key]["seed"]["fire_epoch"]
+    name = f"**{RUNS[key]}**"
+    if row["fire_epoch"] is None:
+        return f"{name}: the reference rule did not fire within {row['epochs']} epochs."
+    text = (f"{name}: the reference rule fires at epoch {row['fire_epoch']}"
+            + (f", the seed rule at epoch {seed_epoch}" if seed_epoch else ", the seed rule not within the run")
+            + f", with a training accuracy of {pct(row['train_acc_at_fire'])} "
+            f"({100 * (row['train_acc_final'] - row['train_acc_at_fire']):.1f} points below its final "
+            f"{pct(row['train_acc_final'])}) and a training loss of {row['loss_at_fire']:.3g}, "
+            f"{row['loss_at_fire'] / row['loss_final']:.0f} times its final {row['loss_final']:.3g}")
+    if premise_holds(row):
+        return text + (": the network is still learning. The kernel has settled (section 1) while the loss still "
+                       "has most of its way to go: the situation EarlyCroP's argument is about.")
+    if row["train_acc_at_fire"] >= 0.98:
+        return text + (": the transition coincides with memorisation. There is little left to learn on the "
+                       "training set, so the gradient CroP scores $\\theta_t$ with is close to zero: pruning \"when "
+                       "training turns lazy\" is here pruning after the data has been memorised.")
+    return text + ": by section 2's test the network is not clearly still learning."
+
+
+notice["premise"] = [premise_sentence("digits"), premise_sentence("setting")]
+if fired["seed"] is None:
+    notice["premise"].append(f"The seed rule at $\\tau = {TAU}$ did not fire within the {EPOCHS} epochs on `{DATA}` "
+                             "(section 5 says why).")
+ck.notebook.show_markdown(notice["premise"]);
 
 # %% [markdown]
 # ## 3 · The animation
@@ -342,12 +383,35 @@ print("seed rule: Δ_t − Δ_(t−1) per epoch, divided by Δ_1: " + ", ".join(
 print("reference rule: ratio per epoch from t = 3: " + ", ".join(f"{r:.2f}" for r in reference_rule.detector.ratios))
 
 # %% [markdown]
-# **What to notice** (`cpu` profile). The seed rule's ratios fall from 0.93 to about 0.18 over 16 epochs: every epoch
-# still adds almost a fifth of the first epoch's squared distance at the end, so at $\tau = 0.1$ it does not fire
-# within the run — in lesson 03 it would be stopped by the cap of the dense phase, after the data is memorised
-# (section 1's table: 100 % training accuracy from epoch 12). The reference ratios fall from 0.65 to about 0.06. Section
-# 4's printout shows what $\tau$ does to each rule: the reference rule with the authors' $\tau = 1-p = 0.1$ would
-# fire at epoch 12, also at 100 % training accuracy — which is why this lesson fixes $\tau = 0.7$.
+# **What to notice**, written from the ratios above:
+
+# %%
+seed_ratios = seed_rule.detector.ratios
+
+
+def moves(values):
+    """How a ratio curve went, first to last value, in words."""
+    return (f"{'fall' if values[-1] < values[0] else 'rise' if values[-1] > values[0] else 'stay'} from "
+            f"{values[0]:.2f} to {values[-1]:.2f}")
+
+
+memorised = next((e for e, acc in zip(table.epoch, table["train acc"]) if acc >= 0.9995), None)
+authors_tau = round(1 - 0.9, 10)  # the authors' τ = 1 − p at 90 % sparsity
+authors_epoch = ck.timing.detection_epoch(reference_rule.detector.history, authors_tau, "reference")
+notice["rules"] = [
+    f"The seed rule's ratios {moves(seed_ratios)} over {EPOCHS} epochs"
+    + (f": at the end every epoch still adds {seed_ratios[-1]:.2f} of the first epoch's squared distance, so at "
+       f"$\\tau = {TAU}$ it does not fire within the run; in lesson 03 the cap of the dense phase would stop it"
+       + (f", after the data is memorised (100 % training accuracy from epoch {memorised})." if memorised else ".")
+       if fired["seed"] is None else f"; at $\\tau = {TAU}$ it fires at epoch {fired['seed']}."),
+    f"The reference rule's ratios {moves(ref_ratios)}.",
+    (f"With the authors' $\\tau = 1 - p = {authors_tau}$ the reference rule would fire at epoch {authors_epoch}, at "
+     f"{pct(table['train acc'].iloc[authors_epoch - 1])} training accuracy"
+     + (" — which is why this lesson fixes $\\tau$ = `REF_TAU` at a value that fires while the network still learns."
+        if table["train acc"].iloc[authors_epoch - 1] >= 0.99 else ".")
+     if authors_epoch else f"With the authors' $\\tau = 1 - p = {authors_tau}$ the reference rule would not fire "
+     f"within the {EPOCHS} epochs.")]
+ck.notebook.show_markdown(notice["rules"]);
 
 # %% [markdown]
 # ## 6 · Try this: width and learning rate
@@ -386,19 +450,39 @@ fig.savefig(ck.paths.output_file(OUTPUT_DIR, "02_try_this.png"), dpi=110)
 plt.show()
 
 # %% [markdown]
-# **What to notice** (read the table; this is what the `cpu` profile showed: `detection_epoch` is the reference rule's,
-# `seed_rule_epoch` the seed rule's, empty when it did not fire within the run).
-#
-# * **Width: the kernel roughly agrees with the theory.** The NTK distance at the end is largest for the narrowest
-#   network (0.80 at width 0.25) and smallest for the widest (0.48 at width 2), with widths 0.5 and 1 about equal
-#   (0.55, 0.56). The seed rule fires within the run only for the two widest networks (epochs 9 and 6): the wider
-#   the net, the sooner its squared distance settles. The reference rule fires at epoch 3 or 4 for every width.
-# * **The learning rate, with Adam.** The smallest rate (5e-4) fires the reference rule a little later (epoch 4), its
-#   NTK moved about as much as at the default rate, and it is the least accurate after 10 epochs; the largest rate
-#   (8e-3) moved the kernel most (0.74). Adam's step is about `lr` per coordinate whatever the gradient's size, so a
-#   small rate simply takes longer; the detector measures *settling*.
-# * **Data order matters.** The rows with width 0.5 and lr 2e-3 repeat section 1's run with different data orders
-#   (the loader's generator has moved on): compare their test accuracies with each other and with section 1's.
+# **What to notice**, written from the table above (`detection_epoch` is the reference rule's, `seed_rule_epoch`
+# the seed rule's, empty when it did not fire within the run):
+
+# %%
+def epoch_text(value):
+    return "—" if value is None or value != value else str(int(value))
+
+
+widths = try_this[try_this.varied == "width"].sort_values("width")
+rates = try_this[try_this.varied == "lr"].sort_values("lr")
+ordered = widths.ntk_distance_at_end.iloc[0] == widths.ntk_distance_at_end.max() and \
+    widths.ntk_distance_at_end.iloc[-1] == widths.ntk_distance_at_end.min()
+fired_widths = widths[widths.seed_rule_epoch.notna()]
+notice["try"] = [
+    "**Width.** The NTK distance at the end: " + ", ".join(f"{d:.2f} at width {w:g}" for w, d in
+                                                          zip(widths.width, widths.ntk_distance_at_end))
+    + ("; largest for the narrowest network and smallest for the widest, as the theory says." if ordered else
+       "; not ordered from narrow to wide as the theory would have it (one seed, one data order: try another).")
+    + (" The seed rule fires within the run only for width(s) " + ", ".join(f"{w:g}" for w in fired_widths.width)
+       + " (epoch(s) " + ", ".join(epoch_text(e) for e in fired_widths.seed_rule_epoch) + ")"
+       if len(fired_widths) else " The seed rule fires within the run for no width")
+    + "; the reference rule at epoch(s) " + ", ".join(epoch_text(e) for e in widths.detection_epoch) + ".",
+    "**The learning rate, with Adam.** " + "; ".join(
+        f"lr {lr:g}: reference rule at epoch {epoch_text(e)}, NTK distance {d:.2f}, test accuracy {pct(a)}"
+        for lr, e, d, a in zip(rates.lr, rates.detection_epoch, rates.ntk_distance_at_end, rates.test_acc))
+    + f" after {TRY_EPOCHS} epochs. Adam's step is about `lr` per coordinate whatever the gradient's size, so a "
+    "small rate simply takes longer; the detector measures *settling*.",
+    f"**Data order matters.** The rows with width {WIDTH:g} and lr {LR:g} repeat section 1's run with other data "
+    f"orders (the loader's generator has moved on): test accuracies "
+    + ", ".join(pct(a) for a in try_this[(try_this.width == WIDTH) & (try_this.lr == LR)].test_acc)
+    + f" after {TRY_EPOCHS} epochs, against section 1's {pct(table.test_acc.iloc[TRY_EPOCHS - 1])} at the same epoch."
+    if len(table) >= TRY_EPOCHS else "**Data order matters.** Compare the repeated rows' test accuracies."]
+ck.notebook.show_markdown(notice["try"]);
 
 # %% [markdown]
 # ## 7 · Results
@@ -421,7 +505,7 @@ results = {
     "final_test_acc": final_test_acc, "test_acc": table.test_acc.tolist(),
     "animation": str(gif_path), "try_this": rows,
     "figures": [str(ck.paths.output_file(OUTPUT_DIR, f)) for f in ("02_run.png", "02_rules.png", "02_try_this.png")],
-    "process_cpu_seconds": time.process_time(),
+    "process_cpu_seconds": time.process_time(), "notice": notice,
 }
 print(f"CPU time of this kernel so far: {results['process_cpu_seconds']:.0f} s on {ck.hardware.describe()}")
 print("wrote", ck.notebook.save_results(OUTPUT_DIR, "02_rich_to_lazy", results))

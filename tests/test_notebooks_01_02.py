@@ -44,6 +44,26 @@ def test_02_detection_epochs_and_animation(run_notebook):
     check_premise(r)
 
 
+def test_02_the_prose_quotes_what_the_run_printed(run_notebook):
+    """Lesson 02's 'What to notice' lists are written from its run (they cannot drift): Δ, the ratios, the firing
+    epochs and the try-this table's NTK distances in the text are the JSON's."""
+    r = run_notebook(NB02)
+    notice = {part: " ".join(sentences) for part, sentences in r["notice"].items()}
+    assert set(notice) == {"run", "premise", "rules", "try"}
+    assert f"from {r['delta'][0]:.3g} after epoch 1 to {r['delta'][-1]:.3g} after epoch {r['epochs']}" in notice["run"]
+    assert f"is {r['reference_ratios'][0]:.2f} at $t = 3$" in notice["run"]
+    for key in ("setting", "digits"):
+        row = r["premise"][key]
+        said = (f"fires at epoch {row['fire_epoch']}" if row["fire_epoch"]
+                else f"did not fire within {row['epochs']} epochs")
+        assert f"**{row['run']}**: the reference rule {said}" in notice["premise"]
+    for ratios in (r["seed_ratios"], r["reference_ratios"]):
+        assert f"{ratios[0]:.2f} to {ratios[-1]:.2f}" in notice["rules"]
+    for row in r["try_this"]:
+        if row["varied"] == "width":
+            assert f"{row['ntk_distance_at_end']:.2f} at width {row['width']:g}" in notice["try"]
+
+
 PREMISE_KEYS = {"fire_epoch", "epochs", "train_acc_at_fire", "train_acc_final", "loss_at_fire", "loss_final"}
 
 
