@@ -558,6 +558,10 @@ closing_text = ck.notebook.show_markdown(closing)
 # %% [markdown]
 # ## Try this
 # * `LTR_ROUNDS = 1`: one-shot magnitude pruning with rewinding — cheaper, and often worse at high sparsity.
+# * **Is E long enough?** `python benchmarks/lesson03_convergence.py --epochs 6 20 40 80` runs this lesson's settings
+#   (dense, CroP at init, EarlyCroP-U, magnitude at $\theta_t$; 90 %, seed 0) with longer sparse phases and prints
+#   each run's training loss at the end beside dense's (a few minutes). Does the order of *when* and *how* above
+#   survive once the pruned networks have converged?
 # * `REWIND_EPOCH = 0`: rewind to initialisation, as in the original lottery-ticket paper. Does the gap to the
 #   random-reinit control shrink?
 # * `SEEDS = [0, 1, 2, 3, 4]` and `CACHE = True`: the existing seeds replay from the cache; only the new ones train,
