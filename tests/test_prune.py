@@ -1,5 +1,6 @@
 """Unstructured masks: exact global top-k, zeros that stay zero under any optimizer, deterministic ties,
 masks that only shrink; the CroPit and SynFlow schedules; bad input."""
+import copy
 import io
 
 import pytest
@@ -195,3 +196,17 @@ def test_selection_equals_a_full_stable_sort(seed):
         keep, emptied = _global_keep(ranked.numpy(), sizes, n_keep)
         want, want_emptied = sorted_global_keep(ranked, sizes, n_keep)
         assert torch.equal(torch.from_numpy(keep), want) and emptied == want_emptied, (sizes, n_keep)
+
+
+def test_making_a_deep_copy_permanent_leaves_the_original_masked():
+    """torch keeps a parametrised weight on a class a deep copy shares with its original: making the copy permanent
+    used to delete the original's weight (AttributeError on its next forward)."""
+    model = models.build("mlp", (8,), 3, width=0.25, seed=0)
+    prune.unstructured(model, scores.magnitude(model), 0.5)
+    x = torch.randn(4, 8)
+    before, kept = model(x), prune.masks(model)
+    copy_ = prune.make_permanent(copy.deepcopy(model))
+    assert not any(nn.utils.parametrize.is_parametrized(m) for m in copy_.modules())  # the copy: plain weights
+    assert all(torch.equal(kept[k], m) for k, m in prune.masks(model).items())  # the original: still masked
+    assert sum(not m.all() for m in kept.values()) == 3
+    assert torch.equal(model(x), before) and torch.allclose(copy_(x), before)

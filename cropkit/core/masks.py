@@ -164,10 +164,21 @@ def unstructured_layers(layers: list[tuple[str, nn.Module]], scores: dict[str, t
         set_mask(module, piece.view(weight.shape).to(weight.device))
 
 
+def _own_class(module: nn.Module) -> None:
+    """Give a parametrised module a class of its own. torch keeps a parametrised weight as a property of a class made
+    for the module, and removing the parametrisation deletes that property from the class; ``copy.deepcopy`` shares
+    the class between the copy and its original, so making the copy permanent would strip the original's weight."""
+    cls = module.__class__
+    namespace = {k: v for k, v in vars(cls).items() if k not in ("__dict__", "__weakref__")}
+    module.__class__ = type(cls.__name__, cls.__bases__, namespace)
+
+
 def make_permanent(model: nn.Module) -> nn.Module:
     """Replace every masked weight by a plain Parameter holding θ_orig ⊙ m (zeros stay), removing the
-    re-parametrisation, so that ``torch.save(model)`` works. Build a new optimizer afterwards. Returns the model."""
+    re-parametrisation, so that ``torch.save(model)`` works. Build a new optimizer afterwards. Returns the model;
+    a deep copy can be made permanent and its original keeps its masks."""
     for _, module in pruned_layers(model):
         if mask_of(module) is not None:
+            _own_class(module)
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
     return model
