@@ -9,13 +9,13 @@ parameters on top, all checked before a kernel starts. A lesson writes its figur
 :func:`cropkit.paths.output_file` and :func:`save_results` into ``OUTPUT_DIR``.
 
 The main job runs every lesson in order: ``python -m cropkit.notebook --profile cpu --output outputs`` (what
-``./kit main`` runs). A lesson that fails is reported and the job goes on; the summary page lists it with its
-error, and the command exits with status 1 at the end. Time budgets are warnings, never errors: a lesson over its
-profile's budget is flagged on the summary page (``_over_budget``); only a single cell running :data:`HANG_CAP`
-times the budget (``--hang-cap`` seconds) is stopped, as a hang. Cells run through :mod:`cropkit.lessons.watchdog`'s
-client: a kernel message lost on the way restarts the lesson once (``_watchdog`` in the results), and a second
-loss fails it with the reason. Ctrl+C stops the running kernel, writes the summary of the lessons that finished
-(the interrupted one listed as such) and exits with status 130.
+``./kit main`` runs). A lesson that fails is reported and the job goes on; the summary page lists it with its error,
+and the command exits with status 1 at the end. Time budgets are warnings, never errors: a lesson over its profile's
+budget is flagged on the summary page (``_over_budget``); only a single cell silent (no output, no progress bar
+moving) for :data:`HANG_CAP` times the budget (``--hang-cap`` seconds) is stopped, as a hang. Cells run through
+:mod:`cropkit.lessons.watchdog`'s client: a kernel message lost on the way restarts the lesson once (``_watchdog`` in
+the results), and a second loss fails it with the reason. Ctrl+C stops the running kernel, writes the summary of the
+lessons that finished (the interrupted one listed as such) and exits with status 130.
 
 Where the lessons come from: the checkout's ``notebooks/`` when cropkit runs from a source checkout, else the copies
 packaged inside cropkit (``cropkit/lessons/notebooks/``, put there with their sidecars when the wheel is built);
@@ -43,7 +43,7 @@ from cropkit.lessons.pairs import paired_text, sync
 from cropkit.lessons.report import write_summary
 
 BUDGET_S = {"smoke": 180, "cpu": 600, "paper": None}  # seconds per lesson, a warning; smoke = seconds plus kernel start
-HANG_CAP = 3  # a single cell running HANG_CAP × the budget is a hang (not a slow machine) and is stopped
+HANG_CAP = 3  # a single cell silent for HANG_CAP × the budget is a hang (not a slow machine) and is stopped
 
 def lessons_dir() -> Path:
     """The checkout's ``notebooks/`` when running from a checkout, else the lessons packaged with cropkit."""
@@ -147,15 +147,15 @@ def execute(path: str | Path, profile: str = "smoke", output_dir: str | Path = "
     """Execute a lesson under ``profile`` and return the JSON it wrote.
 
     The lesson runs with its parameters cell's values (the ``cpu`` profile's), then the profile's values from its
-    sidecar ``NN_name.profiles.json`` (none for ``cpu`` or without a sidecar), then ``parameters``: the caller's
-    values win. ``output_dir`` is resolved against the caller's working directory; the kernel runs in it and the
-    executed copy is written there (``output_dir/<stem>.ipynb``). Unknown parameter names and values of the wrong
-    type, in ``parameters`` or in the sidecar, raise ``ValueError`` before the kernel starts. ``budget_s`` (default:
-    the profile's, ``None``: none) is a warning: a lesson running over it warns and its results say so
-    (``_over_budget``). A single cell running longer than ``hang_cap_s`` (default :data:`HANG_CAP` × the budget;
-    ``None``: no cap) is stopped as a hang. A kernel message lost on the way (:mod:`cropkit.lessons.watchdog`,
-    patience ``watchdog_s``) runs the lesson once more; ``_watchdog`` in the results counts restarts and late
-    messages, and a second loss raises ``LostMessage``.
+    sidecar ``NN_name.profiles.json`` (none for ``cpu`` or without a sidecar), then ``parameters``: the caller's values
+    win. ``output_dir`` is resolved against the caller's working directory; the kernel runs in it and the executed copy
+    is written there (``output_dir/<stem>.ipynb``). Unknown parameter names and values of the wrong type, in
+    ``parameters`` or in the sidecar, raise ``ValueError`` before the kernel starts. ``budget_s`` (default: the
+    profile's, ``None``: none) is a warning: a lesson running over it warns and its results say so (``_over_budget``). A
+    single cell silent longer than ``hang_cap_s`` (default :data:`HANG_CAP` × the budget; ``None``: no cap; counted from
+    its last output) is stopped as a hang. A kernel message lost on the way (:mod:`cropkit.lessons.watchdog`, patience
+    ``watchdog_s``) runs the lesson once more; ``_watchdog`` in the results counts restarts and late messages, and a
+    second loss raises ``LostMessage``.
     """
     import logging
 
@@ -287,8 +287,8 @@ def main(argv=None) -> int:
                         help="output folder, relative to the current directory (default: outputs)")
     parser.add_argument("--only", nargs="*", help="lesson prefixes to run, e.g. 00 02")
     parser.add_argument("--hang-cap", type=float, metavar="SECONDS",
-                        help=f"stop a single cell after this long, as a hang (default: {HANG_CAP} × the profile's "
-                             "time budget; 0: never)")
+                        help=f"stop a single cell silent this long (no output, no progress), as a hang (default: "
+                             f"{HANG_CAP} × the profile's time budget; 0: never)")
     parser.add_argument("--sync", nargs="*", metavar="LESSON",
                         help="run nothing: sync each lesson's .ipynb with its .py (the newer wins), strip outputs, "
                              "number new cells and reset the install cell (all lessons if none is named)")

@@ -19,8 +19,10 @@ come late and whether the late ones were waiting in the socket.
   makes the replay cheap). After the reply, the watchdog waits for the kernel's ``idle`` the same way.
 
 A cell that is computing (``busy``, not ``idle``) is never stopped by the watchdog; the cell's time limit (the hang
-cap) stays the last resort against a real hang. The client runs as the papermill engine :data:`ENGINE`, registered
-when this module is imported.
+cap) stays the last resort against a real hang. That limit counts from the cell's last output (a printed line, a
+progress bar's update), not from its start: on a machine shared with other work a cell's progress bar keeps moving
+at a third of its usual pace, and only a cell silent for the whole cap is a hang. The client runs as the papermill
+engine :data:`ENGINE`, registered when this module is imported.
 """
 from __future__ import annotations
 
@@ -85,6 +87,12 @@ class Watch:
     idle: float | None = None
     iopub: float | None = None  # the last iopub message for the request
     reply: float | None = None
+
+    def alive(self) -> float:
+        """The request's last sign of life: its last iopub message (an output, a progress bar's update), else when
+        it was sent. The hang cap counts from here, so a cell that keeps reporting progress on a slow machine is
+        slow, not hung."""
+        return max(self.sent, self.iopub or self.sent)
 
     def silence(self, now: float) -> str | None:
         """Why the reply looks lost at ``now`` (given the watchdog's patience elapsed), or None."""
@@ -158,16 +166,16 @@ class WatchdogClient(PapermillNotebookClient):
     async def _async_poll_for_reply(self, msg_id: str, cell, timeout, task_poll_output_msg,
                                     task_poll_kernel_alive) -> dict:
         watch = self._watch(msg_id)
-        deadline = None if timeout is None else watch.sent + timeout
+        capped = timeout is not None
         while True:
             try:
                 msg = await self._receive(self.kc.shell_channel, "shell", self.cell_index)
             except Empty:
                 now = time.monotonic()
-                if deadline is not None and now > deadline:  # the hang cap, handled as nbclient handles it
+                if capped and now > watch.alive() + timeout:  # the hang cap, handled as nbclient handles it
                     await self._async_check_alive()
                     error_reply = await self._async_handle_timeout(timeout, cell)  # raises unless interrupting
-                    deadline = None
+                    capped = False
                     if error_reply:
                         task_poll_kernel_alive.cancel()
                         return {**error_reply, "parent_header": {"msg_id": msg_id}}
