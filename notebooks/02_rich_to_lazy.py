@@ -209,14 +209,16 @@ EARLIEST = ck.timing.ratios([1.0] * 5, "reference")[0][0]  # the first epoch at 
 increments = [b - a for a, b in zip(delta, delta[1:])]
 shrinks = sum(b < a for a, b in zip(increments, increments[1:]))
 ref_ratios = reference_rule.detector.ratios
-notice = {"run": [
+notice = {"run": [  # each sentence only where the run is long enough to say it
     f"$\\Delta_t$ (top left) grows in {sum(i > 0 for i in increments)} of its {len(increments)} epoch-to-epoch steps, "
     f"from {delta[0]:.3g} after epoch 1 to {delta[-1]:.3g} after epoch {len(delta)}; an epoch adds less than the one "
-    f"before {shrinks} times out of {len(increments) - 1}.",
+    f"before {shrinks} times out of {max(len(increments) - 1, 0)}." if increments else
+    f"$\\Delta_t$ (top left) was measured after {len(delta)} epoch(s): too few to see a trend.",
     f"The reference rule's ratio (top right) is {ref_ratios[0]:.2f} at $t = {EARLIEST}$, the first epoch at which "
     f"this rule can fire, against $\\tau = {REF_TAU}$; "
     + (f"it fires at epoch {fired['reference']}" + (", as early as it can." if fired["reference"] == EARLIEST else ".")
-       if fired["reference"] else "it does not fire within the run.")]}
+       if fired["reference"] else "it does not fire within the run.") if ref_ratios else
+    f"The reference rule has no ratio yet: it needs {EARLIEST} epochs, the run has {len(delta)}."]}
 if fired["reference"]:
     at = max(i for i, step in enumerate(drift.steps) if step <= fired["reference"] * steps_per_epoch)
     share, trace_fire, trace_end = drift_share["reference"], drift.trace_ratio[at], drift.trace_ratio[-1]
@@ -398,7 +400,7 @@ def moves(values):
 memorised = next((e for e, acc in zip(table.epoch, table["train acc"]) if acc >= 0.9995), None)
 authors_tau = round(1 - 0.9, 10)  # the authors' τ = 1 − p at 90 % sparsity
 authors_epoch = ck.timing.detection_epoch(reference_rule.detector.history, authors_tau, "reference")
-notice["rules"] = [
+notice["rules"] = [] if not (seed_ratios and ref_ratios) else [
     f"The seed rule's ratios {moves(seed_ratios)} over {EPOCHS} epochs"
     + (f": at the end every epoch still adds {seed_ratios[-1]:.2f} of the first epoch's squared distance, so at "
        f"$\\tau = {TAU}$ it does not fire within the run; in lesson 03 the cap of the dense phase would stop it"
@@ -463,7 +465,7 @@ rates = try_this[try_this.varied == "lr"].sort_values("lr")
 ordered = widths.ntk_distance_at_end.iloc[0] == widths.ntk_distance_at_end.max() and \
     widths.ntk_distance_at_end.iloc[-1] == widths.ntk_distance_at_end.min()
 fired_widths = widths[widths.seed_rule_epoch.notna()]
-notice["try"] = [
+notice["try"] = [] if widths.empty or rates.empty else [
     "**Width.** The NTK distance at the end: " + ", ".join(f"{d:.2f} at width {w:g}" for w, d in
                                                           zip(widths.width, widths.ntk_distance_at_end))
     + ("; largest for the narrowest network and smallest for the widest, as the theory says." if ordered else

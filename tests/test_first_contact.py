@@ -336,3 +336,11 @@ def test_readme_main_command_in_a_fresh_clone(fresh_clone):
     assert not [line for line in status if not line.startswith("!! ")], f"files changed or left behind: {status}"
     ignored = {line[3:] for line in status}
     assert ignored <= {".venv/", "outputs/", "cropkit.egg-info/"} and "outputs/" in ignored, ignored
+
+
+def test_sync_takes_a_lesson_prefix_and_says_what_it_does_not_know(capsys):
+    """`./kit main --sync 02` names a lesson as `--only` does; a name matching no lesson is an error, no traceback."""
+    assert notebook.main(["--sync", "99"]) == 2
+    err = capsys.readouterr().err
+    assert "--sync 99: no lesson match" in err and "02_rich_to_lazy" in err and "Traceback" not in err
+    assert notebook._lesson_path("02") == notebook.lessons_dir() / "02_rich_to_lazy.ipynb"

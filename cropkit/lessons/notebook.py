@@ -45,6 +45,20 @@ from cropkit.lessons.report import write_summary
 BUDGET_S = {"smoke": 180, "cpu": 600, "paper": None}  # seconds per lesson, a warning; smoke = seconds plus kernel start
 HANG_CAP = 3  # a single cell silent for HANG_CAP × the budget is a hang (not a slow machine) and is stopped
 
+def _lesson_path(name: str) -> Path:
+    """A lesson named for ``--sync``: a path to its .ipynb or .py, or a prefix of a lesson in :func:`lessons_dir`
+    (``02``, ``02_rich_to_lazy``)."""
+    path = Path(name)
+    if path.with_suffix(".ipynb").exists():
+        return path
+    found = [p for p in notebooks() if p.stem.startswith(name)]
+    if len(found) != 1:
+        known = ", ".join(p.stem for p in notebooks())
+        raise ValueError(f"--sync {name}: {'no lesson' if not found else 'several lessons'} match; give a path to a "
+                         f"lesson's .ipynb or .py, or a prefix of one of: {known}")
+    return found[0]
+
+
 def lessons_dir() -> Path:
     """The checkout's ``notebooks/`` when running from a checkout, else the lessons packaged with cropkit."""
     root = paths.checkout()
@@ -294,7 +308,11 @@ def main(argv=None) -> int:
                              "number new cells and reset the install cell (all lessons if none is named)")
     args = parser.parse_args(argv)
     if args.sync is not None:
-        chosen = [Path(p) for p in args.sync] or notebooks()
+        try:
+            chosen = [_lesson_path(name) for name in args.sync] or notebooks()
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         changed = [p for p in dict.fromkeys(Path(p).with_suffix(".ipynb") for p in chosen) if sync(p)]
         for p in changed:
             print(f"synced {p} and {paired_text(p).name}")
