@@ -9,6 +9,7 @@ import torch
 import cropkit as ck
 from cropkit.core import prune, sanity, scores
 from cropkit.core.layers import prunable_layers
+from cropkit.core.masks import pruned_layers
 from cropkit.training.sensitivity import layer_sensitivity
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
@@ -218,3 +219,16 @@ def test_layer_sensitivity_rejects_bad_input(trained, kwargs, match):
     model, data = trained
     with pytest.raises(ValueError, match=match):
         layer_sensitivity(model, data, **kwargs)
+
+
+def test_with_masks_prunes_a_copy_by_exactly_these_masks_and_keeps_its_weights():
+    model = ck.models.build("mlp", (8,), 3, width=0.25, seed=0)
+    masks = {k: torch.rand(m.shape, generator=torch.Generator().manual_seed(1)) < 0.3
+             for k, m in prune.masks(model).items()}
+    pruned = sanity.with_masks(model, masks)
+    assert all(torch.equal(prune.masks(pruned)[k], m) for k, m in masks.items())
+    assert all(not m.all() for m in prune.masks(pruned).values()) and all(m.all() for m in prune.masks(model).values())
+    for (name, a), (_, b) in zip(pruned_layers(model), pruned_layers(pruned)):
+        assert torch.equal(b.weight, a.weight * masks[f"{name}.weight"])
+    with pytest.raises(ValueError, match="masks must name exactly"):
+        sanity.with_masks(model, {"nope.weight": torch.ones(1, dtype=torch.bool)})

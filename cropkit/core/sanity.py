@@ -9,6 +9,7 @@ rearranged masks ("random tickets" that keep only each layer's keep-ratio).
     shuffle_within_layers(masks, seed)   each layer's mask permuted at random: per-layer counts kept,
                                          which weights forgotten (Frankle et al.'s "random shuffling")
     reinit(model, masks, seed)           the same masks on freshly drawn weights (their "reinitialisation")
+    with_masks(model, masks)             a copy of the model, its weights unchanged, pruned by these masks
     invert(scores)                       the order of the scores reversed, so that the usual top-k keeps the
                                          *lowest*-scored weights (their "inversion")
     random_channels(model, kept, x, seed)  the structured analogue of shuffling: every layer keeps the number of
@@ -141,6 +142,17 @@ def reinit(model: nn.Module, masks: dict[str, torch.Tensor], seed: int,
     for name, module in pruned_layers(fresh):
         set_mask(module, masks[f"{name}.weight"].to(module.weight.device).bool())
     return fresh
+
+
+def with_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
+    """A copy of ``model``, its weights as they are, pruned by exactly ``masks`` (e.g. shuffled ones: Frankle et al.
+    2021 train the shuffled mask from the same initial weights). ``model`` is left as it was."""
+    layers = pruned_layers(model)
+    _check_model_masks(layers, _check_masks(masks))
+    out = copy.deepcopy(model)
+    for name, module in pruned_layers(out):
+        set_mask(module, masks[f"{name}.weight"].to(module.weight.device).bool())
+    return out
 
 
 @contextlib.contextmanager
