@@ -137,7 +137,7 @@ def tiny_lessons(tmp_path, monkeypatch):
     _tiny_lesson(folder, "01_broken", "raise RuntimeError('this lesson is broken on purpose')")
     _tiny_lesson(folder, "02_slow", "import time\ntime.sleep(1)")  # over the 0.5 s budget below
     _tiny_lesson(folder, "03_hangs", "import time\ntime.sleep(600)")
-    _tiny_lesson(folder, "04_talks", "import time\nfor i in range(36):\n    print(i, flush=True)\n    time.sleep(0.5)")
+    _tiny_lesson(folder, "04_talks", "import time\nfor i in range(24):\n    print(i, flush=True)\n    time.sleep(0.5)")
     monkeypatch.setattr(notebook, "lessons_dir", lambda: folder)
     return folder
 
@@ -163,13 +163,13 @@ def test_main_job_reports_a_failed_lesson_and_goes_on(tiny_lessons, tmp_path, mo
 
 def test_a_hanging_cell_is_stopped_by_the_hang_cap(tiny_lessons, tmp_path):
     """The hang cap is the last resort against a cell that never ends; it is explicit and configurable."""
-    assert notebook.main(["--profile", "smoke", "--output", str(tmp_path), "--only", "03", "--hang-cap", "10"]) == 1
+    assert notebook.main(["--profile", "smoke", "--output", str(tmp_path), "--only", "03", "--hang-cap", "6"]) == 1
     page = (tmp_path / "smoke" / "summary.html").read_text()
     assert re.search(r"03_hangs</a>: <code>[^<]*(?i:timeout|timed out)", page), "the hang is reported as such"
 
 
 def test_a_slow_cell_that_reports_progress_is_not_a_hang(tiny_lessons, tmp_path):
-    """The cap counts from a cell's last output: a cell printing every 0.5 s for 18 s outlives an 8 s cap (a busy
+    """The cap counts from a cell's last output: a cell printing every 0.5 s for 12 s outlives an 8 s cap (a busy
     machine's slow sweep whose progress bar moves), while the silent one above is stopped (the cap leaves the
     lesson's other cells, e.g. importing cropkit on a loaded machine, room)."""
     assert notebook.main(["--profile", "smoke", "--output", str(tmp_path), "--only", "04", "--hang-cap", "8"]) == 0
