@@ -3,8 +3,9 @@
 The test copies notebooks/04 into ``outputs/test-artifacts/browser/`` (under the server's root, git-ignored) with
 ``PROFILE = "smoke"`` in its parameters cell (the stored notebook keeps ``"cpu"``) and only the lesson's cells up to
 the explorer's static figure (the whole lesson runs headlessly in the main job and its tests; here the question is
-the live widget), opens it, runs all cells, waits for the explorer, moves the sparsity slider with the keyboard, checks that the shown figures change, and
-saves ``outputs/test-artifacts/browser_04.png``. The server it starts is stopped in the fixture's teardown.
+the live widget), opens it, runs all cells, waits for the explorer, moves the sparsity slider with the keyboard,
+checks that the shown figures change, and saves ``outputs/test-artifacts/browser_04.png``. The server it starts is
+stopped in the fixture's teardown.
 
 Chromium comes from Debian (``./kit test`` installs it); Playwright's own browser download is not used.
 """
