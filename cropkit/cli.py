@@ -154,11 +154,16 @@ def parser() -> argparse.ArgumentParser:
 
 def _kwargs(args) -> dict:
 
-    return dict(data=args.data, model=args.model, sparsity=args.sparsity, epochs=args.epochs, width=args.width,
-                profile=args.profile, device=args.device, cache_dir=args.cache_dir, progress=not args.quiet,
-                callbacks=[TensorBoard(args.tensorboard)] if args.tensorboard else [], pin_memory=args.pin_memory,
-                threads=args.threads,
-                **({} if args.command == "sweep" else {"cache": not args.no_cache}), **dict(args.options))
+    flags = dict(data=args.data, model=args.model, sparsity=args.sparsity, epochs=args.epochs, width=args.width,
+                 profile=args.profile, device=args.device, cache_dir=args.cache_dir, progress=not args.quiet,
+                 callbacks=[TensorBoard(args.tensorboard)] if args.tensorboard else [], pin_memory=args.pin_memory,
+                 threads=args.threads, **({} if args.command == "sweep" else {"cache": not args.no_cache}))
+    given = dict(args.options)
+    clash = [key for key in given if key in flags]
+    if clash:
+        raise ValueError(f"--set {clash[0]}=…: {clash[0]} is set by a flag of its own (--help lists them, e.g. "
+                         f"--width, --epochs, --threads), not by --set")
+    return {**flags, **given}
 
 
 def _sweep(args) -> int:

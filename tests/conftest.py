@@ -55,7 +55,7 @@ _CLONE: dict = {}  # the README's main command in a fresh clone, started in the 
 
 def pytest_collection_finish(session):
     """Once the tests are known: when one of them needs the fresh clone's main job (its own test, or the lessons'
-    tests that read its outputs), start it now in a thread, so that its ~100 s (a venv and six lesson kernels, one
+    tests that read its outputs), start it now in a thread, so that its ~100 s (a venv and a kernel per lesson, one
     core) run beside the fast tests instead of after them."""
     import fresh_clone as fc
 

@@ -1,7 +1,7 @@
 """The README's main command in a fresh clone of the committed HEAD, run once per test session.
 
 Its lessons' outputs are the smoke-profile outputs every lesson test reads (`conftest.run_notebook`) whenever the
-working tree's package and lessons equal HEAD (always on CI, which tests a clean clone): the six lessons then run
+working tree's package and lessons equal HEAD (always on CI, which tests a clean clone): the lessons then run
 once per session, not twice. With uncommitted changes to them, or without git and uv, the lessons run in this
 checkout instead."""
 from __future__ import annotations

@@ -42,6 +42,7 @@ def test_sparsity_of_hand_masked_model_is_exact():
     assert measure.prunable_count(dense) == total
     assert measure.weight_sparsity(model, dense) == pytest.approx(41 / total, abs=1e-12)
     assert measure.node_sparsity(model, dense) == 0.0  # masks remove no node
+    assert measure.kept_weights(model, dense) == {"0": (40, 80), "2": (47, 48), "4": (18, 18)}
 
 
 def test_node_sparsity_of_a_physically_smaller_model():
@@ -51,6 +52,7 @@ def test_node_sparsity_of_a_physically_smaller_model():
     assert measure.node_sparsity(small, dense) == pytest.approx(4 / 14)
     assert measure.weight_sparsity(small, dense) == pytest.approx(1 - (40 + 24 + 18) / 146)
     assert measure.kept_nodes(small, dense) == {"0": (4, 8), "2": (6, 6)}
+    assert measure.kept_weights(small, dense) == {"0": (40, 80), "2": (24, 48), "4": (18, 18)}
 
 
 def test_torch_prune_masks_are_read_through():

@@ -66,6 +66,8 @@ def test_smoke_run_reaches_the_target(smoke, method):
     assert (r.node_sparsity > 0) == (method in STRUCTURED)
     assert 0 <= r.test_acc <= 1 and r.best_test_acc >= 0
     assert len(r.history) == r.epochs_trained  # one record per epoch actually trained
+    kept, dense = (sum(layer[i] for layer in r.weight_layout.values()) for i in (0, 1))
+    assert r.weight_layout and 1 - kept / dense == pytest.approx(r.weight_sparsity)  # where the sparsity went
 
 
 @pytest.mark.parametrize("method", PAPER_METHODS)

@@ -173,6 +173,9 @@ LESSON_SIZES = {
     # four domains × (dense + 5 methods): each network at half its paper width, on 8 scenes, sequences or
     # 8-step episodes (evaluation still plays the 10 full evaluation episodes of a control game)
     "05_beyond_classification": dict(WIDTH=0.5, WORKERS=1),
+    # every disturbance of one method, one structured layout, one sensitivity column: the paper's path, not its size
+    "06_what_scores_know": dict(WIDTH=0.125, METHODS=["snip"], STRUCTURED=["crop-s"], SENSITIVITY_SPARSITIES=[0.9],
+                                WORKERS=1),
 }
 LESSONS = notebook.notebooks()
 declared_parameters = functools.cache(lesson_parameters.declared_parameters)  # papermill reads a lesson in ~1 s

@@ -81,6 +81,13 @@ def kept_nodes(model: nn.Module, reference: nn.Module) -> dict[str, tuple[int, i
     return {name: (pruned.get(name, 0), n) for name, n in dense.items()}
 
 
+def kept_weights(model: nn.Module, reference: nn.Module) -> dict[str, tuple[int, int]]:
+    """{prunable layer: (nonzero weights, the dense layer's weights)}: the per-layer picture behind weight sparsity
+    (masked or removed alike; a layer the model lost counts 0 kept)."""
+    kept = {name: int(torch.count_nonzero(m.weight.detach())) for name, m in prunable_layers(model)}
+    return {name: (kept.get(name, 0), m.weight.numel()) for name, m in prunable_layers(reference)}
+
+
 # ----------------------------------------------------------------------------- FLOPs
 
 def _as_tuple(example_inputs):

@@ -9,6 +9,7 @@ rearranged masks ("random tickets" that keep only each layer's keep-ratio).
     shuffle_within_layers(masks, seed)   each layer's mask permuted at random: per-layer counts kept,
                                          which weights forgotten (Frankle et al.'s "random shuffling")
     reinit(model, masks, seed)           the same masks on freshly drawn weights (their "reinitialisation")
+    redraw(model, seed)                  the weights of a (structurally pruned) model drawn afresh, in place
     with_masks(model, masks)             a copy of the model, its weights unchanged, pruned by these masks
     invert(scores)                       the order of the scores reversed, so that the usual top-k keeps the
                                          *lowest*-scored weights (their "inversion")
@@ -129,19 +130,32 @@ def reinit(model: nn.Module, masks: dict[str, torch.Tensor], seed: int,
     seed = _check_seed(seed)
     layers = pruned_layers(model)
     _check_model_masks(layers, _check_masks(masks))
-    if init is signal_preserving_init and _initialises_itself(model):
+    if init is signal_preserving_init and initialises_itself(model):  # said before the copy is made
         raise ValueError(f"{type(model).__name__} does not use the zoo's signal-preserving initialisation (it "
                          f"initialises itself); pass init=<a function that re-initialises it in place>")
-    fresh = copy.deepcopy(model)
-    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))), _plain_weights(fresh):
-        torch.manual_seed(seed)
-        init(fresh)
-    for module in fresh.modules():
-        if isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats:
-            module.reset_running_stats()
+    fresh = redraw(copy.deepcopy(model), seed, init)
     for name, module in pruned_layers(fresh):
         set_mask(module, masks[f"{name}.weight"].to(module.weight.device).bool())
     return fresh
+
+
+def redraw(model: nn.Module, seed: int, init: Callable[[nn.Module], nn.Module] = signal_preserving_init) -> nn.Module:
+    """Draw ``model``'s weights afresh in place and return it: ``init`` under ``torch.manual_seed(seed)`` (the caller's
+    random number generators restored afterwards), norm running statistics cleared; a masked weight's θ_orig is
+    redrawn and its mask kept. On a structurally pruned network this is Frankle et al. 2021's reinitialisation of
+    the smaller architecture (each layer drawn for its own, smaller fan). With the default ``init``, a model that
+    initialises itself (`initialises_itself`) is a ValueError."""
+    seed = _check_seed(seed)
+    if init is signal_preserving_init and initialises_itself(model):
+        raise ValueError(f"{type(model).__name__} does not use the zoo's signal-preserving initialisation (it "
+                         f"initialises itself); pass init=<a function that re-initialises it in place>")
+    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))), _plain_weights(model):
+        torch.manual_seed(seed)
+        init(model)
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats:
+            module.reset_running_stats()
+    return model
 
 
 def with_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
@@ -174,7 +188,9 @@ def _plain_weights(model: nn.Module) -> Iterator[None]:
                 chain[i] = module
 
 
-def _initialises_itself(model: nn.Module) -> bool:
+def initialises_itself(model: nn.Module) -> bool:
+    """Whether ``model`` keeps an initialisation of its own (the zoo's ``own_init`` nets, torchvision's models)
+    rather than the zoo's `cropkit.core.layers.signal_preserving_init`."""
     return getattr(model, "own_init", False) or type(model).__module__.startswith("torchvision.")
 
 

@@ -36,7 +36,8 @@ if TYPE_CHECKING:  # annotations only: pandas loads when a table is made
 # it is named here).
 PRESENTATION_MODULES = ("__init__", "__main__", "cli", "paths", "lessons", "training.tracking",
                         "experiments.comparison", "experiments.grid", "experiments.sweeps", "experiments.executors",
-                        "experiments.claims", "experiments.lottery", "experiments.paper_grid")
+                        "experiments.claims", "experiments.lottery", "experiments.paper_grid",
+                        "experiments.verdicts")
 PACKAGE = Path(__file__).resolve().parent.parent
 
 
@@ -87,6 +88,8 @@ class Result:
     threads             torch's CPU threads during the run (in the cache key of a CPU run: they change the last
                         digits); cpus: the CPUs the process was allowed to use. None in results cached before them
     layout              structured methods: {node layer: [kept, dense] nodes} (where a budget went; {} otherwise)
+    weight_layout       every run: {prunable layer: [kept, dense] weights} (lesson 06's density profiles; {} in
+                        results cached before it)
     cpus_per_task       a SLURM job's CPU allocation; slurm_job: its id (``12_3``: task 3 of array 12); None
                         elsewhere
     """
@@ -125,6 +128,7 @@ class Result:
     threads: int | None = None
     cpus: int | None = None
     layout: dict = dataclasses.field(default_factory=dict)
+    weight_layout: dict = dataclasses.field(default_factory=dict)
     cpus_per_task: int | None = None
     slurm_job: str | None = None
     warnings: list[str] = dataclasses.field(default_factory=list)
@@ -139,7 +143,7 @@ class Result:
     def row(self) -> dict:
         """The flat row of the per-run frame: every scalar column; warnings joined by " | "."""
         row = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-               if f.name not in ("warnings", "config", "history", "from_cache", "layout")}
+               if f.name not in ("warnings", "config", "history", "from_cache", "layout", "weight_layout")}
         row["warnings"] = " | ".join(self.warnings)
         return row
 

@@ -161,7 +161,8 @@ def _measure(ctx: Context, final: nn.Module, structured: bool) -> dict:
     """The cost columns of the paper's tables for the final model, against the dense model built with the same seed,
     and the task's metric (`cropkit.tasks.task`): ``test_metric``, ``best_test_metric`` (max or min by the task), and
     for classification also ``test_acc``/``best_test_acc`` (NaN for the other tasks); for a structured method the
-    ``layout``: {node layer: [kept, dense] nodes}."""
+    ``layout``: {node layer: [kept, dense] nodes}; for every run the ``weight_layout``: {prunable layer: [kept,
+    dense] weights}."""
     reference = ctx.build_model()
     x, y = ctx.batches_for(final)[0]
     x, y = x.to(ctx.device), y.to(ctx.device)
@@ -177,6 +178,7 @@ def _measure(ctx: Context, final: nn.Module, structured: bool) -> dict:
         weight_sparsity=measure.weight_sparsity(final, reference=reference),
         node_sparsity=measure.node_sparsity(final, reference=reference),
         layout={name: list(kept) for name, kept in measure.kept_nodes(final, reference).items()} if structured else {},
+        weight_layout={name: list(kept) for name, kept in measure.kept_weights(final, reference).items()},
         params=measure.nonzero_param_count(final),
         flops=measure.flops(final, x[:2]),
         nonzero_macs=measure.nonzero_macs(final, x[:1]),
@@ -199,7 +201,20 @@ def configuration(method: str, data: str | None = None, model: str | None = None
     if threads is not None:
         check_int("threads", threads, 1)
     cfg = settings(method, data=data, model=model, epochs=epochs, width=width, profile=profile, **options)
+    _check_strict(method, options)
     return cfg, _config(method, cfg, sparsity, seed, train.resolve_device(device), threads)
+
+
+def _check_strict(method: str, given: dict) -> None:
+    """A ValueError for a strict option (`cropkit.methods.options.Option`) given a value other than its default for a
+    method that does not list it: such a run would silently be the plain method."""
+    table = options()
+    for name, value in given.items():
+        default = table[name].default
+        if table[name].strict and name not in REGISTRY[method].settings and value not in (None, default):
+            readers = [m for m, spec in REGISTRY.items() if name in spec.settings]
+            raise ValueError(f"{method} does not take option {name} (got {name}={value!r}); it is an option of "
+                             f"{readers} only: run {method} without it ({name}={default!r})")
 
 
 _UNKEYED = ("progress", "root", "callbacks", "pin_memory")  # run()'s arguments that cannot change a result

@@ -4,6 +4,8 @@ and a tie decides nothing ("undecided").
     margin_verdict(margin, spread)    a claim's margin (positive: it holds) against √(σ_a² + σ_b²)
     combine(verdicts)                 several conditions of one claim
     against_dense(summary, …)         lesson 05's per-domain verdict on the paper's finding
+    disturbance(as_is, disturbed, r)  did shuffling, re-initialising or inverting a prune cost accuracy (lesson 06)
+    sanity_claims(accuracy, r)        Frankle et al. (2021)'s claims on a lesson's runs; knows_which: the kit's question
 """
 from __future__ import annotations
 
@@ -90,3 +92,62 @@ def against_dense(summary: dict, sparsities: Sequence[float], higher_is_better: 
         result["spread_over_learned"] = (max(r["spread_dense"] for r in per_sparsity)
                                          / max(abs(d_mean - floor[1]), 1e-12))
     return result
+
+
+# ----------------------------------------------------------------------------- what a score knows (lesson 06)
+
+HURT, NOT_HURT = "hurt", "not hurt"
+CHECKS = ("shuffle", "reinit", "invert")  # the disturbances of Frankle et al. (2021), `cropkit.core.sanity`
+
+
+def disturbance(as_is: Sequence[float], disturbed: Sequence[float], resolution: float) -> dict:
+    """Did a disturbance of a method's prune (its masks shuffled within layers, its weights re-drawn, its ranking
+    inverted) cost accuracy? The rule, fixed before the runs: the drop d = mean(as is) − mean(disturbed) against the
+    seeds' spread n = √(σ_as² + σ_dist²):
+
+    * ``hurt`` when d > n (worse by more than the spread);
+    * ``not hurt`` when d < −n (better by more than the spread), or when |d| ≤ n and n ≤ ``resolution``: level,
+      read on seeds fine enough to see a drop of ``resolution`` (a tie on wide spreads shows nothing);
+    * ``undecided`` otherwise, and always with fewer than two seeds on either side (no spread to read against).
+    """
+    drop, noise = statistics.fmean(as_is) - statistics.fmean(disturbed), seed_spread(as_is, disturbed)
+    verdict = HURT if drop > noise else NOT_HURT if drop < -noise or noise <= resolution else UNDECIDED
+    if min(len(as_is), len(disturbed)) < 2:
+        verdict = UNDECIDED
+    return dict(drop=drop, spread=noise, verdict=verdict)
+
+
+# Frankle et al. (ICLR 2021), §5–6, as claims on the methods of a run: (claim, methods, check, expected outcome).
+SANITY_CLAIMS = (
+    ("Shuffling the masks within layers does not hurt pruning at initialisation", ("snip", "grasp", "crop-u"),
+     "shuffle", NOT_HURT),
+    ("Re-initialising the weights does not hurt pruning at initialisation", ("snip", "grasp", "crop-u"),
+     "reinit", NOT_HURT),
+    ("Inverting the scores hurts SNIP (and CroP, its gradient-flow cousin)", ("snip", "crop-u"), "invert", HURT),
+    ("Inverting the scores does not hurt GraSP", ("grasp",), "invert", NOT_HURT),
+    ("Shuffling hurts magnitude pruning after (some) training", ("earlycrop-u-magnitude",), "shuffle", HURT),
+)
+
+
+def sanity_claims(accuracy: dict, resolution: float) -> list[dict]:
+    """Each of `SANITY_CLAIMS` decided on ``accuracy`` = {(method, check): [one value per seed]} (check ``"none"``:
+    the method as is): ``reproduced`` when every method named shows the expected outcome by `disturbance`'s rule,
+    ``not reproduced`` when one shows the opposite, else ``undecided``. Claims whose methods did not run are
+    left out."""
+    rows = []
+    for claim, methods, check, expected in SANITY_CLAIMS:
+        if not all((m, "none") in accuracy and (m, check) in accuracy for m in methods):
+            continue
+        per = {m: disturbance(accuracy[(m, "none")], accuracy[(m, check)], resolution) for m in methods}
+        outcomes = [REPRODUCED if p["verdict"] == expected else UNDECIDED if p["verdict"] == UNDECIDED
+                    else NOT_REPRODUCED for p in per.values()]
+        rows.append(dict(claim=claim, check=check, expected=expected, verdict=combine(outcomes), methods=per))
+    return rows
+
+
+def knows_which(accuracy: dict, method: str, resolution: float) -> dict:
+    """Does ``method``'s prune know *which* weights, beyond how many per layer? ``yes`` when shuffling its masks
+    within layers hurts (`disturbance`), ``no`` when it does not, else ``undecided``."""
+    result = disturbance(accuracy[(method, "none")], accuracy[(method, "shuffle")], resolution)
+    answer = {HURT: "yes", NOT_HURT: "no"}.get(result["verdict"], UNDECIDED)
+    return dict(result, method=method, answer=answer)

@@ -47,9 +47,9 @@ HANG_CAP = 3  # a single cell silent for HANG_CAP × the budget is a hang (not a
 
 def _lesson_path(name: str) -> Path:
     """A lesson named for ``--sync``: a path to its .ipynb or .py, or a prefix of a lesson in :func:`lessons_dir`
-    (``02``, ``02_rich_to_lazy``)."""
+    (``02``, ``02_rich_to_lazy``). A new lesson's .py (no .ipynb yet) is named by its path: syncing writes its pair."""
     path = Path(name)
-    if path.with_suffix(".ipynb").exists():
+    if path.with_suffix(".ipynb").exists() or (path.suffix == ".py" and path.exists()):
         return path
     found = [p for p in notebooks() if p.stem.startswith(name)]
     if len(found) != 1:

@@ -10,7 +10,7 @@ from torch import nn
 from cropkit.core import prune, schedules
 from cropkit.methods.context import Context
 from cropkit.methods.method import Method
-from cropkit.methods.options import LAYER_FLOOR
+from cropkit.methods.options import LAYER_FLOOR, SANITY
 
 
 def at_init(how: Callable[[Context, nn.Module], nn.Module], ctx: Context) -> nn.Module:
@@ -33,9 +33,11 @@ def cropit(structured: bool) -> Callable[[Context, nn.Module], nn.Module]:
 
 
 def one_shot(criterion: str, label: str, family: str) -> Method:
-    """The method that prunes the fresh network once with ``criterion``, then trains."""
+    """The method that prunes the fresh network once with ``criterion``, then trains; ``sanity`` ablates that
+    prune (Frankle et al. 2021, `cropkit.methods.context.Context.prune`)."""
     return Method(functools.partial(at_init, once(criterion)), label, family, when="at init",
-                  schedule=f"once, by {criterion}", options=(LAYER_FLOOR,) if family == "Structured" else ())
+                  schedule=f"once, by {criterion}",
+                  options=((LAYER_FLOOR,) if family == "Structured" else ()) + (SANITY,))
 
 
 def iterative(structured: bool) -> Method:

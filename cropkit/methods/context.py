@@ -9,12 +9,17 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from cropkit.core import prune, scores
+from cropkit.core import prune, sanity, scores
+from cropkit.methods.options import SANITY_CHECKS
 from cropkit.tasks import data as data_lib
 from cropkit.tasks import models
 from cropkit.tasks.task import CLASSIFICATION, Data
 from cropkit.training import checkpoint as checkpoint_lib
 from cropkit.training import loop as train
+
+# The seed of a fresh draw is the run's seed + this: LTR's random-reinit control (`cropkit.methods.ltr`) and the
+# reinit sanity check (`Context.prune`) draw the same weights.
+REINIT_OFFSET = 10_000
 
 
 class Context:
@@ -141,13 +146,46 @@ class Context:
     def prune(self, model: nn.Module, criterion: str, sparsity: float | None = None, **structured) -> nn.Module:
         """Score ``model`` with ``criterion`` on the scoring batches and prune it to ``sparsity`` (default: the
         run's target): masks for a per-weight criterion, physical removal for a per-node one (every layer keeping
-        at least ``layer_floor`` of its nodes)."""
+        at least ``layer_floor`` of its nodes).
+
+        ``cfg.sanity`` (`cropkit.methods.options.SANITY`) ablates the prune as Frankle et al. (ICLR 2021) do; the
+        default "none" prunes exactly as without it. "invert": the scores negated (`cropkit.core.sanity.invert`)
+        before the usual top-k, so the lowest-scored weights or nodes are kept at the same budget. "shuffle": each
+        layer's mask permuted (`sanity.shuffle_within_layers`), the weights as they were; structured, every node
+        layer keeps as many nodes as the prune would have, chosen at random (`sanity.random_channels`), by the same
+        surgery; both seeded by the run's seed. "reinit": the prune's masks on a fresh draw of the whole network
+        (`build_model` with the seed + `REINIT_OFFSET`, as LTR's reinit control: biases and norms fresh too);
+        structured, the smaller network drawn afresh in place with the zoo's initialisation
+        (`sanity.redraw`, same seed), which a model that initialises itself (torchvision) cannot have."""
         sparsity = self.sparsity if sparsity is None else sparsity
-        if criterion in scores.WEIGHT_SCORES:
-            weight_scores = scores.WEIGHT_SCORES[criterion](model, self.batches_for(model), loss_fn=self.loss_fn,
-                                                            seed=self.seed)
-            return prune.unstructured(model, weight_scores, sparsity)
-        node_scores = scores.NODE_SCORES[criterion](model, self.batches_for(model), loss_fn=self.loss_fn,
-                                                    seed=self.seed)
-        return prune.structured(model, node_scores, sparsity, self.example_inputs,
-                                **{"min_fraction": self.cfg.layer_floor, **structured})
+        check, per_weight = self.cfg.sanity, criterion in scores.WEIGHT_SCORES
+        if check == "reinit" and not per_weight:
+            self.check_redraw(model)
+        found = (scores.WEIGHT_SCORES if per_weight else scores.NODE_SCORES)[criterion](
+            model, self.batches_for(model), loss_fn=self.loss_fn, seed=self.seed)
+        if check == "invert":
+            found = sanity.invert(found)
+        if per_weight:
+            pruned = prune.unstructured(model, found, sparsity)
+            if check == "shuffle":
+                return sanity.with_masks(pruned, sanity.shuffle_within_layers(prune.masks(pruned), self.seed))
+            return sanity.with_masks(self._fresh_model(), prune.masks(pruned)) if check == "reinit" else pruned
+        settings = {"min_fraction": self.cfg.layer_floor, **structured}
+        if check == "shuffle":
+            removed = prune.structured_plan(model, found, sparsity, self.example_inputs, **settings).removed
+            kept = {name: n - len(removed.get(name, ())) for name, n in sanity.kept_nodes(model).items()}
+            return sanity.random_channels(model, kept, self.example_inputs, seed=self.seed)
+        pruned = prune.structured(model, found, sparsity, self.example_inputs, **settings)
+        return sanity.redraw(pruned, self.seed + REINIT_OFFSET) if check == "reinit" else pruned
+
+    def check_redraw(self, model: nn.Module) -> None:
+        """A ValueError unless a structured prune of ``model`` can be re-initialised (``sanity="reinit"``)."""
+        if sanity.initialises_itself(model):
+            raise ValueError(f"sanity='reinit' re-initialises a structurally pruned network with the zoo's "
+                             f"initialisation, but model {self.cfg.model!r} initialises itself; choose another "
+                             f"sanity check {[c for c in SANITY_CHECKS if c != 'reinit']} or a zoo model")
+
+    def _fresh_model(self) -> nn.Module:
+        """The network drawn afresh (seed + `REINIT_OFFSET`), the random number generators left as they were."""
+        with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))):
+            return self.build_model(seed=self.seed + REINIT_OFFSET)

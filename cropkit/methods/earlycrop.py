@@ -9,7 +9,7 @@ from torch import nn
 from cropkit.core import prune, schedules, scores
 from cropkit.methods.context import Context
 from cropkit.methods.method import Method, budget
-from cropkit.methods.options import LAYER_FLOOR, MAX_DENSE_EPOCHS, Option
+from cropkit.methods.options import LAYER_FLOOR, MAX_DENSE_EPOCHS, SANITY, Option
 from cropkit.training import timing
 from cropkit.training.callbacks import DetectorCallback
 
@@ -24,6 +24,7 @@ EARLYCROP_OPTIONS = (
            none="once per epoch"),
     Option("criterion", str, "the score applied to θ_t, e.g. magnitude (lesson 03: when vs how)", default=None,
            none="CroP (-U) / CroP-S (-S)"),
+    SANITY,
 )
 
 
@@ -36,13 +37,16 @@ def _detector_threshold(ctx: Context, structured: bool) -> dict:
 
 
 def _early_criterion(cfg, structured: bool) -> str:
-    """The score EarlyCroP applies to θ_t: ``criterion`` if given, else CroP / CroP-S; checked."""
+    """The score EarlyCroP applies to θ_t: ``criterion`` if given, else CroP / CroP-S; checked, with ``sanity``."""
     criterion = cfg.criterion or ("crop_nodes" if structured else "crop")
     kind, allowed = ("node", scores.NODE_SCORES) if structured else ("weight", scores.WEIGHT_SCORES)
     if criterion not in allowed:
         raise ValueError(f"criterion {criterion!r} is not a {kind} score; choose one of {sorted(allowed)}")
     if cfg.iterative and cfg.criterion is not None:
         raise ValueError("iterative=True re-scores with CroP in CroPit's steps; it takes no other criterion")
+    if cfg.iterative and cfg.sanity != "none":
+        raise ValueError(f"sanity={cfg.sanity!r}: the sanity checks apply to the one-shot prune only, and "
+                         f"iterative=True prunes in CroPit's steps; give iterative=False or sanity='none'")
     return criterion
 
 
@@ -52,11 +56,14 @@ def earlycrop(structured: bool, ctx: Context) -> nn.Module:
     ``detect_every_steps=N`` updates the detector every N optimizer steps (its "epochs" are then blocks of N
     steps) and may prune in the middle of an epoch: the sparse phase is then the rest of that epoch plus
     ``epochs`` epochs, and ``prune_epoch`` counts the epochs finished before the prune. ``criterion`` swaps the
-    score applied to θ_t (e.g. "magnitude"), to separate *when* EarlyCroP prunes from *how* (lesson 03)."""
+    score applied to θ_t (e.g. "magnitude"), to separate *when* EarlyCroP prunes from *how* (lesson 03);
+    ``sanity`` ablates the one-shot prune of θ_t (Frankle et al. 2021, `cropkit.methods.context.Context.prune`)."""
     c = ctx.cfg
     every = c.detect_every_steps
     criterion = _early_criterion(c, structured)
     model = ctx.build_model()
+    if structured and c.sanity == "reinit":  # said now, not after the dense phase
+        ctx.check_redraw(model)
     detector = timing.EarlyCroPDetector(model, rule=c.rule, max_epochs=c.max_dense_epochs if every is None else None,
                                         **_detector_threshold(ctx, structured))
 

@@ -53,7 +53,9 @@ def check_width(width) -> float:
 class Option:
     """One run option. ``kind`` is ``int``, ``float``, ``bool`` or ``str``; ``minimum`` bounds an int, ``choices``
     lists a str's values; ``none`` says what ``None`` means where ``None`` is a value of its own (else ``None``
-    given means the default)."""
+    given means the default). An option a method does not list is ignored by it (one grid hands every entry the
+    same options), unless it is ``strict``: then a value other than the default is a ``ValueError`` for a method
+    that does not list it (`cropkit.experiments.runs.configuration`), so that it never runs as the plain method."""
 
     name: str
     kind: type
@@ -62,6 +64,7 @@ class Option:
     minimum: int | None = None
     choices: tuple | None = None
     none: str | None = None
+    strict: bool = False
 
     def check(self, value) -> None:
         """Raise a ``ValueError`` that says what is allowed unless ``value`` is one."""
@@ -133,3 +136,14 @@ MAX_DENSE_EPOCHS = Option("max_dense_epochs", int, "the longest dense phase in e
 LAYER_FLOOR = Option("layer_floor", float, "the least fraction of every layer's nodes a structured prune keeps "
                      "(a per-layer floor, e.g. 0.1; the rest by the global ranking); 0: the paper's single "
                      "global ranking", default=0.0)
+
+# Frankle et al. (ICLR 2021, "Pruning Neural Networks at Initialization: Why are We Missing the Mark?"): ablations
+# of a method's one-shot prune, applied in `cropkit.methods.context.Context.prune`. Listed by the methods whose
+# prune is one call of it (the one-shot at-init methods, EarlyCroP-U/-S); strict: any other method refuses it.
+SANITY_CHECKS = ("none", "shuffle", "reinit", "invert")
+SANITY = Option("sanity", str, "Frankle et al. 2021's ablation of the one-shot prune (the one-shot at-init methods, "
+                "EarlyCroP-U/-S): none (the method as it is); "
+                "shuffle (each layer's mask permuted, structured: each layer's kept node count, nodes at random; "
+                "seeded by the run's seed); reinit (the same masks or smaller network, weights drawn afresh); invert "
+                "(the lowest-scored weights or nodes kept at the same budget)", default="none",
+                choices=SANITY_CHECKS, strict=True)
