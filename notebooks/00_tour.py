@@ -50,7 +50,9 @@ import torch
 import cropkit as ck
 from cropkit.core.layers import prunable_layers
 
+phases = ck.notebook.Phases()  # wall seconds of each phase, printed as it ends and saved in the JSON
 print("measured on:", ck.hardware.describe())
+phases.done("setup")
 
 # %% [markdown]
 # ## 1 · Data
@@ -71,6 +73,7 @@ if len(data.input_shape) == 3:
         ax.axis("off")
     fig.suptitle("A few training images (standardised)")
     plt.show()
+phases.done("data")
 
 # %% [markdown]
 # ## 2 · A model
@@ -82,6 +85,7 @@ model = ck.models.build(MODEL, data.input_shape, data.num_classes, width=WIDTH, 
 for name, layer in prunable_layers(model):
     print(f"{name:>4}  {type(layer).__name__:<7} weight {tuple(layer.weight.shape)}")
 print(f"parameters: {ck.measure.param_count(model):,}  (prunable weights: {ck.measure.prunable_count(model):,})")
+phases.done("model")
 
 # %% [markdown]
 # ## 3 · Training
@@ -109,6 +113,7 @@ ax2.legend()
 fig.tight_layout()
 fig.savefig(ck.paths.output_file(OUTPUT_DIR, "00_tour_learning_curve.png"), dpi=100)
 plt.show()
+phases.done("training")
 
 # %% [markdown]
 # ## 4 · What the network costs
@@ -130,6 +135,7 @@ cost = {
 print(f"batch of {len(xb)} on {ck.hardware.describe()}")
 for key, value in cost.items():
     print(f"{key:>18}: {value:,.1f}")
+phases.done("costs")
 
 # %% [markdown]
 # ## What to notice
@@ -145,6 +151,7 @@ for key, value in cost.items():
 
 # %%
 results = {
+    "phase_seconds": phases.seconds,
     "profile": PROFILE, "data": DATA, "model": MODEL, "width": WIDTH, "epochs": EPOCHS,
     "hardware": ck.hardware.describe(),
     "final_test_acc": final["test_acc"], "first_train_loss": history.epochs[0]["train_loss"],

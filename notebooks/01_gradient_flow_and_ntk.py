@@ -77,11 +77,13 @@ from IPython.display import display
 import cropkit as ck
 from cropkit.lessons.widgets_ntk import NTKExplorer, pruned_copy
 
+phases = ck.notebook.Phases()  # wall seconds of each phase, printed as it ends and saved in the JSON
 device = ck.train.default_device()
 print("measured on:", ck.hardware.describe(), "| device:", device)
 
 data = ck.data.load(DATA, batch_size=BATCH_SIZE, seed=SEED, limit=LIMIT)
 print(f"{DATA}: input {data.input_shape}, {data.num_classes} classes, {len(data.train.dataset)} training samples")
+phases.done("setup")
 
 # %% [markdown]
 # ## 1 · The identity, checked in float64
@@ -128,6 +130,7 @@ plt.show()
 # of float64 rounding. GF is *not* a new quantity next to the NTK: it is the NTK read along the direction of the loss
 # gradient in output space. A pruning criterion that keeps GF keeps that reading of the kernel — it does not promise
 # to keep the whole kernel, which is what section 2 measures.
+# phases.done("identity")
 
 # %% [markdown]
 # ## 2 · Pruning at initialisation: how far do GF and the NTK move?
@@ -262,6 +265,7 @@ print("GraSP's GF change per sparsity:", {float(p): round(float(v), 2) for p, v 
 # * **Disconnected networks.** At 98 %, random and magnitude pruning can leave no path from input to output (the count
 #   printed under the sweep): the NTK is then zero, the kernel distance undefined, and those networks stay out of the
 #   means. The gradient-based criteria never disconnected the network in this sweep.
+# phases.done("pruning at init")
 
 # %% [markdown]
 # ## 3 · Look at the kernels yourself
@@ -277,6 +281,7 @@ explorer = NTKExplorer(dense, scores_by_criterion, probe_x[: min(8, PROBE_SIZE)]
 display(explorer.widget("crop", target))
 explorer.figure("random", target).savefig(ck.paths.output_file(OUTPUT_DIR, "01_kernels_random.png"), dpi=110)
 plt.close("all")
+phases.done("kernels")
 
 # %% [markdown]
 # ## 4 · Results
@@ -284,6 +289,7 @@ plt.close("all")
 # %%
 gf_change = {c: {str(p): float(summary.loc[(c, p), "gf_change"]) for p in SPARSITIES} for c in CRITERIA}
 results = {
+    "phase_seconds": phases.seconds,
     "profile": PROFILE, "data": DATA, "model": MODEL, "width": WIDTH, "hardware": ck.hardware.describe(),
     "identity": {"max_relative_error": max_rel_error, "checks": len(checks), "dtype": "float64"},
     "criteria": CRITERIA, "sparsities": SPARSITIES,

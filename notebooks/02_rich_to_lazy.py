@@ -87,12 +87,14 @@ import cropkit as ck
 from cropkit.training.callbacks import KernelDrift
 from cropkit.lessons.widgets_ntk import detector_figure, rich_to_lazy_animation, tau_slider
 
+phases = ck.notebook.Phases()  # wall seconds of each phase, printed as it ends and saved in the JSON
 if THREADS:
     torch.set_num_threads(THREADS)
 device = ck.train.default_device()
 print("measured on:", ck.hardware.describe(), "| device:", device)
 data = ck.data.load(DATA, batch_size=BATCH_SIZE, seed=SEED, limit=LIMIT)
 print(f"{DATA}: input {data.input_shape}, {data.num_classes} classes, {len(data.train.dataset)} training samples")
+phases.done("setup")
 
 # %% [markdown]
 # ## 1 · One training run, three observers
@@ -233,6 +235,7 @@ if fired["reference"]:
         f"{pct(history.epochs[fired['reference'] - 1]['train_eval_acc'])} at the firing epoch, "
         f"{pct(history.epochs[-1]['train_eval_acc'])} at the end. Section 2 puts numbers on it.")
 ck.notebook.show_markdown(notice["run"]);
+phases.done("one run")
 
 # %% [markdown]
 # ## 2 · Is the network still learning when the detector fires?
@@ -326,6 +329,7 @@ if fired["seed"] is None:
     notice["premise"].append(f"The seed rule at $\\tau = {TAU}$ did not fire within the {EPOCHS} epochs on `{DATA}` "
                              "(section 5 says why).")
 ck.notebook.show_markdown(notice["premise"]);
+phases.done("still learning")
 
 # %% [markdown]
 # ## 3 · The animation
@@ -342,7 +346,8 @@ animation.save(gif_path, writer=PillowWriter(fps=8))
 print(f"saved {gif_path} ({gif_path.stat().st_size / 1e3:.0f} kB, {FRAMES} frames)")
 html = animation.to_jshtml()
 plt.close(animation._fig)
-HTML(html)
+display(HTML(html))
+phases.done("animation")
 
 # %% [markdown]
 # ## 4 · Moving $\tau$
@@ -359,6 +364,7 @@ ref_tau_table = {tau: ck.timing.detection_epoch(reference_rule.detector.history,
 print("reference rule, detection epoch per tau:", ref_tau_table)
 print("seed rule, detection epoch per tau:     ", tau_table)
 display(tau_slider(reference_rule.detector.history, "reference", taus, REF_TAU))
+phases.done("moving tau")
 
 # %% [markdown]
 # ## 5 · Seed rule vs reference-code rule, on the same run
@@ -414,6 +420,7 @@ notice["rules"] = [] if not (seed_ratios and ref_ratios) else [
      if authors_epoch else f"With the authors' $\\tau = 1 - p = {authors_tau}$ the reference rule would not fire "
      f"within the {EPOCHS} epochs.")]
 ck.notebook.show_markdown(notice["rules"]);
+phases.done("seed vs reference")
 
 # %% [markdown]
 # ## 6 · Try this: width and learning rate
@@ -485,12 +492,14 @@ notice["try"] = [] if widths.empty or rates.empty else [
     + f" after {TRY_EPOCHS} epochs, against section 1's {pct(table.test_acc.iloc[TRY_EPOCHS - 1])} at the same epoch."
     if len(table) >= TRY_EPOCHS else "**Data order matters.** Compare the repeated rows' test accuracies."]
 ck.notebook.show_markdown(notice["try"]);
+phases.done("try this")
 
 # %% [markdown]
 # ## 7 · Results
 
 # %%
 results = {
+    "phase_seconds": phases.seconds,
     "profile": PROFILE, "data": DATA, "model": MODEL, "width": WIDTH, "lr": LR, "epochs": EPOCHS,
     "hardware": ck.hardware.describe(), "tau": TAU, "ref_tau": REF_TAU,
     "detection_epoch": fired, "detection_reason": reasons,

@@ -72,12 +72,14 @@ from cropkit.experiments import profiles
 from cropkit.methods.registry import FAMILIES, LABELS
 from cropkit.experiments.results import PAPER_COLUMNS, runs_frame
 
+phases = ck.notebook.Phases()  # wall seconds of each phase, printed as it ends and saved in the JSON
 run_cfg = profiles.settings("run", PROFILE)
 RUN_OPTIONS = dict(profile=PROFILE, epochs=EPOCHS, **OPTIONS)
 batch_size = RUN_OPTIONS.get("batch_size", run_cfg.batch_size)
 if THREADS:
     torch.set_num_threads(THREADS)
 print("measured on:", ck.hardware.describe())
+phases.done("setup")
 
 # %% [markdown]
 # ## 1 · The explorer: move the slider
@@ -122,6 +124,7 @@ display(Image(filename=str(ck.paths.output_file(OUTPUT_DIR, "04_explorer.png")))
 print(f"{state['model']} (width {state['width']}), {state['criterion']}, weight sparsity "
       f"{state['weight_sparsity']:.3f}, node sparsity {state['node_sparsity']:.3f}")
 print(ck.explorer.StructuredExplorer.summary_text(state))
+phases.done("explorer")
 
 # %% [markdown]
 # ## 2 · Sweeping the slider
@@ -157,6 +160,7 @@ for name, part in sweep.groupby("model", sort=False):
     print(f"{name} at {last['target_sparsity']:.2f} weight sparsity: node sparsity {last['node_sparsity']:.2f}, "
           f"FLOPs {last['flops_ratio']:.3f}×, batch time {last['batch_time_ratio']:.2f}×, "
           f"peak memory {last['peak_memory_ratio']:.3f}× dense")
+phases.done("sweep")
 
 # %% [markdown]
 # ## 3 · The structured methods, trained, in the paper's table
@@ -241,6 +245,7 @@ for key, frame in runs.items():
         print(f"{key} {LABELS[method]:>12}: accuracy {row['test_acc']:.1%}, weight sparsity "
               f"{row['weight_sparsity']:.3f}, node sparsity {row['node_sparsity']:.3f}, FLOPs {row['flops_ratio']:.3f}×, "
               f"batch time {row['batch_time_ms_ratio']:.2f}×, peak memory {row['peak_memory_bytes_ratio']:.3f}× dense")
+phases.done("table")
 
 # %% [markdown]
 # ### Where the budget went: kept channels per layer
@@ -266,6 +271,7 @@ display(layouts)
 least = {m: min(kept / dense for kept, dense in r.layout.values()) for m, r in layout_runs.items()}
 starved = {m: v for m, v in least.items() if v <= 0.05}
 print("smallest share of a layer kept: " + ", ".join(f"{LABELS[m]} {v:.0%}" for m, v in least.items()))
+phases.done("layouts")
 
 # %% [markdown]
 # ### Why EarlyCroP-S starves some layers: the scores move with training
@@ -305,6 +311,7 @@ display(score_ratio.round(2))
 first = list(at_init)[0]
 print(f"detector fired after epoch {detector.fired_epoch}; first / last node layer ({first} / {last}): "
       f"{score_ratio.iloc[0, 0]:.1f} at θ₀, {score_ratio.iloc[0, 1]:.1f} at θ_t")
+phases.done("moment")
 
 # %% [markdown]
 # ### A per-layer floor
@@ -323,6 +330,7 @@ floor_least = min(kept / dense for kept, dense in floor_runs[0].layout.values())
 print(f"EarlyCroP-S at {table_sparsity:.0%}: paper rule {plain_acc.mean():.1%} ± {plain_acc.std() if len(plain_acc) > 1 else 0:.1%}; "
       f"floor {LAYER_FLOOR:.0%}: {floor_acc.mean():.1%} ± {floor_acc.std() if len(floor_acc) > 1 else 0:.1%} "
       f"(smallest layer share kept {floor_least:.0%}, seed {SEEDS[0]})")
+phases.done("floor")
 
 # %% [markdown]
 # ## 4 · A pruned wide network against a dense one of equal memory
@@ -380,6 +388,7 @@ for ax, values, fmt in ((ax1, wide_vs_narrow["peak_memory_MB"], "{:.2f} MB"), (a
 fig.tight_layout()
 fig.savefig(ck.paths.output_file(OUTPUT_DIR, "04_wide_vs_narrow.png"), dpi=100)
 plt.show()
+phases.done("wide vs narrow")
 
 
 # %% [markdown]
@@ -463,6 +472,7 @@ def rows_of(frame):
 
 explorer_state = {k: v for k, v in explorer.last.items()}
 results = {
+    "phase_seconds": phases.seconds,
     "profile": PROFILE, "data": DATA, "width": WIDTH, "epochs": EPOCHS, "seeds": SEEDS,
     "run_options": OPTIONS,
     "hardware": ck.hardware.describe(),

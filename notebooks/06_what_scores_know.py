@@ -73,6 +73,7 @@ CACHE = True  # type: bool  replay runs stored in outputs/cache; False trains ev
 
 # %%
 import copy
+import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -288,9 +289,13 @@ dense_settings = run_settings("dense", **{k: v for k, v in RUN_OPTIONS.items()
 trained = copy.deepcopy(net0)
 ck.train.Trainer(trained, data0, EPOCHS, lr=dense_settings.lr, weight_decay=dense_settings.weight_decay,
                  schedule=dense_settings.schedule, seed=seed0, progress=False).fit()
-sensitivity = {ft: layer_sensitivity(trained, data0, SENSITIVITY_SPARSITIES, "magnitude", finetune_epochs=ft,
-                                     lr=dense_settings.lr, seed=seed0)
-               for ft in (0, FINETUNE_EPOCHS)}
+with warnings.catch_warnings(record=True) as caught:  # a layer too small for a sparsity: said once, as a sentence
+    warnings.simplefilter("always")
+    sensitivity = {ft: layer_sensitivity(trained, data0, SENSITIVITY_SPARSITIES, "magnitude", finetune_epochs=ft,
+                                         lr=dense_settings.lr, seed=seed0)
+                   for ft in (0, FINETUNE_EPOCHS)}
+for message in dict.fromkeys(str(w.message) for w in caught):
+    print("note:", message)
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.6), sharey=True)
 for ax, (ft, frame) in zip(axes, sensitivity.items()):
     grid_ = frame.pivot(index="layer", columns="sparsity", values="drop").loc[list(layer_sizes)]
