@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from cropkit.core import schedules
-from cropkit.methods.context import Context
+from cropkit.methods.context import REINIT_OFFSET, Context
 from cropkit.methods.method import Method, budget
 from cropkit.methods.options import Option
 from cropkit.training.callbacks import Snapshot, rewind, state_of
@@ -32,7 +32,7 @@ def ltr(ctx: Context) -> nn.Module:
     snapshot = Snapshot(c.rewind_epoch)
     ctx.fit(ctx.trainer(model, ctx.sparse_epochs(), callbacks=[snapshot]))
     if "start" not in ctx.state:  # in ctx.state: a resumed run skips the training that took it
-        ctx.state["start"] = state_of(ctx.build_model(seed=ctx.seed + 10_000)) if c.reinit else snapshot.state
+        ctx.state["start"] = state_of(ctx.build_model(seed=ctx.seed + REINIT_OFFSET)) if c.reinit else snapshot.state
     start = ctx.state["start"]
     for r in range(1, c.ltr_rounds + 1):
         ctx.prune(model, "magnitude", sparsity=schedules.geometric(ctx.sparsity, r, c.ltr_rounds))
