@@ -76,10 +76,10 @@ import numpy as np
 import pandas as pd
 import torch
 from IPython.display import display
-from torch.utils.data import DataLoader
 
 import cropkit as ck
-from cropkit.experiments import grid, lottery, profiles
+from cropkit.experiments import grid, lottery
+from cropkit.lessons import moments
 from cropkit.methods.registry import FAMILIES, LABELS, REGISTRY, entry_of
 
 phases = ck.notebook.Phases()  # wall seconds of each phase, printed as it ends and saved in the JSON
@@ -255,29 +255,22 @@ if {"earlycrop-u", "earlycrop-u-magnitude"} <= set(WHEN_HOW):
 phases.done("when or how")
 
 # %% [markdown]
-# Where do the two scores put the surviving weights? The runs above do not keep their masks, so we re-create seed
-# 0's moment: the same data, initialisation, optimizer and detector, trained densely until the detector fires; then
-# we score those weights $\theta_t$ with CroP, SNIP and magnitude (and $\theta_0$ with CroP), on the same kind of
-# scoring batches the runs use, and prune copies to the focus sparsity. The table gives each layer's share of all
-# prunable weights and the fraction of it each score keeps.
+# Where do the two scores put the surviving weights? The runs above keep their results, not the networks they
+# scored, so `cropkit.lessons.moments.moment` re-runs EarlyCroP-U's own code for seed 0 with the sweep's settings
+# and stops at its prune: $\theta_0$, the weights $\theta_t$ it scored and its scoring batches are the run's own (the
+# same data, initialisation, optimizer and detector; on one thread bit for bit). We score $\theta_t$ with CroP, SNIP
+# and magnitude (and $\theta_0$ with CroP) on those batches and prune copies to the focus sparsity. The table gives
+# each layer's share of all prunable weights and the fraction of it each score keeps.
 
 # %%
-run_cfg = profiles.settings("run", PROFILE)
 seed = SEEDS[0]
-moment_data = ck.data.load(DATA, batch_size=BATCH_SIZE, seed=seed, limit=LIMIT)
-net = ck.models.build(MODEL, moment_data.input_shape, moment_data.num_classes, width=WIDTH, seed=seed)
-theta_0 = copy.deepcopy(net)
-detector = ck.timing.DetectorCallback(
-    ck.timing.EarlyCroPDetector(net, rule=RULE, threshold=THRESHOLD, max_epochs=MAX_DENSE_EPOCHS),
-    on_fire=lambda trainer: setattr(trainer, "stop", True))
-ck.train.Trainer(net, moment_data, MAX_DENSE_EPOCHS, lr=run_cfg.lr, weight_decay=run_cfg.weight_decay,
-                 schedule="constant", callbacks=[detector], seed=seed, progress=False).fit()
-scoring = ck.data.take(DataLoader(moment_data.train.dataset, batch_size=BATCH_SIZE, shuffle=True,
-                                  generator=torch.Generator().manual_seed(seed)), SCORE_BATCHES)
 early_run = next(r for r in results if r.method == "earlycrop-u" and r.seed == seed
                  and r.target_sparsity == FOCUS_SPARSITY)
-print(f"re-created: the detector fired after epoch {detector.fired_epoch} (the EarlyCroP-U run of seed {seed} pruned "
-      f"after epoch {early_run.prune_epoch})")
+the_moment = moments.moment("earlycrop-u", sparsity=FOCUS_SPARSITY, seed=seed, threads=THREADS, **RUN_OPTIONS)
+net, theta_0, scoring = the_moment.theta_t, the_moment.theta_0, the_moment.batches
+print(f"re-created: EarlyCroP-U pruned after epoch {the_moment.prune_epoch}"
+      f"{' (forced at the cap)' if the_moment.forced else ''}; the run of seed {seed} pruned after epoch "
+      f"{early_run.prune_epoch}")
 
 
 def kept_per_layer(model, criterion):
@@ -596,7 +589,7 @@ results_json = {
     "detector": {"rule": RULE, "threshold": THRESHOLD, "max_dense_epochs": MAX_DENSE_EPOCHS},
     "when_how": when_how.reset_index().to_dict("records"), "dense_final_train_acc": dense_final_train_acc,
     "notice": notice_text, "closing": closing_text, "train_loss_end": loss_end,
-    "kept_per_layer": {"seed": seed, "fire_epoch": detector.fired_epoch, "largest": big,
+    "kept_per_layer": {"seed": seed, "fire_epoch": the_moment.prune_epoch, "largest": big,
                        "layers": layers.rename_axis("name").reset_index().to_dict("records")},
     "phase_seconds": phases.seconds,
 }

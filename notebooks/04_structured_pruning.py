@@ -277,26 +277,18 @@ phases.done("layouts")
 # ### Why EarlyCroP-S starves some layers: the scores move with training
 #
 # CroP-S scores a node by how much the gradient flow depends on it. At initialisation the layers' scores are of
-# comparable size; after a few epochs of training they are not. We re-create seed 0's EarlyCroP-S moment (the same
-# data, initialisation, optimizer and detector, trained densely until the detector fires) and compare each node
-# layer's mean score at $\theta_0$ and at $\theta_t$, divided by the last node layer's: a ratio that grows means
-# the global ranking now prefers the early layers, and the last ones are cut thin.
+# comparable size; after a few epochs of training they are not. We re-create seed 0's EarlyCroP-S moment:
+# `cropkit.lessons.moments.moment` re-runs the table's EarlyCroP-S run and stops at its prune, so $\theta_0$,
+# $\theta_t$ and the scoring batches are the run's own. We compare each node layer's mean score at $\theta_0$ and
+# at $\theta_t$, divided by the last node layer's: a ratio that grows means the global ranking now prefers the early
+# layers, and the last ones are cut thin.
 
 # %%
-import copy
+from cropkit.lessons import moments
 
-from cropkit.experiments.runs import settings as run_settings
-
-moment = run_settings("earlycrop-s", **RUN_OPTIONS)  # every option of an EarlyCroP-S run of the table
-moment_data = ck.data.load(DATA, batch_size=moment.batch_size, seed=SEEDS[0], limit=moment.limit)
-net = ck.models.build(table_model, moment_data.input_shape, moment_data.num_classes, width=WIDTH, seed=SEEDS[0])
-theta_0 = copy.deepcopy(net)
-detector = ck.timing.DetectorCallback(
-    ck.timing.EarlyCroPDetector(net, rule=moment.rule, threshold=moment.threshold, max_epochs=moment.max_dense_epochs),
-    on_fire=lambda trainer: setattr(trainer, "stop", True))
-ck.train.Trainer(net, moment_data, moment.max_dense_epochs, lr=moment.lr, weight_decay=moment.weight_decay,
-                 schedule="constant", callbacks=[detector], seed=SEEDS[0], progress=False).fit()
-scoring = ck.data.take(moment_data.train, moment.score_batches)
+the_moment = moments.moment("earlycrop-s", data=DATA, model=table_model, width=WIDTH, sparsity=table_sparsity,
+                            seed=SEEDS[0], threads=THREADS, **RUN_OPTIONS)  # the run of the table, stopped at its prune
+theta_0, net, scoring, early_cfg = the_moment.theta_0, the_moment.theta_t, the_moment.batches, the_moment.settings
 
 
 def mean_scores(model):
@@ -309,7 +301,8 @@ score_ratio = pd.DataFrame({"mean score ÷ last layer's, at θ₀": {k: v / at_i
                             "at θ_t": {k: v / at_t[last] for k, v in at_t.items()}})
 display(score_ratio.round(2))
 first = list(at_init)[0]
-print(f"detector fired after epoch {detector.fired_epoch}; first / last node layer ({first} / {last}): "
+print(f"EarlyCroP-S pruned after epoch {the_moment.prune_epoch} (the run: "
+      f"{every_run['earlycrop-s'][0].prune_epoch}); first / last node layer ({first} / {last}): "
       f"{score_ratio.iloc[0, 0]:.1f} at θ₀, {score_ratio.iloc[0, 1]:.1f} at θ_t")
 phases.done("moment")
 
@@ -428,12 +421,12 @@ notice = [
     + ", ".join(f"{LABELS[m]} {v:.0%}" for m, v in least.items()) + ". "
     + (f"{', '.join(LABELS[m] for m in starved)} cut a layer to 5 % or less. " if starved else "")
     + f"At θ_t the first node layer's mean CroP score is {score_ratio.iloc[0, 1]:.1f}× the last one's, against "
-    f"{score_ratio.iloc[0, 0]:.1f}× at θ₀ (detector after epoch {detector.fired_epoch}).",
-    f"**EarlyCroP-S's detector** ({moment.rule} rule, τ = "
-    f"{'its default' if moment.threshold is None else moment.threshold}): pruned after epoch(s) "
+    f"{score_ratio.iloc[0, 0]:.1f}× at θ₀ (detector after epoch {the_moment.prune_epoch}).",
+    f"**EarlyCroP-S's detector** ({early_cfg.rule} rule, τ = "
+    f"{'its default' if early_cfg.threshold is None else early_cfg.threshold}): pruned after epoch(s) "
     f"{sorted(r.prune_epoch for r in every_run['earlycrop-s'])}; "
     f"{sum(not r.forced for r in every_run['earlycrop-s'])} of {len(SEEDS)} fired, "
-    f"{sum(bool(r.forced) for r in every_run['earlycrop-s'])} forced at the cap of {moment.max_dense_epochs}.",
+    f"{sum(bool(r.forced) for r in every_run['earlycrop-s'])} forced at the cap of {early_cfg.max_dense_epochs}.",
     f"**Has training converged?** Training loss at the end: dense {end_loss['dense']:.3f}; "
     + ", ".join(f"{LABELS[m]} {end_loss[m]:.3f}" for m in STRUCTURED)
     + f". Rows far above dense's are still learning after {EPOCHS} epochs: their accuracy is a lower bound.",
@@ -489,7 +482,7 @@ results = {
                        "narrow": {k: narrow.row()[k] for k in ("test_acc", "params", "peak_memory_bytes",
                                                                "batch_time_ms")}},
     "layouts": {m: r.layout for m, r in layout_runs.items()}, "train_loss_end": end_loss,
-    "score_ratio": {"fired_epoch": detector.fired_epoch, "layers": score_ratio.rename_axis("layer").reset_index()
+    "score_ratio": {"fired_epoch": the_moment.prune_epoch, "layers": score_ratio.rename_axis("layer").reset_index()
                     .to_dict(orient="records")},
     "layer_floor": {"floor": LAYER_FLOOR, "test_acc": list(floor_acc), "paper_rule_test_acc": list(plain_acc)},
     "notice": notice_text,
