@@ -1,5 +1,6 @@
 import io
 import math
+import tempfile
 
 import pytest
 import torch
@@ -131,6 +132,16 @@ def test_emissions_estimate_is_finite():
     with hardware.Emissions(enabled=False) as off:
         pass
     assert math.isnan(off.grams) and off.error == "disabled"
+
+
+def test_emissions_leave_no_folder_behind(tmp_path, monkeypatch):
+    """codecarbon wants an output folder; one per run used to stay in the temp dir (1495 of them after a day)."""
+    pytest.importorskip("codecarbon")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with hardware.Emissions() as e:
+        assert [p.name.startswith("cropkit-codecarbon-") for p in tmp_path.iterdir()] == [True]
+    assert e.error is None, e.error
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_empty_reference_is_an_error():

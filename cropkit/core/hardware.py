@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -43,7 +44,7 @@ class Emissions(contextlib.AbstractContextManager):
 
     def __init__(self, country_iso_code: str = "USA", enabled: bool = True):
         self.country_iso_code, self.enabled = country_iso_code, enabled
-        self.grams, self.error, self._tracker = float("nan"), None, None
+        self.grams, self.error, self._tracker, self._dir = float("nan"), None, None, None
 
     def __enter__(self):
         if not self.enabled:
@@ -72,6 +73,8 @@ class Emissions(contextlib.AbstractContextManager):
                 self.grams = float(kg) * 1000.0 if kg is not None else float("nan")
             except Exception as err:
                 self.error = f"{type(err).__name__}: {err}"
+        if self._dir is not None:  # codecarbon's output folder (it writes nothing there): one per run, so removed
+            shutil.rmtree(self._dir, ignore_errors=True)
         return False
 
 
