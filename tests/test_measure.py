@@ -160,3 +160,14 @@ def test_cpu_peak_memory_counts_the_activations_of_a_conv_net():
         x, y = torch.randn(n, 1, 16, 16), torch.randint(0, 10, (n,))
         peaks[n] = measure.peak_memory(model, x, y)["bytes"]
     assert peaks[512] - peaks[64] >= (512 - 64) * per_sample
+
+
+def test_device_name_closes_what_it_reads():
+    """The lessons record every warning of a sweep: an unclosed /proc/cpuinfo printed a line per run."""
+    import gc
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        name = hardware.device_name("cpu")
+        gc.collect()
+    assert name and not [w for w in caught if issubclass(w.category, ResourceWarning)]
