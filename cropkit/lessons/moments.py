@@ -77,8 +77,6 @@ class _Watching(Context):
         return model
 
     def prune(self, model: nn.Module, criterion: str, sparsity: float | None = None, **structured) -> nn.Module:
-        if self.seen is not None:  # a method that cuts twice before saying so: the first cut is the moment
-            raise _Stop
         before, batches = copy.deepcopy(model), self.batches_for(model)
         pruned = super().prune(model, criterion, sparsity, **structured)
         self.seen = dict(theta_t=before, batches=batches, pruned=pruned)
