@@ -46,7 +46,7 @@ def lesson_options() -> dict:
     """Lesson 03's run options, from its parameters cell (the cpu profile's values)."""
     p = {name: spec["default"] for name, spec in parameters(LESSON).items()}
     return dict(profile="cpu", data=p["DATA"], model=p["MODEL"], width=p["WIDTH"], batch_size=p["BATCH_SIZE"],
-                limit=p["LIMIT"], score_batches=p["SCORE_BATCHES"], max_dense_epochs=p["MAX_DENSE_EPOCHS"],
+                lr=p["LR"], limit=p["LIMIT"], score_batches=p["SCORE_BATCHES"], max_dense_epochs=p["MAX_DENSE_EPOCHS"],
                 rule=p["RULE"], threshold=p["THRESHOLD"], ltr_rounds=p["LTR_ROUNDS"],
                 rewind_epoch=p["REWIND_EPOCH"], measure_emissions=False, threads=p["THREADS"] or 1)
 
@@ -56,23 +56,29 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument("--epochs", type=int, nargs="+", default=[6, 20, 40], help="sparse-phase lengths E")
     parser.add_argument("--sparsity", type=float, default=0.9)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--lr", type=float, nargs="+", default=None,
+                        help="peak learning rates to try (default: the lesson's LR)")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), help="method[:criterion at θ_t]")
     args = parser.parse_args(argv)
     options = lesson_options()
     torch.set_num_threads(options["threads"])
     rows = []
-    for epochs in args.epochs:
-        for entry in args.methods:
-            method, _, criterion = entry.partition(":")
-            for seed in args.seeds:
-                r = ck.run(method, sparsity=0.0 if method == "dense" else args.sparsity, seed=seed, epochs=epochs,
-                           progress=False, **options, **({"criterion": criterion} if criterion else {}))
-                rows.append(dict(method=entry, E=epochs, seed=seed, test_acc=r.test_acc,
-                                 train_loss_end=r.history[-1]["train_loss"], epochs_trained=r.epochs_trained,
-                                 from_cache=r.from_cache))
-                print(f"{entry:>22}  E = {epochs:>3}  seed {seed}: test acc {r.test_acc:.1%}, training loss at the end "
-                      f"{r.history[-1]['train_loss']:.3f} ({r.epochs_trained} epochs in all)", flush=True)
-    table = (pd.DataFrame(rows).groupby(["method", "E"], sort=False)
+    for lr in args.lr or [options["lr"]]:
+        for epochs in args.epochs:
+            for entry in args.methods:
+                method, _, criterion = entry.partition(":")
+                for seed in args.seeds:
+                    extra = {"criterion": criterion} if criterion else {}
+                    r = ck.run(method, sparsity=0.0 if method == "dense" else args.sparsity, seed=seed, epochs=epochs,
+                               progress=False, **{**options, "lr": lr}, **extra)
+                    rows.append(dict(method=entry, lr=r.config["lr"], E=epochs, seed=seed, test_acc=r.test_acc,
+                                     train_loss_end=r.history[-1]["train_loss"], epochs_trained=r.epochs_trained,
+                                     from_cache=r.from_cache))
+                    loss = r.history[-1]["train_loss"]
+                    print(f"{entry:>22}  lr {r.config['lr']:g}  E = {epochs:>3}  seed {seed}: test acc "
+                          f"{r.test_acc:.1%}, training loss at the end {loss:.3f} ({r.epochs_trained} epochs in all)",
+                          flush=True)
+    table = (pd.DataFrame(rows).groupby(["method", "lr", "E"], sort=False)
              .agg(test_acc=("test_acc", "mean"), train_loss_end=("train_loss_end", "mean"), seeds=("seed", "size")))
     print(f"\nat {args.sparsity:.0%}, lesson 03's settings, on {ck.hardware.describe()}:")
     print(table.round(3).to_string())

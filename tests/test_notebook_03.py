@@ -105,3 +105,14 @@ def test_the_prose_quotes_what_the_run_printed(lesson):
     assert f"after epoch(s) {epochs}" in lesson["notice"]
     R, E = lesson["ltr"]["rounds"], lesson["epochs"]
     assert f"({R} + 1) × {E} = {(R + 1) * E} epochs" in lesson["closing"]
+
+
+def test_every_run_trains_at_the_lessons_learning_rate_on_its_threads(lesson):
+    """The lesson's LR (not the profile's 2e-3, under which its pruned nets had not converged) reaches every run,
+    and so do its threads, also in the worker processes the sweep uses."""
+    from cropkit.lessons.lesson_parameters import parameters
+
+    defaults = {name: spec["default"] for name, spec in
+                parameters(Path(__file__).parents[1] / "notebooks" / f"{STEM}.ipynb").items()}
+    assert defaults["LR"] == 0.02 and lesson["lr"] == [defaults["LR"]]
+    assert lesson["threads"] == defaults["THREADS"] == 1

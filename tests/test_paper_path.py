@@ -231,6 +231,7 @@ def _lottery(r):
     assert {row["method"] for row in rows} == {"ltr", "ltr-reinit", "earlycrop-u", "crop-u", "random-u"}
     assert all(abs(row["weight_sparsity"] - 0.9) <= 0.01 for row in rows)
     assert all(0.0 <= row["test_acc"] <= 1.0 for row in r["rows"])
+    assert r["lr"] == [2e-3], "the paper profile trains at the paper's learning rate (LR = None in its profile)"
 
 
 def _structured(r):
