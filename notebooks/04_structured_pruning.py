@@ -44,7 +44,8 @@ TABLES = [["cnn", 0.9]]  # type: list  [[model, target weight sparsity], ...] co
 WIDTH = 0.5  # type: float  width multiplier of the table models
 EPOCHS = 40  # type: int  epochs after pruning (40: dense has converged, the pruned rows are close; their training loss at the end is printed beside dense)
 SEEDS = [0, 1, 2]  # type: list  seeds per method, e.g. [0] for a quick table
-OPTIONS = {"batch_size": 128, "rule": "reference", "threshold": 0.7, "max_dense_epochs": 10}  # type: dict  options of every cropkit.run below (lesson 02 batch size and EarlyCroP-S detector: the reference rule at tau 0.7)
+OPTIONS = {"batch_size": 128, "lr": 0.02, "rule": "reference", "threshold": 0.7, "max_dense_epochs": 10}  # type: dict  options of every cropkit.run below (lesson 02 batch size and EarlyCroP-S detector: the reference rule at tau 0.7; peak learning rate 0.02, at which every row converges in 40 epochs)
+SLOW_LR = 0.002  # type: float  peak learning rate of the comparison rows of section 3 (the cpu profile default, at which EarlyCroP-S had not converged after 40 epochs)
 EXPLORER_MODELS = ["resnet18", "vgg16"]  # type: list  models of the explorer dropdown and of its sweep
 EXPLORER_CRITERION = "crop_nodes"  # type: str  criterion the explorer starts with (a key of cropkit.core.scores.NODE_SCORES)
 EXPLORER_WIDTH = 0.25  # type: float  width of the explorer ResNet18 / VGG16
@@ -326,6 +327,33 @@ print(f"EarlyCroP-S at {table_sparsity:.0%}: paper rule {plain_acc.mean():.1%} �
 phases.done("floor")
 
 # %% [markdown]
+# ### A learning rate at which the starved layer recovers
+#
+# The table trains at a peak learning rate of 0.02 (`OPTIONS`). The rows below change only that: EarlyCroP-S, with
+# and without the floor, at `SLOW_LR` (the `cpu` profile's default, 2e-3). The detector, the score and the budget are
+# the same, but the dense phase trains at the other rate too, so $\theta_t$ and the layout differ: the cell prints
+# both. Which row would you have believed if you had trained only at 2e-3?
+
+# %%
+slow = {floor: [ck.run("earlycrop-s", data=DATA, model=table_model, width=WIDTH, sparsity=table_sparsity, seed=seed,
+                       **{**RUN_OPTIONS, "lr": SLOW_LR}, **({"layer_floor": LAYER_FLOOR} if floor else {}))
+                for seed in SEEDS] for floor in (False, True)}
+table_lr = every_run["earlycrop-s"][0].config["lr"]
+for floor, rs in slow.items():
+    acc = pd.Series([r.test_acc for r in rs])
+    last_kept = list(rs[0].layout.values())[-1]
+    print(f"EarlyCroP-S at lr {SLOW_LR:g}{f', floor {LAYER_FLOOR:.0%}' if floor else ', paper rule'}: "
+          f"{acc.mean():.1%} ± {acc.std() if len(acc) > 1 else 0:.1%}, training loss at the end "
+          f"{np.mean([r.history[-1]['train_loss'] for r in rs]):.3f}; last node layer keeps "
+          f"{last_kept[0]}/{last_kept[1]} (seed {SEEDS[0]})")
+table_last = list(every_run["earlycrop-s"][0].layout.values())[-1]
+table_acc = pd.Series([r.test_acc for r in every_run["earlycrop-s"]])
+print(f"EarlyCroP-S at lr {table_lr:g} (the table): {table_acc.mean():.1%} ± "
+      f"{table_acc.std() if len(table_acc) > 1 else 0:.1%}, training loss at the end "
+      f"{end_loss['earlycrop-s']:.3f}; last node layer keeps {table_last[0]}/{table_last[1]} (seed {SEEDS[0]})")
+phases.done("learning rate")
+
+# %% [markdown]
 # ## 4 · A pruned wide network against a dense one of equal memory
 #
 # Structured pruning lets you train a network whose *dense* version would not fit. Here a wide model (width
@@ -430,8 +458,13 @@ notice = [
     f"**Has training converged?** Training loss at the end: dense {end_loss['dense']:.3f}; "
     + ", ".join(f"{LABELS[m]} {end_loss[m]:.3f}" for m in STRUCTURED)
     + f". Rows far above dense's are still learning after {EPOCHS} epochs: their accuracy is a lower bound.",
-    f"**The floor isolates the cause.** EarlyCroP-S with a {LAYER_FLOOR:.0%} floor: {ms(floor_acc)} against "
-    f"{ms(plain_acc)} with the paper's rule (only that option differs).",
+    f"**The floor, at the table's learning rate** ({table_lr:g}): EarlyCroP-S with a {LAYER_FLOOR:.0%} floor "
+    f"{ms(floor_acc)} against {ms(plain_acc)} with the paper's rule (only that option differs).",
+    f"**The learning rate** (section 3, only it differs): at {SLOW_LR:g} EarlyCroP-S reaches "
+    f"{ms([r.test_acc for r in slow[False]])} (training loss at the end "
+    f"{np.mean([r.history[-1]['train_loss'] for r in slow[False]]):.3f}) and {ms([r.test_acc for r in slow[True]])} "
+    f"with the floor; at {table_lr:g} {ms(acc_of['earlycrop-s'])}. A starved layer costs accuracy where training "
+    "is too slow to recover from the cut, and less where it is not.",
     f"**At equal memory** (section 4): the pruned wide network {wide.test_acc:.1%} against the dense narrow one "
     f"{narrow.test_acc:.1%} (one seed: {'the wide one ahead' if wide.test_acc > narrow.test_acc else 'the narrow one ahead or level'}, "
     "anecdotal without a spread).",
@@ -485,6 +518,9 @@ results = {
     "score_ratio": {"fired_epoch": the_moment.prune_epoch, "layers": score_ratio.rename_axis("layer").reset_index()
                     .to_dict(orient="records")},
     "layer_floor": {"floor": LAYER_FLOOR, "test_acc": list(floor_acc), "paper_rule_test_acc": list(plain_acc)},
+    "slow_lr": {"lr": SLOW_LR, "table_lr": table_lr, "lrs": sorted({r.config["lr"] for rs in slow.values() for r in rs}),
+                "test_acc": [r.test_acc for r in slow[False]], "floor_test_acc": [r.test_acc for r in slow[True]],
+                "train_loss_end": [r.history[-1]["train_loss"] for r in slow[False]]},
     "notice": notice_text,
     "widget_errors": [repr(e) for e in explorer.errors],
 }

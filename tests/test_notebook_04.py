@@ -84,6 +84,11 @@ def test_layouts_score_ratio_and_floor_are_recorded(results):
     assert len(floor["test_acc"]) == len(results["seeds"])
     assert len(floor["paper_rule_test_acc"]) == len(results["seeds"])
     assert rows["earlycrop-s"]["test_acc"] in floor["paper_rule_test_acc"]
+    slow = results["slow_lr"]  # the same EarlyCroP-S rows, only the learning rate changed
+    assert slow["lrs"] == [slow["lr"]] and len(slow["test_acc"]) == len(slow["floor_test_acc"]) == len(results["seeds"])
+    assert all(0 <= a <= 1 for a in slow["test_acc"] + slow["floor_test_acc"])
+    slow_mean = sum(slow["test_acc"]) / len(slow["test_acc"])
+    assert f"at {slow['lr']:g} EarlyCroP-S reaches {slow_mean:.1%}" in results["notice"]
 
 
 def test_the_prose_quotes_what_the_run_printed(results):
