@@ -5,8 +5,8 @@ reference rule at τ = 0.7, one torch thread) for a few methods at one sparsity 
 and prints each run's test accuracy and its training loss at the end beside dense's. A row whose loss still falls
 from one E to the next had not converged at the shorter one.
 
-    python benchmarks/lesson03_convergence.py                                  # E = 6 20 40, seed 0, 90 %, the lesson's lr
-    python benchmarks/lesson03_convergence.py --epochs 6 20 40 80 --lr 0.002      # the cpu profile's learning rate
+    python benchmarks/lesson03_convergence.py                               # E = 6 20 40, seed 0, 90 %, lesson's lr
+    python benchmarks/lesson03_convergence.py --epochs 6 20 40 80 --lr 0.002   # the cpu profile's learning rate
 
 What it found (seed 0, 90 %, one thread on a 2-core CPU; 2026-12-03): test accuracy / training loss at the end
 
