@@ -57,7 +57,8 @@ WIDE_WIDTH = 2.0  # type: float  width of the wide model pruned in section 4
 WIDE_SPARSITY = 0.9  # type: float  target weight sparsity of the wide model of section 4
 NARROW_WIDTHS = [0.25, 0.375, 0.5, 0.625, 0.75, 1.0]  # type: list  dense widths measured against the pruned wide model
 LAYER_FLOOR = 0.1  # type: float  least fraction of every layer nodes kept by the EarlyCroP-S row with a floor (0 is the paper rule)
-THREADS = 1  # type: int|None  torch CPU threads; None lets torch choose
+THREADS = 1  # type: int|None  torch CPU threads of every run; None lets torch choose
+WORKERS = 2  # type: int  runs of section 3 trained at once, each in its own process with THREADS threads (2 cores: two runs side by side)
 
 # %%
 import warnings
@@ -69,13 +70,13 @@ import torch
 from IPython.display import Image, display
 
 import cropkit as ck
-from cropkit.experiments import profiles
+from cropkit.experiments import grid, profiles
 from cropkit.methods.registry import FAMILIES, LABELS
 from cropkit.experiments.results import PAPER_COLUMNS, runs_frame
 
 phases = ck.notebook.Phases()  # wall seconds of each phase, printed as it ends and saved in the JSON
 run_cfg = profiles.settings("run", PROFILE)
-RUN_OPTIONS = dict(profile=PROFILE, epochs=EPOCHS, **OPTIONS)
+RUN_OPTIONS = dict(profile=PROFILE, epochs=EPOCHS, threads=THREADS, **OPTIONS)
 batch_size = RUN_OPTIONS.get("batch_size", run_cfg.batch_size)
 if THREADS:
     torch.set_num_threads(THREADS)
@@ -166,11 +167,14 @@ phases.done("sweep")
 # %% [markdown]
 # ## 3 · The structured methods, trained, in the paper's table
 #
-# Every method below is trained with `cropkit.compare` at the same target *weight* sparsity: dense (the
-# reference), one unstructured method (CroP-U, masks), and the eight structured methods. The columns are the
+# Every method below is trained at the same target *weight* sparsity: dense (the reference), one unstructured
+# method (CroP-U, masks), and the eight structured methods. The cell plans these runs — and the EarlyCroP-S rows of
+# the floor and learning-rate sections further down — with `cropkit.experiments.grid` and trains them `WORKERS` at a
+# time, each in its own process; `cropkit.compare` then makes the paper's table from the cache. The columns are the
 # paper's: accuracy, the achieved weight and node sparsity, training time, time of one training step, peak memory
-# of one training step, disk size and estimated emissions (codecarbon; an estimate on a CPU). When a method ran
-# with several seeds a cell reads mean ± std. Runs are cached in `outputs/cache`, so re-executing replays them.
+# of one training step, disk size and estimated emissions (codecarbon; an estimate on a CPU). With `WORKERS = 2` the
+# time columns were measured with another run busy on the other core. When a method ran with several seeds a cell
+# reads mean ± std. Runs are cached in `outputs/cache`, so re-executing replays them.
 # Under the `cpu` profile the table uses lesson 02's setting — `mnist1d`, batch 128, EarlyCroP-S's detector on the
 # reference rule at $\tau = 0.7$ with at most 10 dense epochs — in which the detector fires while the network is
 # still learning (lesson 02, section 2).
@@ -181,18 +185,42 @@ STRUCTURED = ["random-s", "snap", "crop-s", "cropit-s", "earlycrop-s", "earlybir
               "efficientconvnets"]
 SHOWN = ["Type", "Method"] + [header for _, header, *_ in PAPER_COLUMNS] + ["FLOPs", "Epochs", "Prune epoch"]
 
+table_model, table_sparsity = TABLES[0]
+slow_options = {**RUN_OPTIONS, "lr": SLOW_LR}
+TABLE_JOBS = {f"{model}@{sparsity}": grid.plan(["dense", *UNSTRUCTURED, *STRUCTURED], [sparsity], SEEDS, data=DATA,
+                                              model=model, width=WIDTH, progress=False, **RUN_OPTIONS)
+              for model, sparsity in TABLES}
+SECTION_JOBS = {  # the rows further down that change one option: the per-layer floor, the slow learning rate
+    "floor": grid.plan(["earlycrop-s"], [table_sparsity], SEEDS, data=DATA, model=table_model, width=WIDTH,
+                       layer_floor=LAYER_FLOOR, progress=False, **RUN_OPTIONS),
+    "slow": grid.plan(["earlycrop-s"], [table_sparsity], SEEDS, data=DATA, model=table_model, width=WIDTH,
+                      progress=False, **slow_options),
+    "slow floor": grid.plan(["earlycrop-s"], [table_sparsity], SEEDS, data=DATA, model=table_model, width=WIDTH,
+                            layer_floor=LAYER_FLOOR, progress=False, **slow_options)}
+every_job = list({job.key: job for jobs in [*TABLE_JOBS.values(), *SECTION_JOBS.values()] for job in jobs}.values())
+print(f"{len(every_job)} runs, {sum(job.cached for job in every_job)} in the cache; the others train "
+      f"{'here' if WORKERS == 1 else f'in {WORKERS} processes'}")
+with warnings.catch_warnings(record=True) as caught:  # each run's own warnings are said below, one line per run
+    warnings.simplefilter("always")
+    every_result = dict(zip([job.key for job in every_job],
+                            grid.execute(every_job, "processes" if WORKERS > 1 else "here", workers=WORKERS)))
+recorded = {w for r in every_result.values() for w in r.warnings}
+for w in caught:
+    if str(w.message) not in recorded:
+        print(f"note: {w.message}")
+results_of = {name: [every_result[job.key] for job in jobs] for name, jobs in {**TABLE_JOBS, **SECTION_JOBS}.items()}
+
 tables, runs, starvation_warnings = {}, {}, []
 for model, sparsity in TABLES:
     key = f"{model}@{sparsity}"
-    with warnings.catch_warnings(record=True) as caught:  # said below as sentences, not as a warning dump
-        warnings.simplefilter("always")
-        tables[key] = ck.compare(["dense", *UNSTRUCTURED, *STRUCTURED], data=DATA, model=model, sparsity=sparsity,
-                                 seeds=SEEDS, width=WIDTH, **RUN_OPTIONS)
-    starvation_warnings += [str(w.message).split(" (layer starvation")[0] for w in caught
-                            if "layer starvation" in str(w.message)]
-    for w in caught:
-        if "layer starvation" not in str(w.message):
-            print(f"note: {w.message}")
+    tables[key] = ck.compare(["dense", *UNSTRUCTURED, *STRUCTURED], data=DATA, model=model, sparsity=sparsity,
+                             seeds=SEEDS, width=WIDTH, progress=False, **RUN_OPTIONS)  # replayed from the cache
+    starvation_warnings += [f"{LABELS[r.method]}, seed {r.seed}: " + w.split(" (layer starvation")[0]
+                            for r in results_of[key] for w in r.warnings if "layer starvation" in w]
+    for r in results_of[key]:
+        for w in r.warnings:
+            if "layer starvation" not in w:
+                print(f"note ({LABELS[r.method]}, seed {r.seed}): {w}")
     runs[key] = runs_frame(tables[key])
     print(f"\n{DATA} · {model} (width {WIDTH}) · target weight sparsity {sparsity} · seeds {SEEDS} · "
           f"{EPOCHS} epochs after pruning · {runs[key]['device'].iloc[0]}")
@@ -258,10 +286,8 @@ phases.done("table")
 # nodes also warns.
 
 # %%
-table_model, table_sparsity = TABLES[0]
-every_run = {m: [ck.run(m, data=DATA, model=table_model, width=WIDTH, sparsity=table_sparsity, seed=seed,
-                        **RUN_OPTIONS) for seed in SEEDS]
-             for m in ["dense", *UNSTRUCTURED, *STRUCTURED]}  # replayed from the cache of the table above
+every_run = {m: [r for r in results_of[f"{table_model}@{table_sparsity}"] if r.method == m]
+             for m in ["dense", *UNSTRUCTURED, *STRUCTURED]}  # the runs of the table above, by method
 layout_runs = {m: every_run[m][0] for m in STRUCTURED}
 end_loss = {m: float(np.mean([r.history[-1]["train_loss"] for r in rs])) for m, rs in every_run.items()}
 print("training loss at the end (mean over seeds; has the sparse phase converged?): "
@@ -288,7 +314,7 @@ phases.done("layouts")
 from cropkit.lessons import moments
 
 the_moment = moments.moment("earlycrop-s", data=DATA, model=table_model, width=WIDTH, sparsity=table_sparsity,
-                            seed=SEEDS[0], threads=THREADS, **RUN_OPTIONS)  # the run of the table, stopped at its prune
+                            seed=SEEDS[0], **RUN_OPTIONS)  # the run of the table, stopped at its prune
 theta_0, net, scoring, early_cfg = the_moment.theta_0, the_moment.theta_t, the_moment.batches, the_moment.settings
 
 
@@ -315,8 +341,7 @@ phases.done("moment")
 # it, the starvation was what cost the accuracy.
 
 # %%
-floor_runs = [ck.run("earlycrop-s", data=DATA, model=table_model, width=WIDTH, sparsity=table_sparsity, seed=seed,
-                     layer_floor=LAYER_FLOOR, **RUN_OPTIONS) for seed in SEEDS]
+floor_runs = results_of["floor"]  # trained with the table above
 plain = runs[f"{table_model}@{table_sparsity}"]
 plain_acc = plain[plain.method == "earlycrop-s"].test_acc
 floor_acc = pd.Series([r.test_acc for r in floor_runs])
@@ -335,9 +360,7 @@ phases.done("floor")
 # both. Which row would you have believed if you had trained only at 2e-3?
 
 # %%
-slow = {floor: [ck.run("earlycrop-s", data=DATA, model=table_model, width=WIDTH, sparsity=table_sparsity, seed=seed,
-                       **{**RUN_OPTIONS, "lr": SLOW_LR}, **({"layer_floor": LAYER_FLOOR} if floor else {}))
-                for seed in SEEDS] for floor in (False, True)}
+slow = {False: results_of["slow"], True: results_of["slow floor"]}  # trained with the table above
 table_lr = every_run["earlycrop-s"][0].config["lr"]
 for floor, rs in slow.items():
     acc = pd.Series([r.test_acc for r in rs])
@@ -500,7 +523,7 @@ explorer_state = {k: v for k, v in explorer.last.items()}
 results = {
     "phase_seconds": phases.seconds,
     "profile": PROFILE, "data": DATA, "width": WIDTH, "epochs": EPOCHS, "seeds": SEEDS,
-    "run_options": OPTIONS,
+    "run_options": OPTIONS, "threads": THREADS, "workers": WORKERS,
     "hardware": ck.hardware.describe(),
     "families": {m: FAMILIES[m] for m in ["dense", *UNSTRUCTURED, *STRUCTURED]},
     "tables": [{"model": model, "sparsity": sparsity, "rows": rows_of(runs[f"{model}@{sparsity}"])}
