@@ -516,7 +516,7 @@ notice_text = ck.notebook.show_markdown(notice)
 def rows_of(frame):
     keep = ["method", "seed", "target_sparsity", "weight_sparsity", "node_sparsity", "params", "flops", "nonzero_macs",
             "test_acc", "best_test_acc", "epochs_trained", "prune_epoch", "train_seconds", "batch_time_ms",
-            "peak_memory_bytes", "peak_memory_method", "disk_bytes", "emissions_g", "device"]
+            "peak_memory_bytes", "peak_memory_method", "disk_bytes", "emissions_g", "device", "threads"]
     return frame[keep].to_dict(orient="records")
 
 explorer_state = {k: v for k, v in explorer.last.items()}
@@ -543,7 +543,8 @@ results = {
     "layer_floor": {"floor": LAYER_FLOOR, "test_acc": list(floor_acc), "paper_rule_test_acc": list(plain_acc)},
     "slow_lr": {"lr": SLOW_LR, "table_lr": table_lr, "lrs": sorted({r.config["lr"] for rs in slow.values() for r in rs}),
                 "test_acc": [r.test_acc for r in slow[False]], "floor_test_acc": [r.test_acc for r in slow[True]],
-                "train_loss_end": [r.history[-1]["train_loss"] for r in slow[False]]},
+                "train_loss_end": [r.history[-1]["train_loss"] for r in slow[False]],
+                "threads": sorted({r.threads for rs in [*slow.values(), floor_runs] for r in rs})},
     "notice": notice_text,
     "widget_errors": [repr(e) for e in explorer.errors],
 }

@@ -99,3 +99,17 @@ def test_the_prose_quotes_what_the_run_printed(results):
     assert f"{rows['dense']['test_acc']:.1%}" in text and f"{rows['random-s']['test_acc']:.1%}" in text
     ratio = results["score_ratio"]["layers"][0]
     assert f"{ratio['at θ_t']:.1f}× the last one's" in text
+
+
+def test_every_run_trains_on_the_lessons_threads(results):
+    """THREADS reaches every run of the table and of the floor and learning-rate rows (in the cache key: a run on
+    other threads is another run), whether they train in the kernel or, as under the cpu profile, in WORKERS
+    processes."""
+    from cropkit.lessons.lesson_parameters import parameters
+
+    defaults = {name: spec["default"] for name, spec in
+                parameters(Path(__file__).parents[1] / "notebooks" / f"{STEM}.ipynb").items()}
+    assert defaults["WORKERS"] == 2 and defaults["OPTIONS"]["lr"] == 0.02
+    assert results["workers"] == 1 and results["threads"] == defaults["THREADS"] == 1
+    assert {row["threads"] for table in results["tables"] for row in table["rows"]} == {1}
+    assert results["slow_lr"]["threads"] == [1]
