@@ -84,3 +84,15 @@ def test_verdicts_follow_the_rule(lesson, smoke_dir):
         rule = "reproduced" if all(holds) else "not reproduced" if not any(holds) else "mixed"
         assert v["verdict"] == rule or v["verdict"].startswith("undecided: dense does not beat")
     assert (Path(smoke_dir) / f"{STEM}_sweep.png").stat().st_size > 10_000
+
+
+def test_convergence_is_shown_for_the_supervised_domains(lesson):
+    """Depth and pydoc get their rows' training loss at the end (the mean of the runs') and dense's last-epoch fall;
+    the control games, whose REINFORCE loss says nothing about progress, do not."""
+    assert set(lesson["convergence"]) == {"depth", "pydoc"}
+    for domain, shown in lesson["convergence"].items():
+        for row in shown["train_loss_end"]:
+            runs = [r["train_loss_end"] for r in lesson["runs"] if (r["domain"], r["method"], r["target_sparsity"])
+                    == (domain, row["method"], row["target_sparsity"])]
+            assert runs and row["mean"] == pytest.approx(sum(runs) / len(runs)) and row["mean"] > 0
+        assert set(shown["dense_last_epoch_fall"]) == {"dense", "dense-long"}
