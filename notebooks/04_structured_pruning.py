@@ -186,17 +186,21 @@ STRUCTURED = ["random-s", "snap", "crop-s", "cropit-s", "earlycrop-s", "earlybir
 SHOWN = ["Type", "Method"] + [header for _, header, *_ in PAPER_COLUMNS] + ["FLOPs", "Epochs", "Prune epoch"]
 
 table_model, table_sparsity = TABLES[0]
-slow_options = {**RUN_OPTIONS, "lr": SLOW_LR}
 TABLE_JOBS = {f"{model}@{sparsity}": grid.plan(["dense", *UNSTRUCTURED, *STRUCTURED], [sparsity], SEEDS, data=DATA,
                                               model=model, width=WIDTH, progress=False, **RUN_OPTIONS)
               for model, sparsity in TABLES}
+
+
+def earlycrop_s_jobs(**changed):
+    """EarlyCroP-S on the first table's net and sparsity, with some of the run options changed."""
+    return grid.plan(["earlycrop-s"], [table_sparsity], SEEDS, data=DATA, model=table_model, width=WIDTH,
+                     progress=False, **{**RUN_OPTIONS, **changed})
+
+
 SECTION_JOBS = {  # the rows further down that change one option: the per-layer floor, the slow learning rate
-    "floor": grid.plan(["earlycrop-s"], [table_sparsity], SEEDS, data=DATA, model=table_model, width=WIDTH,
-                       layer_floor=LAYER_FLOOR, progress=False, **RUN_OPTIONS),
-    "slow": grid.plan(["earlycrop-s"], [table_sparsity], SEEDS, data=DATA, model=table_model, width=WIDTH,
-                      progress=False, **slow_options),
-    "slow floor": grid.plan(["earlycrop-s"], [table_sparsity], SEEDS, data=DATA, model=table_model, width=WIDTH,
-                            layer_floor=LAYER_FLOOR, progress=False, **slow_options)}
+    "floor": earlycrop_s_jobs(layer_floor=LAYER_FLOOR),
+    "slow": earlycrop_s_jobs(lr=SLOW_LR),
+    "slow floor": earlycrop_s_jobs(lr=SLOW_LR, layer_floor=LAYER_FLOOR)}
 every_job = list({job.key: job for jobs in [*TABLE_JOBS.values(), *SECTION_JOBS.values()] for job in jobs}.values())
 print(f"{len(every_job)} runs, {sum(job.cached for job in every_job)} in the cache; the others train "
       f"{'here' if WORKERS == 1 else f'in {WORKERS} processes'}")
