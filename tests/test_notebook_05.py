@@ -87,8 +87,9 @@ def test_verdicts_follow_the_rule(lesson, smoke_dir):
 
 
 def test_convergence_is_shown_for_the_supervised_domains(lesson):
-    """Depth and pydoc get their rows' training loss at the end (the mean of the runs') and dense's last-epoch fall;
-    the control games, whose REINFORCE loss says nothing about progress, do not."""
+    """Depth and pydoc get their rows' training loss at the end (the mean of the runs'), dense's last-epoch fall and
+    the range of the pruned rows' end loss over dense's; the control games, whose REINFORCE loss says nothing about
+    progress, do not."""
     assert set(lesson["convergence"]) == {"depth", "pydoc"}
     for domain, shown in lesson["convergence"].items():
         for row in shown["train_loss_end"]:
@@ -96,3 +97,6 @@ def test_convergence_is_shown_for_the_supervised_domains(lesson):
                     == (domain, row["method"], row["target_sparsity"])]
             assert runs and row["mean"] == pytest.approx(sum(runs) / len(runs)) and row["mean"] > 0
         assert set(shown["dense_last_epoch_fall"]) == {"dense", "dense-long"}
+        dense = next(r["mean"] for r in shown["train_loss_end"] if r["method"] == "dense")
+        pruned = [r["mean"] / dense for r in shown["train_loss_end"] if r["method"] not in ("dense", "dense-long")]
+        assert shown["pruned_end_over_dense"] == pytest.approx([min(pruned), max(pruned)])
