@@ -47,8 +47,9 @@ DECIDING = ("dense", "crop-u", "crop-s", "earlycrop-u", "earlycrop-s")  # their 
 
 # The claims' setting per profile. cpu: the paper's Table 1 network (ResNet18, a quarter width, its 1-D form) on
 # mnist1d; every method 40 epochs in total (at-init methods converge by then: 30 → 40 moves dense by 0.5 points);
-# EarlyCroP's detector is the paper's rule Δ_t = ‖θ_t − θ₀‖² at τ = 0.2, which fires at epochs 5–7 (several chances
-# before the cap of 10; lesson 02); one torch thread per run, two runs at a time. Peak learning rate 1e-2 (Adam,
+# EarlyCroP's detector is the paper's rule Δ_t = ‖θ_t − θ₀‖² at τ = 0.2 with a cap of 10 dense epochs (several chances:
+# the seed rule can fire from epoch 2 on; at 1e-2 it fires at epoch 3 in every run, the README's detector column);
+# one torch thread per run, two runs at a time. Peak learning rate 1e-2 (Adam,
 # one-cycle): at the profile's 2e-3 dense converged (training loss 0.001) but EarlyCroP-S and EarlyCroP-U at 95 % ended
 # at 0.37 and 0.51 with seeds collapsed to 61-77 %; at 1e-2, the only change, every row ends at 0.002-0.031 and dense
 # itself gains 2.6 points (benchmarks/claims_learning_rate.py prints both).
