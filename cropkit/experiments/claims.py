@@ -43,7 +43,8 @@ from cropkit.tasks import models
 
 UNSTRUCTURED_AT_INIT = tuple(m for m in family("Unstructured") if REGISTRY[m].when == "at init")
 STRUCTURED = family("Structured")
-DECIDING = ("dense", "crop-u", "crop-s", "earlycrop-u", "earlycrop-s")  # their spread decides verdicts: more seeds
+# their spread decides verdicts: more seeds (GateDecorators, CroPit-U and LTR are the rivals of claims 2-4)
+DECIDING = ("dense", "crop-u", "crop-s", "earlycrop-u", "earlycrop-s", "gatedecorators", "cropit-u", "ltr")
 
 # The claims' setting per profile. cpu: the paper's Table 1 network (ResNet18, a quarter width, its 1-D form) on
 # mnist1d; every method 40 epochs in total (at-init methods converge by then: 30 → 40 moves dense by 0.5 points);
