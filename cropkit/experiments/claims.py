@@ -28,12 +28,14 @@ import dataclasses
 import datetime
 import statistics
 import subprocess
+import warnings
 from typing import Callable, Sequence
 
 from cropkit.core import hardware, measure, prune, scores
 from cropkit.experiments import deviations, grid
 from cropkit.experiments import verdicts as V
 from cropkit.experiments.results import library_versions
+from cropkit.experiments.runs import cpus as run_cpus
 from cropkit.experiments.runs import settings as run_settings
 from cropkit.experiments.starvation import stage_layout
 from cropkit.methods.registry import LABELS, REGISTRY, family
@@ -357,6 +359,24 @@ def provenance(threads) -> dict:
                 date=datetime.date.today().isoformat())
 
 
+def fit_workers(workers: int, threads: int | None, explicit: bool = False) -> int:
+    """Runs at once under ``threads`` torch threads each: the setting's ``workers``, fewer where ``workers × threads``
+    would exceed this process's CPUs (runs then contend for cores: on 2 cores, two 2-thread runs at once took several
+    times as long each as one alone). A count the user chose (``explicit``) is kept, with a warning."""
+    cores = run_cpus()
+    if threads is None or workers * threads <= cores:
+        return workers
+    if explicit:
+        warnings.warn(f"{workers} runs at once × {threads} torch threads each exceed the {cores} CPUs here: the runs "
+                      "will contend for cores (results are unchanged, time is not); fewer workers avoid it",
+                      stacklevel=2)
+        return workers
+    fit = max(1, cores // threads)
+    print(f"claims: {threads} torch threads per run on {cores} CPUs: {fit} run{'s' * (fit != 1)} at once "
+          f"(the setting's {workers} would oversubscribe the cores)", flush=True)
+    return fit
+
+
 def check(profile: str = "cpu", claims: Sequence[Claim] = CLAIMS, progress: bool = True, cache_dir=None,
           threads: Sequence[int] | None = None, **overrides):
     """Run what every claim needs (or replay it from the results cache) under each thread count of ``threads``
@@ -371,7 +391,9 @@ def check(profile: str = "cpu", claims: Sequence[Claim] = CLAIMS, progress: bool
     counts = list(threads) if threads else [cfg.threads]
     per_thread, tables = {}, {}
     for t in counts:
-        runs_t = Runs(settings(profile, **{**overrides, "threads": t}), progress=progress, cache_dir=cache_dir)
+        workers = fit_workers(cfg.workers, t, explicit=overrides.get("workers") is not None)
+        runs_t = Runs(settings(profile, **{**overrides, "threads": t, "workers": workers}), progress=progress,
+                      cache_dir=cache_dir)
         runs_t.fetch([need for claim in claims for need in claim.needs(runs_t.cfg)] + _floor_needs(runs_t.cfg))
         per_thread[t] = [claim.check(runs_t) for claim in claims]
         tables[t] = _runs_table(runs_t)
