@@ -144,7 +144,8 @@ def parser() -> argparse.ArgumentParser:
     claims.add_argument("--threads", type=_positive_int, nargs="+", metavar="N",
                         help="torch CPU threads per run (default: the setting's, 1 under cpu); several (e.g. 1 2) "
                         "run the claims under each and call a verdict that differs between them undecided")
-    claims.add_argument("--workers", type=_positive_int, help="runs at once (default: the setting's, 2 under cpu)")
+    claims.add_argument("--workers", type=_positive_int, help="runs at once (default: the setting's, 2 under cpu, "
+                        "fewer where runs × threads would exceed the CPUs)")
     lessons = sub.add_parser("lessons",
                              help="copy the lessons (notebooks) into a folder, e.g. cropkit lessons my-lessons")
     lessons.add_argument("dest", help="folder to copy them into (created if needed)")

@@ -90,6 +90,19 @@ def test_every_method_gets_the_same_total_budget_and_the_threads_are_in_the_keys
     assert config["threads"] == 1 and config["total_epochs"] == 40  # the key holds the threads and the budget
 
 
+def test_runs_at_once_fit_the_cpus(monkeypatch, capsys):
+    """Two 2-thread runs on 2 CPUs would contend for cores: the setting's workers are cut to fit (and it says so); a
+    count the user chose is kept, with a warning; one-thread runs and GPU runs (threads None) keep the setting's."""
+    monkeypatch.setattr(ck.claims, "run_cpus", lambda: 2)
+    assert ck.claims.fit_workers(2, 1) == 2 and ck.claims.fit_workers(2, None) == 2
+    assert ck.claims.fit_workers(2, 2) == 1 and "1 run at once" in capsys.readouterr().out
+    assert ck.claims.fit_workers(3, 4) == 1
+    with pytest.warns(UserWarning, match="exceed the 2 CPUs"):
+        assert ck.claims.fit_workers(2, 2, explicit=True) == 2
+    monkeypatch.setattr(ck.claims, "run_cpus", lambda: 16)
+    assert ck.claims.fit_workers(2, 2) == 2
+
+
 def test_duplicate_seeds_are_rejected(tmp_path):
     with pytest.raises(ValueError, match="repeat"):
         ck.claims.check("smoke", seeds=[0, 0], cache_dir=tmp_path)
