@@ -1,0 +1,93 @@
+"""Issue 20: five seeds for every row whose spread decides claims 1–4, under one and two torch threads.
+
+The README's claims table runs five seeds for dense, CroP-U/-S and EarlyCroP-U/-S and three for the other methods.
+The rivals of claims 2–4 decide those verdicts with their spread too: GateDecorators (the best other structured row
+at 95 %), CroPit-U (the best at-init unstructured row) and LTR. This runs them over five seeds, beside the rows of
+claim 1 and EarlyCroP-S with the per-layer floor (``layer_floor``, a deviation from the paper) at both high
+sparsities, and prints every seed, each row's training loss at the end, and the verdicts of claims 1–4 by the claims'
+own rule (`cropkit.experiments.verdicts`: margin against √(σ_a² + σ_b²); a verdict that differs between thread counts
+is undecided). Same setting and cache keys as ``./kit claims`` (a run made here is a run of the claims table); runs at
+once fit the CPUs (`cropkit.experiments.claims.fit_workers`).
+
+    python benchmarks/claims_deciding.py                          # threads 1 and 2, the claims' cpu setting
+    python benchmarks/claims_deciding.py --threads 1 --cache-dir DIR
+
+Claims 2 and 3 are read here as EarlyCroP against the rival that was best in the three-seed table under both thread
+counts; the full claims rank every method (``./kit claims``).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+
+from cropkit.experiments import claims
+from cropkit.experiments import verdicts as V
+from cropkit.methods.registry import LABELS
+
+
+def _threads(t: int) -> str:
+    return f"{t} torch thread{'s' * (t != 1)}"
+
+
+class FiveSeeds(claims.Runs):
+    """The claims' runs, every method over the setting's ``deciding_seeds``."""
+
+    def seeds(self, method: str) -> list[int]:
+        return list(self.cfg.deciding_seeds)
+
+
+def rows(cfg) -> list[tuple[str, float, dict]]:
+    p, high = cfg.sparsity, list(cfg.high_sparsities)
+    return ([("dense", 0.0, {})] + [("earlycrop-s", s, {}) for s in high]
+            + [("gatedecorators", p, {}), ("earlycrop-u", p, {}), ("cropit-u", p, {}), ("ltr", p, {})]
+            + [("earlycrop-s", s, {"layer_floor": cfg.layer_floor}) for s in high])
+
+
+def _pair(runs, contender: str, rival: str) -> tuple[str, str]:
+    p = runs.cfg.sparsity
+    a, b = runs.values(contender, p, "test_acc"), runs.values(rival, p, "test_acc")
+    margin, spread = statistics.fmean(a) - statistics.fmean(b), V.seed_spread(a, b)
+    return (f"{LABELS[contender]} {claims._ms(a)} vs {LABELS[rival]} {claims._ms(b)}: margin {100 * margin:+.2f} pt, "
+            f"spread {100 * spread:.2f} pt"), V.margin_verdict(margin, spread)
+
+
+VERDICTS = (("1 EarlyCroP-S within 2 points of dense", claims._near_dense),
+            ("2 EarlyCroP-S above GateDecorators", lambda runs: _pair(runs, "earlycrop-s", "gatedecorators")),
+            ("3 EarlyCroP-U above CroPit-U", lambda runs: _pair(runs, "earlycrop-u", "cropit-u")),
+            ("4 LTR matches EarlyCroP-U at ≥ 2.5× the time", claims._ltr_cost))
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default="cpu", choices=("cpu", "smoke"), help="the claims' setting")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch threads per run")
+    parser.add_argument("--cache-dir", default=None, help="where the runs are cached (default: the kit's cache)")
+    args = parser.parse_args(argv)
+    found = {}
+    for t in args.threads:
+        cfg = claims.settings(args.profile, threads=t)
+        cfg.workers = claims.fit_workers(cfg.workers, t)
+        runs = FiveSeeds(cfg, progress=True, cache_dir=args.cache_dir)
+        runs.fetch(rows(cfg))
+        print(f"\n{_threads(t)} per run, seeds {cfg.deciding_seeds}: test accuracy per seed, "
+              "mean ± std, training loss at the end")
+        for method, sparsity, options in rows(cfg):
+            results = runs.get(method, sparsity, **options)
+            acc = [100 * r.test_acc for r in results]
+            loss = statistics.fmean(r.history[-1]["train_loss"] for r in results)
+            label = LABELS[method] + "".join(f" {k}={v}" for k, v in options.items())
+            print(f"  {label:28} @{sparsity:4.0%}  {' '.join(f'{a:5.1f}' for a in acc)}   "
+                  f"{statistics.fmean(acc):5.1f} ± {statistics.stdev(acc):4.1f} %   loss {loss:.3f}", flush=True)
+        found[t] = [check(runs) for _, check in VERDICTS]
+        for (name, _), (text, verdict) in zip(VERDICTS, found[t]):
+            print(f"  claim {name}: {verdict} ({text})")
+    if len(args.threads) > 1:
+        print("\nverdict across thread counts:")
+        for i, (name, _) in enumerate(VERDICTS):
+            print(f"  claim {name}: {V.across([found[t][i][1] for t in args.threads])} "
+                  f"({', '.join(_threads(t) + ': ' + found[t][i][1] for t in args.threads)})")
+    return found
+
+
+if __name__ == "__main__":
+    main()
