@@ -166,3 +166,19 @@ def test_the_readme_table_is_the_commands_output():
     assert [(r[1], r[3]) for r in rows] == [(c.paper, c.test) for c in ck.claims.CLAIMS]
     assert all(r[4].strip("*") in VERDICTS for r in rows)
     assert "Provenance: torch threads" in section and "Setting: " in section
+
+
+@pytest.mark.slow
+def test_five_seed_check_reads_the_claims_runs(tmp_path, one_thread, capsys):
+    """benchmarks/claims_deciding.py: every row deciding claims 1–4 over the setting's deciding seeds, verdicts by the
+    claims' rule; its runs are the claims' runs (same cache keys: the claims replay them without training)."""
+    from benchmarks import claims_deciding
+
+    found = claims_deciding.main(["--profile", "smoke", "--threads", "1", "--cache-dir", str(tmp_path)])
+    assert [v for _, v in found[1]] and {v for _, v in found[1]} <= VERDICTS and len(found[1]) == 4
+    out = capsys.readouterr().out
+    assert "GateDecorators" in out and "layer_floor=0.1" in out and "claim 4 LTR" in out
+    files = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    cfg = ck.claims.settings("smoke")
+    replayed = ck.claims.Runs(cfg, progress=False, cache_dir=tmp_path).get("gatedecorators", cfg.sparsity)
+    assert len(replayed) == len(cfg.seeds) and sorted(p for p in tmp_path.rglob("*") if p.is_file()) == files
