@@ -51,20 +51,9 @@ def _pair(runs, contender: str, rival: str) -> tuple[str, str]:
             f"spread {100 * spread:.2f} pt"), V.margin_verdict(margin, spread)
 
 
-def _near_dense_floored(runs) -> tuple[str, str]:
-    """Claim 1's test for EarlyCroP-S with the per-layer floor: the one change is ``layer_floor``."""
-    dense, floor = runs.values("dense", 0.0, "test_acc"), runs.cfg.layer_floor
-    parts, found = [f"dense {claims._ms(dense)}"], []
-    for p in runs.cfg.high_sparsities:
-        acc = runs.values("earlycrop-s", p, "test_acc", layer_floor=floor)
-        gap = 100 * (statistics.fmean(dense) - statistics.fmean(acc))
-        parts.append(f"layer_floor={floor} @{p:.0%}: {claims._ms(acc)} (gap {gap:+.1f} pt)")
-        found.append(V.margin_verdict(2.0 - gap, 100 * V.seed_spread(dense, acc)))
-    return "; ".join(parts), V.combine(found)
-
-
 VERDICTS = (("1 EarlyCroP-S within 2 points of dense", claims._near_dense),
-            ("1 with the floor (a deviation): the same test", _near_dense_floored),
+            ("1 with the floor (a deviation): the same test",
+             lambda runs: claims._near_dense(runs, layer_floor=runs.cfg.layer_floor)),
             ("2 EarlyCroP-S above GateDecorators", lambda runs: _pair(runs, "earlycrop-s", "gatedecorators")),
             ("3 EarlyCroP-U above CroPit-U", lambda runs: _pair(runs, "earlycrop-u", "cropit-u")),
             ("4 LTR matches EarlyCroP-U at ≥ 2.5× the time", claims._ltr_cost))

@@ -164,13 +164,15 @@ def _acc(runs: Runs, method: str, sparsity: float, **options) -> list[float]:
 
 # ----------------------------------------------------------------------------- the claims
 
-def _near_dense(runs: Runs) -> tuple[str, str]:
+def _near_dense(runs: Runs, **options) -> tuple[str, str]:
+    """Claim 1's test; ``options`` change EarlyCroP-S's runs (e.g. ``layer_floor``, a deviation from the paper)."""
     dense = _acc(runs, "dense", 0)
     parts, found = [f"dense {_ms(dense)}"], []
+    label = "EarlyCroP-S" + "".join(f" {k}={v}" for k, v in options.items())
     for p in runs.cfg.high_sparsities:
-        acc = _acc(runs, "earlycrop-s", p)
+        acc = _acc(runs, "earlycrop-s", p, **options)
         gap = 100 * (statistics.fmean(dense) - statistics.fmean(acc))
-        parts.append(f"EarlyCroP-S @{p:.0%}: {_ms(acc)} (gap {gap:+.1f} pt)")
+        parts.append(f"{label} @{p:.0%}: {_ms(acc)} (gap {gap:+.1f} pt)")
         found.append(V.margin_verdict(2.0 - gap, 100 * V.seed_spread(dense, acc)))  # within 2 points
     return "; ".join(parts), V.combine(found)
 
