@@ -181,4 +181,4 @@ def test_five_seed_check_reads_the_claims_runs(tmp_path, one_thread, capsys):
     files = sorted(p for p in tmp_path.rglob("*") if p.is_file())
     cfg = ck.claims.settings("smoke")
     replayed = ck.claims.Runs(cfg, progress=False, cache_dir=tmp_path).get("gatedecorators", cfg.sparsity)
-    assert len(replayed) == len(cfg.seeds) and sorted(p for p in tmp_path.rglob("*") if p.is_file()) == files
+    assert len(replayed) == len(cfg.deciding_seeds) and sorted(p for p in tmp_path.rglob("*") if p.is_file()) == files
