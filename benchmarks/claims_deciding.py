@@ -1,19 +1,19 @@
-"""Issue 20: five seeds for every row whose spread decides claims 1–4, under one and two torch threads.
+"""Issue 20: every row whose spread decides claims 1–4, seed by seed, under one and two torch threads.
 
-The README's claims table runs five seeds for dense, CroP-U/-S and EarlyCroP-U/-S and three for the other methods.
-The rivals of claims 2–4 decide those verdicts with their spread too: GateDecorators (the best other structured row
-at 95 %), CroPit-U (the best at-init unstructured row) and LTR. This runs them over five seeds, beside the rows of
-claim 1 and EarlyCroP-S with the per-layer floor (``layer_floor``, a deviation from the paper) at both high
-sparsities, and prints every seed, each row's training loss at the end, and the verdicts of claims 1–4 by the claims'
-own rule (`cropkit.experiments.verdicts`: margin against √(σ_a² + σ_b²); a verdict that differs between thread counts
-is undecided). Same setting and cache keys as ``./kit claims`` (a run made here is a run of the claims table); runs at
-once fit the CPUs (`cropkit.experiments.claims.fit_workers`).
+The claims table (``./kit claims``) runs five seeds (``deciding_seeds``) for every row that decides claims 1–4: dense,
+EarlyCroP-S at both high sparsities, GateDecorators (the best other structured row at 95 %), EarlyCroP-U, CroPit-U
+(the best at-init unstructured row) and LTR, with EarlyCroP-S and the per-layer floor (``layer_floor``, a deviation
+from the paper) beside them. This prints those rows' test accuracy per seed, their training loss at the end, and the
+verdicts of claims 1–4 by the claims' own rule (`cropkit.experiments.verdicts`: margin against √(σ_a² + σ_b²); a
+verdict that differs between thread counts is undecided). Same setting and cache keys as ``./kit claims``: on the
+claims' cache it replays their runs without training; on an empty one it makes them (runs at once fit the CPUs,
+`cropkit.experiments.claims.fit_workers`).
 
     python benchmarks/claims_deciding.py                          # threads 1 and 2, the claims' cpu setting
     python benchmarks/claims_deciding.py --threads 1 --cache-dir DIR
 
-Claims 2 and 3 are read here as EarlyCroP against the rival that was best in the three-seed table under both thread
-counts; the full claims rank every method (``./kit claims``).
+Claims 2 and 3 are read here as EarlyCroP against the rival that was best in the claims table under both thread
+counts; the claims table ranks every method.
 """
 from __future__ import annotations
 
@@ -27,13 +27,6 @@ from cropkit.methods.registry import LABELS
 
 def _threads(t: int) -> str:
     return f"{t} torch thread{'s' * (t != 1)}"
-
-
-class FiveSeeds(claims.Runs):
-    """The claims' runs, every method over the setting's ``deciding_seeds``."""
-
-    def seeds(self, method: str) -> list[int]:
-        return list(self.cfg.deciding_seeds)
 
 
 def rows(cfg) -> list[tuple[str, float, dict]]:
@@ -69,7 +62,7 @@ def main(argv=None) -> dict:
     for t in args.threads:
         cfg = claims.settings(args.profile, threads=t)
         cfg.workers = claims.fit_workers(cfg.workers, t)
-        runs = FiveSeeds(cfg, progress=True, cache_dir=args.cache_dir)
+        runs = claims.Runs(cfg, progress=True, cache_dir=args.cache_dir)
         runs.fetch(rows(cfg))
         print(f"\n{_threads(t)} per run, seeds {cfg.deciding_seeds}: test accuracy per seed, "
               "mean ± std, training loss at the end")

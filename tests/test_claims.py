@@ -47,6 +47,9 @@ def test_markdown_lists_setting_and_deviations(table):
     assert structured and all(r["method"].split()[0] in {REGISTRY[m].label for m in ck.claims.STRUCTURED}
                               for r in structured)
     assert any("layer_floor=0.1" in r["method"] for r in runs)  # the floored EarlyCroP-S beside the claims
+    floor = table.attrs["floor"]  # claim 1's test on it, a line of its own, not a row of the claims
+    assert floor["verdict"] in VERDICTS and "claim 1's test with EarlyCroP-S keeping at least 10%" in text
+    assert "EarlyCroP-S layer_floor=0.1 @90%: " in floor["found"][1][0] and f"**{floor['verdict']}**" in text
     strict = next(v for k, v in deviations.items() if "k − 1" in k)
     assert strict.startswith("1 of")  # continuous scores: no ties, so exactly the k-th weight is dropped
 
@@ -86,6 +89,9 @@ def test_every_method_gets_the_same_total_budget_and_the_threads_are_in_the_keys
         assert {job.epochs for job in jobs} == {rounds * cfg.total_epochs}, method
         assert all(job.kwargs["threads"] == 1 for job in jobs)
         assert len(jobs) == (5 if method in ck.claims.DECIDING else 3)
+    # the rivals whose spread decides claims 2-4 run five seeds too, and the floored EarlyCroP-S both high sparsities
+    assert {"gatedecorators", "cropit-u", "ltr"} <= set(ck.claims.DECIDING)
+    assert [p for _, p, _ in ck.claims._floor_needs(cfg)] == cfg.high_sparsities == [0.95, 0.98]
     _, config = run_lib.configuration("crop-s", profile="cpu", threads=1, sparsity=0.95, **runs.run_options())
     assert config["threads"] == 1 and config["total_epochs"] == 40  # the key holds the threads and the budget
 

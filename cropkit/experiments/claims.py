@@ -391,13 +391,15 @@ def check(profile: str = "cpu", claims: Sequence[Claim] = CLAIMS, progress: bool
     for seeds in (cfg.seeds, cfg.deciding_seeds):
         grid.check_seeds(seeds)
     counts = list(threads) if threads else [cfg.threads]
-    per_thread, tables = {}, {}
+    per_thread, tables, floored = {}, {}, {}
     for t in counts:
         workers = fit_workers(cfg.workers, t, explicit=overrides.get("workers") is not None)
         runs_t = Runs(settings(profile, **{**overrides, "threads": t, "workers": workers}), progress=progress,
                       cache_dir=cache_dir)
         runs_t.fetch([need for claim in claims for need in claim.needs(runs_t.cfg)] + _floor_needs(runs_t.cfg))
         per_thread[t] = [claim.check(runs_t) for claim in claims]
+        if _floor_needs(runs_t.cfg):
+            floored[t] = _near_dense(runs_t, layer_floor=runs_t.cfg.layer_floor)
         tables[t] = _runs_table(runs_t)
     rows = []
     for i, claim in enumerate(claims):
@@ -407,7 +409,8 @@ def check(profile: str = "cpu", claims: Sequence[Claim] = CLAIMS, progress: bool
                          **{f"verdict ({t} thread{'s' * (t != 1)})": v for t, (_, v) in found.items()}
                          if len(counts) > 1 else {}))
     table = pd.DataFrame(rows)
-    table.attrs.update(setting=dict(vars(cfg)), runs=tables, provenance=provenance(counts),
+    floor = dict(found=floored, verdict=V.across([v for _, v in floored.values()])) if floored else None
+    table.attrs.update(setting=dict(vars(cfg)), runs=tables, floor=floor, provenance=provenance(counts),
                        deviations=deviations.reference_deviations(cfg))
     return table
 
@@ -430,6 +433,14 @@ def markdown(table) -> str:
               f"Provenance: torch threads {p.get('threads')}, CPU {p.get('machine')}, "
               + ", ".join(f"{k} {v}" for k, v in (p.get("versions") or {}).items())
               + f", cropkit {p.get('commit')}, {p.get('date')}.", ""]
+    floor = table.attrs.get("floor")
+    if floor:
+        found = floor["found"]
+        per = "; ".join(f"{t} thread{'s' * (t != 1)}: {v}" for t, (_, v) in found.items()) if len(found) > 1 else ""
+        lines += [f"Beside the claims, not one of them: claim 1's test with EarlyCroP-S keeping at least "
+                  f"{s.get('layer_floor'):.0%} of every layer's nodes (`layer_floor`, a deviation from the paper, off "
+                  f"by default): {next(iter(found.values()))[0]}: **{floor['verdict']}**" + (f" ({per})" if per else "")
+                  + ".", ""]
     for t, rows in (table.attrs.get("runs") or {}).items():
         lines += [f"The runs behind the claims ({t} torch thread{'s' * (t != 1)} per run; train loss: the last "
                   "epoch's mean):", "",
