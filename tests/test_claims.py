@@ -188,3 +188,15 @@ def test_five_seed_check_reads_the_claims_runs(tmp_path, one_thread, capsys):
     cfg = ck.claims.settings("smoke")
     replayed = ck.claims.Runs(cfg, progress=False, cache_dir=tmp_path).get("gatedecorators", cfg.sparsity)
     assert len(replayed) == len(cfg.deciding_seeds) and sorted(p for p in tmp_path.rglob("*") if p.is_file()) == files
+
+
+@pytest.mark.slow
+def test_the_kernel_experiment_changes_only_the_kernels(capsys):
+    """benchmarks/cpu_kernels.py: the same run in two processes, the second restricted to AVX2 kernels; same data."""
+    from benchmarks import cpu_kernels
+
+    found = cpu_kernels.main(["--profile", "smoke", "--method", "crop-s", "--sparsity", "0.9", "--seed", "0"])
+    ours, avx2 = found.values()
+    assert avx2["capability"] in {"AVX2", "DEFAULT"} and ours["data"] == avx2["data"]
+    assert len(ours["loss"]) == len(avx2["loss"]) == ck.claims.settings("smoke").total_epochs
+    assert "same data: True" in capsys.readouterr().out

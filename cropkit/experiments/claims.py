@@ -347,7 +347,8 @@ def _runs_table(runs: Runs) -> list[dict]:
 
 
 def provenance(threads) -> dict:
-    """Where and when the table's numbers were made: threads, CPU, library versions, the commit, the date."""
+    """Where and when the table's numbers were made: threads, CPU and the vector instructions torch's kernels use
+    (per-seed results move with both: `benchmarks/cpu_kernels.py`), library versions, the commit, the date."""
     commit = None
     root = checkout()
     if root is not None:
@@ -357,8 +358,10 @@ def provenance(threads) -> dict:
             commit = done.stdout.strip() or None
         except OSError:
             commit = None
-    return dict(threads=threads, machine=hardware.device_name("cpu"), versions=library_versions(), commit=commit,
-                date=datetime.date.today().isoformat())
+    import torch
+
+    return dict(threads=threads, machine=hardware.device_name("cpu"), kernels=torch.backends.cpu.get_cpu_capability(),
+                versions=library_versions(), commit=commit, date=datetime.date.today().isoformat())
 
 
 def fit_workers(workers: int, threads: int | None, explicit: bool = False) -> int:
@@ -430,7 +433,8 @@ def markdown(table) -> str:
               f"{s.get('profile')}; EarlyCroP's detector: {s.get('run_options', {}).get('rule')} rule, τ = "
               f"{s.get('run_options', {}).get('threshold')}, at most {s.get('run_options', {}).get('max_dense_epochs')}"
               f" dense epochs.",
-              f"Provenance: torch threads {p.get('threads')}, CPU {p.get('machine')}, "
+              f"Provenance: torch threads {p.get('threads')}, CPU {p.get('machine')}"
+              + (f" ({p['kernels']} kernels)" if p.get("kernels") else "") + ", "
               + ", ".join(f"{k} {v}" for k, v in (p.get("versions") or {}).items())
               + f", cropkit {p.get('commit')}, {p.get('date')}.", ""]
     floor = table.attrs.get("floor")
