@@ -21,6 +21,8 @@ import subprocess
 import sys
 import tempfile
 
+from cropkit.experiments.grid import KERNELS
+
 ONE_RUN = """
 import hashlib, json, sys, torch
 from cropkit.experiments import claims, grid
@@ -38,7 +40,7 @@ print(json.dumps(dict(capability=torch.backends.cpu.get_cpu_capability(), data=d
                       prune_epoch=result.prune_epoch, loss=[h["train_loss"] for h in result.history])))
 """
 
-AVX2 = dict(ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2", MKL_ENABLE_INSTRUCTIONS="AVX2")
+AVX2 = KERNELS["avx2"]  # the variables `./kit claims --kernels avx2` sets
 
 
 def run(method: str, sparsity: float, seed: int, env: dict, profile: str = "cpu") -> dict:

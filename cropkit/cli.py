@@ -144,6 +144,10 @@ def parser() -> argparse.ArgumentParser:
     claims.add_argument("--threads", type=_positive_int, nargs="+", metavar="N",
                         help="torch CPU threads per run (default: the setting's, 1 under cpu); several (e.g. 1 2) "
                         "run the claims under each and call a verdict that differs between them undecided")
+    claims.add_argument("--kernels", nargs="+", default=["native"], choices=("native", "avx2"),
+                        help="CPU kernels the runs use (default: native, what torch picks for this CPU); several (e.g. "
+                        "native avx2) run the claims with each, AVX2's in worker processes with their own cache "
+                        "folder, and call a verdict that differs between them undecided")
     claims.add_argument("--workers", type=_positive_int, help="runs at once (default: the setting's, 2 under cpu, "
                         "fewer where runs × threads would exceed the CPUs)")
     lessons = sub.add_parser("lessons",
@@ -214,7 +218,7 @@ def _claims(args) -> int:
     if reason:
         raise ValueError(f"cannot write {args.out}: {reason}")
     table = claims.check(args.profile, progress=not args.quiet, cache_dir=args.cache_dir, threads=args.threads,
-                         seeds=args.seeds, workers=args.workers)
+                         kernels=args.kernels, seeds=args.seeds, workers=args.workers)
     text = claims.markdown(table)
     print(text)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

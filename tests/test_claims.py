@@ -41,7 +41,7 @@ def test_markdown_lists_setting_and_deviations(table):
     grasp = next(v for k, v in deviations.items() if k.startswith("GraSP"))
     assert "(100.0%)" in grasp  # inverting GraSP keeps exactly what GraSP removes
     assert "Provenance: torch threads [1]" in text and "cropkit " in text
-    runs = table.attrs["runs"][1]
+    runs = table.attrs["runs"][ck.claims.Environment(1)]
     assert {"train_loss_end", "epochs", "cuts", "detector", "layout"} <= set(runs[0])
     structured = [r for r in runs if r["layout"]]
     assert structured and all(r["method"].split()[0] in {REGISTRY[m].label for m in ck.claims.STRUCTURED}
@@ -49,7 +49,8 @@ def test_markdown_lists_setting_and_deviations(table):
     assert any("layer_floor=0.1" in r["method"] for r in runs)  # the floored EarlyCroP-S beside the claims
     floor = table.attrs["floor"]  # claim 1's test on it, a line of its own, not a row of the claims
     assert floor["verdict"] in VERDICTS and "claim 1's test with EarlyCroP-S keeping at least 10%" in text
-    assert "EarlyCroP-S layer_floor=0.1 @90%: " in floor["found"][1][0] and f"**{floor['verdict']}**" in text
+    assert "EarlyCroP-S layer_floor=0.1 @90%: " in floor["found"][(1, "native")][0] \
+         and f"**{floor['verdict']}**" in text
     strict = next(v for k, v in deviations.items() if "k − 1" in k)
     assert strict.startswith("1 of")  # continuous scores: no ties, so exactly the k-th weight is dropped
 
@@ -73,7 +74,71 @@ def test_a_verdict_that_changes_between_thread_counts_is_undecided(monkeypatch, 
     monkeypatch.setattr(ck.claims, "_floor_needs", lambda cfg: [])
     table = ck.claims.check("smoke", claims=claims, progress=False, cache_dir=tmp_path, threads=(1, 2))
     assert list(table.verdict) == ["reproduced", "undecided"]
-    assert list(table["verdict (2 threads)"]) == ["reproduced", "not reproduced"]
+    assert list(table["verdict (2 torch threads)"]) == ["reproduced", "not reproduced"]
+
+
+def _capabilities():
+    return {grid.capability(), grid.call_with_kernels("avx2", grid.capability)}
+
+
+@pytest.fixture(scope="module")
+def avx2_apart():
+    """AVX2 kernels this CPU runs and that are not its native ones (an AVX512 CPU; else the tests below skip)."""
+    try:
+        found = _capabilities()
+    except ValueError as err:  # a CPU without AVX2
+        pytest.skip(str(err))
+    if len(found) < 2:
+        pytest.skip(f"this CPU's native kernels are {grid.capability()}: AVX2 would repeat them")
+    return found
+
+
+def test_a_verdict_that_changes_between_kernels_is_undecided(monkeypatch, tmp_path, avx2_apart):
+    """``kernels=("native", "avx2")``: the claims run twice; a claim that measures (no runs to read, like claim 5's
+    timing) is computed in a process whose torch uses those kernels; the AVX2 runs are cached in a folder of their own
+    under the same keys."""
+    claims = [ck.claims.Claim("a", "a", "p", "t", lambda runs: ("1 %", "reproduced"),
+                              lambda cfg: [("random-s", cfg.sparsity, {})]),
+              ck.claims.Claim("b", "b", "p", "t", _reports_its_kernels)]
+    monkeypatch.setattr(ck.claims.deviations, "reference_deviations", lambda cfg: [])
+    monkeypatch.setattr(ck.claims, "_floor_needs", lambda cfg: [])
+    table = ck.claims.check("smoke", claims=claims, progress=False, cache_dir=tmp_path, kernels=("native", "avx2"))
+    assert list(table.verdict) == ["reproduced", "undecided"]
+    assert list(table["verdict (1 torch thread, AVX2 kernels)"]) == ["reproduced", "not reproduced"]
+    assert table.kit[1] == grid.capability() and table.attrs["provenance"]["kernel_sets"] == ["native", "avx2"]
+    native = sorted(p.name for p in tmp_path.glob("*.json"))
+    assert native and sorted(p.name for p in (tmp_path / "kernels-avx2").glob("*.json")) == native
+    text = ck.claims.markdown(table)
+    assert "(AVX512 kernels; also AVX2)" in text or "; also AVX2)" in text
+    assert "The runs behind the claims (1 torch thread per run, AVX2 kernels;" in text
+
+
+def _reports_its_kernels(runs):
+    """A claim that measures: it reports the kernels of the process it runs in."""
+    found = grid.capability()
+    return found, "not reproduced" if found == "AVX2" else "reproduced"
+
+
+def test_kernels_are_checked_before_any_run(tmp_path):
+    with pytest.raises(ValueError, match="unknown kernels 'avx3'; choose one of"):
+        ck.claims.check("smoke", cache_dir=tmp_path, kernels=("native", "avx3"))
+    with pytest.raises(ValueError, match="repeat"):
+        ck.claims.check("smoke", cache_dir=tmp_path, kernels=("avx2", "avx2"))
+    jobs = grid.plan(["dense"], seeds=[0], profile="smoke", cache_dir=tmp_path, data="digits", model="cnn", epochs=1)
+    with pytest.raises(ValueError, match="need fresh worker processes: executor='processes'"):
+        grid.execute(jobs, "here", kernels="avx2")
+    assert not list(tmp_path.rglob("*.json"))
+
+
+def test_runs_with_avx2_kernels_run_with_them(tmp_path, avx2_apart):
+    """The worker processes' torch uses AVX2; the result is cached under the kernels' folder, replayed from there."""
+    cfg = ck.claims.settings("smoke")
+    runs = ck.claims.Runs(cfg, progress=False, cache_dir=tmp_path, kernels="avx2")
+    (result,) = runs.get("random-s", cfg.sparsity)[:1]
+    assert runs.cache_dir == tmp_path / "kernels-avx2" and len(list(runs.cache_dir.glob("*.json"))) == len(cfg.seeds)
+    assert not list(tmp_path.glob("*.json"))
+    again = ck.claims.Runs(cfg, progress=False, cache_dir=tmp_path, kernels="avx2").get("random-s", cfg.sparsity)
+    assert again[0].test_acc == result.test_acc and len(list(runs.cache_dir.glob("*.json"))) == len(cfg.seeds)
 
 
 def test_every_method_gets_the_same_total_budget_and_the_threads_are_in_the_keys(tmp_path):

@@ -9,8 +9,11 @@ Each claim is stated as the paper's result tables state it (Rachwan et al., ICML
 ResNeXt table of §5) and gets a *test decided before the runs* (`SETTINGS`, the tests below): a margin the kit's
 runs must clear, read against the seeds' spread √(σ_a² + σ_b²) (`cropkit.experiments.verdicts`). The verdict is
 ``reproduced`` when the margin exceeds the spread, ``not reproduced`` when it falls short by more than the spread,
-and ``undecided`` within it — a tie decides nothing; run under several thread counts (``threads=(1, 2)``), a claim
-whose verdict differs between them is ``undecided`` too.
+and ``undecided`` within it — a tie decides nothing. Run under several environments — thread counts
+(``threads=(1, 2)``) and CPU kernels (``kernels=("native", "avx2")``: torch restricted to AVX2 instructions, in
+fresh worker processes, its runs cached in ``<cache>/kernels-avx2``) — a claim whose verdict differs between them is
+``undecided`` too: per-seed results of a cut at θ_t move with floating-point summation order, so a verdict that moves
+with it is not one the runs decide.
 
 **A setting that can decide.** A one-shot cut to 95 % drops any network to chance, so every method trains to
 convergence after its last cut, and every method gets **the same total budget** (``total_epochs``: the sparse phase
@@ -29,12 +32,13 @@ import datetime
 import statistics
 import subprocess
 import warnings
-from typing import Callable, Sequence
+from pathlib import Path
+from typing import Callable, NamedTuple, Sequence
 
 from cropkit.core import hardware, measure, prune, scores
 from cropkit.experiments import deviations, grid
 from cropkit.experiments import verdicts as V
-from cropkit.experiments.results import library_versions
+from cropkit.experiments.results import default_cache_dir, library_versions
 from cropkit.experiments.runs import cpus as run_cpus
 from cropkit.experiments.runs import settings as run_settings
 from cropkit.experiments.starvation import stage_layout
@@ -109,12 +113,37 @@ def settings(profile: str = "cpu", **overrides):
     return types.SimpleNamespace(profile=profile, **values)
 
 
+class Environment(NamedTuple):
+    """Where a set of runs is made: torch threads per run and the CPU kernels (`cropkit.experiments.grid.KERNELS`)."""
+
+    threads: int | None
+    kernels: str = "native"
+
+    def __str__(self) -> str:
+        return self.describe()
+
+    def describe(self, per_run: str = "") -> str:
+        """'1 torch thread', '2 torch threads per run, AVX2 kernels' (``per_run=" per run"``)."""
+        where = "threads as torch picks" if self.threads is None else \
+            f"{self.threads} torch thread{'s' * (self.threads != 1)}"
+        return where + per_run + ("" if self.kernels == "native" else f", {self.kernels.upper()} kernels")
+
+    def cache_dir(self, cache_dir=None) -> Path | None:
+        """Native runs in the cache itself; others in a folder of their own (their keys are the native runs')."""
+        if self.kernels == "native":
+            return cache_dir
+        return Path(cache_dir or default_cache_dir()).expanduser() / f"kernels-{self.kernels}"
+
+
 class Runs:
     """The runs the claims read: made as one grid (`cropkit.experiments.grid`) by :meth:`fetch`, then read with
-    ``runs.get(method, sparsity, **options)`` (a method of `DECIDING` over ``deciding_seeds``, others ``seeds``)."""
+    ``runs.get(method, sparsity, **options)`` (a method of `DECIDING` over ``deciding_seeds``, others ``seeds``).
+    ``kernels`` other than "native" run in worker processes whose torch uses them."""
 
-    def __init__(self, cfg, progress: bool = True, cache_dir=None):
-        self.cfg, self.progress, self.cache_dir, self._done = cfg, progress, cache_dir, {}
+    def __init__(self, cfg, progress: bool = True, cache_dir=None, kernels: str = "native"):
+        self.cfg, self.progress, self._done = cfg, progress, {}
+        self.kernels = grid.check_kernels(kernels)
+        self.cache_dir = Environment(cfg.threads, kernels).cache_dir(cache_dir)
 
     def seeds(self, method: str) -> list[int]:
         return list(self.cfg.deciding_seeds if method in DECIDING else self.cfg.seeds)
@@ -127,9 +156,9 @@ class Runs:
         plans = [grid.plan([method], [sparsity], self.seeds(method), profile=c.profile, cache_dir=self.cache_dir,
                            progress=False, threads=c.threads, **{**self.run_options(), **dict(options)})
                  for method, sparsity, options in needs]
-        results = iter(grid.execute([job for plan in plans for job in plan],
-                                    "processes" if c.workers > 1 else "here", workers=c.workers,
-                                    progress=self.progress))
+        processes = c.workers > 1 or self.kernels != "native"
+        results = iter(grid.execute([job for plan in plans for job in plan], "processes" if processes else "here",
+                                    workers=c.workers, progress=self.progress, kernels=self.kernels))
         for need, plan in zip(needs, plans):
             self._done[need] = [next(results) for _ in plan]
 
@@ -346,9 +375,10 @@ def _runs_table(runs: Runs) -> list[dict]:
     return rows
 
 
-def provenance(threads) -> dict:
+def provenance(threads, kernel_sets=("native",)) -> dict:
     """Where and when the table's numbers were made: threads, CPU and the vector instructions torch's kernels use
-    (per-seed results move with both: `benchmarks/cpu_kernels.py`), library versions, the commit, the date."""
+    (per-seed results move with both: `benchmarks/cpu_kernels.py`), the kernel sets the runs were made with, library
+    versions, the commit, the date."""
     commit = None
     root = checkout()
     if root is not None:
@@ -361,7 +391,32 @@ def provenance(threads) -> dict:
     import torch
 
     return dict(threads=threads, machine=hardware.device_name("cpu"), kernels=torch.backends.cpu.get_cpu_capability(),
-                versions=library_versions(), commit=commit, date=datetime.date.today().isoformat())
+                kernel_sets=list(kernel_sets), versions=library_versions(), commit=commit,
+                date=datetime.date.today().isoformat())
+
+
+def check_kernel_sets(kernels: Sequence[str]) -> list[str]:
+    """The kernel sets to run the claims with: each known, none twice, each one this CPU can run and none the same as
+    another (AVX2 on a CPU whose native kernels are AVX2 repeats the native runs) — checked in a fresh process each."""
+    kernels = list(kernels)
+    if not kernels:
+        raise ValueError(f"give at least one kernel set; choose from {list(grid.KERNELS)}")
+    repeated = sorted({k for k in kernels if kernels.count(k) > 1})
+    if repeated:
+        raise ValueError(f"kernels {kernels} repeat {repeated}; give each once")
+    found = {k: grid.call_with_kernels(grid.check_kernels(k), grid.capability) for k in kernels}
+    same = [k for k in kernels if k != "native" and found[k] == grid.capability() and "native" in kernels]
+    if same:
+        raise ValueError(f"this CPU's native kernels are {grid.capability()} already: kernels {same} would repeat "
+                         f"the native runs; give --kernels native alone")
+    return kernels
+
+
+def _checks(claims: Sequence[Claim], runs: Runs) -> list[tuple[str, str]]:
+    """Each claim's (numbers, verdict). A claim that measures rather than reads runs (claim 5 times training steps)
+    is computed in a process with the runs' kernels."""
+    return [claim.check(runs) if claim.needs(runs.cfg) or runs.kernels == "native" else
+            grid.call_with_kernels(runs.kernels, claim.check, runs) for claim in claims]
 
 
 def fit_workers(workers: int, threads: int | None, explicit: bool = False) -> int:
@@ -383,37 +438,41 @@ def fit_workers(workers: int, threads: int | None, explicit: bool = False) -> in
 
 
 def check(profile: str = "cpu", claims: Sequence[Claim] = CLAIMS, progress: bool = True, cache_dir=None,
-          threads: Sequence[int] | None = None, **overrides):
-    """Run what every claim needs (or replay it from the results cache) under each thread count of ``threads``
-    (default: the setting's), and return the table (pandas.DataFrame, one row per claim): the kit's numbers and
-    verdict per thread count, and the verdict across them. ``table.attrs`` holds the setting, the per-method runs,
-    the provenance and the reference code's deviations."""
+          threads: Sequence[int] | None = None, kernels: Sequence[str] = ("native",), **overrides):
+    """Run what every claim needs (or replay it from the results cache) in each environment — each thread count of
+    ``threads`` (default: the setting's) with each kernel set of ``kernels`` (`cropkit.experiments.grid.KERNELS`) —
+    and return the table (pandas.DataFrame, one row per claim): the kit's numbers and verdict per environment, and the
+    verdict across them. ``table.attrs`` holds the setting, the per-method runs per environment, the provenance and
+    the reference code's deviations."""
     import pandas as pd
 
     cfg = settings(profile, **overrides)
     for seeds in (cfg.seeds, cfg.deciding_seeds):
         grid.check_seeds(seeds)
+    kernels = check_kernel_sets(kernels) if list(kernels) != ["native"] else ["native"]
     counts = list(threads) if threads else [cfg.threads]
-    per_thread, tables, floored = {}, {}, {}
-    for t in counts:
-        workers = fit_workers(cfg.workers, t, explicit=overrides.get("workers") is not None)
-        runs_t = Runs(settings(profile, **{**overrides, "threads": t, "workers": workers}), progress=progress,
-                      cache_dir=cache_dir)
-        runs_t.fetch([need for claim in claims for need in claim.needs(runs_t.cfg)] + _floor_needs(runs_t.cfg))
-        per_thread[t] = [claim.check(runs_t) for claim in claims]
-        if _floor_needs(runs_t.cfg):
-            floored[t] = _near_dense(runs_t, layer_floor=runs_t.cfg.layer_floor)
-        tables[t] = _runs_table(runs_t)
+    environments = [Environment(t, k) for k in kernels for t in counts]
+    found, tables, floored = {}, {}, {}
+    for env in environments:
+        if len(environments) > 1 and progress:
+            print(f"claims: runs with {env}", flush=True)
+        workers = fit_workers(cfg.workers, env.threads, explicit=overrides.get("workers") is not None)
+        runs = Runs(settings(profile, **{**overrides, "threads": env.threads, "workers": workers}), progress=progress,
+                    cache_dir=cache_dir, kernels=env.kernels)
+        runs.fetch([need for claim in claims for need in claim.needs(runs.cfg)] + _floor_needs(runs.cfg))
+        found[env] = _checks(claims, runs)
+        if _floor_needs(runs.cfg):
+            floored[env] = _near_dense(runs, layer_floor=runs.cfg.layer_floor)
+        tables[env] = _runs_table(runs)
     rows = []
     for i, claim in enumerate(claims):
-        found = {t: per_thread[t][i] for t in counts}
-        rows.append(dict(claim=claim.statement, paper=claim.paper, kit=found[counts[0]][0], test=claim.test,
-                         verdict=V.across([v for _, v in found.values()]),
-                         **{f"verdict ({t} thread{'s' * (t != 1)})": v for t, (_, v) in found.items()}
-                         if len(counts) > 1 else {}))
+        per = {env: found[env][i] for env in environments}
+        rows.append(dict(claim=claim.statement, paper=claim.paper, kit=per[environments[0]][0], test=claim.test,
+                         verdict=V.across([v for _, v in per.values()]),
+                         **{f"verdict ({env})": v for env, (_, v) in per.items()} if len(environments) > 1 else {}))
     table = pd.DataFrame(rows)
     floor = dict(found=floored, verdict=V.across([v for _, v in floored.values()])) if floored else None
-    table.attrs.update(setting=dict(vars(cfg)), runs=tables, floor=floor, provenance=provenance(counts),
+    table.attrs.update(setting=dict(vars(cfg)), runs=tables, floor=floor, provenance=provenance(counts, kernels),
                        deviations=deviations.reference_deviations(cfg))
     return table
 
@@ -434,20 +493,20 @@ def markdown(table) -> str:
               f"{s.get('run_options', {}).get('threshold')}, at most {s.get('run_options', {}).get('max_dense_epochs')}"
               f" dense epochs.",
               f"Provenance: torch threads {p.get('threads')}, CPU {p.get('machine')}"
-              + (f" ({p['kernels']} kernels)" if p.get("kernels") else "") + ", "
+              + (f" ({p['kernels']} kernels" + "".join(f"; also {k.upper()}" for k in p.get("kernel_sets", ())
+                                                      if k != "native") + ")" if p.get("kernels") else "") + ", "
               + ", ".join(f"{k} {v}" for k, v in (p.get("versions") or {}).items())
               + f", cropkit {p.get('commit')}, {p.get('date')}.", ""]
     floor = table.attrs.get("floor")
     if floor:
         found = floor["found"]
-        per = "; ".join(f"{t} thread{'s' * (t != 1)}: {v}" for t, (_, v) in found.items()) if len(found) > 1 else ""
+        per = "; ".join(f"{env}: {v}" for env, (_, v) in found.items()) if len(found) > 1 else ""
         lines += [f"Beside the claims, not one of them: claim 1's test with EarlyCroP-S keeping at least "
                   f"{s.get('layer_floor'):.0%} of every layer's nodes (`layer_floor`, a deviation from the paper, off "
                   f"by default): {next(iter(found.values()))[0]}: **{floor['verdict']}**" + (f" ({per})" if per else "")
                   + ".", ""]
-    for t, rows in (table.attrs.get("runs") or {}).items():
-        lines += [f"The runs behind the claims ({t} torch thread{'s' * (t != 1)} per run; train loss: the last "
-                  "epoch's mean):", "",
+    for env, rows in (table.attrs.get("runs") or {}).items():
+        lines += [f"The runs behind the claims ({env.describe(' per run')}; train loss: the last epoch's mean):", "",
                   "| method | sparsity | seeds | test acc | best test acc | train loss (end) | epochs | cuts | "
                   "detector | kept channels per stage (seed 0) |", "|---|---|---|---|---|---|---|---|---|---|"]
         lines += [f"| {r['method']} | {r['sparsity']:.0%} | {r['seeds']} | {r['test_acc']} | {r['best_test_acc']} | "

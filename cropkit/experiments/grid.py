@@ -1,6 +1,8 @@
 """Grids of runs: the one way cropkit runs many. ``plan`` lists the runs of entries × sparsities × seeds, each
 validated and keyed once; ``execute`` runs the ones not cached — here, in worker processes, or as submitit jobs
 (`cropkit.experiments.executors`: processes on this machine or a SLURM array) — and returns their results.
+Worker processes can run with other CPU kernels than this process's (``kernels``, `KERNELS`): per-seed results move
+with the instruction set torch's kernels use, and this is how a table shows by how much.
 
     jobs = grid.plan(["dense", "snip", "earlycrop-u"], sparsities=(0.5, 0.9), seeds=(0, 1), data="mnist1d")
     results = grid.execute(jobs, executor="processes", workers=2)      # one Result per job, in the plan's order
@@ -12,9 +14,12 @@ lessons are calls of these two functions.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import json
 import multiprocessing
+import os
 import signal
 import warnings
 from pathlib import Path
@@ -31,6 +36,12 @@ from cropkit.methods.registry import REGISTRY, resolve
 from cropkit.paths import unwritable
 
 EXECUTORS = ("here", "processes", "local", "slurm")
+
+# The CPU kernels a process's runs can use: "native" (what torch picks for this CPU) or restricted to AVX2, by the
+# variables that ATen's vectorised kernels, oneDNN's convolutions and MKL's BLAS read when a process loads them
+# (a process cannot change its own, so runs with other kernels run in fresh worker processes).
+KERNELS = {"native": {},
+           "avx2": dict(ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2", MKL_ENABLE_INSTRUCTIONS="AVX2")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +110,61 @@ def check_callbacks(callbacks, remedy: str = "run them here (executor='here'), o
         raise ValueError(f"callbacks cannot be sent to other processes ({type(err).__name__}: {err}); {remedy}"
                          f"give callbacks that pickle (defined at a module's top level, holding no open "
                          f"files)") from None
+
+
+def check_kernels(kernels: str) -> str:
+    if kernels not in KERNELS:
+        raise ValueError(f"unknown kernels {kernels!r}; choose one of {list(KERNELS)}")
+    return kernels
+
+
+def capability() -> str:
+    """The instruction set this process's torch kernels use ("AVX512", "AVX2", "DEFAULT", …)."""
+    import torch
+
+    return torch.backends.cpu.get_cpu_capability()
+
+
+@contextlib.contextmanager
+def kernel_environment(kernels: str):
+    """The block runs with ``kernels``' variables in ``os.environ`` (processes started in it load torch with them;
+    this process's own kernels were fixed when it loaded torch), restored afterwards."""
+    capability()  # this process's kernels are fixed before the variables change
+    variables = KERNELS[check_kernels(kernels)]
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _check_capability(kernels: str) -> None:
+    """In a worker: refuse to run if the restriction did not take (a CPU without those instructions)."""
+    wanted = KERNELS[kernels].get("ATEN_CPU_CAPABILITY")
+    if wanted and capability() != wanted.upper():
+        raise ValueError(f"kernels {kernels!r} asked for but torch runs {capability()} kernels here: this CPU "
+                           f"lacks {wanted.upper()}; choose kernels from those it has (native always works)")
+
+
+def _checked_call(kernels: str, fn, *args):
+    _check_capability(kernels)
+    return fn(*args)
+
+
+def call_with_kernels(kernels: str, fn, *args):
+    """``fn(*args)`` here under native kernels, else in a fresh process whose torch uses ``kernels`` (``fn`` and
+    ``args`` must pickle)."""
+    if check_kernels(kernels) == "native":
+        return fn(*args)
+    from concurrent.futures import ProcessPoolExecutor
+
+    with kernel_environment(kernels), ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_checked_call, kernels, fn, *args).result()
 
 
 # ----------------------------------------------------------------------------- plan
@@ -170,20 +236,23 @@ def _quiet_worker() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _run_quietly(kwargs: dict) -> Result:
+def _run_quietly(kwargs: dict, kernels: str = "native") -> Result:
     """One run in another process; its warnings are recorded in its result (they could not reach the user)."""
+    _check_capability(kernels)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return run(**kwargs)
 
 
-def _in_processes(jobs: list[Job], workers: int, bar) -> list[Result]:
-    """The results of ``jobs``, ``workers`` at a time in spawned processes. An error or Ctrl+C ends every worker at
-    once; the runs that finished are already in the cache."""
-    pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_quiet_worker)
+def _in_processes(jobs: list[Job], workers: int, bar, kernels: str = "native") -> list[Result]:
+    """The results of ``jobs``, ``workers`` at a time in spawned processes (their torch with ``kernels``). An error
+    or Ctrl+C ends every worker at once; the runs that finished are already in the cache."""
+    with kernel_environment(kernels):
+        pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_quiet_worker)
     try:
         results = []
-        for result in pool.imap(_run_quietly, [{**job.kwargs, "progress": False} for job in jobs]):
+        for result in pool.imap(functools.partial(_run_quietly, kernels=kernels),
+                                [{**job.kwargs, "progress": False} for job in jobs]):
             results.append(result)
             bar.update(1)
         pool.close()
@@ -196,17 +265,21 @@ def _in_processes(jobs: list[Job], workers: int, bar) -> list[Result]:
 
 
 def execute(jobs: Sequence[Job], executor: str = "here", workers: int = 1, progress: bool = True,
-            submitit: dict | None = None) -> list[Result | Exception]:
+            submitit: dict | None = None, kernels: str = "native") -> list[Result | Exception]:
     """The result of every job, in order: cached ones replayed, the others run.
 
     executor  "here" (one after the other in this process), "processes" (``workers`` at a time in worker
               processes: give the jobs ``threads`` to share the CPUs), or "local"/"slurm": submitit jobs
               (`cropkit.experiments.executors.submit`, whose arguments ``submitit`` holds); a submitit job that
               failed gives its exception in its place, and a SLURM sweep that does not wait gives []
+    kernels   the CPU kernels the runs use (`KERNELS`): other than "native" only with executor "processes" (a
+              process's kernels are fixed when it loads torch)
     """
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; choose one of {list(EXECUTORS)}")
     check_int("workers", workers, 1)
+    if check_kernels(kernels) != "native" and executor != "processes":
+        raise ValueError(f"kernels {kernels!r} need fresh worker processes: executor='processes' (got {executor!r})")
     if executor != "here":
         check_callbacks([c for job in jobs for c in job.kwargs.get("callbacks", ())])
     cache_dir = {job.kwargs["cache_dir"] for job in jobs if job.kwargs.get("cache")}
@@ -227,7 +300,7 @@ def execute(jobs: Sequence[Job], executor: str = "here", workers: int = 1, progr
         return [load_cached(job.path) if job.cached else done[job.key] for job in jobs]
     with tqdm(total=len(jobs), desc="runs", unit="run", disable=not progress) as bar:
         bar.update(len(jobs) - len(todo))
-        ran = iter(_in_processes(todo, workers, bar) if executor == "processes" and todo else
+        ran = iter(_in_processes(todo, workers, bar, kernels) if executor == "processes" and todo else
                    _here(todo, bar, progress))
         return [load_cached(job.path) if job.cached else next(ran) for job in jobs]
 
