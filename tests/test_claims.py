@@ -50,7 +50,7 @@ def test_markdown_lists_setting_and_deviations(table):
     floor = table.attrs["floor"]  # claim 1's test on it, a line of its own, not a row of the claims
     assert floor["verdict"] in VERDICTS and "claim 1's test with EarlyCroP-S keeping at least 10%" in text
     assert "EarlyCroP-S layer_floor=0.1 @90%: " in floor["found"][(1, "native")][0] \
-         and f"**{floor['verdict']}**" in text
+        and f"**{floor['verdict']}**" in text
     strict = next(v for k, v in deviations.items() if "k − 1" in k)
     assert strict.startswith("1 of")  # continuous scores: no ties, so exactly the k-th weight is dropped
 
