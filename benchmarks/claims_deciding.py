@@ -1,16 +1,18 @@
-"""Issue 20: every row whose spread decides claims 1–4, seed by seed, under one and two torch threads.
+"""Issue 20: every row whose spread decides claims 1–4, seed by seed, under one and two torch threads (and, with
+``--kernels native avx2``, with this CPU's kernels and restricted to AVX2).
 
 The claims table (``./kit claims``) runs five seeds (``deciding_seeds``) for every row that decides claims 1–4: dense,
 EarlyCroP-S at both high sparsities, GateDecorators (the best other structured row at 95 %), EarlyCroP-U, CroPit-U
 (the best at-init unstructured row) and LTR, with EarlyCroP-S and the per-layer floor (``layer_floor``, a deviation
 from the paper) beside them. This prints those rows' test accuracy per seed, their training loss at the end, and the
 verdicts of claims 1–4 by the claims' own rule (`cropkit.experiments.verdicts`: margin against √(σ_a² + σ_b²); a
-verdict that differs between thread counts is undecided). Same setting and cache keys as ``./kit claims``: on the
+verdict that differs between environments is undecided). Same setting and cache keys as ``./kit claims``: on the
 claims' cache it replays their runs without training; on an empty one it makes them (runs at once fit the CPUs,
 `cropkit.experiments.claims.fit_workers`).
 
     python benchmarks/claims_deciding.py                          # threads 1 and 2, the claims' cpu setting
     python benchmarks/claims_deciding.py --threads 1 --cache-dir DIR
+    python benchmarks/claims_deciding.py --threads 1 --kernels native avx2   # AVX2 runs in DIR/kernels-avx2
 
 Claims 2 and 3 are read here as EarlyCroP against the rival that was best in the claims table under both thread
 counts; the claims table ranks every method.
@@ -20,13 +22,9 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from cropkit.experiments import claims
+from cropkit.experiments import claims, grid
 from cropkit.experiments import verdicts as V
 from cropkit.methods.registry import LABELS
-
-
-def _threads(t: int) -> str:
-    return f"{t} torch thread{'s' * (t != 1)}"
 
 
 def rows(cfg) -> list[tuple[str, float, dict]]:
@@ -57,14 +55,18 @@ def main(argv=None) -> dict:
     parser.add_argument("--profile", default="cpu", choices=("cpu", "smoke"), help="the claims' setting")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch threads per run")
     parser.add_argument("--cache-dir", default=None, help="where the runs are cached (default: the kit's cache)")
+    parser.add_argument("--kernels", nargs="+", default=["native"], choices=tuple(grid.KERNELS),
+                        help="CPU kernels the runs use (as ./kit claims --kernels)")
     args = parser.parse_args(argv)
+    kernels = claims.check_kernel_sets(args.kernels) if args.kernels != ["native"] else ["native"]
+    environments = [claims.Environment(t, k) for k in kernels for t in args.threads]
     found = {}
-    for t in args.threads:
-        cfg = claims.settings(args.profile, threads=t)
-        cfg.workers = claims.fit_workers(cfg.workers, t)
-        runs = claims.Runs(cfg, progress=True, cache_dir=args.cache_dir)
+    for env in environments:
+        cfg = claims.settings(args.profile, threads=env.threads)
+        cfg.workers = claims.fit_workers(cfg.workers, env.threads)
+        runs = claims.Runs(cfg, progress=True, cache_dir=args.cache_dir, kernels=env.kernels)
         runs.fetch(rows(cfg))
-        print(f"\n{_threads(t)} per run, seeds {cfg.deciding_seeds}: test accuracy per seed, "
+        print(f"\n{env.describe(' per run')}, seeds {cfg.deciding_seeds}: test accuracy per seed, "
               "mean ± std, training loss at the end")
         for method, sparsity, options in rows(cfg):
             results = runs.get(method, sparsity, **options)
@@ -73,14 +75,14 @@ def main(argv=None) -> dict:
             label = LABELS[method] + "".join(f" {k}={v}" for k, v in options.items())
             print(f"  {label:28} @{sparsity:4.0%}  {' '.join(f'{a:5.1f}' for a in acc)}   "
                   f"{statistics.fmean(acc):5.1f} ± {statistics.stdev(acc):4.1f} %   loss {loss:.3f}", flush=True)
-        found[t] = [check(runs) for _, check in VERDICTS]
-        for (name, _), (text, verdict) in zip(VERDICTS, found[t]):
+        found[env] = [check(runs) for _, check in VERDICTS]
+        for (name, _), (text, verdict) in zip(VERDICTS, found[env]):
             print(f"  claim {name}: {verdict} ({text})")
-    if len(args.threads) > 1:
-        print("\nverdict across thread counts:")
+    if len(environments) > 1:
+        print("\nverdict across environments:")
         for i, (name, _) in enumerate(VERDICTS):
-            print(f"  claim {name}: {V.across([found[t][i][1] for t in args.threads])} "
-                  f"({', '.join(_threads(t) + ': ' + found[t][i][1] for t in args.threads)})")
+            print(f"  claim {name}: {V.across([found[env][i][1] for env in environments])} "
+                  f"({', '.join(f'{env}: {found[env][i][1]}' for env in environments)})")
     return found
 
 

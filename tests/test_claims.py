@@ -246,7 +246,8 @@ def test_five_seed_check_reads_the_claims_runs(tmp_path, one_thread, capsys):
     from benchmarks import claims_deciding
 
     found = claims_deciding.main(["--profile", "smoke", "--threads", "1", "--cache-dir", str(tmp_path)])
-    assert [v for _, v in found[1]] and {v for _, v in found[1]} <= VERDICTS and len(found[1]) == 5
+    one = found[ck.claims.Environment(1)]
+    assert [v for _, v in one] and {v for _, v in one} <= VERDICTS and len(one) == 5
     out = capsys.readouterr().out
     assert "GateDecorators" in out and "layer_floor=0.1" in out and "claim 4 LTR" in out
     files = sorted(p for p in tmp_path.rglob("*") if p.is_file())
