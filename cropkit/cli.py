@@ -22,7 +22,6 @@ import torch
 
 from cropkit.experiments import claims, comparison, paper_grid, results, runs, sweeps
 from cropkit.experiments.results import default_cache_dir
-from cropkit.lessons.notebook import copy_lessons
 from cropkit.methods import options
 from cropkit.methods import registry as methods
 from cropkit.methods.registry import METHODS
@@ -274,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{spec.cuts(cfg)} cut(s) ({args.profile}): {spec.schedule}")
         return 0
     if args.command == "lessons":
+        # deferred: the lessons' runner loads nbclient, whose schema validation takes seconds to import (every other
+        # command would pay them)
+        from cropkit.lessons.notebook import copy_lessons
 
         try:
             copies = copy_lessons(args.dest, overwrite=args.force)

@@ -53,6 +53,15 @@ def test_module_entry_point_lists_methods():
     assert [line.split()[0] for line in out.stdout.splitlines()] == list(methods.METHODS)
 
 
+def test_the_command_line_does_not_load_the_lessons_runner():
+    """The command line starts without nbclient (only `cropkit lessons` loads it): its schema validation (jsonschema's
+    RFC 3987 grammar) took 5 of a command's 7.5 s to import, so a mistyped option waited seconds for its error line."""
+    script = ("import sys, cropkit.cli; "
+              "print(sorted(m for m in ('nbclient', 'nbformat', 'jsonschema') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 @pytest.mark.parametrize("argv, words", [
     (["run", "dense", "--device", "tpu"], "unknown device 'tpu'"),
     (["compare", "dense", "--device", "tpu"], "unknown device 'tpu'"),
