@@ -273,9 +273,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{spec.cuts(cfg)} cut(s) ({args.profile}): {spec.schedule}")
         return 0
     if args.command == "lessons":
-        # deferred: the lessons' runner loads nbclient, whose schema validation takes seconds to import (every other
-        # command would pay them)
-        from cropkit.lessons.notebook import copy_lessons
+        from cropkit.lessons.notebook import copy_lessons  # deferred: nbclient (its schema validation, 5 s to import)
 
         try:
             copies = copy_lessons(args.dest, overwrite=args.force)
