@@ -13,7 +13,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# `./kit test` runs the suite in two pytest-xdist workers (`-n 2`): each takes its share of the cores
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // WORKERS)))
 
 
 # The fast lane (`./kit test -m "not slow"`, CONTRIBUTING) leaves out what takes seconds rather than milliseconds:
@@ -33,12 +35,19 @@ SLOW_TESTS = {"test_runs_under_smoke_and_writes_json", "test_over_budget_is_a_wa
               "test_every_unstructured_method_runs_on_it", "test_earlycrop_u_runs_on_lunarlander"}
 
 
+# Under pytest-xdist (`--dist loadgroup`), the tests of one group run in one worker: one SLURM cluster per session
+# (its daemons hold fixed ports), one browser at a time.
+GROUPS = {"test_slurm": "slurm", "test_browser": "browser", "test_browser_lesson": "browser", "test_pages": "browser"}
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1]
         if (SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or module in SLOW_MODULES
                 or item.originalname in SLOW_TESTS):
             item.add_marker(pytest.mark.slow)
+        if module in GROUPS:
+            item.add_marker(pytest.mark.xdist_group(GROUPS[module]))
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +62,27 @@ def one_thread():
 _CLONE: dict = {}  # the README's main command in a fresh clone, started in the background (`pytest_collection_finish`)
 
 
+def _worker(config) -> str | None:
+    """This process's pytest-xdist worker id ("gw0", …), None without xdist or in its controller."""
+    return getattr(config, "workerinput", {}).get("workerid")
+
+
+_SHARED: dict = {}  # in pytest-xdist's controller: the fresh clone's folder it gives every worker
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """pytest-xdist's controller, per worker: one folder for the fresh clone, the same for every worker."""
+    if "folder" not in _SHARED:
+        _SHARED["folder"] = tempfile.mkdtemp(prefix="cropkit-fresh-clone-")
+    node.workerinput["cropkit_clone"] = _SHARED["folder"]
+
+
 def pytest_collection_finish(session):
     """Once the tests are known: when one of them needs the fresh clone's main job (its own test, or the lessons'
     tests that read its outputs), start it now in a thread, so that its ~100 s (a venv and a kernel per lesson, one
-    core) run beside the fast tests instead of after them."""
+    core) run beside the fast tests instead of after them. Under pytest-xdist every worker collects every test: the
+    first worker runs the clone and writes its outcome where the others read it (`fresh_clone`)."""
     import fresh_clone as fc
 
     if session.config.option.collectonly:
@@ -67,22 +93,34 @@ def pytest_collection_finish(session):
     if not (direct or (lessons and not os.environ.get("CROPKIT_TEST_OUTPUT") and fc.tree_is_head())) \
             or not fc.available():
         return
-    folder = Path(tempfile.mkdtemp(prefix="cropkit-fresh-clone-"))
+    worker = _worker(session.config)
+    if worker is None:
+        folder = Path(tempfile.mkdtemp(prefix="cropkit-fresh-clone-"))
+    else:
+        folder = Path(session.config.workerinput["cropkit_clone"])
+        _CLONE.update(folder=folder, shared=True)
+        if worker != "gw0":
+            return
 
     def work():
         try:
             _CLONE["result"] = fc.run_main(folder)
         except BaseException as error:  # raised by the fixture, in the test that needs it
             _CLONE["error"] = error
+        if _CLONE.get("shared"):
+            fc.write_outcome(folder, _CLONE.get("result"), _CLONE.get("error"))
 
     _CLONE.update(folder=folder, thread=threading.Thread(target=work, name="fresh-clone", daemon=True))
     _CLONE["thread"].start()
 
 
 def pytest_sessionfinish(session):
-    if "thread" in _CLONE:
-        _CLONE["thread"].join(timeout=5)
+    if "thread" in _CLONE:  # a worker whose tests ended first still owes the others the clone's outcome
+        _CLONE["thread"].join(timeout=None if _CLONE.get("shared") else 5)
+    if "folder" in _CLONE and not _CLONE.get("shared"):  # a shared one is the controller's to remove
         shutil.rmtree(_CLONE["folder"], ignore_errors=True)
+    if "folder" in _SHARED:  # the controller, once every worker has finished
+        shutil.rmtree(_SHARED["folder"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -96,6 +134,8 @@ def fresh_clone(tmp_path_factory):
         if "error" in _CLONE:
             raise _CLONE["error"]
         return _CLONE["result"]
+    if _CLONE.get("shared"):  # another worker runs it
+        return fc.read_outcome(_CLONE["folder"])
     if not fc.available():
         return None
     return fc.run_main(tmp_path_factory.mktemp("fresh"))

@@ -6,10 +6,12 @@ once per session, not twice. With uncommitted changes to them, or without git an
 checkout instead."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,3 +53,33 @@ def run_main(folder: Path) -> tuple[Path, subprocess.CompletedProcess]:
     subprocess.run(["git", "checkout", "--quiet", head.strip()], cwd=clone, check=True)
     done = subprocess.run(COMMAND.split(), cwd=clone, env=clean_env(), capture_output=True, text=True, timeout=1500)
     return clone, done
+
+
+OUTCOME = "outcome.json"
+
+
+def write_outcome(folder: Path, result, error: BaseException | None) -> None:
+    """For the other pytest-xdist workers: the clone and its process, or the error (written last, atomically)."""
+    if error is not None or result is None:
+        outcome = dict(error=f"{type(error).__name__}: {error}")
+    else:
+        clone, done = result
+        outcome = dict(clone=str(clone), args=done.args, returncode=done.returncode, stdout=done.stdout,
+                       stderr=done.stderr)
+    (folder / f"{OUTCOME}.part").write_text(json.dumps(outcome))
+    (folder / f"{OUTCOME}.part").rename(folder / OUTCOME)
+
+
+def read_outcome(folder: Path, timeout: float = 1800) -> tuple[Path, subprocess.CompletedProcess]:
+    """What `write_outcome` wrote, waiting for it (the clone's main job takes minutes)."""
+    path = Path(folder) / OUTCOME
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the fresh clone's main job did not finish within {timeout:.0f} s ({path} absent)")
+        time.sleep(1)
+    outcome = json.loads(path.read_text())
+    if "error" in outcome:
+        raise RuntimeError(f"the fresh clone's main job failed in another worker: {outcome['error']}")
+    return Path(outcome["clone"]), subprocess.CompletedProcess(outcome["args"], outcome["returncode"],
+                                                               outcome["stdout"], outcome["stderr"])
