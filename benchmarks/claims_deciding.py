@@ -58,7 +58,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--kernels", nargs="+", default=["native"], choices=tuple(grid.KERNELS),
                         help="CPU kernels the runs use (as ./kit claims --kernels)")
     args = parser.parse_args(argv)
-    kernels = claims.check_kernel_sets(args.kernels) if args.kernels != ["native"] else ["native"]
+    kernels = claims.check_kernel_sets(args.kernels)
     environments = [claims.Environment(t, k) for k in kernels for t in args.threads]
     found = {}
     for env in environments:

@@ -449,7 +449,7 @@ def check(profile: str = "cpu", claims: Sequence[Claim] = CLAIMS, progress: bool
     cfg = settings(profile, **overrides)
     for seeds in (cfg.seeds, cfg.deciding_seeds):
         grid.check_seeds(seeds)
-    kernels = check_kernel_sets(kernels) if list(kernels) != ["native"] else ["native"]
+    kernels = check_kernel_sets(kernels)
     counts = list(threads) if threads else [cfg.threads]
     environments = [Environment(t, k) for k in kernels for t in counts]
     found, tables, floored = {}, {}, {}
