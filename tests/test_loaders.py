@@ -75,3 +75,24 @@ def test_the_order_is_the_one_a_shuffling_dataloader_gives():
     torchs = DataLoader(dataset, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(5))
     for _ in range(3):
         assert [b.tolist() for b, in ours] == [b.tolist() for b, in torchs]
+
+
+def test_tensor_batches_are_the_per_sample_loaders_bit_for_bit():
+    """Over tensors each batch is one index per tensor instead of samples stacked one by one. The oracle is torch's
+    per-sample DataLoader over the same order: three epochs of the training loader and the test loader, values,
+    dtypes and shapes; the order's generator is still where a resumed run finds it."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from cropkit.core.plumbing import rng_state
+
+    x, y = torch.randn(300, 1, 40), torch.randint(0, 10, (300,))
+    train, test = loaders.tensor_loaders(x, y, x[:70], y[:70], 64, seed=5)
+    dataset = TensorDataset(x, y)
+    oracle = DataLoader(dataset, batch_size=64, sampler=loaders.Shuffle(dataset, generator=torch.Generator()
+                                                                         .manual_seed(5)))
+    oracle_test = DataLoader(TensorDataset(x[:70], y[:70]), batch_size=256)
+    assert len(train) == len(oracle) == 5 and len(test) == 1
+    for _ in range(3):
+        for ours, theirs in [*zip(train, oracle), *zip(test, oracle_test)]:
+            assert all(a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b) for a, b in zip(ours, theirs))
+    assert torch.equal(rng_state(train)["sampler"], oracle.sampler.generator.get_state())

@@ -31,3 +31,24 @@ def test_plain_name_undoes_both_pruning_reparametrisations():
     names = {plain_name(n) for n, _ in model.named_parameters()}
     assert names == {"0.weight", "0.bias", "1.weight", "1.bias"}
     assert plain_name("parametrizations.weight.original") == "weight" and plain_name("weight_orig") == "weight"
+
+
+def test_frozen_computes_each_masked_weight_once_and_the_same():
+    """Inside ``frozen`` a masked layer's weight is θ_orig ⊙ m computed once (parametrize's cache): outputs equal the
+    uncached eval-mode ones; after the block the cache is gone (a new mask is seen) and the modes are back."""
+    from cropkit.core.plumbing import frozen
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 3))
+    masks.unstructured(model, {f"{i}.weight": torch.rand_like(model[i].weight) for i in (0, 3)}, 0.5)
+    x = torch.randn(4, 6)
+    with torch.no_grad(), eval_mode(model):
+        plain = model(x)
+    calls = []
+    model[0].parametrizations.weight[0].register_forward_hook(lambda *_: calls.append(1))
+    with frozen(model):
+        assert not model.training and torch.equal(model(x), plain) and torch.equal(model(x), plain)
+    assert len(calls) == 1 and model.training
+    model[0].parametrizations.weight[0].mask.zero_()
+    with frozen(model):
+        assert not torch.equal(model(x), plain) and model[0].weight.abs().sum() == 0

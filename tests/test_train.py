@@ -120,3 +120,48 @@ def test_evaluate_on_records_eval_mode_numbers_and_leaves_training_unchanged():
     last = history.epochs[-1]
     assert (last["train_eval_loss"], last["train_eval_acc"]) == pytest.approx(
         trainer.evaluate(DataLoader(data.train.dataset, batch_size=512)))
+
+
+@pytest.mark.parametrize("eval_every, measured", [(2, [2, 4, 5]), (5, [5]), (9, [5])])
+def test_eval_every_measures_those_epochs_and_the_last_and_changes_nothing_else(eval_every, measured):
+    """The oracle is the same training measured every epoch: equal step losses, weights and final test values; the
+    records of the other epochs carry no test entries."""
+    trained = {}
+    for every in (1, eval_every):
+        data, model = _digits_cnn(seed=2)
+        history = Trainer(model, data, epochs=5, progress=False, device="cpu", seed=2, eval_every=every).fit()
+        trained[every] = history, [p.detach().clone() for p in model.parameters()]
+    (full, full_weights), (some, some_weights) = trained[1], trained[eval_every]
+    assert some.step_loss == full.step_loss and all(torch.equal(a, b) for a, b in zip(full_weights, some_weights))
+    assert [e["epoch"] for e in some.epochs if "test_acc" in e] == measured
+    assert all(e.get("test_loss") is None for e in some.epochs if e["epoch"] not in measured)
+    assert all(some.epochs[k - 1]["test_acc"] == full.epochs[k - 1]["test_acc"] for k in measured)
+
+
+def test_a_training_stopped_early_is_measured_where_it_stopped():
+    data = ck.data.load("digits", batch_size=256, limit=256)
+    model = ck.models.build("mlp", data.input_shape, 10, width=0.1)
+    history = Trainer(model, data, epochs=5, callbacks=[StopAt()], progress=False, device="cpu", eval_every=4).fit()
+    assert [e["epoch"] for e in history.epochs] == [1, 2] and "test_acc" in history.epochs[-1]
+    assert "test_acc" not in history.epochs[0]
+
+
+@pytest.mark.parametrize("every", [0, -1, 1.5, True, "2"])
+def test_eval_every_must_be_a_positive_integer(every):
+    data, model = _digits_cnn()
+    with pytest.raises(ValueError, match="eval_every must be an integer >= 1"):
+        Trainer(model, data, epochs=1, progress=False, device="cpu", eval_every=every)
+
+
+def test_a_run_measured_less_often_keeps_its_final_metric_and_its_own_key(tmp_path):
+    """cropkit.run(eval_every=k) on a control task (the test episodes are the dear part): the same final return
+    and training losses as every epoch, the best return taken over the measured epochs only, another cache key."""
+    common = dict(data="cartpole", model="policy", width=0.25, sparsity=0.8, epochs=5, batch_size=4, limit=30,
+                  lr=5e-3, schedule="constant", score_batches=1, seed=0, profile="smoke", progress=False,
+                  cache_dir=tmp_path, threads=1)
+    every, sparse = ck.run("snip", **common), ck.run("snip", eval_every=3, **common)
+    assert sparse.test_metric == every.test_metric
+    assert [e["train_loss"] for e in sparse.history] == [e["train_loss"] for e in every.history]
+    measured = [e["test_return"] for e in sparse.history if "test_return" in e]
+    assert len(measured) == 2 and sparse.best_test_metric == max(measured)
+    assert sparse.key != every.key and sparse.config["eval_every"] == 3 and every.config["eval_every"] == 1

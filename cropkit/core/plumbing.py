@@ -1,5 +1,6 @@
-"""Small helpers every module shares, each written once: eval mode, a model's device, a parameter's plain name, the
-state of every random number generator a training draws from, whether a warning is cropkit's own."""
+"""Small helpers every module shares, each written once: eval mode (and ``frozen``, for measuring), a model's device,
+a parameter's plain name, the state of every random number generator a training draws from, whether a warning is
+cropkit's own."""
 from __future__ import annotations
 
 import contextlib
@@ -12,6 +13,7 @@ from typing import Iterator
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 
 @contextlib.contextmanager
@@ -25,6 +27,15 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, training in modes:
             m.training = training
+
+
+@contextlib.contextmanager
+def frozen(model: nn.Module) -> Iterator[nn.Module]:
+    """:func:`eval_mode` without gradients, each masked weight θ_orig ⊙ m computed once for the whole block instead of
+    at every forward pass (``torch.nn.utils.parametrize.cached``: the same tensor, as nothing changes θ in the block).
+    For measuring a network and for playing episodes with it."""
+    with torch.no_grad(), eval_mode(model), parametrize.cached():
+        yield model
 
 
 def device_of(model: nn.Module) -> torch.device:

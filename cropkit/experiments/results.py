@@ -64,8 +64,9 @@ class Result:
                         (classification; NaN for the other tasks)
     metric              the task's metric (`cropkit.tasks.task`): "acc", "rmse", "log_ppl", "return"
     test_metric         its final test value; best_test_metric: the best epoch's (max or min by the task) once
-                        pruning had finished. For classification equal to test_acc / best_test_acc (also when
-                        loaded from a result cached before these columns existed)
+                        pruning had finished, among the epochs measured (every ``eval_every``-th and the last).
+                        For classification equal to test_acc / best_test_acc (also when loaded from a result cached
+                        before these columns existed)
     weight_sparsity     removed-or-zero prunable weights ÷ those of the dense model built with the same seed
     node_sparsity       removed nodes ÷ nodes of that dense model (0 for unstructured methods)
     params              nonzero parameters of the final model (masked weights do not count)

@@ -171,7 +171,7 @@ def _measure(ctx: Context, final: nn.Module, structured: bool) -> dict:
     after = [e for e in ctx.history if ctx.prune_epoch is None or e["epoch"] > ctx.prune_epoch]
     key = f"test_{task.metric}"
     metric = dict(metric=task.metric, test_metric=ctx.history[-1][key],
-                  best_test_metric=task.best(e[key] for e in after))
+                  best_test_metric=task.best(e[key] for e in after if key in e))
     accuracy = (metric["test_metric"], metric["best_test_metric"]) if key == "test_acc" else (math.nan, math.nan)
     return dict(
         **metric, test_acc=accuracy[0], best_test_acc=accuracy[1],

@@ -120,7 +120,7 @@ class Context:
         self._trainers += 1
         return train.Trainer(model, self.data, epochs, lr=c.lr, weight_decay=c.weight_decay,
                              schedule=schedule or c.schedule, callbacks=callbacks,
-                             device=self.device, progress=self.progress, seed=self.seed)
+                             device=self.device, progress=self.progress, seed=self.seed, eval_every=c.eval_every)
 
     def fit(self, trainer: train.Trainer) -> nn.Module:
         """Run ``trainer`` to the end, append its epochs to the history; returns the trained model. A resumed run

@@ -108,6 +108,10 @@ COMMON: tuple[Option, ...] = (
     Option("schedule", str, "learning-rate schedule of every sparse phase (cropkit.train)"),
     Option("score_batches", int, "training batches a pruning criterion is scored on", minimum=1),
     Option("measure_emissions", bool, "measure CO₂ emissions with codecarbon"),
+    # in the key: the best epoch's metric and the learning curve see only the epochs measured (the final metric and
+    # the training itself are the same: measuring draws from no random generator the training uses)
+    Option("eval_every", int, "measure the test set every this many epochs and after the last one (1: every epoch)",
+           default=1, minimum=1),
     # in the key: with random augmentation (CIFAR) each worker draws its own random stream, so the batches differ
     Option("num_workers", int, "DataLoader worker processes (0: load in the training process)", default=0,
            minimum=0),

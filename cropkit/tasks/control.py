@@ -65,7 +65,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from cropkit.core.plumbing import eval_mode
+from cropkit.core.plumbing import frozen
 from cropkit.tasks.task import Data, Task
 
 ENVS = {"cartpole": "CartPole-v1", "acrobot": "Acrobot-v1", "lunarlander": "LunarLander-v3"}  # LunarLander: Box2D
@@ -96,7 +96,7 @@ def play(model: nn.Module, env: str, seeds, generator: torch.Generator, max_step
     obs = [e.reset(seed=int(s))[0] for e, s in zip(envs, seeds)]
     episodes = [dict(obs=[], actions=[], rewards=[]) for _ in seeds]
     running, weight = list(range(len(envs))), next(model.parameters())
-    with torch.no_grad(), eval_mode(model):
+    with frozen(model):
         while running:
             x = torch.as_tensor(np.stack([obs[i] for i in running]), dtype=torch.float32)  # (running, obs_dim)
             logits = model(x.to(weight.device, weight.dtype)).float().cpu()

@@ -6,7 +6,7 @@ import random
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, RandomSampler, TensorDataset
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
 
 
 def seed_worker(worker_id: int) -> None:
@@ -28,6 +28,25 @@ class Shuffle(RandomSampler):
         yield from super().__iter__()
 
 
+class Batches(BatchSampler):
+    """The indices of whole batches, in ``sampler``'s order; ``generator`` is the sampler's (the state a resumed
+    run puts back, `cropkit.core.plumbing.rng_state`)."""
+
+    @property
+    def generator(self):
+        return getattr(self.sampler, "generator", None)
+
+
+def _loader(data, batch_size: int, sampler, **loading) -> DataLoader:
+    """A loader of ``batch_size`` batches in ``sampler``'s order. Over tensors (a ``TensorDataset``) it indexes each
+    tensor once per batch (``tensor[indices]``) instead of taking the samples one by one and stacking them: the same
+    batches, bit for bit, without the per-sample Python work (on the lessons' small networks a quarter of a
+    millisecond of every step)."""
+    if isinstance(data, TensorDataset):
+        return DataLoader(data, batch_size=None, sampler=Batches(sampler, batch_size, drop_last=False), **loading)
+    return DataLoader(data, batch_size=batch_size, sampler=sampler, **loading)
+
+
 def loader_pair(train, test, batch_size, seed, *, num_workers=0, pin_memory=False) -> tuple[DataLoader, DataLoader]:
     """The training loader (shuffled by a generator seeded with ``seed``) and the test loader, with
     ``num_workers`` persistent worker processes each, seeded from a generator of their own, and pinned batches if
@@ -36,8 +55,8 @@ def loader_pair(train, test, batch_size, seed, *, num_workers=0, pin_memory=Fals
                    worker_init_fn=seed_worker if num_workers > 0 else None)
     order = Shuffle(train, generator=torch.Generator().manual_seed(seed))
     workers = torch.Generator().manual_seed(seed)  # the workers' seeds: never drawn from the order's generator
-    return (DataLoader(train, batch_size=batch_size, sampler=order, generator=workers, **loading),
-            DataLoader(test, batch_size=max(batch_size, 256), shuffle=False, **loading))
+    return (_loader(train, batch_size, order, generator=workers, **loading),
+            _loader(test, max(batch_size, 256), SequentialSampler(test), **loading))
 
 
 def tensor_loaders(x_train, y_train, x_test, y_test, batch_size, seed, **loading) -> tuple[DataLoader, DataLoader]:

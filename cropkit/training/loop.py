@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cropkit.core.plumbing import eval_mode, rng_state, set_rng_state
+from cropkit.core.plumbing import frozen, rng_state, set_rng_state
 from cropkit.tasks.task import CLASSIFICATION
 
 
@@ -169,14 +169,20 @@ class Trainer:
     """Train ``model`` on ``data`` (a :class:`cropkit.tasks.data.Data` or a pair of loaders (train, test)).
 
     ``task``: the `cropkit.tasks.task.Task` (default: the data's, else classification); ``loss_fn`` overrides its
-    loss."""
+    loss. The test set is measured after every ``eval_every``-th epoch and after the last
+    (``evaluate_every_epoch=False``: never); the other epochs' records have no ``test_*`` entries. Measuring draws
+    from no generator the training uses, so the training and its final test values are the same whatever
+    ``eval_every`` is."""
 
     def __init__(self, model: nn.Module, data, epochs: int, *, lr: float = 2e-3, weight_decay: float = 5e-5,
                  optimizer: str = "adam", schedule: str = "constant", callbacks: Iterable[Callback] = (),
                  device: str | torch.device | None = None, progress: bool = True, seed: int | None = 0,
-                 loss_fn: Callable | None = None, evaluate_every_epoch: bool = True, task=None):
+                 loss_fn: Callable | None = None, evaluate_every_epoch: bool = True, eval_every: int = 1, task=None):
         if epochs < 0:
             raise ValueError(f"epochs must be >= 0; got {epochs}")
+        if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1:
+            raise ValueError(f"eval_every must be an integer >= 1 (measure the test set every that many epochs); "
+                             f"got {eval_every!r}")
         self.train_loader, self.test_loader = (data.train, data.test) if hasattr(data, "train") else data
         self.device = resolve_device(device)
         self.model = model.to(self.device)
@@ -188,7 +194,7 @@ class Trainer:
         self.seed = seed
         self.task = task or getattr(data, "task", None) or CLASSIFICATION
         self.loss_fn = loss_fn or (nn.CrossEntropyLoss() if self.task is CLASSIFICATION else self.task.loss_fn)
-        self.evaluate_every_epoch = evaluate_every_epoch
+        self.evaluate_every_epoch, self.eval_every = evaluate_every_epoch, eval_every
         self.history = History()
         self.epoch = 0  # finished epochs
         self.step = 0  # finished optimizer steps
@@ -269,7 +275,7 @@ class Trainer:
         if self.task.evaluate is not None:
             return self.task.evaluate(self.model, loader, self.device)
         total_loss, total, count, metric_count = 0.0, 0, 0, 0
-        with eval_mode(self.model):
+        with frozen(self.model):
             for x, y in loader:
                 x, y = x.to(self.device), y.to(self.device)
                 logits = self.model(x)
@@ -319,7 +325,7 @@ class Trainer:
             if self.task.step_metric is not None:
                 record[f"train_{metric}"] = self.task.value(float(np.mean(accs)))
             record.update(lr=self.optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - start)
-            if self.evaluate_every_epoch and self.test_loader is not None:
+            if self._evaluates(self.epoch):
                 record["test_loss"], record[f"test_{metric}"] = self.evaluate()
             self.history.epochs.append(record)
             self._call("on_epoch_end")  # may prune, raise self.epochs, or set self.stop
@@ -328,8 +334,17 @@ class Trainer:
                              metric: f"{record.get(f'test_{metric}', float('nan')):.3f}"})
             bar.update(1)
         bar.close()
+        last = self.history.epochs[-1] if self.history.epochs else None
+        if last is not None and self._evaluates(self.epochs) and "test_loss" not in last:  # stopped early
+            last["test_loss"], last[f"test_{self.task.metric}"] = self.evaluate()
         self._call("on_train_end")
         return self.history
+
+    def _evaluates(self, epoch: int) -> bool:
+        """Whether the test set is measured after ``epoch``: every ``eval_every``-th epoch and the last one planned
+        (a training that a callback stops earlier is measured where it stopped), unless evaluation is off."""
+        return (self.evaluate_every_epoch and self.test_loader is not None
+                and (epoch % self.eval_every == 0 or epoch >= self.epochs))
 
 
 def fit(model: nn.Module, data, epochs: int, **kwargs) -> History:
