@@ -46,10 +46,10 @@ if HOSTED and importlib.util.find_spec("cropkit") is None:
 PROFILE = "cpu"  # type: str  the values below are the cpu profile (a laptop), and cropkit.run takes its other defaults from it; the harness (--profile smoke or paper) applies 05_beyond_classification.profiles.json on top
 OUTPUT_DIR = "outputs"  # type: str  where the JSON results and figures are written
 DOMAINS = ["depth", "pydoc", "cartpole", "acrobot", "lunarlander"]  # type: list  datasets to run, of depth, pydoc, cartpole, acrobot, lunarlander
-SETTINGS = {  # the sweep makes about 30 runs per domain, so each run here takes a few seconds on one thread
-    "depth": {"model": "fcn", "width": 0.5, "epochs": 12, "batch_size": 32, "limit": 512, "lr": 1e-2, "score_batches": 2, "max_dense_epochs": 6, "measure_emissions": False},  # a quarter of the 2000 scenes; 12 epochs at 1e-2 (benchmarks/lesson05_budget.py: dense seed 0 at 4 epochs and 2e-3, RMSE 0.61, its training loss still falling 9 % in the last epoch; here 0.39, 3 %)
-    "pydoc": {"model": "lstm", "width": 0.5, "epochs": 10, "batch_size": 32, "limit": 1024, "lr": 1e-2, "score_batches": 2, "max_dense_epochs": 6, "measure_emissions": False},  # a third of the sequences; 10 epochs at 1e-2 (benchmarks/lesson05_budget.py: dense seed 0 at 3 epochs and 5e-3, 5.17 nats; here 4.38, its training loss falling 0.4 % in the last epoch)
-    "cartpole": {"model": "policy", "width": 0.5, "epochs": 30, "batch_size": 16, "limit": None, "lr": 5e-3, "schedule": "constant", "score_batches": 1, "max_dense_epochs": 10, "measure_emissions": False, "eval_every": 10},  # REINFORCE: 16 episodes and one step per epoch (CartPole reaches 500 within 30 epochs); the 10 test episodes are played every 10th epoch and after the last (the tables read the last)
+SETTINGS = {  # the sweep makes about 30 runs per domain, so each run here takes a few seconds on one thread; eval_every 10 measures the test set every 10th epoch and after the last (the tables read the last; measuring every epoch cost a fifth of a depth run and two fifths of a game run)
+    "depth": {"model": "fcn", "width": 0.5, "epochs": 12, "batch_size": 32, "limit": 512, "lr": 1e-2, "score_batches": 2, "max_dense_epochs": 6, "measure_emissions": False, "eval_every": 10},  # a quarter of the 2000 scenes; 12 epochs at 1e-2 (benchmarks/lesson05_budget.py: dense seed 0 at 4 epochs and 2e-3, RMSE 0.61, its training loss still falling 9 % in the last epoch; here 0.39, 3 %)
+    "pydoc": {"model": "lstm", "width": 0.5, "epochs": 10, "batch_size": 32, "limit": 1024, "lr": 1e-2, "score_batches": 2, "max_dense_epochs": 6, "measure_emissions": False, "eval_every": 10},  # a third of the sequences; 10 epochs at 1e-2 (benchmarks/lesson05_budget.py: dense seed 0 at 3 epochs and 5e-3, 5.17 nats; here 4.38, its training loss falling 0.4 % in the last epoch)
+    "cartpole": {"model": "policy", "width": 0.5, "epochs": 30, "batch_size": 16, "limit": None, "lr": 5e-3, "schedule": "constant", "score_batches": 1, "max_dense_epochs": 10, "measure_emissions": False, "eval_every": 10},  # REINFORCE: 16 episodes and one step per epoch (CartPole reaches 500 within 30 epochs)
     "acrobot": {"model": "policy", "width": 0.5, "epochs": 30, "batch_size": 16, "limit": None, "lr": 5e-3, "schedule": "constant", "score_batches": 1, "max_dense_epochs": 10, "measure_emissions": False, "eval_every": 10},  # as CartPole
     "lunarlander": {"model": "policy", "width": 0.5, "epochs": 60, "batch_size": 16, "limit": None, "lr": 2e-3, "schedule": "constant", "score_batches": 1, "max_dense_epochs": 10, "measure_emissions": False, "eval_every": 10},  # dense, 3 seeds (random policy: -193): 30 epochs at 5e-3 -118/-51; 60 at 5e-3 -102/238/150; 60 at 2e-3 -5/43/10, the steadiest; ~20 s a run
 }  # type: dict  cropkit.run settings of each domain
@@ -217,7 +217,10 @@ phases.done("gradient flow")
 # (max_dense_epochs + E), so that EarlyCroP's extra dense epochs are not mistaken for a gain from pruning. Runs go
 # `WORKERS` at a time, each in its own one-thread process (on two cores, two small runs side by side finish sooner
 # than one run on two threads). `ck.run` stores each run in a cache keyed by its complete configuration and the
-# code's version, so running this notebook again replays the runs (set `CACHE = False` to train again).
+# code's version, so running this notebook again replays the runs (set `CACHE = False` to train again). Each run measures
+# its test set every `eval_every` epochs and after its last (`SETTINGS`): the tables read the last, and measuring draws
+# no random number the training uses, so a run trains exactly as when it is measured every epoch — only its
+# `best_test_metric` sees fewer epochs.
 
 # %%
 def jobs_for(domain):
