@@ -65,3 +65,19 @@ def test_quick_run_prints_targets_and_where(quick_run):
     _, stdout = quick_run
     assert "PASS" in stdout or "MISS" in stdout
     assert "load avg" in stdout and "torch" in stdout
+
+
+def test_the_eval_every_benchmark_measures_lesson_settings_and_finds_equal_runs(monkeypatch, capsys):
+    """benchmarks/eval_every.py: lesson 05's five domains and the mnist1d network; each pair of runs (measured every
+    epoch, and after the last only) ends with the same training and final metric; a bad --only is a usage error."""
+    from benchmarks import eval_every
+
+    assert set(eval_every.settings()) == {"mnist1d", "depth", "pydoc", "cartpole", "acrobot", "lunarlander"}
+    tiny = dict(data="cartpole", model="policy", width=0.25, sparsity=0.8, epochs=3, batch_size=4, limit=30, lr=5e-3,
+                schedule="constant", score_batches=1, profile="smoke")
+    monkeypatch.setattr(eval_every, "settings", lambda: {"cartpole": tiny})
+    found = eval_every.main(["--pairs", "1"])
+    assert found["cartpole"]["same"] is True and found["cartpole"]["every"] > 0
+    assert "cartpole" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        eval_every.main(["--only", "chess"])
